@@ -1,0 +1,67 @@
+//! Static SPA assets: files from a folder, with `index.html` for paths that name no file.
+
+use std::path::{Path, PathBuf};
+
+use http::{Request, Response, Uri};
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+use tower_http::services::{ServeDir, ServeFile};
+
+use crate::body::{Body, BoxError};
+
+/// A folder served under a route.
+#[derive(Debug, Clone)]
+pub struct StaticSite {
+    dir: PathBuf,
+    service: ServeDir<ServeFile>,
+}
+
+impl StaticSite {
+    /// Serves `dir`; it must exist.
+    pub fn new(dir: &Path) -> std::io::Result<Self> {
+        if !dir.is_dir() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!(
+                    "static folder `{}` does not exist; build your site into it or fix `static`",
+                    dir.display()
+                ),
+            ));
+        }
+        let index = dir.join("index.html");
+        let service = ServeDir::new(dir)
+            .append_index_html_on_directories(true)
+            .fallback(ServeFile::new(index));
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            service,
+        })
+    }
+
+    /// The folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Answers `req` with the file at `path_info` (relative to the folder).
+    pub async fn serve<B>(&self, req: Request<B>, path_info: &str) -> Response<Body>
+    where
+        B: Send + 'static,
+    {
+        let (mut parts, _body) = req.into_parts();
+        let path = if path_info.is_empty() { "/" } else { path_info };
+        let path_and_query = match parts.uri.query() {
+            Some(q) => format!("{path}?{q}"),
+            None => path.to_owned(),
+        };
+        parts.uri = Uri::builder()
+            .path_and_query(path_and_query)
+            .build()
+            .unwrap_or_else(|_| Uri::from_static("/"));
+        let req = Request::from_parts(parts, http_body_util::Empty::<bytes::Bytes>::new());
+        match self.service.clone().oneshot(req).await {
+            Ok(response) => response.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed_unsync()),
+            Err(never) => match never {},
+        }
+    }
+}

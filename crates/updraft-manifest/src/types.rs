@@ -1,0 +1,143 @@
+//! The manifest's tables, as serde types. Unknown keys are errors everywhere.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use crate::values::{AllowedHost, ByteSize, HumanDuration, Template};
+
+/// Default HTTP function timeout (DESIGN §9).
+pub const DEFAULT_HTTP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// Default memory cap per instance.
+pub const DEFAULT_MEMORY: u64 = 128 * 1024 * 1024;
+/// Default number of concurrent instances of one function.
+pub const DEFAULT_MAX_CONCURRENCY: u32 = 100;
+
+/// `updraft.toml`: resources, then functions, then triggers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// `[app]`
+    pub app: App,
+    /// `[variables]`: app variables, filled from `UPDRAFT_VAR_<NAME>` or `.env`.
+    #[serde(default)]
+    pub variables: BTreeMap<String, VariableDecl>,
+    /// `[function.<id>]`
+    #[serde(default)]
+    pub function: BTreeMap<String, Function>,
+    /// `[[trigger.<kind>]]`
+    #[serde(default)]
+    pub trigger: Triggers,
+}
+
+/// `[app]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct App {
+    /// The app's name, shown in logs and the CLI.
+    pub name: String,
+    /// A line about what the app does.
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// One entry of `[variables]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VariableDecl {
+    /// Start fails when no value is given.
+    #[serde(default)]
+    pub required: bool,
+    /// Never logged or shown.
+    #[serde(default)]
+    pub secret: bool,
+    /// The value when none is given.
+    #[serde(default)]
+    pub default: Option<String>,
+}
+
+/// `[function.<id>]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Function {
+    /// The component file, relative to the manifest.
+    pub source: PathBuf,
+    /// How to build the component.
+    #[serde(default)]
+    pub build: Option<Build>,
+    /// Hosts the function may send HTTP requests to: `scheme://host[:port]`, with `*`
+    /// wildcards for a whole host, a subdomain prefix or the port.
+    #[serde(default)]
+    pub allowed_outbound_hosts: Vec<AllowedHost>,
+    /// Variables the function sees through `wasi:config` and its environment: a literal
+    /// or a template naming app variables (`"{{ greeting }}"`).
+    #[serde(default)]
+    pub variables: BTreeMap<String, Template>,
+    /// Wall-clock limit for one invocation (`"30s"`, `"500ms"`).
+    #[serde(default)]
+    pub timeout: Option<HumanDuration>,
+    /// Memory cap for one instance (`"128MiB"`).
+    #[serde(default)]
+    pub memory: Option<ByteSize>,
+    /// How many instances may run at once; more requests get 503 + `Retry-After`.
+    #[serde(default)]
+    pub max_concurrency: Option<u32>,
+}
+
+impl Function {
+    /// The timeout in force for HTTP invocations.
+    pub fn http_timeout(&self) -> std::time::Duration {
+        self.timeout.map_or(DEFAULT_HTTP_TIMEOUT, |t| t.0)
+    }
+
+    /// The memory cap in force.
+    pub fn memory_bytes(&self) -> u64 {
+        self.memory.map_or(DEFAULT_MEMORY, |m| m.0)
+    }
+
+    /// The concurrency cap in force.
+    pub fn concurrency(&self) -> u32 {
+        self.max_concurrency.unwrap_or(DEFAULT_MAX_CONCURRENCY)
+    }
+}
+
+/// `[function.<id>.build]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Build {
+    /// A shell command that produces `source`.
+    pub command: String,
+    /// Where to run it, relative to the manifest (default: the manifest's folder).
+    #[serde(default)]
+    pub workdir: Option<PathBuf>,
+    /// Globs (relative to `workdir`) whose change makes the component stale.
+    #[serde(default)]
+    pub watch: Vec<String>,
+}
+
+/// `[[trigger.*]]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Triggers {
+    /// `[[trigger.http]]`
+    #[serde(default)]
+    pub http: Vec<HttpTrigger>,
+}
+
+/// `[[trigger.http]]`: a route served by a function or by static files.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpTrigger {
+    /// `/literal/:param/...`
+    pub route: String,
+    /// Methods this route answers; all when absent.
+    #[serde(default)]
+    pub methods: Option<Vec<String>>,
+    /// The function that answers.
+    #[serde(default)]
+    pub function: Option<String>,
+    /// A folder of static files (an SPA); unknown paths fall back to `index.html`.
+    #[serde(default, rename = "static")]
+    pub static_dir: Option<PathBuf>,
+}

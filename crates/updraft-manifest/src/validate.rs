@@ -1,0 +1,165 @@
+//! Checks that go beyond types: names, cross-references and ranges.
+//!
+//! Route patterns are checked by the gateway's router, which owns their meaning.
+
+use crate::error::ManifestError;
+use crate::types::{Function, HttpTrigger, Manifest};
+use crate::values::is_variable_name;
+
+/// HTTP methods a route may list.
+pub const METHODS: &[&str] = &[
+    "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE",
+];
+
+pub(crate) fn manifest(m: &Manifest) -> Result<(), ManifestError> {
+    if !is_id(&m.app.name) {
+        return Err(ManifestError::invalid(
+            "app.name",
+            format!(
+                "`{}` is not a valid app name; use lowercase letters, digits and `-`, starting with a letter",
+                m.app.name
+            ),
+        ));
+    }
+    for (name, decl) in &m.variables {
+        let key = format!("variables.{name}");
+        if !is_variable_name(name) {
+            return Err(ManifestError::invalid(
+                key,
+                "variable names use lowercase letters, digits and `_`, starting with a letter",
+            ));
+        }
+        if decl.required && decl.default.is_some() {
+            return Err(ManifestError::invalid(
+                key,
+                "a variable is either `required` or has a `default`, not both; drop one",
+            ));
+        }
+    }
+    for (id, f) in &m.function {
+        function(m, id, f)?;
+    }
+    for (i, t) in m.trigger.http.iter().enumerate() {
+        http_trigger(m, i, t)?;
+    }
+    Ok(())
+}
+
+fn function(m: &Manifest, id: &str, f: &Function) -> Result<(), ManifestError> {
+    let key = |k: &str| format!("function.{id}.{k}");
+    if !is_id(id) {
+        return Err(ManifestError::invalid(
+            format!("function.{id}"),
+            "function ids use lowercase letters, digits and `-`, starting with a letter",
+        ));
+    }
+    if f.source.as_os_str().is_empty() {
+        return Err(ManifestError::invalid(
+            key("source"),
+            "give the path of the function's `.wasm` component",
+        ));
+    }
+    if let Some(b) = &f.build
+        && b.command.trim().is_empty()
+    {
+        return Err(ManifestError::invalid(
+            key("build.command"),
+            "the build command is empty; give the command that produces `source`, or drop `[build]`",
+        ));
+    }
+    if f.max_concurrency == Some(0) {
+        return Err(ManifestError::invalid(
+            key("max_concurrency"),
+            "must be at least 1",
+        ));
+    }
+    if let Some(mem) = f.memory
+        && mem.0 < 1 << 20
+    {
+        return Err(ManifestError::invalid(
+            key("memory"),
+            format!("{mem} is too small for a component; give at least \"1MiB\""),
+        ));
+    }
+    for (name, template) in &f.variables {
+        if !is_variable_name(name) {
+            return Err(ManifestError::invalid(
+                key(&format!("variables.{name}")),
+                "variable names use lowercase letters, digits and `_`, starting with a letter",
+            ));
+        }
+        for used in template.variables() {
+            if !m.variables.contains_key(used) {
+                return Err(ManifestError::invalid(
+                    key(&format!("variables.{name}")),
+                    format!(
+                        "`{{{{ {used} }}}}` names an app variable that is not declared; add `{used} = {{ default = \"...\" }}` under `[variables]`"
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn http_trigger(m: &Manifest, i: usize, t: &HttpTrigger) -> Result<(), ManifestError> {
+    let key = |k: &str| format!("trigger.http[{i}].{k}");
+    match (&t.function, &t.static_dir) {
+        (Some(_), Some(_)) => {
+            return Err(ManifestError::invalid(
+                key("static"),
+                "a route is served by a `function` or by `static` files, not both; split it into two routes",
+            ));
+        }
+        (None, None) => {
+            return Err(ManifestError::invalid(
+                format!("trigger.http[{i}]"),
+                "the route has neither `function` nor `static`; add `function = \"<id>\"`",
+            ));
+        }
+        (Some(f), None) if !m.function.contains_key(f) => {
+            return Err(ManifestError::invalid(
+                key("function"),
+                format!(
+                    "function `{f}` is not declared; add a `[function.{f}]` table or fix the name{}",
+                    declared(m.function.keys())
+                ),
+            ));
+        }
+        _ => {}
+    }
+    if let Some(methods) = &t.methods {
+        if methods.is_empty() {
+            return Err(ManifestError::invalid(
+                key("methods"),
+                "an empty list matches nothing; list methods like [\"GET\"] or drop the key to allow all",
+            ));
+        }
+        for method in methods {
+            if !METHODS.contains(&method.to_ascii_uppercase().as_str()) {
+                return Err(ManifestError::invalid(
+                    key("methods"),
+                    format!("`{method}` is not an HTTP method; use one of {}", METHODS.join(", ")),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `[a-z][a-z0-9-]*`
+pub fn is_id(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+/// ` (declared: `a`, `b`)`, or nothing when none are.
+fn declared<'a>(known: impl Iterator<Item = &'a String>) -> String {
+    let list: Vec<String> = known.map(|k| format!("`{k}`")).collect();
+    if list.is_empty() {
+        String::new()
+    } else {
+        format!(" (declared: {})", list.join(", "))
+    }
+}

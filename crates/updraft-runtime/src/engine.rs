@@ -1,0 +1,204 @@
+//! The engine: one per node, configured once with explicit pooling limits.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Semaphore;
+use wasmtime::component::Linker;
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+
+use crate::cache::ComponentCache;
+use crate::error::LoadError;
+use crate::http::HttpFunction;
+use crate::state::InvocationState;
+use crate::{FunctionSpec, Observer};
+
+/// How often the epoch ticks: the granularity of timeouts and of yielding to other tasks.
+pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// Node-wide engine settings.
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    /// Instances that may exist at once on this node (DESIGN §9: 1,000).
+    pub max_instances: u32,
+    /// The largest memory any function may have, in bytes.
+    pub max_memory: u64,
+    /// Bytes of each linear memory and table kept resident between instances.
+    pub keep_resident: usize,
+    /// Where compiled components are cached.
+    pub cache_dir: PathBuf,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        Self {
+            max_instances: 1000,
+            max_memory: updraft_manifest::DEFAULT_MEMORY,
+            keep_resident: 16 << 20,
+            cache_dir: PathBuf::from(".updraft/cache"),
+        }
+    }
+}
+
+/// The wasmtime engine, linker and component cache shared by every function of a node.
+pub struct Runtime {
+    engine: Engine,
+    linker: Arc<Linker<InvocationState>>,
+    cache: ComponentCache,
+    node_permits: Arc<Semaphore>,
+    settings: EngineSettings,
+    pooling: bool,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+impl Runtime {
+    /// Builds the engine. Falls back to on-demand allocation (with a warning) when the
+    /// pooling allocator cannot reserve its address space, e.g. under `ulimit -v`.
+    pub fn new(settings: EngineSettings) -> anyhow::Result<Self> {
+        let (engine, pooling) = match Engine::new(&config(&settings, true)) {
+            Ok(engine) => (engine, true),
+            Err(err) => {
+                tracing::warn!(
+                    "pooling allocator unavailable ({err:#}); falling back to on-demand allocation, which instantiates more slowly. Lift any virtual-memory limit (`ulimit -v`) to restore it"
+                );
+                (Engine::new(&config(&settings, false))?, false)
+            }
+        };
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+        wasmtime_wasi_config::add_to_linker(&mut linker, |s: &mut InvocationState| {
+            wasmtime_wasi_config::WasiConfig::from(&*s.config)
+        })?;
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        spawn_epoch_ticker(&engine, ticker_stop.clone());
+        let cache = ComponentCache::new(settings.cache_dir.clone());
+        Ok(Self {
+            node_permits: Arc::new(Semaphore::new(settings.max_instances as usize)),
+            engine,
+            linker: Arc::new(linker),
+            cache,
+            settings,
+            pooling,
+            ticker_stop,
+        })
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Whether the pooling allocator is in use.
+    pub fn pooling(&self) -> bool {
+        self.pooling
+    }
+
+    /// The settings the engine was built with.
+    pub fn settings(&self) -> &EngineSettings {
+        &self.settings
+    }
+
+    /// Invocations running now on this node.
+    pub fn in_flight(&self) -> usize {
+        self.settings.max_instances as usize - self.node_permits.available_permits()
+    }
+
+    /// Waits until no invocation is running, or `grace` has passed. Returns whether it drained.
+    pub async fn drain(&self, grace: Duration) -> bool {
+        let all = self.settings.max_instances;
+        tokio::time::timeout(grace, self.node_permits.acquire_many(all))
+            .await
+            .is_ok_and(|permit| permit.is_ok())
+    }
+
+    /// Loads an HTTP function: compile (or take from the cache) and pre-instantiate.
+    pub fn load_http(
+        &self,
+        spec: FunctionSpec,
+        observer: Observer,
+    ) -> Result<(HttpFunction, crate::CacheOutcome), LoadError> {
+        if spec.memory > self.settings.max_memory {
+            return Err(LoadError::Engine {
+                function: spec.id.clone(),
+                message: format!(
+                    "memory limit of {} bytes is above the node's maximum of {} bytes",
+                    spec.memory, self.settings.max_memory
+                ),
+            });
+        }
+        let (component, outcome) = self.cache.load(&self.engine, &spec.id, &spec.source)?;
+        let invalid = |message: String| LoadError::Invalid {
+            function: spec.id.clone(),
+            path: spec.source.clone(),
+            message,
+        };
+        let pre = self.linker.instantiate_pre(&component).map_err(|err| {
+            invalid(format!(
+                "{err:#}; updraft provides WASI 0.2 (cli, clocks, random, io, http) and wasi:config"
+            ))
+        })?;
+        let pre = ProxyPre::new(pre).map_err(|err| {
+            invalid(format!(
+                "{err:#}; an HTTP function must export `wasi:http/incoming-handler` (build it with `wstd`'s `#[http_server]` or any `wasi:http` toolchain)"
+            ))
+        })?;
+        let function = HttpFunction::new(spec, pre, self.node_permits.clone(), observer);
+        Ok((function, outcome))
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn config(settings: &EngineSettings, pooling: bool) -> Config {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    config.epoch_interruption(true);
+    if pooling {
+        let n = settings.max_instances;
+        let mut pool = PoolingAllocationConfig::default();
+        // A Rust wasip2 component has a handful of core instances, one memory and a few
+        // tables; these totals leave room for that at full concurrency.
+        pool.total_component_instances(n)
+            .total_core_instances(n.saturating_mul(8))
+            .total_memories(n.saturating_mul(2))
+            .total_tables(n.saturating_mul(4))
+            .total_stacks(n)
+            .max_memory_size(usize::try_from(settings.max_memory).unwrap_or(usize::MAX))
+            .linear_memory_keep_resident(settings.keep_resident)
+            .table_keep_resident(settings.keep_resident);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    }
+    config
+}
+
+/// Ticks the engine's epoch until `stop` is set. A plain thread: it must keep ticking even
+/// when every tokio worker is busy running guest code.
+fn spawn_epoch_ticker(engine: &Engine, stop: Arc<AtomicBool>) {
+    let weak = engine.weak();
+    let spawned = std::thread::Builder::new()
+        .name("updraft-epoch".into())
+        .spawn(move || {
+            let mut next = Instant::now();
+            while !stop.load(Ordering::Relaxed) {
+                next += EPOCH_TICK;
+                if let Some(sleep) = next.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(sleep);
+                }
+                match weak.upgrade() {
+                    Some(engine) => engine.increment_epoch(),
+                    None => return,
+                }
+            }
+        });
+    if let Err(err) = spawned {
+        tracing::error!("cannot start the epoch thread ({err}); function timeouts will not fire");
+    }
+}

@@ -1,0 +1,69 @@
+//! The reserved `/_updraft/` endpoints: health, readiness and metrics.
+//!
+//! The admin API (`/_updraft/api/v1`) and the dashboard will be added here as axum routes.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::Json;
+use axum::extract::State;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use http::{Request, Response, StatusCode, header};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use serde_json::json;
+use tower::ServiceExt;
+use updraft_gateway::{Body, BoxError, error_response};
+
+use crate::node::NodeState;
+
+pub(crate) async fn handle(state: Arc<NodeState>, req: Request<Incoming>) -> Response<Body> {
+    let router = axum::Router::new()
+        .route("/_updraft/healthz", get(healthz))
+        .route("/_updraft/readyz", get(readyz))
+        .route("/_updraft/metrics", get(metrics))
+        .fallback(not_found)
+        .with_state(state);
+    match router.oneshot(req).await {
+        Ok(response) => response.map(|b| b.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync()),
+        Err(never) => match never {},
+    }
+}
+
+async fn healthz() -> impl IntoResponse {
+    Json(json!({ "status": "ok" }))
+}
+
+async fn readyz(State(state): State<Arc<NodeState>>) -> impl IntoResponse {
+    if state.ready.load(Ordering::Relaxed) {
+        (
+            StatusCode::OK,
+            Json(json!({ "status": "ready", "functions": state.functions })),
+        )
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "draining" })),
+        )
+    }
+}
+
+async fn metrics() -> impl IntoResponse {
+    let text = crate::metrics::handle().map(|h| h.render()).unwrap_or_default();
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        text,
+    )
+}
+
+async fn not_found(req: axum::extract::Request) -> Response<Body> {
+    error_response(
+        StatusCode::NOT_FOUND,
+        &format!(
+            "`{}` is not an updraft endpoint; try /_updraft/healthz, /_updraft/readyz or /_updraft/metrics",
+            req.uri().path()
+        ),
+        None,
+    )
+}

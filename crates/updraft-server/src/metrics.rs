@@ -1,0 +1,88 @@
+//! Prometheus metrics for invocations, and the observer that feeds them.
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use updraft_runtime::{InvocationObserver, InvocationRecord, LogStream};
+
+const DURATION_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0, 30.0, 60.0, 300.0,
+];
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// The process's Prometheus recorder, installed on first use.
+pub fn handle() -> Option<&'static PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Suffix("_seconds".to_owned()),
+                    DURATION_BUCKETS,
+                )
+                .ok()?
+                .build_recorder();
+            let handle = recorder.handle();
+            metrics::set_global_recorder(recorder).ok()?;
+            describe();
+            Some(handle)
+        })
+        .as_ref()
+}
+
+fn describe() {
+    metrics::describe_counter!(
+        "updraft_invocations_total",
+        "Function invocations by function, trigger and outcome"
+    );
+    metrics::describe_histogram!(
+        "updraft_invocation_duration_seconds",
+        metrics::Unit::Seconds,
+        "Whole invocation time, from instantiation to the end of the response body"
+    );
+    metrics::describe_histogram!(
+        "updraft_instantiate_seconds",
+        metrics::Unit::Seconds,
+        "Store creation plus instantiation from the pre-instantiated component"
+    );
+    metrics::describe_counter!(
+        "updraft_cold_starts_total",
+        "First invocations of a function since its component was loaded"
+    );
+}
+
+/// Feeds metrics and prints guest output through `tracing`.
+#[derive(Debug, Default)]
+pub struct NodeObserver;
+
+impl InvocationObserver for NodeObserver {
+    fn log_line(&self, function: &str, invocation_id: &str, stream: LogStream, line: &str) {
+        tracing::info!(target: "updraft::guest", function, invocation = invocation_id, stream = stream.as_str(), "{line}");
+    }
+
+    fn finished(&self, r: &InvocationRecord) {
+        let function = r.function.clone();
+        metrics::counter!(
+            "updraft_invocations_total",
+            "function" => function.clone(),
+            "trigger" => r.trigger,
+            "outcome" => r.outcome.as_str()
+        )
+        .increment(1);
+        if r.outcome == updraft_runtime::Outcome::Rejected {
+            return;
+        }
+        metrics::histogram!(
+            "updraft_invocation_duration_seconds",
+            "function" => function.clone(),
+            "trigger" => r.trigger
+        )
+        .record(r.duration_us as f64 / 1e6);
+        metrics::histogram!("updraft_instantiate_seconds", "function" => function.clone())
+            .record(r.instantiate_us as f64 / 1e6);
+        if r.cold {
+            metrics::counter!("updraft_cold_starts_total", "function" => function).increment(1);
+        }
+    }
+}

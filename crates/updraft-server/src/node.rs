@@ -1,0 +1,369 @@
+//! A running node: one listener, the gateway's route table, the runtime, and a graceful drain.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use updraft_gateway::headers::{FunctionHeaders, INVOCATION_ID};
+use updraft_gateway::router::RESERVED_PREFIX;
+use updraft_gateway::{Body, BoxError, Lookup, Router, StaticSite, error_response};
+use updraft_runtime::{
+    CacheOutcome, EngineSettings, HttpFunction, HttpInvocation, InvokeError, Observer, Runtime,
+};
+
+use crate::admin;
+use crate::app::{AppPlan, RouteTarget};
+use crate::body_limit::LimitedBody;
+
+/// Default request body limit (DESIGN §9).
+pub const DEFAULT_MAX_BODY: u64 = 10 << 20;
+/// Default request header limit (DESIGN §9).
+pub const DEFAULT_MAX_HEADERS: usize = 64 << 10;
+
+/// How a node listens and drains.
+#[derive(Debug, Clone)]
+pub struct NodeOptions {
+    /// The gateway listener.
+    pub listen: SocketAddr,
+    /// How long in-flight work may take to finish after a shutdown signal.
+    pub grace: Duration,
+    /// Request body limit in bytes.
+    pub max_body: u64,
+    /// Node-wide instance limit.
+    pub max_instances: u32,
+}
+
+impl Default for NodeOptions {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            grace: Duration::from_secs(30),
+            max_body: DEFAULT_MAX_BODY,
+            max_instances: 1000,
+        }
+    }
+}
+
+/// How one function was loaded.
+#[derive(Debug, Clone)]
+pub struct LoadReport {
+    /// The function id.
+    pub function: String,
+    /// Compiled now or taken from the cache.
+    pub outcome: CacheOutcome,
+}
+
+/// What answers a route.
+#[derive(Clone)]
+enum Handler {
+    Function(HttpFunction),
+    Static(StaticSite),
+}
+
+pub(crate) struct NodeState {
+    router: Router<Handler>,
+    runtime: Runtime,
+    max_body: u64,
+    local_addr: SocketAddr,
+    pub(crate) ready: AtomicBool,
+    pub(crate) functions: usize,
+}
+
+/// A node that is serving. Drop it or call [`RunningNode::shutdown`] to stop.
+pub struct RunningNode {
+    /// The address the gateway listens on.
+    pub addr: SocketAddr,
+    /// How each function was loaded.
+    pub loaded: Vec<LoadReport>,
+    /// The routes, most specific first, as `(methods, pattern, target)` for display.
+    pub routes: Vec<(String, String, String)>,
+    stop: watch::Sender<bool>,
+    done: tokio::task::JoinHandle<bool>,
+}
+
+impl RunningNode {
+    /// Stops accepting, lets in-flight requests finish within the grace period, and returns
+    /// whether everything finished in time.
+    pub async fn shutdown(self) -> bool {
+        let _ = self.stop.send(true);
+        self.done.await.unwrap_or(false)
+    }
+}
+
+/// Loads every function of `plan`, binds the listener and starts serving.
+pub async fn start(plan: AppPlan, options: NodeOptions, observer: Observer) -> anyhow::Result<RunningNode> {
+    let max_memory = plan
+        .functions
+        .iter()
+        .map(|f| f.memory)
+        .max()
+        .unwrap_or(updraft_manifest::DEFAULT_MEMORY)
+        .max(updraft_manifest::DEFAULT_MEMORY);
+    let runtime = Runtime::new(EngineSettings {
+        max_instances: options.max_instances,
+        max_memory,
+        cache_dir: plan.manifest.state_dir().join("cache"),
+        ..EngineSettings::default()
+    })
+    .context("cannot start the WebAssembly engine")?;
+
+    let mut loaded = Vec::new();
+    let mut functions = std::collections::BTreeMap::new();
+    for spec in &plan.functions {
+        let (function, outcome) = runtime.load_http(spec.clone(), observer.clone())?;
+        loaded.push(LoadReport {
+            function: spec.id.clone(),
+            outcome,
+        });
+        functions.insert(spec.id.clone(), function);
+    }
+    let manifest_path = plan.manifest.path.clone();
+    let routes = plan
+        .router
+        .routes()
+        .iter()
+        .map(|r| {
+            let methods = r.methods.as_ref().map_or_else(
+                || "*".to_owned(),
+                |m| m.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(","),
+            );
+            let target = match &r.target {
+                RouteTarget::Function(f) => format!("function `{f}`"),
+                RouteTarget::Static(dir) => format!("static `{}`", dir.display()),
+            };
+            (methods, r.pattern.as_str().to_owned(), target)
+        })
+        .collect();
+    let router = plan.router.try_map(|pattern, target| match target {
+        RouteTarget::Function(id) => functions
+            .get(&id)
+            .cloned()
+            .map(Handler::Function)
+            .ok_or_else(|| anyhow::anyhow!("route `{}` names unknown function `{id}`", pattern.as_str())),
+        RouteTarget::Static(dir) => StaticSite::new(&dir)
+            .map(Handler::Static)
+            .with_context(|| format!("route `{}` in `{}`", pattern.as_str(), manifest_path.display())),
+    })?;
+
+    let listener = TcpListener::bind(options.listen)
+        .await
+        .with_context(|| format!("cannot listen on `{}`; pick another address with `--listen`", options.listen))?;
+    let addr = listener.local_addr()?;
+    let state = Arc::new(NodeState {
+        router,
+        runtime,
+        max_body: options.max_body,
+        local_addr: addr,
+        ready: AtomicBool::new(true),
+        functions: functions.len(),
+    });
+    let (stop, stop_rx) = watch::channel(false);
+    let done = tokio::spawn(serve(listener, state, stop_rx, options.grace));
+    Ok(RunningNode {
+        addr,
+        loaded,
+        routes,
+        stop,
+        done,
+    })
+}
+
+async fn serve(
+    listener: TcpListener,
+    state: Arc<NodeState>,
+    mut stop: watch::Receiver<bool>,
+    grace: Duration,
+) -> bool {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .max_buf_size(DEFAULT_MAX_HEADERS)
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30));
+    builder
+        .http2()
+        .max_header_list_size(u32::try_from(DEFAULT_MAX_HEADERS).unwrap_or(u32::MAX));
+    let graceful = GracefulShutdown::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(pair) => pair,
+                    Err(err) => {
+                        // Out of file descriptors and the like: back off, keep serving.
+                        tracing::warn!("accept failed: {err}");
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let state = state.clone();
+                let service = hyper::service::service_fn(move |req| {
+                    let state = state.clone();
+                    async move { Ok::<_, Infallible>(state.handle(req, peer).await) }
+                });
+                let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(err) = conn.await {
+                        tracing::debug!("connection from {peer} ended: {err}");
+                    }
+                });
+            }
+            _ = stop.changed() => break,
+        }
+    }
+    drop(listener);
+    state.ready.store(false, Ordering::Relaxed);
+    let deadline = Instant::now() + grace;
+    tracing::info!("draining: finishing in-flight requests (grace {grace:?})");
+    let closed = tokio::time::timeout(grace, graceful.shutdown()).await.is_ok();
+    let remaining = deadline.saturating_duration_since(Instant::now());
+    let drained = state.runtime.drain(remaining).await;
+    if !(closed && drained) {
+        tracing::warn!(
+            "grace period of {grace:?} ended with {} invocations still running; they are cut off",
+            state.runtime.in_flight()
+        );
+    }
+    closed && drained
+}
+
+impl NodeState {
+    async fn handle(self: Arc<Self>, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        let path = req.uri().path().to_owned();
+        if path == RESERVED_PREFIX || path.starts_with(&format!("{RESERVED_PREFIX}/")) {
+            return admin::handle(self.clone(), req).await;
+        }
+        let id: Arc<str> = Arc::from(uuid::Uuid::now_v7().to_string());
+        let mut response = match self.router.lookup(req.method(), &path) {
+            Lookup::Found(m) => {
+                let handler = m.route.target.clone();
+                let route = m.route.pattern.as_str().to_owned();
+                match handler {
+                    Handler::Static(site) => site.serve(req, &m.path_info).await,
+                    Handler::Function(f) => {
+                        let headers = FunctionHeaders {
+                            invocation_id: &id,
+                            route: &route,
+                            path_info: &m.path_info,
+                            params: &m.params,
+                            client_addr: Some(peer),
+                        };
+                        self.call(&f, req, &headers, id.clone()).await
+                    }
+                }
+            }
+            Lookup::MethodNotAllowed { allow } => {
+                let allow_list = allow.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(", ");
+                let mut r = error_response(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    &format!("`{}` does not accept {}; it accepts {allow_list}", path, req.method()),
+                    Some(&id),
+                );
+                if let Ok(v) = HeaderValue::from_str(&allow_list) {
+                    r.headers_mut().insert(header::ALLOW, v);
+                }
+                r
+            }
+            Lookup::NotFound => error_response(
+                StatusCode::NOT_FOUND,
+                &format!("no route matches `{} {path}`", req.method()),
+                Some(&id),
+            ),
+        };
+        if let Ok(v) = HeaderValue::from_str(&id) {
+            response.headers_mut().insert(INVOCATION_ID, v);
+        }
+        response
+    }
+
+    async fn call(
+        &self,
+        function: &HttpFunction,
+        mut req: Request<Incoming>,
+        headers: &FunctionHeaders<'_>,
+        id: Arc<str>,
+    ) -> Response<Body> {
+        if let Some(len) = content_length(&req)
+            && len > self.max_body
+        {
+            return self.too_large(&id);
+        }
+        headers.apply(req.headers_mut());
+        if !req.headers().contains_key(header::HOST)
+            && let Ok(host) = HeaderValue::from_str(&self.local_addr.to_string())
+        {
+            req.headers_mut().insert(header::HOST, host);
+        }
+        let exceeded = Arc::new(AtomicBool::new(false));
+        let req = req.map(|b| LimitedBody::new(b, self.max_body, exceeded.clone()));
+        let result = function
+            .handle(
+                req,
+                HttpInvocation {
+                    id: id.clone(),
+                    https: false,
+                },
+            )
+            .await;
+        if exceeded.load(Ordering::Relaxed) {
+            return self.too_large(&id);
+        }
+        match result {
+            Ok(response) => response.map(|body| {
+                body.map_err(|code| -> BoxError { format!("function body failed: {code:?}").into() })
+                    .boxed_unsync()
+            }),
+            Err(err) => invoke_error_response(&err, &id),
+        }
+    }
+
+    fn too_large(&self, id: &str) -> Response<Body> {
+        error_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!(
+                "request body is over the limit of {} bytes; send a smaller body",
+                self.max_body
+            ),
+            Some(id),
+        )
+    }
+}
+
+fn content_length<B>(req: &Request<B>) -> Option<u64> {
+    req.headers()
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+fn invoke_error_response(err: &InvokeError, id: &str) -> Response<Body> {
+    let status = match err {
+        InvokeError::AtCapacity { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        InvokeError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+        InvokeError::MemoryLimit { .. } | InvokeError::Failed { .. } => {
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+    };
+    let mut response = error_response(status, &err.to_string(), Some(id));
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    response
+}

@@ -1,0 +1,235 @@
+//! Test-only support: the guest components from `tests/guests` (built by `build.rs` for
+//! `wasm32-wasip2`), and helpers that run the real `updraft` binary on real sockets.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Paths of the built guest components.
+pub mod guests {
+    include!(concat!(env!("OUT_DIR"), "/guests.rs"));
+}
+
+/// A core (non-component) wasm module: the 8-byte header of an empty module.
+pub const CORE_MODULE: &[u8] = b"\0asm\x01\0\0\0";
+
+/// A temporary app folder.
+pub struct AppDir {
+    dir: tempfile::TempDir,
+}
+
+impl AppDir {
+    /// A new folder with `manifest` as its `updraft.toml`.
+    pub fn new(manifest: &str) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("updraft.toml"), manifest).expect("write manifest");
+        Self { dir }
+    }
+
+    /// The folder.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes `contents` at `rel`, creating folders.
+    pub fn write(&self, rel: &str, contents: impl AsRef<[u8]>) -> PathBuf {
+        let path = self.dir.path().join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("create dirs");
+        }
+        std::fs::write(&path, contents).expect("write file");
+        path
+    }
+
+    /// Copies a built guest into the app as `rel`.
+    pub fn guest(&self, guest: &str, rel: &str) -> PathBuf {
+        let bytes = std::fs::read(guest).expect("read guest");
+        self.write(rel, bytes)
+    }
+}
+
+/// Output collected from a child's pipe by a background thread.
+#[derive(Clone, Default)]
+pub struct Captured(Arc<Mutex<String>>);
+
+impl Captured {
+    fn spawn(reader: impl std::io::Read + Send + 'static, tx: Option<std::sync::mpsc::Sender<String>>) -> Self {
+        let captured = Captured::default();
+        let buf = captured.0.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(reader).lines() {
+                let Ok(line) = line else { break };
+                if let Some(tx) = &tx {
+                    let _ = tx.send(line.clone());
+                }
+                if let Ok(mut b) = buf.lock() {
+                    b.push_str(&line);
+                    b.push('\n');
+                }
+            }
+        });
+        captured
+    }
+
+    /// Everything read so far.
+    pub fn text(&self) -> String {
+        self.0.lock().map(|b| b.clone()).unwrap_or_default()
+    }
+
+    /// Waits until `needle` has been read, up to `timeout`.
+    pub fn wait_for(&self, needle: &str, timeout: Duration) -> bool {
+        let end = Instant::now() + timeout;
+        while Instant::now() < end {
+            if self.text().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+}
+
+/// A running `updraft up`.
+pub struct Server {
+    child: Child,
+    /// `http://127.0.0.1:PORT`
+    pub base: String,
+    /// What it printed on stdout.
+    pub stdout: Captured,
+    /// What it logged on stderr.
+    pub stderr: Captured,
+}
+
+impl Server {
+    /// Runs `bin up DIR --listen 127.0.0.1:0 EXTRA…` and waits until it listens.
+    pub fn start(bin: &str, dir: &Path, extra: &[&str]) -> Self {
+        Self::try_start(bin, dir, extra).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Like [`Server::start`], but returns what went wrong instead of panicking.
+    pub fn try_start(bin: &str, dir: &Path, extra: &[&str]) -> Result<Self, String> {
+        let mut child = Command::new(bin)
+            .arg("up")
+            .arg(dir)
+            .args(["--listen", "127.0.0.1:0"])
+            .args(extra)
+            .env("UPDRAFT_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("spawn {bin}: {e}"))?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stdout = Captured::spawn(child.stdout.take().expect("stdout"), Some(tx));
+        let stderr = Captured::spawn(child.stderr.take().expect("stderr"), None);
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left.min(Duration::from_millis(200))) {
+                Ok(line) => {
+                    if let Some(url) = line.strip_prefix("listening on ") {
+                        return Ok(Self {
+                            child,
+                            base: url.trim().to_owned(),
+                            stdout,
+                            stderr,
+                        });
+                    }
+                }
+                Err(_) => {
+                    if let Ok(Some(status)) = child.try_wait() {
+                        std::thread::sleep(Duration::from_millis(100));
+                        return Err(format!(
+                            "updraft up exited with {status} before listening\nstdout:\n{}\nstderr:\n{}",
+                            stdout.text(),
+                            stderr.text()
+                        ));
+                    }
+                    if left.is_zero() {
+                        let _ = child.kill();
+                        return Err(format!("updraft up did not listen within 120 s\nstderr:\n{}", stderr.text()));
+                    }
+                }
+            }
+        }
+    }
+
+    /// `base` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends a signal (`libc::SIGTERM`, …).
+    pub fn signal(&self, signal: i32) {
+        let pid = i32::try_from(self.child.id()).expect("pid");
+        // SAFETY: kill(2) with a pid we spawned and still own.
+        unsafe {
+            libc::kill(pid, signal);
+        }
+    }
+
+    /// Waits for the process to exit, up to `timeout`.
+    pub fn wait(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let end = Instant::now() + timeout;
+        while Instant::now() < end {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// Resident memory of the process in KiB, from `/proc`.
+    pub fn rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `bin ARGS…` to completion with a time limit.
+pub fn run(bin: &str, args: &[&str], timeout: Duration) -> Output {
+    let mut child = Command::new(bin)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn updraft");
+    let stdout = Captured::spawn(child.stdout.take().expect("stdout"), None);
+    let stderr = Captured::spawn(child.stderr.take().expect("stderr"), None);
+    let end = Instant::now() + timeout;
+    let status = loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            break status;
+        }
+        if Instant::now() > end {
+            let _ = child.kill();
+            panic!("`updraft {}` did not finish within {timeout:?}", args.join(" "));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    std::thread::sleep(Duration::from_millis(50));
+    Output {
+        status,
+        stdout: stdout.text().into_bytes(),
+        stderr: stderr.text().into_bytes(),
+    }
+}

@@ -1,0 +1,46 @@
+//! The `updraft` command line: argument parsing and human output only. Every command's
+//! work is done by the library crates (`updraft-server`, `updraft-manifest`).
+//!
+//! To add a command: a module in `commands/`, a variant in [`Command`], one match arm.
+
+mod commands;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// updraft: a self-hosted serverless platform for WebAssembly components.
+#[derive(Debug, Parser)]
+#[command(name = "updraft", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Build every function that has a `[function.<id>.build]` command.
+    Build(commands::build::BuildArgs),
+    /// Build what is stale, then serve the app on localhost.
+    Up(commands::up::UpArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    output::init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(err) => return output::fail(&anyhow::Error::new(err).context("cannot start the async runtime")),
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Build(args) => commands::build::run(args).await,
+            Command::Up(args) => commands::up::run(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => output::fail(&err),
+    }
+}

@@ -1,0 +1,124 @@
+//! A test function that does whatever its path (after the route's `/...`) asks, so one
+//! component can exercise every runtime behaviour: echo, headers, env, traps, loops,
+//! memory bombs, outbound HTTP, logging, sleeping and streaming.
+
+use std::collections::BTreeMap;
+
+use wstd::http::body::{Body, Bytes};
+use wstd::http::{Client, Error, Request, Response, StatusCode};
+
+wit_bindgen::generate!({
+    path: "../../wit",
+    world: "updraft:platform/imports",
+    generate_all,
+});
+
+#[wstd::http_server]
+async fn main(req: Request<Body>) -> Result<Response<Body>, Error> {
+    let op = req
+        .headers()
+        .get("updraft-path-info")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let query: BTreeMap<String, String> = req
+        .uri()
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    let num = |k: &str, d: u64| query.get(k).and_then(|v| v.parse().ok()).unwrap_or(d);
+    match op.as_str() {
+        "/echo" => {
+            let (_parts, body) = req.into_parts();
+            Ok(Response::new(body))
+        }
+        "/headers" => {
+            let headers: BTreeMap<String, String> = req
+                .headers()
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("?").to_owned()))
+                .collect();
+            let out = serde_json::json!({
+                "method": req.method().as_str(),
+                "uri": req.uri().to_string(),
+                "headers": headers,
+            });
+            json(&out)
+        }
+        "/env" => {
+            let env: BTreeMap<String, String> = std::env::vars().collect();
+            let config: BTreeMap<String, String> = wasi::config::store::get_all()
+                .map(|all| all.into_iter().collect())
+                .unwrap_or_default();
+            let cwd_listing = std::fs::read_dir("/").map(|d| d.count()).ok();
+            let out = serde_json::json!({ "env": env, "config": config, "root_entries": cwd_listing });
+            json(&out)
+        }
+        "/trap" => panic!("kitchen was asked to trap"),
+        "/spin" => {
+            let mut x: u64 = 0;
+            loop {
+                x = std::hint::black_box(x.wrapping_add(1));
+            }
+        }
+        "/alloc" => {
+            let mut hoard: Vec<Vec<u8>> = Vec::new();
+            for _ in 0..num("mb", 1) {
+                hoard.push(vec![1u8; 1 << 20]);
+            }
+            text(StatusCode::OK, format!("allocated {} MiB\n", hoard.len()))
+        }
+        "/fetch" => {
+            let url = query.get("url").cloned().unwrap_or_default();
+            let request = Request::get(url.as_str()).body(Body::empty())?;
+            match Client::new().send(request).await {
+                Ok(mut response) => {
+                    let status = response.status().as_u16();
+                    let body = response.body_mut().str_contents().await?.to_owned();
+                    text(StatusCode::OK, format!("upstream {status}: {body}"))
+                }
+                Err(err) => text(StatusCode::BAD_GATEWAY, format!("fetch failed: {err:?}")),
+            }
+        }
+        "/log" => {
+            let id = req
+                .headers()
+                .get("updraft-invocation-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("?");
+            println!("to stdout from {id}");
+            eprintln!("to stderr from {id}");
+            text(StatusCode::OK, "logged\n".into())
+        }
+        "/sleep" => {
+            wstd::task::sleep(wstd::time::Duration::from_millis(num("ms", 100))).await;
+            text(StatusCode::OK, "slept\n".into())
+        }
+        "/stream" => {
+            let chunks = num("chunks", 5);
+            let ms = num("ms", 50);
+            let stream = futures_lite::stream::unfold(0u64, move |i| async move {
+                if i == chunks {
+                    return None;
+                }
+                wstd::task::sleep(wstd::time::Duration::from_millis(ms)).await;
+                Some((Ok::<_, std::convert::Infallible>(Bytes::from(format!("chunk {i}\n"))), i + 1))
+            });
+            Ok(Response::new(Body::from_try_stream(stream)))
+        }
+        other => text(StatusCode::NOT_FOUND, format!("kitchen has no `{other}`\n")),
+    }
+}
+
+fn text(status: StatusCode, body: String) -> Result<Response<Body>, Error> {
+    Ok(Response::builder().status(status).body(body.into())?)
+}
+
+fn json(value: &serde_json::Value) -> Result<Response<Body>, Error> {
+    Ok(Response::builder()
+        .header("content-type", "application/json")
+        .body(value.to_string().into())?)
+}
