@@ -6,28 +6,51 @@ use std::path::PathBuf;
 use std::process::Command;
 
 fn main() {
-    let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
-    let root = manifest_dir.join("../..").canonicalize().expect("workspace root");
+    let manifest_dir =
+        PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
+    let root = manifest_dir
+        .join("../..")
+        .canonicalize()
+        .expect("workspace root");
     let guests = root.join("tests/guests");
     let target_dir = root.join("target/guests");
     println!("cargo:rerun-if-changed={}", guests.join("src").display());
-    println!("cargo:rerun-if-changed={}", guests.join("Cargo.toml").display());
-    println!("cargo:rerun-if-changed={}", guests.join("Cargo.lock").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        guests.join("Cargo.toml").display()
+    );
+    println!(
+        "cargo:rerun-if-changed={}",
+        guests.join("Cargo.lock").display()
+    );
     println!("cargo:rerun-if-changed={}", root.join("wit").display());
 
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(&guests)
-        .args(["build", "--release", "--locked", "--target", "wasm32-wasip2", "--target-dir"])
+        .args([
+            "build",
+            "--release",
+            "--locked",
+            "--target",
+            "wasm32-wasip2",
+            "--target-dir",
+        ])
         .arg(&target_dir);
     // The outer build's settings are for the host; the guest build must not inherit them.
     for (key, _) in std::env::vars() {
-        if key.starts_with("CARGO_") && key != "CARGO_HOME" || key == "RUSTFLAGS" || key == "RUSTC_WRAPPER" {
+        if key.starts_with("CARGO_") && key != "CARGO_HOME"
+            || key == "RUSTFLAGS"
+            || key == "RUSTC_WRAPPER"
+        {
             cmd.env_remove(&key);
         }
     }
     let status = cmd.status().expect("run cargo for tests/guests");
-    assert!(status.success(), "building tests/guests for wasm32-wasip2 failed");
+    assert!(
+        status.success(),
+        "building tests/guests for wasm32-wasip2 failed"
+    );
 
     let out = target_dir.join("wasm32-wasip2/release");
     let mut consts = String::new();

@@ -14,11 +14,17 @@ pub type Body = UnsyncBoxBody<Bytes, BoxError>;
 
 /// A body holding `bytes`.
 pub fn full(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into()).map_err(|never| match never {}).boxed_unsync()
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
 }
 
 /// `{ "error": …, "invocation_id": … }` with `status`, and the invocation id header.
-pub fn error_response(status: StatusCode, message: &str, invocation_id: Option<&str>) -> Response<Body> {
+pub fn error_response(
+    status: StatusCode,
+    message: &str,
+    invocation_id: Option<&str>,
+) -> Response<Body> {
     let mut body = String::from("{\"error\":");
     push_json_string(&mut body, message);
     if let Some(id) = invocation_id {
@@ -28,9 +34,10 @@ pub fn error_response(status: StatusCode, message: &str, invocation_id: Option<&
     body.push_str("}\n");
     let mut response = Response::new(full(body));
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     if let Some(id) = invocation_id
         && let Ok(v) = HeaderValue::from_str(id)
     {
@@ -64,6 +71,9 @@ mod tests {
         let r = error_response(StatusCode::NOT_FOUND, "no route \"x\"\n", Some("abc"));
         assert_eq!(r.headers()[INVOCATION_ID], "abc");
         let bytes = r.into_body().collect().await.unwrap().to_bytes();
-        assert_eq!(&bytes[..], b"{\"error\":\"no route \\\"x\\\"\\n\",\"invocation_id\":\"abc\"}\n");
+        assert_eq!(
+            &bytes[..],
+            b"{\"error\":\"no route \\\"x\\\"\\n\",\"invocation_id\":\"abc\"}\n"
+        );
     }
 }

@@ -64,10 +64,10 @@ impl FunctionHeaders<'_> {
 }
 
 fn set(headers: &mut HeaderMap, name: HeaderName, value: &str) {
-    // Values come from decoded paths; anything a header cannot carry is percent-encoded.
-    let value = HeaderValue::from_str(value).unwrap_or_else(|_| {
-        HeaderValue::from_maybe_shared(encode_unprintable(value)).unwrap_or(HeaderValue::from_static(""))
-    });
+    // Values come from decoded paths. Printable ASCII is passed as is; everything else (and
+    // `%` itself) is percent-encoded, so percent-decoding the header gives the exact value.
+    let value =
+        HeaderValue::from_str(&encode_unprintable(value)).unwrap_or(HeaderValue::from_static(""));
     headers.insert(name, value);
 }
 

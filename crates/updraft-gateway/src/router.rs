@@ -230,7 +230,9 @@ impl<T> Route<T> {
     fn allows(&self, method: &Method) -> bool {
         match &self.methods {
             None => true,
-            Some(list) => list.contains(method) || (*method == Method::HEAD && list.contains(&Method::GET)),
+            Some(list) => {
+                list.contains(method) || (*method == Method::HEAD && list.contains(&Method::GET))
+            }
         }
     }
 
@@ -312,7 +314,10 @@ impl<T> Router<T> {
     }
 
     /// The same table with each target replaced by `f(target)`.
-    pub fn try_map<U, E>(self, mut f: impl FnMut(&Pattern, T) -> Result<U, E>) -> Result<Router<U>, E> {
+    pub fn try_map<U, E>(
+        self,
+        mut f: impl FnMut(&Pattern, T) -> Result<U, E>,
+    ) -> Result<Router<U>, E> {
         let routes = self
             .routes
             .into_iter()
@@ -416,7 +421,9 @@ mod tests {
         r
     }
 
-    fn hit(r: &Router<usize>, method: &str, path: &str) -> Option<(usize, Vec<(String, String)>, String)> {
+    type Hit = (usize, Vec<(String, String)>, String);
+
+    fn hit(r: &Router<usize>, method: &str, path: &str) -> Option<Hit> {
         match r.lookup(&method.parse().unwrap(), path) {
             Lookup::Found(m) => Some((m.route.target, m.params, m.path_info)),
             _ => None,
@@ -425,7 +432,12 @@ mod tests {
 
     #[test]
     fn precedence_is_literal_then_param_then_wildcard() {
-        let r = router(&[("/...", None), ("/orders/:id", None), ("/orders/new", None), ("/orders/...", None)]);
+        let r = router(&[
+            ("/...", None),
+            ("/orders/:id", None),
+            ("/orders/new", None),
+            ("/orders/...", None),
+        ]);
         assert_eq!(hit(&r, "GET", "/orders/new").unwrap().0, 2);
         let (t, params, _) = hit(&r, "GET", "/orders/42").unwrap();
         assert_eq!((t, params), (1, vec![("id".into(), "42".into())]));
@@ -443,7 +455,9 @@ mod tests {
         assert_eq!(hit(&r, "POST", "/items").unwrap().0, 1);
         assert_eq!(hit(&r, "HEAD", "/items").unwrap().0, 0);
         match r.lookup(&Method::DELETE, "/items") {
-            Lookup::MethodNotAllowed { allow } => assert_eq!(allow, vec![Method::GET, Method::POST]),
+            Lookup::MethodNotAllowed { allow } => {
+                assert_eq!(allow, vec![Method::GET, Method::POST])
+            }
             other => panic!("{other:?}"),
         }
         assert!(matches!(r.lookup(&Method::GET, "/nope"), Lookup::NotFound));
@@ -491,8 +505,14 @@ mod tests {
             let e = Pattern::parse(p).unwrap_err().to_string();
             assert!(e.contains(why), "{p}: {e}");
         }
-        assert!(matches!(Pattern::parse("/_updraft/x"), Err(RouteError::Reserved { .. })));
-        assert!(matches!(Pattern::parse("/_updraft"), Err(RouteError::Reserved { .. })));
+        assert!(matches!(
+            Pattern::parse("/_updraft/x"),
+            Err(RouteError::Reserved { .. })
+        ));
+        assert!(matches!(
+            Pattern::parse("/_updraft"),
+            Err(RouteError::Reserved { .. })
+        ));
         assert!(Pattern::parse("/_updraftish").is_ok());
     }
 }

@@ -74,15 +74,14 @@ impl Manifest {
                 key: String::new(),
                 message: err.to_string(),
             })?;
-        let manifest: Manifest =
-            serde_path_to_error::deserialize(deserializer).map_err(|err| {
-                let key = err.path().to_string();
-                ManifestError::Syntax {
-                    path: None,
-                    key: if key == "." { String::new() } else { key },
-                    message: err.into_inner().to_string(),
-                }
-            })?;
+        let manifest: Manifest = serde_path_to_error::deserialize(deserializer).map_err(|err| {
+            let key = err.path().to_string();
+            ManifestError::Syntax {
+                path: None,
+                key: if key == "." { String::new() } else { key },
+                message: err.into_inner().to_string(),
+            }
+        })?;
         validate::manifest(&manifest)?;
         Ok(manifest)
     }
@@ -162,9 +161,15 @@ static = "web"
     #[test]
     fn bad_values_say_how_to_write_them() {
         let e = err(&GOOD.replace("\"2s\"", "\"soon\""));
-        assert!(e.contains("function.hello.timeout") && e.contains("\"30s\""), "{e}");
+        assert!(
+            e.contains("function.hello.timeout") && e.contains("\"30s\""),
+            "{e}"
+        );
         let e = err(&GOOD.replace("\"64MiB\"", "\"lots\""));
-        assert!(e.contains("function.hello.memory") && e.contains("128MiB"), "{e}");
+        assert!(
+            e.contains("function.hello.memory") && e.contains("128MiB"),
+            "{e}"
+        );
         let e = err(&GOOD.replace("{{ greeting }}", "{{ missing }}"));
         assert!(e.contains("missing") && e.contains("[variables]"), "{e}");
         let e = err(&GOOD.replace("[\"get\"]", "[\"FETCH\"]"));

@@ -139,7 +139,10 @@ fn http_trigger(m: &Manifest, i: usize, t: &HttpTrigger) -> Result<(), ManifestE
             if !METHODS.contains(&method.to_ascii_uppercase().as_str()) {
                 return Err(ManifestError::invalid(
                     key("methods"),
-                    format!("`{method}` is not an HTTP method; use one of {}", METHODS.join(", ")),
+                    format!(
+                        "`{method}` is not an HTTP method; use one of {}",
+                        METHODS.join(", ")
+                    ),
                 ));
             }
         }

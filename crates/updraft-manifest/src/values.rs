@@ -12,10 +12,13 @@ pub struct HumanDuration(pub Duration);
 impl std::str::FromStr for HumanDuration {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let d = humantime::parse_duration(s.trim())
-            .map_err(|e| format!("`{s}` is not a duration ({e}); write it like \"30s\", \"500ms\" or \"5m\""))?;
+        let d = humantime::parse_duration(s.trim()).map_err(|e| {
+            format!("`{s}` is not a duration ({e}); write it like \"30s\", \"500ms\" or \"5m\"")
+        })?;
         if d.is_zero() {
-            return Err(format!("`{s}` is zero; give a positive duration like \"30s\""));
+            return Err(format!(
+                "`{s}` is zero; give a positive duration like \"30s\""
+            ));
         }
         Ok(Self(d))
     }
@@ -33,7 +36,8 @@ impl std::str::FromStr for ByteSize {
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
             .unwrap_or(t.len());
         let (num, unit) = t.split_at(split);
-        let bad = || format!("`{s}` is not a size; write it like \"128MiB\", \"10MB\" or \"65536\"");
+        let bad =
+            || format!("`{s}` is not a size; write it like \"128MiB\", \"10MB\" or \"65536\"");
         let num: f64 = num.parse().map_err(|_| bad())?;
         let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
             "" | "b" => 1,
@@ -56,11 +60,11 @@ impl std::str::FromStr for ByteSize {
 impl fmt::Display for ByteSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let b = self.0;
-        if b >= 1 << 30 && b % (1 << 30) == 0 {
+        if b >= 1 << 30 && b.is_multiple_of(1 << 30) {
             write!(f, "{} GiB", b >> 30)
-        } else if b >= 1 << 20 && b % (1 << 20) == 0 {
+        } else if b >= 1 << 20 && b.is_multiple_of(1 << 20) {
             write!(f, "{} MiB", b >> 20)
-        } else if b >= 1 << 10 && b % (1 << 10) == 0 {
+        } else if b >= 1 << 10 && b.is_multiple_of(1 << 10) {
             write!(f, "{} KiB", b >> 10)
         } else {
             write!(f, "{b} B")
@@ -141,7 +145,9 @@ impl std::str::FromStr for AllowedHost {
                 "`{s}` is not an outbound host ({why}); write it like \"https://api.example.com\", \"http://127.0.0.1:8080\" or \"https://*.example.com\""
             )
         };
-        let (scheme, rest) = s.split_once("://").ok_or_else(|| bad("missing `scheme://`"))?;
+        let (scheme, rest) = s
+            .split_once("://")
+            .ok_or_else(|| bad("missing `scheme://`"))?;
         let scheme = match scheme.to_ascii_lowercase().as_str() {
             "*" => None,
             "http" => Some("http".to_owned()),
@@ -167,7 +173,11 @@ impl std::str::FromStr for AllowedHost {
         } else if host.contains('*') {
             return Err(bad("`*` may only stand for a whole label at the front"));
         } else {
-            HostPattern::Exact(host.trim_start_matches('[').trim_end_matches(']').to_owned())
+            HostPattern::Exact(
+                host.trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_owned(),
+            )
         };
         let (port, any_port) = match port {
             None => {
@@ -233,9 +243,9 @@ impl Template {
         for part in &self.parts {
             match part {
                 TemplatePart::Literal(s) => out.push_str(s),
-                TemplatePart::Variable(v) => {
-                    out.push_str(&lookup(v).ok_or_else(|| format!("app variable `{v}` has no value"))?)
-                }
+                TemplatePart::Variable(v) => out.push_str(
+                    &lookup(v).ok_or_else(|| format!("app variable `{v}` has no value"))?,
+                ),
             }
         }
         Ok(out)

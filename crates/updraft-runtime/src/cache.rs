@@ -57,7 +57,9 @@ impl ComponentCache {
             source,
         })?;
         check_is_component(function, path, &bytes)?;
-        let entry = self.dir.join(format!("{}.cwasm", cache_key(engine, &bytes)));
+        let entry = self
+            .dir
+            .join(format!("{}.cwasm", cache_key(engine, &bytes)));
         if entry.is_file() {
             // SAFETY: the file was written by `precompile_component` of an engine with the
             // same compatibility hash (it is in the file name) into updraft's own cache
@@ -68,7 +70,10 @@ impl ComponentCache {
                     return Ok((component, CacheOutcome::Cached { ms }));
                 }
                 Err(err) => {
-                    tracing::warn!("ignoring unusable cache entry `{}`: {err:#}", entry.display());
+                    tracing::warn!(
+                        "ignoring unusable cache entry `{}`: {err:#}",
+                        entry.display()
+                    );
                 }
             }
         }
@@ -86,7 +91,12 @@ impl ComponentCache {
         }
         // SAFETY: `compiled` was produced just now by this engine.
         let component = unsafe { Component::deserialize(engine, &compiled) }.map_err(invalid)?;
-        Ok((component, CacheOutcome::Compiled { ms: millis(started) }))
+        Ok((
+            component,
+            CacheOutcome::Compiled {
+                ms: millis(started),
+            },
+        ))
     }
 }
 
@@ -114,7 +124,9 @@ fn check_is_component(function: &str, path: &Path, bytes: &[u8]) -> Result<(), L
 /// compiler settings, target).
 fn cache_key(engine: &Engine, bytes: &[u8]) -> String {
     let mut engine_hash = std::collections::hash_map::DefaultHasher::new();
-    engine.precompile_compatibility_hash().hash(&mut engine_hash);
+    engine
+        .precompile_compatibility_hash()
+        .hash(&mut engine_hash);
     let digest = Sha256::digest(bytes);
     let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
     format!("{hex}-{:016x}", engine_hash.finish())

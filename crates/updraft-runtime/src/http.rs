@@ -193,7 +193,9 @@ impl HttpFunction {
                 cold,
                 instantiate_us,
                 duration_us: micros(clock),
-                outcome: result.as_ref().map_or_else(InvokeError::outcome, |()| Outcome::Ok),
+                outcome: result
+                    .as_ref()
+                    .map_or_else(InvokeError::outcome, |()| Outcome::Ok),
                 error: result.as_ref().err().map(ToString::to_string),
             });
             drop(permits);
@@ -225,14 +227,15 @@ impl HttpFunction {
 
     fn acquire(&self) -> Result<(OwnedSemaphorePermit, OwnedSemaphorePermit), InvokeError> {
         let inner = &self.inner;
-        let own = inner
-            .permits
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| InvokeError::AtCapacity {
-                function: inner.id.to_string(),
-                limit: inner.spec.max_concurrency,
-            })?;
+        let own =
+            inner
+                .permits
+                .clone()
+                .try_acquire_owned()
+                .map_err(|_| InvokeError::AtCapacity {
+                    function: inner.id.to_string(),
+                    limit: inner.spec.max_concurrency,
+                })?;
         let node = inner
             .node_permits
             .clone()

@@ -119,7 +119,7 @@ pub struct TracingObserver;
 
 impl InvocationObserver for TracingObserver {
     fn log_line(&self, function: &str, invocation_id: &str, stream: LogStream, line: &str) {
-        tracing::info!(target: "updraft::guest", function, invocation = invocation_id, stream = stream.as_str(), "{line}");
+        tracing::info!(target: "updraft::guest", function = %function, invocation = %invocation_id, stream = stream.as_str(), "{line}");
     }
 
     fn finished(&self, record: &InvocationRecord) {

@@ -50,11 +50,10 @@ async fn readyz(State(state): State<Arc<NodeState>>) -> impl IntoResponse {
 }
 
 async fn metrics() -> impl IntoResponse {
-    let text = crate::metrics::handle().map(|h| h.render()).unwrap_or_default();
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        text,
-    )
+    let text = crate::metrics::handle()
+        .map(|h| h.render())
+        .unwrap_or_default();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }
 
 async fn not_found(req: axum::extract::Request) -> Response<Body> {

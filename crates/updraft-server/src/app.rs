@@ -72,8 +72,8 @@ fn build_router(manifest: &LoadedManifest) -> Result<Router<RouteTarget>, Manife
     let mut router = Router::default();
     for (i, trigger) in manifest.manifest.trigger.http.iter().enumerate() {
         let key = format!("trigger.http[{i}].route");
-        let pattern =
-            Pattern::parse(&trigger.route).map_err(|e| ManifestError::invalid(&key, e.to_string()))?;
+        let pattern = Pattern::parse(&trigger.route)
+            .map_err(|e| ManifestError::invalid(&key, e.to_string()))?;
         let (target, default_methods) = match (&trigger.function, &trigger.static_dir) {
             (Some(f), _) => (RouteTarget::Function(f.clone()), None),
             (None, Some(dir)) => (

@@ -50,7 +50,9 @@ where
                     if len > this.remaining {
                         this.exceeded.store(true, Ordering::Relaxed);
                         this.remaining = 0;
-                        return Poll::Ready(Some(Err(HttpError::HttpRequestBodySize(Some(this.limit)))));
+                        return Poll::Ready(Some(Err(HttpError::HttpRequestBodySize(Some(
+                            this.limit,
+                        )))));
                     }
                     this.remaining -= len;
                 }

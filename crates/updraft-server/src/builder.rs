@@ -45,7 +45,8 @@ pub fn build_steps(manifest: &LoadedManifest) -> anyhow::Result<Vec<BuildStep>> 
             stale: None,
             watch: build.watch.clone(),
         };
-        step.stale = staleness(&step).with_context(|| format!("checking whether function `{id}` needs a build"))?;
+        step.stale = staleness(&step)
+            .with_context(|| format!("checking whether function `{id}` needs a build"))?;
         steps.push(step);
     }
     Ok(steps)
@@ -69,7 +70,9 @@ fn newest_default(dir: &Path, built: SystemTime) -> Option<PathBuf> {
         .into_iter()
         .filter_entry(|e| {
             let name = e.file_name().to_string_lossy();
-            e.depth() == 0 || !(name.starts_with('.') || (e.file_type().is_dir() && SKIP_DIRS.contains(&name.as_ref())))
+            e.depth() == 0
+                || !(name.starts_with('.')
+                    || (e.file_type().is_dir() && SKIP_DIRS.contains(&name.as_ref())))
         })
         .filter_map(Result::ok)
         .filter(|e| e.file_type().is_file())
@@ -77,10 +80,16 @@ fn newest_default(dir: &Path, built: SystemTime) -> Option<PathBuf> {
         .map(|e| e.path().to_path_buf())
 }
 
-fn newest_watched(dir: &Path, globs: &[String], built: SystemTime) -> anyhow::Result<Option<PathBuf>> {
+fn newest_watched(
+    dir: &Path,
+    globs: &[String],
+    built: SystemTime,
+) -> anyhow::Result<Option<PathBuf>> {
     let mut set = GlobSetBuilder::new();
     for g in globs {
-        set.add(Glob::new(g).with_context(|| format!("`{g}` in `build.watch` is not a valid glob"))?);
+        set.add(
+            Glob::new(g).with_context(|| format!("`{g}` in `build.watch` is not a valid glob"))?,
+        );
     }
     let set = set.build()?;
     Ok(walkdir::WalkDir::new(dir)
@@ -88,7 +97,11 @@ fn newest_watched(dir: &Path, globs: &[String], built: SystemTime) -> anyhow::Re
         .filter_entry(|e| e.depth() == 0 || e.file_name() != "target")
         .filter_map(Result::ok)
         .filter(|e| e.file_type().is_file())
-        .filter(|e| e.path().strip_prefix(dir).is_ok_and(|rel| set.is_match(rel)))
+        .filter(|e| {
+            e.path()
+                .strip_prefix(dir)
+                .is_ok_and(|rel| set.is_match(rel))
+        })
         .find(|e| is_newer(e.path(), built))
         .map(|e| e.path().to_path_buf()))
 }

@@ -17,10 +17,7 @@ pub fn handle() -> Option<&'static PrometheusHandle> {
     HANDLE
         .get_or_init(|| {
             let recorder = PrometheusBuilder::new()
-                .set_buckets_for_metric(
-                    Matcher::Suffix("_seconds".to_owned()),
-                    DURATION_BUCKETS,
-                )
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), DURATION_BUCKETS)
                 .ok()?
                 .build_recorder();
             let handle = recorder.handle();
@@ -58,7 +55,7 @@ pub struct NodeObserver;
 
 impl InvocationObserver for NodeObserver {
     fn log_line(&self, function: &str, invocation_id: &str, stream: LogStream, line: &str) {
-        tracing::info!(target: "updraft::guest", function, invocation = invocation_id, stream = stream.as_str(), "{line}");
+        tracing::info!(target: "updraft::guest", function = %function, invocation = %invocation_id, stream = stream.as_str(), "{line}");
     }
 
     fn finished(&self, r: &InvocationRecord) {

@@ -68,7 +68,7 @@ pub struct LoadReport {
 #[derive(Clone)]
 enum Handler {
     Function(HttpFunction),
-    Static(StaticSite),
+    Static(Box<StaticSite>),
 }
 
 pub(crate) struct NodeState {
@@ -102,7 +102,11 @@ impl RunningNode {
 }
 
 /// Loads every function of `plan`, binds the listener and starts serving.
-pub async fn start(plan: AppPlan, options: NodeOptions, observer: Observer) -> anyhow::Result<RunningNode> {
+pub async fn start(
+    plan: AppPlan,
+    options: NodeOptions,
+    observer: Observer,
+) -> anyhow::Result<RunningNode> {
     let max_memory = plan
         .functions
         .iter()
@@ -150,15 +154,26 @@ pub async fn start(plan: AppPlan, options: NodeOptions, observer: Observer) -> a
             .get(&id)
             .cloned()
             .map(Handler::Function)
-            .ok_or_else(|| anyhow::anyhow!("route `{}` names unknown function `{id}`", pattern.as_str())),
+            .ok_or_else(|| {
+                anyhow::anyhow!("route `{}` names unknown function `{id}`", pattern.as_str())
+            }),
         RouteTarget::Static(dir) => StaticSite::new(&dir)
-            .map(Handler::Static)
-            .with_context(|| format!("route `{}` in `{}`", pattern.as_str(), manifest_path.display())),
+            .map(|site| Handler::Static(Box::new(site)))
+            .with_context(|| {
+                format!(
+                    "route `{}` in `{}`",
+                    pattern.as_str(),
+                    manifest_path.display()
+                )
+            }),
     })?;
 
-    let listener = TcpListener::bind(options.listen)
-        .await
-        .with_context(|| format!("cannot listen on `{}`; pick another address with `--listen`", options.listen))?;
+    let listener = TcpListener::bind(options.listen).await.with_context(|| {
+        format!(
+            "cannot listen on `{}`; pick another address with `--listen`",
+            options.listen
+        )
+    })?;
     let addr = listener.local_addr()?;
     let state = Arc::new(NodeState {
         router,
@@ -228,7 +243,9 @@ async fn serve(
     state.ready.store(false, Ordering::Relaxed);
     let deadline = Instant::now() + grace;
     tracing::info!("draining: finishing in-flight requests (grace {grace:?})");
-    let closed = tokio::time::timeout(grace, graceful.shutdown()).await.is_ok();
+    let closed = tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_ok();
     let remaining = deadline.saturating_duration_since(Instant::now());
     let drained = state.runtime.drain(remaining).await;
     if !(closed && drained) {
@@ -266,10 +283,18 @@ impl NodeState {
                 }
             }
             Lookup::MethodNotAllowed { allow } => {
-                let allow_list = allow.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(", ");
+                let allow_list = allow
+                    .iter()
+                    .map(|m| m.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ");
                 let mut r = error_response(
                     StatusCode::METHOD_NOT_ALLOWED,
-                    &format!("`{}` does not accept {}; it accepts {allow_list}", path, req.method()),
+                    &format!(
+                        "`{}` does not accept {}; it accepts {allow_list}",
+                        path,
+                        req.method()
+                    ),
                     Some(&id),
                 );
                 if let Ok(v) = HeaderValue::from_str(&allow_list) {
@@ -299,6 +324,7 @@ impl NodeState {
         if let Some(len) = content_length(&req)
             && len > self.max_body
         {
+            discard(req.into_body(), self.max_body.saturating_mul(4));
             return self.too_large(&id);
         }
         headers.apply(req.headers_mut());
@@ -323,8 +349,10 @@ impl NodeState {
         }
         match result {
             Ok(response) => response.map(|body| {
-                body.map_err(|code| -> BoxError { format!("function body failed: {code:?}").into() })
-                    .boxed_unsync()
+                body.map_err(|code| -> BoxError {
+                    format!("function body failed: {code:?}").into()
+                })
+                .boxed_unsync()
             }),
             Err(err) => invoke_error_response(&err, &id),
         }
@@ -340,6 +368,23 @@ impl NodeState {
             Some(id),
         )
     }
+}
+
+/// Reads and drops up to `cap` bytes of a refused body in the background, so a client that
+/// is still sending gets to read the error answer instead of a broken pipe.
+fn discard(mut body: Incoming, cap: u64) {
+    tokio::spawn(async move {
+        let mut read = 0u64;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while read <= cap {
+            match tokio::time::timeout_at(deadline, body.frame()).await {
+                Ok(Some(Ok(frame))) => {
+                    read += frame.data_ref().map_or(0, |d| d.len() as u64);
+                }
+                _ => break,
+            }
+        }
+    });
 }
 
 fn content_length<B>(req: &Request<B>) -> Option<u64> {

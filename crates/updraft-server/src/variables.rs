@@ -33,9 +33,7 @@ impl Variables {
     pub fn resolve(manifest: &LoadedManifest) -> anyhow::Result<Self> {
         let dotenv = read_dotenv(manifest)?;
         Self::resolve_with(manifest, |key| {
-            std::env::var(key)
-                .ok()
-                .or_else(|| dotenv.get(key).cloned())
+            std::env::var(key).ok().or_else(|| dotenv.get(key).cloned())
         })
     }
 

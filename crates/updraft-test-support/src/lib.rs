@@ -55,7 +55,10 @@ impl AppDir {
 pub struct Captured(Arc<Mutex<String>>);
 
 impl Captured {
-    fn spawn(reader: impl std::io::Read + Send + 'static, tx: Option<std::sync::mpsc::Sender<String>>) -> Self {
+    fn spawn(
+        reader: impl std::io::Read + Send + 'static,
+        tx: Option<std::sync::mpsc::Sender<String>>,
+    ) -> Self {
         let captured = Captured::default();
         let buf = captured.0.clone();
         std::thread::spawn(move || {
@@ -149,7 +152,10 @@ impl Server {
                     }
                     if left.is_zero() {
                         let _ = child.kill();
-                        return Err(format!("updraft up did not listen within 120 s\nstderr:\n{}", stderr.text()));
+                        return Err(format!(
+                            "updraft up did not listen within 120 s\nstderr:\n{}",
+                            stderr.text()
+                        ));
                     }
                 }
             }
@@ -222,7 +228,10 @@ pub fn run(bin: &str, args: &[&str], timeout: Duration) -> Output {
         }
         if Instant::now() > end {
             let _ = child.kill();
-            panic!("`updraft {}` did not finish within {timeout:?}", args.join(" "));
+            panic!(
+                "`updraft {}` did not finish within {timeout:?}",
+                args.join(" ")
+            );
         }
         std::thread::sleep(Duration::from_millis(20));
     };

@@ -29,9 +29,16 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     output::init_tracing();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
-        Err(err) => return output::fail(&anyhow::Error::new(err).context("cannot start the async runtime")),
+        Err(err) => {
+            return output::fail(
+                &anyhow::Error::new(err).context("cannot start the async runtime"),
+            );
+        }
     };
     let result = runtime.block_on(async {
         match cli.command {

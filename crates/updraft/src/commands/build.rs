@@ -17,7 +17,10 @@ pub async fn run(args: BuildArgs) -> anyhow::Result<()> {
     let manifest = Manifest::load(&args.dir)?;
     let steps = builder::build_steps(&manifest)?;
     if steps.is_empty() {
-        println!("no function in `{}` has a build command", manifest.path.display());
+        println!(
+            "no function in `{}` has a build command",
+            manifest.path.display()
+        );
         return Ok(());
     }
     build_all(steps).await
@@ -32,7 +35,9 @@ pub async fn build_all(steps: Vec<BuildStep>) -> anyhow::Result<()> {
             .await
             .context("the build task panicked")?;
         match result {
-            Ok(took) => progress.finish(format!("built `{function}` in {:.1}s", took.as_secs_f64())),
+            Ok(took) => {
+                progress.finish(format!("built `{function}` in {:.1}s", took.as_secs_f64()))
+            }
             Err(err) => {
                 progress.abandon();
                 return Err(err);

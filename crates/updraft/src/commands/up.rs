@@ -46,13 +46,21 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     println!("app `{app_name}`");
     for report in &node.loaded {
         match report.outcome {
-            CacheOutcome::Compiled { ms } => println!("  function `{}`: compiled in {ms} ms", report.function),
-            CacheOutcome::Cached { ms } => println!("  function `{}`: loaded from cache in {ms} ms", report.function),
+            CacheOutcome::Compiled { ms } => {
+                println!("  function `{}`: compiled in {ms} ms", report.function)
+            }
+            CacheOutcome::Cached { ms } => println!(
+                "  function `{}`: loaded from cache in {ms} ms",
+                report.function
+            ),
         }
     }
     println!("routes:");
     for (methods, pattern, target) in &node.routes {
-        println!("  {methods:<12} http://{}{pattern}  ->  {target}", node.addr);
+        println!(
+            "  {methods:<12} http://{}{pattern}  ->  {target}",
+            node.addr
+        );
     }
     println!("listening on http://{}", node.addr);
 

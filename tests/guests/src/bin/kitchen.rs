@@ -35,6 +35,16 @@ async fn main(req: Request<Body>) -> Result<Response<Body>, Error> {
             let (_parts, body) = req.into_parts();
             Ok(Response::new(body))
         }
+        "/count" => {
+            let mut body = req.into_body();
+            match body.contents().await {
+                Ok(bytes) => text(StatusCode::OK, format!("{}\n", bytes.len())),
+                Err(err) => text(
+                    StatusCode::BAD_REQUEST,
+                    format!("cannot read the body: {err:?}\n"),
+                ),
+            }
+        }
         "/headers" => {
             let headers: BTreeMap<String, String> = req
                 .headers()
@@ -54,7 +64,8 @@ async fn main(req: Request<Body>) -> Result<Response<Body>, Error> {
                 .map(|all| all.into_iter().collect())
                 .unwrap_or_default();
             let cwd_listing = std::fs::read_dir("/").map(|d| d.count()).ok();
-            let out = serde_json::json!({ "env": env, "config": config, "root_entries": cwd_listing });
+            let out =
+                serde_json::json!({ "env": env, "config": config, "root_entries": cwd_listing });
             json(&out)
         }
         "/trap" => panic!("kitchen was asked to trap"),
@@ -105,7 +116,10 @@ async fn main(req: Request<Body>) -> Result<Response<Body>, Error> {
                     return None;
                 }
                 wstd::task::sleep(wstd::time::Duration::from_millis(ms)).await;
-                Some((Ok::<_, std::convert::Infallible>(Bytes::from(format!("chunk {i}\n"))), i + 1))
+                Some((
+                    Ok::<_, std::convert::Infallible>(Bytes::from(format!("chunk {i}\n"))),
+                    i + 1,
+                ))
             });
             Ok(Response::new(Body::from_try_stream(stream)))
         }

@@ -1,0 +1,288 @@
+//! Limits: traps, timeouts, memory caps, body size, concurrency, outbound hosts.
+
+use std::time::{Duration, Instant};
+
+use crate::{client, get, kitchen_app, start};
+
+#[tokio::test]
+async fn a_trap_answers_500_with_the_invocation_id_and_serving_goes_on() {
+    let app = kitchen_app("");
+    let server = start(&app);
+    let r = client().get(server.url("/k/trap")).send().await.unwrap();
+    assert_eq!(r.status(), 500);
+    let id = r.headers()["updraft-invocation-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["invocation_id"], id.as_str());
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("function `kitchen` failed"),
+        "{body}"
+    );
+    for _ in 0..3 {
+        assert_eq!(get(&server, "/k/sleep?ms=1").await.0, 200);
+    }
+}
+
+#[tokio::test]
+async fn an_infinite_loop_times_out_with_504_without_blocking_others() {
+    let app = kitchen_app(
+        r#"
+[function.spin]
+source = "kitchen.wasm"
+timeout = "3s"
+
+[[trigger.http]]
+route = "/spin/..."
+function = "spin"
+"#,
+    );
+    let server = start(&app);
+    let spin_url = server.url("/spin/spin");
+    let started = Instant::now();
+    let spinner = tokio::spawn(async move { client().get(spin_url).send().await.unwrap() });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Other requests keep being answered while the loop burns a core: each well before
+    // the loop's 3 s timeout would have freed a blocked worker.
+    for _ in 0..5 {
+        let t = Instant::now();
+        assert_eq!(get(&server, "/k/sleep?ms=1").await.0, 200);
+        assert!(
+            t.elapsed() < Duration::from_millis(1500),
+            "took {:?}",
+            t.elapsed()
+        );
+    }
+    assert!(
+        started.elapsed() < Duration::from_millis(2800),
+        "others were blocked by the loop"
+    );
+    let r = spinner.await.unwrap();
+    let took = started.elapsed();
+    assert_eq!(r.status(), 504);
+    let body = r.text().await.unwrap();
+    assert!(body.contains("timeout of 3s"), "{body}");
+    assert!(
+        took >= Duration::from_millis(2950) && took < Duration::from_secs(6),
+        "{took:?}"
+    );
+    let needle = r#"function="spin",trigger="http",outcome="timeout"} 1"#;
+    let m = crate::wait_metrics(&server, &[needle]).await;
+    assert!(m.contains(needle), "{m}");
+}
+
+#[tokio::test]
+async fn a_memory_bomb_is_stopped_at_the_cap_and_host_memory_stays_bounded() {
+    let app = kitchen_app(
+        r#"
+[function.bomb]
+source = "kitchen.wasm"
+memory = "32MiB"
+
+[[trigger.http]]
+route = "/bomb/..."
+function = "bomb"
+"#,
+    );
+    let server = start(&app);
+    // Under the cap works.
+    let (s, body) = get(&server, "/bomb/alloc?mb=8").await;
+    assert_eq!((s, body.as_str()), (200, "allocated 8 MiB\n"));
+    let mut bombs = Vec::new();
+    for _ in 0..8 {
+        let url = server.url("/bomb/alloc?mb=4096");
+        bombs.push(tokio::spawn(async move {
+            client().get(url).send().await.unwrap()
+        }));
+    }
+    for b in bombs {
+        let r = b.await.unwrap();
+        assert_eq!(r.status(), 500);
+        let body = r.text().await.unwrap();
+        assert!(
+            body.contains("exceeded its memory limit of 32 MiB"),
+            "{body}"
+        );
+    }
+    let rss = server.rss_kib().unwrap();
+    assert!(rss < 400 * 1024, "host RSS {rss} KiB after 8 bombs");
+    assert_eq!(get(&server, "/k/sleep?ms=1").await.0, 200);
+}
+
+#[tokio::test]
+async fn bodies_over_the_limit_get_413() {
+    let app = kitchen_app("");
+    let server = start(&app);
+    let big = vec![b'x'; 11 << 20];
+    // Declared length over the limit.
+    let r = client()
+        .post(server.url("/k/echo"))
+        .body(big.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("over the limit of 10485760 bytes")
+    );
+    // Chunked, with no declared length, to a function that reads the body before answering.
+    let chunked = || {
+        let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+            big.chunks(1 << 20).map(|c| Ok(c.to_vec())).collect();
+        reqwest::Body::wrap_stream(futures::stream::iter(chunks))
+    };
+    let r = client()
+        .post(server.url("/k/count"))
+        .body(chunked())
+        .send()
+        .await;
+    // The server may answer before reading the whole upload, and close the connection.
+    if let Ok(r) = r {
+        assert_eq!(r.status(), 413);
+    }
+    // A function that streams its answer while reading has already sent 200: its response
+    // is cut off rather than completed, so the client never sees a whole echo.
+    if let Ok(r) = client()
+        .post(server.url("/k/echo"))
+        .body(chunked())
+        .send()
+        .await
+    {
+        let status = r.status().as_u16();
+        let body = r.bytes().await;
+        assert!(
+            status == 413 || body.is_err() || body.is_ok_and(|b| b.len() < 11 << 20),
+            "an oversized chunked echo completed"
+        );
+    }
+    // A body at the limit is fine.
+    let r = client()
+        .post(server.url("/k/echo"))
+        .body(vec![b'y'; 10 << 20])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.unwrap().len(), 10 << 20);
+}
+
+#[tokio::test]
+async fn over_the_concurrency_cap_answers_503_with_retry_after() {
+    let app = kitchen_app(
+        r#"
+[function.single]
+source = "kitchen.wasm"
+max_concurrency = 1
+
+[[trigger.http]]
+route = "/single/..."
+function = "single"
+"#,
+    );
+    let server = start(&app);
+    let url = server.url("/single/sleep?ms=1500");
+    let busy = tokio::spawn(async move { client().get(url).send().await.unwrap() });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let r = client()
+        .get(server.url("/single/sleep?ms=1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "1");
+    assert!(r.text().await.unwrap().contains("concurrency limit (1)"));
+    assert_eq!(busy.await.unwrap().status(), 200);
+    assert_eq!(
+        get(&server, "/single/sleep?ms=1").await.0,
+        200,
+        "the slot is free again"
+    );
+}
+
+/// A small HTTP server on loopback answering `pong`, on its own thread.
+fn pong_server() -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(10) {
+            let Ok(mut s) = stream else { return };
+            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+            // Read the whole request head before answering.
+            let mut head = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\npong");
+            // Keep the connection open until the client closes it, as a keep-alive server does.
+            while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
+        }
+    });
+    port
+}
+
+#[tokio::test]
+async fn outbound_http_only_reaches_declared_hosts() {
+    let port = pong_server();
+    let app = kitchen_app(&format!(
+        r#"
+[function.allowed]
+source = "kitchen.wasm"
+allowed_outbound_hosts = ["http://127.0.0.1:{port}"]
+
+[[trigger.http]]
+route = "/allowed/..."
+function = "allowed"
+"#
+    ));
+    let server = start(&app);
+    let target = format!("http://127.0.0.1:{port}/");
+    let (s, body) = get(&server, &format!("/allowed/fetch?url={target}")).await;
+    assert_eq!((s, body.as_str()), (200, "upstream 200: pong"));
+    // `kitchen` declares no hosts: denied, and the denial is logged.
+    let (s, body) = get(&server, &format!("/k/fetch?url={target}")).await;
+    // (wstd reports the refused request as a failed body write or as `HttpRequestDenied`,
+    // whichever of its two halves notices first.)
+    assert_eq!(s, 502, "{body}");
+    assert!(
+        body.starts_with("fetch failed") && !body.contains("pong"),
+        "{body}"
+    );
+    assert!(
+        server.stderr.wait_for("denied", Duration::from_secs(5)),
+        "{}",
+        server.stderr.text()
+    );
+    assert!(server.stderr.text().contains("allowed_outbound_hosts"));
+}
+
+#[tokio::test]
+async fn headers_over_64_kib_get_431() {
+    let app = kitchen_app("");
+    let server = start(&app);
+    let r = client()
+        .get(server.url("/k/headers"))
+        .header("x-big", "a".repeat(70 * 1024))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 431);
+    let r = client()
+        .get(server.url("/k/headers"))
+        .header("x-fine", "a".repeat(16 * 1024))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}

@@ -1,0 +1,317 @@
+//! Serving: routes, params, headers, static assets, streaming, variables, logs, endpoints.
+
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use updraft_test_support::{AppDir, guests};
+
+use crate::{client, get, kitchen_app, start};
+
+#[tokio::test]
+async fn hello_example_manifest_serves_params_and_greeting() {
+    let app = AppDir::new(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../examples/hello/updraft.toml"
+        ))
+        .unwrap(),
+    );
+    // The example's component is built by its own build command; here a same-shaped guest
+    // stands in at its `source` path so this test does not depend on building the example.
+    app.guest(guests::HELLO, "target/wasm32-wasip2/release/hello.wasm");
+    let server = crate::start_no_build(&app);
+    let (status, body) = get(&server, "/hello").await;
+    assert_eq!((status, body.as_str()), (200, "Hello, World!\n"));
+    let r = client().get(server.url("/hello/bob")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().contains_key("updraft-invocation-id"));
+    let (status, body) = get(&server, "/nope").await;
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("no route matches `GET /nope`"), "{body}");
+    let r = client().post(server.url("/hello")).send().await.unwrap();
+    assert_eq!(r.status(), 405);
+    assert_eq!(r.headers()["allow"], "GET");
+    let stdout = server.stdout.text();
+    assert!(
+        stdout.contains("/hello/:name"),
+        "routes are printed: {stdout}"
+    );
+}
+
+#[tokio::test]
+async fn function_sees_updraft_headers_and_clients_cannot_forge_them() {
+    let app = kitchen_app(
+        r#"
+[[trigger.http]]
+route = "/users/:user_id/files/..."
+function = "kitchen"
+"#,
+    );
+    let server = start(&app);
+    let r = client()
+        .get(server.url("/k/headers?x=1"))
+        .header("updraft-invocation-id", "forged")
+        .header("updraft-key-id", "forged")
+        .header("updraft-param-user_id", "forged")
+        .send()
+        .await
+        .unwrap();
+    let real_id = r.headers()["updraft-invocation-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let seen: serde_json::Value = r.json().await.unwrap();
+    let h = &seen["headers"];
+    assert_eq!(h["updraft-invocation-id"], real_id.as_str());
+    assert_ne!(real_id, "forged");
+    assert!(h.get("updraft-key-id").is_none(), "{seen}");
+    assert!(h.get("updraft-param-user_id").is_none(), "{seen}");
+    assert_eq!(h["updraft-route"], "/k/...");
+    assert_eq!(h["updraft-path-info"], "/headers");
+    assert!(
+        h["updraft-client-addr"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.0.1:")
+    );
+    assert!(
+        seen["uri"].as_str().unwrap().ends_with("/k/headers?x=1"),
+        "{seen}"
+    );
+
+    // Params and the wildcard remainder, percent-decoded for the params.
+    let r = client()
+        .get(server.url("/users/j%C3%B6rg/files/a/b.txt"))
+        .send()
+        .await
+        .unwrap();
+    // The kitchen dispatches on path-info, so this answers 404 from the guest with its op.
+    let body = r.text().await.unwrap();
+    assert!(body.contains("/a/b.txt"), "{body}");
+}
+
+#[tokio::test]
+async fn static_spa_with_index_fallback_and_function_routes_first() {
+    let app = kitchen_app(
+        r#"
+[[trigger.http]]
+route = "/..."
+static = "web"
+"#,
+    );
+    app.write("web/index.html", "<h1>spa</h1>");
+    app.write("web/assets/app.js", "console.log(1)");
+    let server = start(&app);
+    let (s, body) = get(&server, "/").await;
+    assert_eq!((s, body.as_str()), (200, "<h1>spa</h1>"));
+    let r = client()
+        .get(server.url("/assets/app.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .contains("javascript")
+    );
+    let (s, body) = get(&server, "/orders/42/edit").await;
+    assert_eq!(
+        (s, body.as_str()),
+        (200, "<h1>spa</h1>"),
+        "deep links get index.html"
+    );
+    let (s, body) = get(&server, "/k/sleep?ms=1").await;
+    assert_eq!(
+        (s, body.as_str()),
+        (200, "slept\n"),
+        "the function route wins over `/...`"
+    );
+    let r = client().post(server.url("/")).send().await.unwrap();
+    assert_eq!(r.status(), 405, "static routes answer GET and HEAD");
+}
+
+#[tokio::test]
+async fn bodies_stream_both_ways() {
+    let app = kitchen_app("");
+    let server = start(&app);
+    // Request: a chunked upload of 2 MiB in 64 KiB pieces comes back byte for byte.
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        (0..32u8).map(|i| Ok(vec![i; 64 * 1024])).collect();
+    let expected: Vec<u8> = chunks
+        .iter()
+        .flat_map(|c| c.as_ref().unwrap().clone())
+        .collect();
+    let body = reqwest::Body::wrap_stream(futures::stream::iter(chunks));
+    let r = client()
+        .post(server.url("/k/echo"))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.unwrap().to_vec(), expected);
+
+    // Response: the first chunk arrives long before the last is written.
+    let started = Instant::now();
+    let r = client()
+        .get(server.url("/k/stream?chunks=5&ms=300"))
+        .send()
+        .await
+        .unwrap();
+    let mut stream = r.bytes_stream();
+    let first = stream.next().await.unwrap().unwrap();
+    let first_at = started.elapsed();
+    let mut rest = first.to_vec();
+    while let Some(chunk) = stream.next().await {
+        rest.extend_from_slice(&chunk.unwrap());
+    }
+    let total = started.elapsed();
+    assert!(String::from_utf8_lossy(&rest).contains("chunk 4"));
+    assert!(
+        first_at < Duration::from_millis(1000),
+        "first chunk after {first_at:?}"
+    );
+    assert!(
+        total >= Duration::from_millis(1400),
+        "whole stream took {total:?}"
+    );
+}
+
+#[tokio::test]
+async fn functions_see_only_declared_variables_and_no_filesystem() {
+    let app = kitchen_app(
+        r#"
+[variables]
+api_key = { required = true, secret = true }
+greeting = { default = "hello" }
+unused = { default = "never shown" }
+
+[function.kitchen.variables]
+api_key = "{{ api_key }}"
+message = "{{ greeting }}, world"
+"#,
+    );
+    app.write(".env", "UPDRAFT_VAR_API_KEY=s3cret-from-dotenv\n");
+    let server = start(&app);
+    let (s, body) = get(&server, "/k/env").await;
+    assert_eq!(s, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let expected =
+        serde_json::json!({ "api_key": "s3cret-from-dotenv", "message": "hello, world" });
+    assert_eq!(
+        v["env"], expected,
+        "environment has exactly the declared variables"
+    );
+    assert_eq!(
+        v["config"], expected,
+        "wasi:config has exactly the declared variables"
+    );
+    assert!(v["root_entries"].is_null(), "no filesystem: {body}");
+    assert!(
+        !server.stderr.text().contains("s3cret"),
+        "secrets never reach the logs"
+    );
+}
+
+#[tokio::test]
+async fn guest_output_is_logged_with_the_invocation_id() {
+    let app = kitchen_app("");
+    let server = start(&app);
+    let r = client().get(server.url("/k/log")).send().await.unwrap();
+    let id = r.headers()["updraft-invocation-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(r.status(), 200);
+    let line = format!("to stdout from {id}");
+    assert!(
+        server.stderr.wait_for(&line, Duration::from_secs(5)),
+        "{}",
+        server.stderr.text()
+    );
+    let text = server.stderr.text();
+    let logged = text.lines().find(|l| l.contains(&line)).unwrap();
+    assert!(logged.contains(&format!("invocation={id}")), "{logged}");
+    assert!(logged.contains("function=kitchen"), "{logged}");
+    assert!(text.contains(&format!("to stderr from {id}")), "{text}");
+}
+
+#[tokio::test]
+async fn health_readiness_and_metrics() {
+    let app = kitchen_app("");
+    let server = start(&app);
+    let (s, body) = get(&server, "/_updraft/healthz").await;
+    assert_eq!((s, body.contains("ok")), (200, true), "{body}");
+    let (s, body) = get(&server, "/_updraft/readyz").await;
+    assert_eq!(s, 200, "{body}");
+    assert!(body.contains("\"functions\":1"), "{body}");
+    get(&server, "/k/sleep?ms=1").await;
+    get(&server, "/k/trap").await;
+    let ok = r#"updraft_invocations_total{function="kitchen",trigger="http",outcome="ok"} 1"#;
+    let m = crate::wait_metrics(&server, &[ok]).await;
+    assert!(
+        m.contains(
+            r#"updraft_invocations_total{function="kitchen",trigger="http",outcome="ok"} 1"#
+        ),
+        "{m}"
+    );
+    assert!(
+        m.contains(
+            r#"updraft_invocations_total{function="kitchen",trigger="http",outcome="error"} 1"#
+        ),
+        "{m}"
+    );
+    assert!(
+        m.contains("updraft_invocation_duration_seconds_bucket{function=\"kitchen\""),
+        "{m}"
+    );
+    assert!(
+        m.contains("updraft_cold_starts_total{function=\"kitchen\"} 1"),
+        "{m}"
+    );
+    let (s, body) = get(&server, "/_updraft/nothing").await;
+    assert_eq!(s, 404, "{body}");
+}
+
+/// Copies `examples/<name>` (without build output) into a temp folder.
+fn copy_example(name: &str) -> tempfile::TempDir {
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples")
+        .join(name);
+    let dst = tempfile::tempdir().unwrap();
+    copy_tree(&src, dst.path());
+    dst
+}
+
+fn copy_tree(src: &std::path::Path, dst: &std::path::Path) {
+    for entry in std::fs::read_dir(src).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name();
+        if name == "target" || name == ".updraft" {
+            continue;
+        }
+        let to = dst.join(&name);
+        if entry.file_type().unwrap().is_dir() {
+            std::fs::create_dir_all(&to).unwrap();
+            copy_tree(&entry.path(), &to);
+        } else {
+            std::fs::copy(entry.path(), &to).unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_hello_example_builds_and_serves_from_a_clean_copy() {
+    let dir = copy_example("hello");
+    // `updraft up` runs the example's own build command (cargo, wasm32-wasip2) first.
+    let server = updraft_test_support::Server::start(crate::bin(), dir.path(), &[]);
+    assert!(
+        server.stderr.text().contains("built `hello`"),
+        "{}",
+        server.stderr.text()
+    );
+    let (s, body) = get(&server, "/hello/updraft").await;
+    assert_eq!((s, body.as_str()), (200, "Hello, updraft!\n"));
+}
