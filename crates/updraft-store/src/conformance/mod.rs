@@ -1,0 +1,5 @@
+//! Conformance suites: every backend of a trait must pass its suite against the real thing.
+//! They panic on the first failure, so call them from a `#[test]`.
+
+pub mod kv;
+pub mod sql;

@@ -1,0 +1,191 @@
+//! What every [`SqlStore`] must do (in the SQL subset SQLite and PostgreSQL share).
+
+use std::sync::Arc;
+
+use crate::sql::{Migration, SqlError, SqlStore, Value};
+
+/// Runs the suite. `make` returns a fresh, empty database labelled `orders` each call.
+pub async fn run(mut make: impl FnMut() -> Arc<dyn SqlStore>) {
+    typed_round_trip(make()).await;
+    errors_name_the_database(make()).await;
+    bulk_loads_are_atomic(make()).await;
+    migrations_apply_once(make()).await;
+}
+
+async fn typed_round_trip(db: Arc<dyn SqlStore>) {
+    db.execute(
+        "CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT NOT NULL, price REAL, data BLOB, note TEXT)",
+        vec![],
+    )
+    .await
+    .expect("create");
+    let n = db
+        .execute(
+            "INSERT INTO items (id, name, price, data, note) VALUES ($1, $2, $3, $4, $5)",
+            vec![
+                Value::Int(1),
+                Value::Text("tea ☕".into()),
+                Value::Float(2.5),
+                Value::Blob(vec![0, 1, 255]),
+                Value::Null,
+            ],
+        )
+        .await
+        .expect("insert");
+    assert_eq!(n, 1);
+    let rows = db
+        .query(
+            "SELECT id, name, price, data, note FROM items WHERE id = $1",
+            vec![Value::Int(1)],
+        )
+        .await
+        .expect("query");
+    assert_eq!(rows.columns, ["id", "name", "price", "data", "note"]);
+    assert_eq!(
+        rows.rows,
+        vec![vec![
+            Value::Int(1),
+            Value::Text("tea ☕".into()),
+            Value::Float(2.5),
+            Value::Blob(vec![0, 1, 255]),
+            Value::Null
+        ]]
+    );
+    // A parameter used twice, and parameters out of order.
+    let rows = db
+        .query(
+            "SELECT $2 AS b, $1 AS a, $2 AS b2",
+            vec![Value::Text("x".into()), Value::Int(7)],
+        )
+        .await
+        .expect("reused params");
+    assert_eq!(
+        rows.rows[0],
+        vec![Value::Int(7), Value::Text("x".into()), Value::Int(7)]
+    );
+    let changed = db
+        .execute(
+            "UPDATE items SET price = price * 2 WHERE id = $1",
+            vec![Value::Int(1)],
+        )
+        .await
+        .expect("update");
+    assert_eq!(changed, 1);
+    let empty = db
+        .query("SELECT id FROM items WHERE id = $1", vec![Value::Int(99)])
+        .await
+        .expect("empty");
+    assert_eq!(empty.columns, ["id"]);
+    assert!(empty.rows.is_empty());
+}
+
+async fn errors_name_the_database(db: Arc<dyn SqlStore>) {
+    let err = db
+        .execute("SELEKT 1", vec![])
+        .await
+        .expect_err("syntax error");
+    assert!(matches!(err, SqlError::Statement { .. }), "{err:?}");
+    let msg = err.to_string();
+    assert!(
+        msg.starts_with("sql `orders`:") && msg.contains("syntax"),
+        "{msg}"
+    );
+    let err = db
+        .query("SELECT $1, $2", vec![Value::Int(1)])
+        .await
+        .expect_err("too few params");
+    assert!(
+        matches!(
+            err,
+            SqlError::ParameterCount {
+                expected: 2,
+                given: 1,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains("2 parameter(s) but 1 were given"),
+        "{err}"
+    );
+    let err = db
+        .query("SELECT * FROM nowhere", vec![])
+        .await
+        .expect_err("no table");
+    assert!(err.to_string().contains("nowhere"), "{err}");
+}
+
+async fn bulk_loads_are_atomic(db: Arc<dyn SqlStore>) {
+    db.execute(
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL)",
+        vec![],
+    )
+    .await
+    .expect("create");
+    let rows: Vec<Vec<Value>> = (0..1000)
+        .map(|i| vec![Value::Int(i), Value::Text(format!("row {i}"))])
+        .collect();
+    assert_eq!(
+        db.execute_many("INSERT INTO t (id, v) VALUES ($1, $2)", rows)
+            .await
+            .expect("bulk"),
+        1000
+    );
+    // Row 3 breaks NOT NULL: nothing of the batch stays.
+    let bad: Vec<Vec<Value>> = (1000..1005)
+        .map(|i| {
+            vec![
+                Value::Int(i),
+                if i == 1003 {
+                    Value::Null
+                } else {
+                    Value::Text("x".into())
+                },
+            ]
+        })
+        .collect();
+    let err = db
+        .execute_many("INSERT INTO t (id, v) VALUES ($1, $2)", bad)
+        .await
+        .expect_err("constraint");
+    assert!(err.to_string().contains("NOT NULL"), "{err}");
+    let count = db
+        .query("SELECT count(*) AS n FROM t", vec![])
+        .await
+        .expect("count");
+    assert_eq!(count.rows[0][0], Value::Int(1000));
+}
+
+async fn migrations_apply_once(db: Arc<dyn SqlStore>) {
+    let migrations = vec![
+        Migration {
+            name: "001_create.sql".into(),
+            sql: "CREATE TABLE m (id INTEGER PRIMARY KEY, v TEXT);".into(),
+        },
+        Migration {
+            name: "002_seed.sql".into(),
+            sql: "INSERT INTO m (v) VALUES ('a'); INSERT INTO m (v) VALUES ('b');".into(),
+        },
+    ];
+    let applied = db.migrate(migrations.clone()).await.expect("migrate");
+    assert_eq!(applied, ["001_create.sql", "002_seed.sql"]);
+    assert!(
+        db.migrate(migrations.clone())
+            .await
+            .expect("again")
+            .is_empty()
+    );
+    let count = db
+        .query("SELECT count(*) FROM m", vec![])
+        .await
+        .expect("count");
+    assert_eq!(count.rows[0][0], Value::Int(2));
+    let mut more = migrations;
+    more.push(Migration {
+        name: "003_broken.sql".into(),
+        sql: "CREATE TABLE m (id INTEGER);".into(),
+    });
+    let err = db.migrate(more).await.expect_err("broken migration");
+    assert!(err.to_string().contains("003_broken.sql"), "{err}");
+}

@@ -1,0 +1,21 @@
+//! Where state lives: one trait per capability, a conformance suite per trait, and the
+//! embedded SQLite backends.
+//!
+//! * [`KvStore`]: platform key-value state (a namespace per `[kv.<label>]`), kept in
+//!   `.updraft/state.db` on the embedded backend.
+//! * [`SqlStore`]: a user database (`[sql.<label>]`), one SQLite file each on the embedded
+//!   backend, never the platform's own file.
+//!
+//! The traits use no backend types. A backend is done when its conformance suite
+//! ([`conformance`]) passes against the real thing: add a module with the backend, and a test
+//! that calls `conformance::kv::run` (or `sql::run`) with a factory for it.
+
+pub mod conformance;
+mod error;
+pub mod kv;
+pub mod sql;
+pub mod sqlite;
+
+pub use error::StoreError;
+pub use kv::{KeyPage, KvStore};
+pub use sql::{Migration, RowSet, SqlError, SqlStore, Value};

@@ -1,0 +1,83 @@
+//! User databases.
+
+use async_trait::async_trait;
+
+/// A value in a row or a parameter.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// NULL
+    Null,
+    /// A 64-bit integer.
+    Int(i64),
+    /// A 64-bit float.
+    Float(f64),
+    /// UTF-8 text.
+    Text(String),
+    /// Bytes.
+    Blob(Vec<u8>),
+}
+
+/// The result of a query.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RowSet {
+    /// Column names, in order.
+    pub columns: Vec<String>,
+    /// Rows, each with one value per column.
+    pub rows: Vec<Vec<Value>>,
+}
+
+/// A migration: a named SQL script applied once.
+#[derive(Debug, Clone)]
+pub struct Migration {
+    /// Its name (the file name), recorded once applied.
+    pub name: String,
+    /// The statements.
+    pub sql: String,
+}
+
+/// Why a statement failed. Messages name the database label.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SqlError {
+    /// The statement is not valid for this database (syntax, unknown table, constraint...).
+    #[error("sql `{database}`: {message}")]
+    Statement {
+        /// The database label.
+        database: String,
+        /// The database's own message.
+        message: String,
+    },
+    /// The parameters do not match the statement.
+    #[error("sql `{database}`: the statement has {expected} parameter(s) but {given} were given")]
+    ParameterCount {
+        /// The database label.
+        database: String,
+        /// What the statement uses.
+        expected: usize,
+        /// What was passed.
+        given: usize,
+    },
+    /// The backend failed.
+    #[error("sql `{database}`: backend failed: {message}")]
+    Backend {
+        /// The database label.
+        database: String,
+        /// What failed.
+        message: String,
+    },
+}
+
+/// A user database. Statements are in the backend's dialect; parameters are `$1…$n` on every
+/// backend (plain `?` works on SQLite too).
+#[async_trait]
+pub trait SqlStore: Send + Sync + 'static {
+    /// Runs a statement that returns no rows; returns the rows it changed.
+    async fn execute(&self, sql: &str, params: Vec<Value>) -> Result<u64, SqlError>;
+    /// Runs a query.
+    async fn query(&self, sql: &str, params: Vec<Value>) -> Result<RowSet, SqlError>;
+    /// Runs one statement once per parameter row, all in one transaction; returns the rows
+    /// changed in total. On error nothing is changed.
+    async fn execute_many(&self, sql: &str, rows: Vec<Vec<Value>>) -> Result<u64, SqlError>;
+    /// Applies the migrations not applied before, in order, each in its own transaction;
+    /// returns the names it applied.
+    async fn migrate(&self, migrations: Vec<Migration>) -> Result<Vec<String>, SqlError>;
+}

@@ -1,0 +1,210 @@
+//! One SQLite file: a writer thread that commits queued writes together, and readers.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, mpsc};
+
+use rusqlite::{Connection, OpenFlags};
+use tokio::sync::oneshot;
+
+use crate::StoreError;
+
+/// Most writes committed in one transaction.
+const MAX_GROUP: usize = 512;
+/// Idle reader connections kept open.
+const MAX_IDLE_READERS: usize = 4;
+
+type Completion = Box<dyn FnOnce(Option<&StoreError>) + Send>;
+type Job = Box<dyn FnOnce(&mut Connection) -> Completion + Send>;
+
+/// A SQLite database file shared by async callers.
+#[derive(Clone)]
+pub struct Db {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    writer: Mutex<Option<mpsc::Sender<Job>>>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Closing the channel ends the writer thread after it drains.
+        if let Ok(mut w) = self.writer.lock() {
+            w.take();
+        }
+    }
+}
+
+fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+fn open_connection(path: &Path, write: bool) -> Result<Connection, StoreError> {
+    let flags = if write {
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    };
+    let conn = Connection::open_with_flags(path, flags)
+        .map_err(|e| StoreError::Backend(format!("cannot open `{}`: {e}", path.display())))?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .map_err(backend)?;
+    if write {
+        conn.pragma_update(None, "journal_mode", "wal")
+            .map_err(backend)?;
+    }
+    // Every acknowledged write survives power loss.
+    conn.pragma_update(None, "synchronous", "full")
+        .map_err(backend)?;
+    conn.pragma_update(None, "foreign_keys", "on")
+        .map_err(backend)?;
+    Ok(conn)
+}
+
+impl Db {
+    /// Opens (creating) the file, runs `setup` on the writer connection, and starts the
+    /// writer thread.
+    pub fn open(
+        path: &Path,
+        setup: impl FnOnce(&mut Connection) -> rusqlite::Result<()>,
+    ) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Backend(format!("cannot create `{}`: {e}", dir.display()))
+            })?;
+        }
+        let mut conn = open_connection(path, true)?;
+        setup(&mut conn).map_err(backend)?;
+        let (tx, rx) = mpsc::channel::<Job>();
+        let name = format!(
+            "sqlite-writer-{}",
+            path.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        );
+        std::thread::Builder::new()
+            .name(name)
+            .spawn(move || writer_loop(conn, rx))
+            .map_err(backend)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                path: path.to_path_buf(),
+                writer: Mutex::new(Some(tx)),
+                readers: Mutex::new(Vec::new()),
+            }),
+        })
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Runs `f` inside a write transaction shared with other queued writes. `f`'s changes are
+    /// rolled back alone if it fails. Returns once the transaction is durably committed.
+    pub async fn write<R, E, F>(&self, f: F) -> Result<R, E>
+    where
+        R: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<R, E> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |conn: &mut Connection| {
+            let result = run_in_savepoint(conn, f);
+            Box::new(move |commit_error: Option<&StoreError>| {
+                let outcome = match (result, commit_error) {
+                    (Ok(r), None) => Ok(r),
+                    (Ok(_), Some(e)) => Err(E::from(e.clone())),
+                    (Err(e), _) => Err(e),
+                };
+                let _ = tx.send(outcome);
+            })
+        });
+        let sender = self
+            .inner
+            .writer
+            .lock()
+            .map_err(backend)?
+            .clone()
+            .ok_or_else(|| StoreError::Backend("database is closed".into()))?;
+        sender
+            .send(job)
+            .map_err(|_| StoreError::Backend("the writer thread has stopped".into()))?;
+        rx.await.map_err(|_| {
+            E::from(StoreError::Backend(
+                "the writer thread dropped a write".into(),
+            ))
+        })?
+    }
+
+    /// Runs `f` on a read connection (it sees every committed write).
+    pub async fn read<R, E, F>(&self, f: F) -> Result<R, E>
+    where
+        R: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<R, E> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let pooled = inner.readers.lock().map_err(backend)?.pop();
+
+            let conn = match pooled {
+                Some(c) => c,
+                None => open_connection(&inner.path, false)?,
+            };
+            let result = f(&conn);
+            if let Ok(mut pool) = inner.readers.lock()
+                && pool.len() < MAX_IDLE_READERS
+            {
+                pool.push(conn);
+            }
+            result
+        })
+        .await
+        .map_err(|e| E::from(backend(e)))?
+    }
+}
+
+fn run_in_savepoint<R, E: From<StoreError>>(
+    conn: &mut Connection,
+    f: impl FnOnce(&Connection) -> Result<R, E>,
+) -> Result<R, E> {
+    let sp = conn.savepoint().map_err(backend)?;
+    let r = f(&sp)?;
+    sp.commit().map_err(backend)?;
+    Ok(r)
+}
+
+fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>) {
+    while let Ok(first) = rx.recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            // Dropping the jobs fails each caller's write; nothing was acknowledged.
+            tracing::error!("cannot start a write transaction: {e}");
+            continue;
+        }
+        let mut completions = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            completions.push(job(&mut conn));
+        }
+        let commit = conn.execute_batch("COMMIT").map_err(backend);
+        if commit.is_err() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        for done in completions {
+            done(commit.as_ref().err());
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! The embedded backends: SQLite in WAL mode with `synchronous=FULL`, writes group-committed
+//! by one writer thread per file, reads from a small pool of connections.
+
+mod db;
+mod kv;
+mod sql;
+pub mod state;
+
+pub use db::Db;
+pub use kv::SqliteKv;
+pub use sql::SqliteSql;
