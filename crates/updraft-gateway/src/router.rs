@@ -6,6 +6,8 @@
 //! first position where they differ: literal > `:param` > `...`. Two routes collide when
 //! their methods overlap and their patterns are equal up to parameter names.
 
+use std::borrow::Cow;
+
 use http::Method;
 
 /// Paths under this prefix belong to updraft itself.
@@ -112,7 +114,7 @@ impl Pattern {
                     }
                     if segments
                         .iter()
-                        .any(|s| matches!(s, Segment::Param(n) if n == name))
+                        .any(|s| matches!(s, Segment::Param(n) if n.eq_ignore_ascii_case(name)))
                     {
                         return Err(bad(&format!("parameter `:{name}` appears twice")));
                     }
@@ -168,32 +170,25 @@ impl Pattern {
                 .all(|(a, b)| a.same_shape(b))
     }
 
-    /// Matches a decoded path's segments; returns the params and the wildcard's remainder.
-    fn matches(&self, path: &[&str]) -> Option<(Vec<(String, String)>, String)> {
+    /// Matches a path split into segments; returns the params and the index of the segment
+    /// the wildcard starts at.
+    fn matches(&self, path: &[Cow<'_, str>]) -> Option<PatternMatch> {
         let mut params = Vec::new();
         for (i, seg) in self.segments.iter().enumerate() {
             match seg {
-                Segment::Wildcard => {
-                    let rest = path.get(i..).unwrap_or_default();
-                    let info = if rest.is_empty() {
-                        String::new()
-                    } else {
-                        format!("/{}", rest.join("/"))
-                    };
-                    return Some((params, info));
-                }
+                Segment::Wildcard => return Some((params, Some(i))),
                 Segment::Literal(l) => {
-                    if path.get(i) != Some(&l.as_str()) {
+                    if path.get(i).map(|p| p.as_ref()) != Some(l.as_str()) {
                         return None;
                     }
                 }
                 Segment::Param(name) => {
                     let value = path.get(i).filter(|v| !v.is_empty())?;
-                    params.push((name.clone(), (*value).to_owned()));
+                    params.push((name.clone(), value.to_string()));
                 }
             }
         }
-        (path.len() == self.segments.len()).then_some((params, String::new()))
+        (path.len() == self.segments.len()).then_some((params, None))
     }
 
     /// Orders patterns from most to least specific.
@@ -204,10 +199,14 @@ impl Pattern {
                 unequal => return unequal,
             }
         }
-        // Longer patterns are more specific than their prefixes.
-        other.segments.len().cmp(&self.segments.len())
+        // Patterns of different lengths only overlap through a trailing `...`, which also
+        // matches nothing: the shorter (exact) pattern is the more specific.
+        self.segments.len().cmp(&other.segments.len())
     }
 }
+
+/// The params a pattern captured, and where its wildcard starts.
+type PatternMatch = (Vec<(String, String)>, Option<usize>);
 
 fn is_param_name(name: &str) -> bool {
     !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
@@ -273,8 +272,10 @@ pub struct Match<'a, T> {
     pub route: &'a Route<T>,
     /// `:name` parameters, in pattern order, percent-decoded.
     pub params: Vec<(String, String)>,
-    /// What the trailing `...` matched, starting with `/` (empty when none).
+    /// What the trailing `...` matched, starting with `/` (empty when none), decoded.
     pub path_info: String,
+    /// The same as it came in: still percent-encoded, with any trailing `/` kept.
+    pub raw_path_info: String,
 }
 
 /// An ordered route table.
@@ -340,31 +341,44 @@ impl<T> Router<T> {
 
     /// Finds the route for a request.
     pub fn lookup(&self, method: &Method, path: &str) -> Lookup<'_, T> {
-        let decoded: Vec<String> = path
-            .trim_start_matches('/')
-            .split('/')
-            .map(percent_decode)
-            .collect();
-        let mut segments: Vec<&str> = decoded.iter().map(String::as_str).collect();
-        if segments.last() == Some(&"") {
+        let raw: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        let mut segments: Vec<Cow<'_, str>> = raw.iter().map(|s| percent_decode(s)).collect();
+        if segments.last().is_some_and(|s| s.is_empty()) {
             segments.pop();
         }
         let mut allow: Vec<Method> = Vec::new();
         for route in &self.routes {
-            let Some((params, path_info)) = route.pattern.matches(&segments) else {
+            let Some((params, wildcard_at)) = route.pattern.matches(&segments) else {
                 continue;
             };
             if route.allows(method) {
+                let (path_info, raw_path_info) = match wildcard_at {
+                    Some(i) if i < raw.len() => (
+                        segments.get(i..).map_or_else(String::new, |rest| {
+                            if rest.is_empty() {
+                                String::new()
+                            } else {
+                                format!("/{}", rest.join("/"))
+                            }
+                        }),
+                        format!("/{}", raw[i..].join("/")),
+                    ),
+                    _ => (String::new(), String::new()),
+                };
                 return Lookup::Found(Match {
                     route,
                     params,
                     path_info,
+                    raw_path_info,
                 });
             }
             // A route without a method list allows every method, so it matched above.
             for m in route.methods.iter().flatten() {
                 if !allow.contains(m) {
                     allow.push(m.clone());
+                }
+                if *m == Method::GET && !allow.contains(&Method::HEAD) {
+                    allow.push(Method::HEAD);
                 }
             }
         }
@@ -377,9 +391,9 @@ impl<T> Router<T> {
 }
 
 /// Decodes `%XX` escapes; invalid escapes and non-UTF-8 results are kept as written.
-pub fn percent_decode(s: &str) -> String {
+pub fn percent_decode(s: &str) -> Cow<'_, str> {
     if !s.contains('%') {
-        return s.to_owned();
+        return Cow::Borrowed(s);
     }
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -396,7 +410,7 @@ pub fn percent_decode(s: &str) -> String {
         out.push(bytes[i]);
         i += 1;
     }
-    String::from_utf8(out).unwrap_or_else(|_| s.to_owned())
+    String::from_utf8(out).map_or(Cow::Borrowed(s), Cow::Owned)
 }
 
 fn hex(b: u8) -> Option<u8> {
@@ -447,6 +461,20 @@ mod tests {
         let (t, _, info) = hit(&r, "GET", "/index.html").unwrap();
         assert_eq!((t, info.as_str()), (0, "/index.html"));
         assert_eq!(hit(&r, "GET", "/").unwrap().0, 0);
+        let r = router(&[
+            ("/api/...", None),
+            ("/api", None),
+            ("/a/:id/...", None),
+            ("/a/:id", None),
+        ]);
+        assert_eq!(
+            hit(&r, "GET", "/api").unwrap().0,
+            1,
+            "exact beats an empty wildcard"
+        );
+        assert_eq!(hit(&r, "GET", "/api/x").unwrap().0, 0);
+        assert_eq!(hit(&r, "GET", "/a/1").unwrap().0, 3);
+        assert_eq!(hit(&r, "GET", "/a/1/b").unwrap().0, 2);
     }
 
     #[test]
@@ -456,7 +484,7 @@ mod tests {
         assert_eq!(hit(&r, "HEAD", "/items").unwrap().0, 0);
         match r.lookup(&Method::DELETE, "/items") {
             Lookup::MethodNotAllowed { allow } => {
-                assert_eq!(allow, vec![Method::GET, Method::POST])
+                assert_eq!(allow, vec![Method::GET, Method::HEAD, Method::POST])
             }
             other => panic!("{other:?}"),
         }
@@ -468,6 +496,14 @@ mod tests {
         let r = router(&[("/u/:name", None)]);
         let (_, params, _) = hit(&r, "GET", "/u/j%20doe/").unwrap();
         assert_eq!(params[0].1, "j doe");
+        let r = router(&[("/files/...", None)]);
+        match r.lookup(&Method::GET, "/files/my%20docs/") {
+            Lookup::Found(m) => {
+                assert_eq!(m.path_info, "/my docs");
+                assert_eq!(m.raw_path_info, "/my%20docs/");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
@@ -500,6 +536,7 @@ mod tests {
             ("/.../x", "last segment"),
             ("/a/:", "parameter name"),
             ("/a/:id/:id", "appears twice"),
+            ("/a/:id/:ID", "appears twice"),
             ("/a/*", "special character"),
         ] {
             let e = Pattern::parse(p).unwrap_err().to_string();

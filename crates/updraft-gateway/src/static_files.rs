@@ -2,7 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
-use http::{Request, Response, Uri};
+use http::header::LOCATION;
+use http::{HeaderValue, Request, Response, Uri};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 use tower_http::services::{ServeDir, ServeFile};
@@ -43,25 +44,45 @@ impl StaticSite {
         &self.dir
     }
 
-    /// Answers `req` with the file at `path_info` (relative to the folder).
-    pub async fn serve<B>(&self, req: Request<B>, path_info: &str) -> Response<Body>
+    /// Answers `req` with the file at `raw_path_info`: the route's wildcard remainder exactly
+    /// as it arrived (still percent-encoded, trailing `/` kept).
+    pub async fn serve<B>(&self, req: Request<B>, raw_path_info: &str) -> Response<Body>
     where
         B: Send + 'static,
     {
         let (mut parts, _body) = req.into_parts();
-        let path = if path_info.is_empty() { "/" } else { path_info };
+        let full_path = parts.uri.path().to_owned();
+        // Where the route is mounted, for redirects ServeDir makes relative to the folder.
+        let mount = full_path
+            .strip_suffix(raw_path_info)
+            .unwrap_or("")
+            .to_owned();
+        let path = if raw_path_info.is_empty() {
+            "/"
+        } else {
+            raw_path_info
+        };
         let path_and_query = match parts.uri.query() {
             Some(q) => format!("{path}?{q}"),
             None => path.to_owned(),
         };
-        parts.uri = Uri::builder()
-            .path_and_query(path_and_query)
-            .build()
-            .unwrap_or_else(|_| Uri::from_static("/"));
+        parts.uri = Uri::try_from(path_and_query).unwrap_or_else(|_| Uri::from_static("/"));
         let req = Request::from_parts(parts, http_body_util::Empty::<bytes::Bytes>::new());
-        match self.service.clone().oneshot(req).await {
+        let mut response = match self.service.clone().oneshot(req).await {
             Ok(response) => response.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed_unsync()),
             Err(never) => match never {},
+        };
+        if response.status().is_redirection()
+            && !mount.is_empty()
+            && let Some(location) = response
+                .headers()
+                .get(LOCATION)
+                .and_then(|l| l.to_str().ok())
+            && location.starts_with('/')
+            && let Ok(v) = HeaderValue::from_str(&format!("{mount}{location}"))
+        {
+            response.headers_mut().insert(LOCATION, v);
         }
+        response
     }
 }

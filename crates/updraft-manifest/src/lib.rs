@@ -172,6 +172,10 @@ static = "web"
         );
         let e = err(&GOOD.replace("{{ greeting }}", "{{ missing }}"));
         assert!(e.contains("missing") && e.contains("[variables]"), "{e}");
+        let e = err(&GOOD.replace("\"64MiB\"", "\"8GiB\""));
+        assert!(e.contains("at most \"4GiB\""), "{e}");
+        let e = err(&GOOD.replace("\"2s\"", "\"400d\""));
+        assert!(e.contains("at most 24h"), "{e}");
         let e = err(&GOOD.replace("[\"get\"]", "[\"FETCH\"]"));
         assert!(e.contains("trigger.http[0].methods"), "{e}");
     }

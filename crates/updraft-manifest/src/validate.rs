@@ -11,6 +11,11 @@ pub const METHODS: &[&str] = &[
     "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE",
 ];
 
+/// Longest function timeout.
+const MAX_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+/// Largest memory a wasm32 instance can address.
+const MAX_MEMORY: u64 = 4 << 30;
+
 pub(crate) fn manifest(m: &Manifest) -> Result<(), ManifestError> {
     if !is_id(&m.app.name) {
         return Err(ManifestError::invalid(
@@ -71,6 +76,24 @@ fn function(m: &Manifest, id: &str, f: &Function) -> Result<(), ManifestError> {
         return Err(ManifestError::invalid(
             key("max_concurrency"),
             "must be at least 1",
+        ));
+    }
+    if let Some(t) = f.timeout
+        && t.0 > MAX_TIMEOUT
+    {
+        return Err(ManifestError::invalid(
+            key("timeout"),
+            "a function may run for at most 24h; give a shorter timeout",
+        ));
+    }
+    if let Some(mem) = f.memory
+        && mem.0 > MAX_MEMORY
+    {
+        return Err(ManifestError::invalid(
+            key("memory"),
+            format!(
+                "{mem} is over the 4 GiB a 32-bit WebAssembly memory can address; give at most \"4GiB\""
+            ),
         ));
     }
     if let Some(mem) = f.memory

@@ -69,6 +69,14 @@ pub enum InvokeError {
         /// The limit that was hit.
         limit: u32,
     },
+    /// The request cannot be handed to a function (e.g. a `Host` header that is not text).
+    #[error("bad request for function `{function}`: {message}")]
+    BadRequest {
+        /// The function.
+        function: String,
+        /// What is wrong.
+        message: String,
+    },
     /// The function did not answer within its timeout.
     #[error("function `{function}` did not answer within its timeout of {timeout:?}")]
     Timeout {
@@ -102,7 +110,7 @@ impl InvokeError {
             InvokeError::AtCapacity { .. } => crate::Outcome::Rejected,
             InvokeError::Timeout { .. } => crate::Outcome::Timeout,
             InvokeError::MemoryLimit { .. } => crate::Outcome::MemoryLimit,
-            InvokeError::Failed { .. } => crate::Outcome::Error,
+            InvokeError::Failed { .. } | InvokeError::BadRequest { .. } => crate::Outcome::Error,
         }
     }
 }

@@ -6,11 +6,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
+use http_body_util::BodyExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::component::ResourceTable;
 use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi_config::WasiConfigVariables;
+use wasmtime_wasi_http::Error as HttpError;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
@@ -132,7 +134,9 @@ impl HttpFunction {
             }
         };
         let clock = Instant::now();
-        let deadline = clock + inner.spec.timeout;
+        let deadline = clock
+            .checked_add(inner.spec.timeout)
+            .unwrap_or(clock + std::time::Duration::from_secs(365 * 24 * 3600));
         let cold = !inner.warm.swap(true, Ordering::Relaxed);
         let log = InvocationLog::new(
             inner.id.clone(),
@@ -154,13 +158,17 @@ impl HttpFunction {
             .data_mut()
             .http()
             .new_incoming_request(scheme, request)
-            .map_err(failed)?;
+            .map_err(|err| InvokeError::BadRequest {
+                function: inner.id.to_string(),
+                message: format!("{err:#}"),
+            })?;
         let out = store
             .data_mut()
             .http()
             .new_response_outparam(sender)
             .map_err(failed)?;
 
+        let (outcome_tx, outcome_rx) = tokio::sync::oneshot::channel();
         let this = self.clone();
         let task = tokio::spawn(async move {
             let mut instantiate_us = 0;
@@ -199,11 +207,14 @@ impl HttpFunction {
                 error: result.as_ref().err().map(ToString::to_string),
             });
             drop(permits);
+            let _ = outcome_tx.send(result.clone());
             result
         });
 
         match tokio::time::timeout_at(deadline.into(), receiver).await {
-            Ok(Ok(Ok(response))) => Ok(response),
+            Ok(Ok(Ok(response))) => {
+                Ok(response.map(|body| GuardedBody::new(body, outcome_rx).boxed_unsync()))
+            }
             Ok(Ok(Err(code))) => Err(InvokeError::Failed {
                 function: inner.id.to_string(),
                 message: format!("it answered with an error: {code:?}"),
@@ -298,6 +309,15 @@ impl HttpFunction {
         if err.downcast_ref::<DeadlineExceeded>().is_some() {
             return self.timeout();
         }
+        if err
+            .downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
+            .is_some()
+        {
+            return InvokeError::AtCapacity {
+                function: self.inner.id.to_string(),
+                limit: self.inner.node_limit,
+            };
+        }
         if hit_memory_cap {
             return InvokeError::MemoryLimit {
                 function: self.inner.id.to_string(),
@@ -313,6 +333,60 @@ impl HttpFunction {
             function: self.inner.id.to_string(),
             message,
         }
+    }
+}
+
+/// A guest's response body that ends cleanly only if the invocation did: a trap or timeout
+/// after the headers were sent becomes a body error, so the client sees a broken response,
+/// never a complete-looking truncated one.
+struct GuardedBody {
+    inner: ResponseBody,
+    outcome: tokio::sync::oneshot::Receiver<Result<(), InvokeError>>,
+    done: bool,
+}
+
+impl GuardedBody {
+    fn new(
+        inner: ResponseBody,
+        outcome: tokio::sync::oneshot::Receiver<Result<(), InvokeError>>,
+    ) -> Self {
+        Self {
+            inner,
+            outcome,
+            done: false,
+        }
+    }
+}
+
+impl http_body::Body for GuardedBody {
+    type Data = Bytes;
+    type Error = HttpError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, HttpError>>> {
+        use std::task::Poll;
+        if self.done {
+            return Poll::Ready(None);
+        }
+        match std::pin::Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(None) => {}
+            other => return other,
+        }
+        let outcome = std::task::ready!(std::pin::Pin::new(&mut self.outcome).poll(cx));
+        self.done = true;
+        match outcome {
+            Ok(Ok(())) => Poll::Ready(None),
+            Ok(Err(err)) => Poll::Ready(Some(Err(HttpError::InternalError(Some(err.to_string()))))),
+            Err(_) => Poll::Ready(Some(Err(HttpError::InternalError(Some(
+                "the invocation ended abnormally".to_owned(),
+            ))))),
+        }
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 

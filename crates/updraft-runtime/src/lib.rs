@@ -36,7 +36,7 @@ pub use logs::LogStream;
 pub use wasmtime_wasi_http::Error as HttpError;
 
 /// Everything the runtime needs to know about one function.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct FunctionSpec {
     /// The function id from the manifest.
     pub id: String,
@@ -52,6 +52,24 @@ pub struct FunctionSpec {
     pub allowed_outbound_hosts: Vec<updraft_manifest::AllowedHost>,
     /// Resolved variables, seen through `wasi:config` and the environment.
     pub variables: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for FunctionSpec {
+    // Variable values may be secrets: only their names are printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FunctionSpec")
+            .field("id", &self.id)
+            .field("source", &self.source)
+            .field("timeout", &self.timeout)
+            .field("memory", &self.memory)
+            .field("max_concurrency", &self.max_concurrency)
+            .field("allowed_outbound_hosts", &self.allowed_outbound_hosts)
+            .field(
+                "variables",
+                &self.variables.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
 }
 
 /// How an invocation ended.

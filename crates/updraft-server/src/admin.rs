@@ -5,8 +5,8 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use axum::Extension;
 use axum::Json;
-use axum::extract::State;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use http::{Request, Response, StatusCode, header};
@@ -18,13 +18,19 @@ use updraft_gateway::{Body, BoxError, error_response};
 
 use crate::node::NodeState;
 
-pub(crate) async fn handle(state: Arc<NodeState>, req: Request<Incoming>) -> Response<Body> {
-    let router = axum::Router::new()
+/// The reserved endpoints, built once per node. Handlers find the node's state in the
+/// request's extensions (so the router holds no reference back to the node).
+pub(crate) fn router() -> axum::Router {
+    axum::Router::new()
         .route("/_updraft/healthz", get(healthz))
         .route("/_updraft/readyz", get(readyz))
         .route("/_updraft/metrics", get(metrics))
         .fallback(not_found)
-        .with_state(state);
+}
+
+pub(crate) async fn handle(state: Arc<NodeState>, mut req: Request<Incoming>) -> Response<Body> {
+    let router = state.admin.clone();
+    req.extensions_mut().insert(state);
     match router.oneshot(req).await {
         Ok(response) => response.map(|b| b.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync()),
         Err(never) => match never {},
@@ -35,7 +41,7 @@ async fn healthz() -> impl IntoResponse {
     Json(json!({ "status": "ok" }))
 }
 
-async fn readyz(State(state): State<Arc<NodeState>>) -> impl IntoResponse {
+async fn readyz(Extension(state): Extension<Arc<NodeState>>) -> impl IntoResponse {
     if state.ready.load(Ordering::Relaxed) {
         (
             StatusCode::OK,

@@ -68,7 +68,7 @@ pub struct LoadReport {
 #[derive(Clone)]
 enum Handler {
     Function(HttpFunction),
-    Static(Box<StaticSite>),
+    Static(Arc<StaticSite>),
 }
 
 pub(crate) struct NodeState {
@@ -78,6 +78,8 @@ pub(crate) struct NodeState {
     local_addr: SocketAddr,
     pub(crate) ready: AtomicBool,
     pub(crate) functions: usize,
+    /// The `/_updraft/` router.
+    pub(crate) admin: axum::Router,
 }
 
 /// A node that is serving. Drop it or call [`RunningNode::shutdown`] to stop.
@@ -158,7 +160,7 @@ pub async fn start(
                 anyhow::anyhow!("route `{}` names unknown function `{id}`", pattern.as_str())
             }),
         RouteTarget::Static(dir) => StaticSite::new(&dir)
-            .map(|site| Handler::Static(Box::new(site)))
+            .map(|site| Handler::Static(Arc::new(site)))
             .with_context(|| {
                 format!(
                     "route `{}` in `{}`",
@@ -182,6 +184,7 @@ pub async fn start(
         local_addr: addr,
         ready: AtomicBool::new(true),
         functions: functions.len(),
+        admin: admin::router(),
     });
     let (stop, stop_rx) = watch::channel(false);
     let done = tokio::spawn(serve(listener, state, stop_rx, options.grace));
@@ -239,8 +242,8 @@ async fn serve(
             _ = stop.changed() => break,
         }
     }
-    drop(listener);
     state.ready.store(false, Ordering::Relaxed);
+    drop(listener);
     let deadline = Instant::now() + grace;
     tracing::info!("draining: finishing in-flight requests (grace {grace:?})");
     let closed = tokio::time::timeout(grace, graceful.shutdown())
@@ -260,7 +263,10 @@ async fn serve(
 impl NodeState {
     async fn handle(self: Arc<Self>, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
         let path = req.uri().path().to_owned();
-        if path == RESERVED_PREFIX || path.starts_with(&format!("{RESERVED_PREFIX}/")) {
+        if path
+            .strip_prefix(RESERVED_PREFIX)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        {
             return admin::handle(self.clone(), req).await;
         }
         let id: Arc<str> = Arc::from(uuid::Uuid::now_v7().to_string());
@@ -269,7 +275,7 @@ impl NodeState {
                 let handler = m.route.target.clone();
                 let route = m.route.pattern.as_str().to_owned();
                 match handler {
-                    Handler::Static(site) => site.serve(req, &m.path_info).await,
+                    Handler::Static(site) => site.serve(req, &m.raw_path_info).await,
                     Handler::Function(f) => {
                         let headers = FunctionHeaders {
                             invocation_id: &id,
@@ -328,10 +334,16 @@ impl NodeState {
             return self.too_large(&id);
         }
         headers.apply(req.headers_mut());
-        if !req.headers().contains_key(header::HOST)
-            && let Ok(host) = HeaderValue::from_str(&self.local_addr.to_string())
-        {
-            req.headers_mut().insert(header::HOST, host);
+        if !req.headers().contains_key(header::HOST) {
+            // HTTP/2 carries the host in `:authority`; HTTP/1.0 may carry none.
+            let host = req
+                .uri()
+                .authority()
+                .map(|a| a.as_str().to_owned())
+                .unwrap_or_else(|| self.local_addr.to_string());
+            if let Ok(host) = HeaderValue::from_str(&host) {
+                req.headers_mut().insert(header::HOST, host);
+            }
         }
         let exceeded = Arc::new(AtomicBool::new(false));
         let req = req.map(|b| LimitedBody::new(b, self.max_body, exceeded.clone()));
@@ -400,6 +412,7 @@ fn invoke_error_response(err: &InvokeError, id: &str) -> Response<Body> {
     let status = match err {
         InvokeError::AtCapacity { .. } => StatusCode::SERVICE_UNAVAILABLE,
         InvokeError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+        InvokeError::BadRequest { .. } => StatusCode::BAD_REQUEST,
         InvokeError::MemoryLimit { .. } | InvokeError::Failed { .. } => {
             StatusCode::INTERNAL_SERVER_ERROR
         }

@@ -69,11 +69,13 @@ fn read_dotenv(manifest: &LoadedManifest) -> anyhow::Result<BTreeMap<String, Str
     let items = dotenvy::from_path_iter(&path)
         .map_err(|e| anyhow::anyhow!("cannot read `{}`: {e}", path.display()))?;
     for item in items {
-        let (k, v) = item.map_err(|e| {
-            anyhow::anyhow!(
-                "`{}` has a line that is not `NAME=value`: {e}",
+        // The parser's own message quotes the whole line, which may hold a secret.
+        let (k, v) = item.map_err(|e| match e {
+            dotenvy::Error::LineParse(_, at) => anyhow::anyhow!(
+                "`{}` has a line that is not `NAME=value` (at byte {at}); fix its quoting",
                 path.display()
-            )
+            ),
+            other => anyhow::anyhow!("cannot read `{}`: {other}", path.display()),
         })?;
         out.insert(k, v);
     }

@@ -286,3 +286,37 @@ async fn headers_over_64_kib_get_431() {
         .unwrap();
     assert_eq!(r.status(), 200);
 }
+
+#[tokio::test]
+async fn a_timeout_after_the_headers_breaks_the_body_instead_of_ending_it() {
+    let app = kitchen_app(
+        r#"
+[function.short]
+source = "kitchen.wasm"
+timeout = "1s"
+
+[[trigger.http]]
+route = "/short/..."
+function = "short"
+"#,
+    );
+    let server = start(&app);
+    // Ten chunks 300 ms apart: the headers go out at once, the timeout hits mid-stream.
+    let r = client()
+        .get(server.url("/short/stream?chunks=10&ms=300"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body = r.bytes().await;
+    assert!(
+        body.is_err(),
+        "a truncated body must not look complete: {body:?}"
+    );
+    let needle = r#"function="short",trigger="http",outcome="timeout"} 1"#;
+    assert!(
+        crate::wait_metrics(&server, &[needle])
+            .await
+            .contains(needle)
+    );
+}

@@ -30,7 +30,7 @@ async fn hello_example_manifest_serves_params_and_greeting() {
     assert!(body.contains("no route matches `GET /nope`"), "{body}");
     let r = client().post(server.url("/hello")).send().await.unwrap();
     assert_eq!(r.status(), 405);
-    assert_eq!(r.headers()["allow"], "GET");
+    assert_eq!(r.headers()["allow"], "GET, HEAD");
     let stdout = server.stdout.text();
     assert!(
         stdout.contains("/hello/:name"),
@@ -314,4 +314,46 @@ async fn the_hello_example_builds_and_serves_from_a_clean_copy() {
     );
     let (s, body) = get(&server, "/hello/updraft").await;
     assert_eq!((s, body.as_str()), (200, "Hello, updraft!\n"));
+}
+
+#[tokio::test]
+async fn static_folders_subdirectories_and_encoded_names() {
+    let app = kitchen_app(
+        r#"
+[[trigger.http]]
+route = "/app/..."
+static = "web"
+
+[[trigger.http]]
+route = "/app/api"
+function = "kitchen"
+"#,
+    );
+    app.write("web/index.html", "root index");
+    app.write("web/docs/index.html", "docs index");
+    app.write("web/my photo.txt", "spaced");
+    app.write("web/100%.txt", "percent");
+    let server = start(&app);
+    assert_eq!(
+        get(&server, "/app/docs/").await,
+        (200, "docs index".to_owned())
+    );
+    // No trailing slash: a redirect that keeps the mount point, then the page.
+    assert_eq!(
+        get(&server, "/app/docs").await,
+        (200, "docs index".to_owned())
+    );
+    assert_eq!(
+        get(&server, "/app/my%20photo.txt").await,
+        (200, "spaced".to_owned())
+    );
+    assert_eq!(
+        get(&server, "/app/100%25.txt").await,
+        (200, "percent".to_owned())
+    );
+    assert_eq!(get(&server, "/app").await, (200, "root index".to_owned()));
+    // An exact route beats the wildcard that would also match it.
+    let (s, body) = get(&server, "/app/api").await;
+    assert_eq!(s, 404, "the kitchen answers (no path-info op): {body}");
+    assert!(body.contains("kitchen has no"), "{body}");
 }
