@@ -114,8 +114,13 @@ mod tests {
 name = "shop"
 [variables]
 greeting = { default = "hello" }
+[kv.cache]
+[sql.orders]
+migrations = "migrations"
 [function.hello]
 source = "hello.wasm"
+kv = ["cache"]
+sql = ["orders"]
 timeout = "2s"
 memory = "64MiB"
 allowed_outbound_hosts = ["http://127.0.0.1:*"]
@@ -172,6 +177,16 @@ static = "web"
         );
         let e = err(&GOOD.replace("{{ greeting }}", "{{ missing }}"));
         assert!(e.contains("missing") && e.contains("[variables]"), "{e}");
+        let e = err(&GOOD.replace("kv = [\"cache\"]", "kv = [\"cahce\"]"));
+        assert!(
+            e.contains("function.hello.kv[0]") && e.contains("[kv.cahce]"),
+            "{e}"
+        );
+        let e = err(&GOOD.replace("sql = [\"orders\"]", "sql = [\"order\"]"));
+        assert!(
+            e.contains("function.hello.sql[0]") && e.contains("(declared: `orders`)"),
+            "{e}"
+        );
         let e = err(&GOOD.replace("\"64MiB\"", "\"8GiB\""));
         assert!(e.contains("at most \"4GiB\""), "{e}");
         let e = err(&GOOD.replace("\"2s\"", "\"400d\""));

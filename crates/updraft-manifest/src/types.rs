@@ -23,6 +23,12 @@ pub struct Manifest {
     /// `[variables]`: app variables, filled from `UPDRAFT_VAR_<NAME>` or `.env`.
     #[serde(default)]
     pub variables: BTreeMap<String, VariableDecl>,
+    /// `[kv.<label>]`: key-value stores.
+    #[serde(default)]
+    pub kv: BTreeMap<String, KvDecl>,
+    /// `[sql.<label>]`: SQL databases.
+    #[serde(default)]
+    pub sql: BTreeMap<String, SqlDecl>,
     /// `[function.<id>]`
     #[serde(default)]
     pub function: BTreeMap<String, Function>,
@@ -57,6 +63,24 @@ pub struct VariableDecl {
     pub default: Option<String>,
 }
 
+/// `[kv.<label>]`: a key-value store (a namespace of the platform state).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KvDecl {}
+
+/// `[sql.<label>]`: a SQL database of the app's own.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqlDecl {
+    /// An existing SQLite file to use (relative to the manifest); default
+    /// `.updraft/sql/<label>.db`.
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// A folder of `*.sql` files applied in name order at start, each once.
+    #[serde(default)]
+    pub migrations: Option<PathBuf>,
+}
+
 /// `[function.<id>]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -66,6 +90,12 @@ pub struct Function {
     /// How to build the component.
     #[serde(default)]
     pub build: Option<Build>,
+    /// The kv stores it may open, by label.
+    #[serde(default)]
+    pub kv: Vec<String>,
+    /// The sql databases it may open, by label.
+    #[serde(default)]
+    pub sql: Vec<String>,
     /// Hosts the function may send HTTP requests to: `scheme://host[:port]`, with `*`
     /// wildcards for a whole host, a subdomain prefix or the port.
     #[serde(default)]

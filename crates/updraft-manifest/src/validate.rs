@@ -41,6 +41,14 @@ pub(crate) fn manifest(m: &Manifest) -> Result<(), ManifestError> {
             ));
         }
     }
+    for label in m.kv.keys().chain(m.sql.keys()) {
+        if !is_id(label) && !is_variable_name(label) {
+            return Err(ManifestError::invalid(
+                label.clone(),
+                "resource labels use lowercase letters, digits, `-` and `_`, starting with a letter",
+            ));
+        }
+    }
     for (id, f) in &m.function {
         function(m, id, f)?;
     }
@@ -103,6 +111,28 @@ fn function(m: &Manifest, id: &str, f: &Function) -> Result<(), ManifestError> {
             key("memory"),
             format!("{mem} is too small for a component; give at least \"1MiB\""),
         ));
+    }
+    for (i, label) in f.kv.iter().enumerate() {
+        if !m.kv.contains_key(label) {
+            return Err(ManifestError::invalid(
+                key(&format!("kv[{i}]")),
+                format!(
+                    "kv store `{label}` is not declared; add a `[kv.{label}]` table{}",
+                    declared(m.kv.keys())
+                ),
+            ));
+        }
+    }
+    for (i, label) in f.sql.iter().enumerate() {
+        if !m.sql.contains_key(label) {
+            return Err(ManifestError::invalid(
+                key(&format!("sql[{i}]")),
+                format!(
+                    "sql database `{label}` is not declared; add a `[sql.{label}]` table{}",
+                    declared(m.sql.keys())
+                ),
+            ));
+        }
     }
     for (name, template) in &f.variables {
         if !is_variable_name(name) {

@@ -283,6 +283,7 @@ impl HttpFunction {
             },
             config: inner.config.clone(),
             limiter: Limiter::new(inner.spec.memory),
+            resources: inner.spec.resources.clone(),
         };
         let mut store = Store::new(inner.pre.engine(), state);
         store.limiter(|s| &mut s.limiter);

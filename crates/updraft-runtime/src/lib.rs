@@ -17,6 +17,7 @@
 mod cache;
 mod engine;
 mod error;
+mod host;
 mod http;
 mod limits;
 mod logs;
@@ -30,6 +31,7 @@ use std::time::Duration;
 pub use cache::{CacheOutcome, ComponentCache};
 pub use engine::{EngineSettings, Runtime};
 pub use error::{InvokeError, LoadError};
+pub use host::Resources;
 pub use http::{HttpFunction, HttpInvocation, ResponseBody};
 pub use logs::LogStream;
 /// The error type of request bodies handed to [`HttpFunction::handle`].
@@ -52,6 +54,8 @@ pub struct FunctionSpec {
     pub allowed_outbound_hosts: Vec<updraft_manifest::AllowedHost>,
     /// Resolved variables, seen through `wasi:config` and the environment.
     pub variables: Vec<(String, String)>,
+    /// The kv stores and sql databases it may open.
+    pub resources: Arc<Resources>,
 }
 
 impl std::fmt::Debug for FunctionSpec {
@@ -68,6 +72,7 @@ impl std::fmt::Debug for FunctionSpec {
                 "variables",
                 &self.variables.iter().map(|(k, _)| k).collect::<Vec<_>>(),
             )
+            .field("resources", &self.resources)
             .finish()
     }
 }

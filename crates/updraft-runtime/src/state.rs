@@ -8,6 +8,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_config::WasiConfigVariables;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
+use crate::host::Resources;
 use crate::limits::Limiter;
 use crate::outbound::OutboundPolicy;
 
@@ -19,6 +20,7 @@ pub struct InvocationState {
     pub(crate) outbound: OutboundPolicy,
     pub(crate) config: Arc<WasiConfigVariables>,
     pub(crate) limiter: Limiter,
+    pub(crate) resources: Arc<Resources>,
 }
 
 impl WasiView for InvocationState {

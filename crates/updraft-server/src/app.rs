@@ -2,12 +2,14 @@
 //! filled in, and the route table.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use http::Method;
 use updraft_gateway::{Pattern, Route, Router};
 use updraft_manifest::{LoadedManifest, ManifestError};
 use updraft_runtime::FunctionSpec;
 
+use crate::stores::AppStores;
 use crate::variables::Variables;
 
 /// What serves a route.
@@ -31,8 +33,12 @@ pub struct AppPlan {
 }
 
 impl AppPlan {
-    /// Resolves variables and builds the route table.
-    pub fn new(manifest: LoadedManifest, variables: &Variables) -> anyhow::Result<Self> {
+    /// Resolves variables, hands each function its stores, and builds the route table.
+    pub fn new(
+        manifest: LoadedManifest,
+        variables: &Variables,
+        stores: &AppStores,
+    ) -> anyhow::Result<Self> {
         let functions = manifest
             .manifest
             .function
@@ -56,6 +62,7 @@ impl AppPlan {
                     max_concurrency: f.concurrency(),
                     allowed_outbound_hosts: f.allowed_outbound_hosts.clone(),
                     variables: vars,
+                    resources: Arc::new(stores.resources_for(f)),
                 })
             })
             .collect::<anyhow::Result<Vec<_>>>()?;

@@ -13,8 +13,10 @@ mod body_limit;
 pub mod builder;
 pub mod metrics;
 pub mod node;
+pub mod stores;
 pub mod variables;
 
 pub use app::{AppPlan, RouteTarget};
 pub use node::{LoadReport, NodeOptions, RunningNode, start};
+pub use stores::AppStores;
 pub use variables::Variables;

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use updraft_manifest::{HumanDuration, Manifest};
 use updraft_runtime::CacheOutcome;
-use updraft_server::{AppPlan, NodeOptions, Variables, builder};
+use updraft_server::{AppPlan, AppStores, NodeOptions, Variables, builder};
 
 #[derive(Debug, clap::Args)]
 pub struct UpArgs {
@@ -33,7 +33,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     }
     let variables = Variables::resolve(&manifest)?;
     let app_name = manifest.manifest.app.name.clone();
-    let plan = AppPlan::new(manifest, &variables)?;
+    let stores = AppStores::open(&manifest).await?;
+    for migration in &stores.applied {
+        println!("  applied migration {migration}");
+    }
+    let plan = AppPlan::new(manifest, &variables, &stores)?;
     let options = NodeOptions {
         listen: args.listen,
         grace: args.grace.0,

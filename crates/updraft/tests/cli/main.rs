@@ -10,6 +10,7 @@ mod errors;
 mod lifecycle;
 mod limits;
 mod serve;
+mod state;
 
 use std::time::Duration;
 

@@ -123,6 +123,8 @@ async fn main(req: Request<Body>) -> Result<Response<Body>, Error> {
             });
             Ok(Response::new(Body::from_try_stream(stream)))
         }
+        op if op.starts_with("/kv/") => kv(op, &query, req).await,
+        op if op.starts_with("/sql/") => sql(op, &query, req).await,
         other => text(StatusCode::NOT_FOUND, format!("kitchen has no `{other}`\n")),
     }
 }
@@ -135,4 +137,112 @@ fn json(value: &serde_json::Value) -> Result<Response<Body>, Error> {
     Ok(Response::builder()
         .header("content-type", "application/json")
         .body(value.to_string().into())?)
+}
+
+/// `/kv/{get,set,incr,list,cas,delete}?store=S&key=K…`: the kv bindings, one call each.
+async fn kv(
+    op: &str,
+    q: &BTreeMap<String, String>,
+    req: Request<Body>,
+) -> Result<Response<Body>, Error> {
+    use wasi::keyvalue::{atomics, store};
+    let arg = |k: &str| q.get(k).cloned().unwrap_or_default();
+    let bucket = match store::open(&arg("store")) {
+        Ok(b) => b,
+        Err(e) => return text(StatusCode::FORBIDDEN, format!("open failed: {e:?}\n")),
+    };
+    let key = arg("key");
+    let result: Result<String, store::Error> = match op {
+        "/kv/get" => match bucket.get(&key) {
+            Ok(Some(v)) => Ok(String::from_utf8_lossy(&v).into_owned()),
+            Ok(None) => return text(StatusCode::NOT_FOUND, "no such key\n".into()),
+            Err(e) => Err(e),
+        },
+        "/kv/set" => {
+            let mut body = req.into_body();
+            let value = body.contents().await?.to_vec();
+            bucket.set(&key, &value).map(|()| "ok".into())
+        }
+        "/kv/delete" => bucket.delete(&key).map(|()| "ok".into()),
+        "/kv/incr" => {
+            atomics::increment(&bucket, &key, arg("by").parse().unwrap_or(1)).map(|n| n.to_string())
+        }
+        "/kv/list" => updraft::platform::kv::list_by_prefix(&bucket, &arg("prefix"), None, 1000)
+            .map(|page| page.keys.join(",")),
+        "/kv/cas" => {
+            let expected = q.get("expected").map(|e| e.as_bytes().to_vec());
+            updraft::platform::kv::compare_and_swap(
+                &bucket,
+                &key,
+                expected.as_deref(),
+                arg("new").as_bytes(),
+            )
+            .map(|swapped| swapped.to_string())
+        }
+        other => return text(StatusCode::NOT_FOUND, format!("kitchen has no `{other}`\n")),
+    };
+    match result {
+        Ok(body) => text(StatusCode::OK, body),
+        Err(e) => text(StatusCode::BAD_REQUEST, format!("kv error: {e:?}\n")),
+    }
+}
+
+/// `/sql/{execute,query}?db=D` with a JSON body `{"sql": "...", "params": [...]}`.
+async fn sql(
+    op: &str,
+    q: &BTreeMap<String, String>,
+    req: Request<Body>,
+) -> Result<Response<Body>, Error> {
+    use updraft::platform::sql::{Connection, Value};
+    let conn = match Connection::open(q.get("db").map(String::as_str).unwrap_or("")) {
+        Ok(c) => c,
+        Err(e) => return text(StatusCode::FORBIDDEN, format!("open failed: {e:?}\n")),
+    };
+    let mut body = req.into_body();
+    let input: serde_json::Value = body.json().await?;
+    let statement = input["sql"].as_str().unwrap_or_default().to_owned();
+    let params: Vec<Value> = input["params"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|p| match p {
+            serde_json::Value::Null => Value::Null,
+            serde_json::Value::Number(n) if n.is_i64() => Value::Integer(n.as_i64().unwrap_or(0)),
+            serde_json::Value::Number(n) => Value::Real(n.as_f64().unwrap_or(0.0)),
+            serde_json::Value::String(s) => Value::Text(s),
+            other => Value::Text(other.to_string()),
+        })
+        .collect();
+    let out = match op {
+        "/sql/execute" => conn
+            .execute(&statement, &params)
+            .map(|n| serde_json::json!({ "changed": n })),
+        "/sql/query" => conn.query(&statement, &params).map(|rows| {
+            let columns = rows.columns.clone();
+            let rows: Vec<serde_json::Value> = rows
+                .rows
+                .into_iter()
+                .map(|r| {
+                    serde_json::Value::Array(
+                        r.into_iter()
+                            .map(|v| match v {
+                                Value::Null => serde_json::Value::Null,
+                                Value::Integer(i) => i.into(),
+                                Value::Real(f) => f.into(),
+                                Value::Text(s) => s.into(),
+                                Value::Blob(b) => b.len().into(),
+                            })
+                            .collect(),
+                    )
+                })
+                .collect();
+            serde_json::json!({ "columns": columns, "rows": rows })
+        }),
+        other => return text(StatusCode::NOT_FOUND, format!("kitchen has no `{other}`\n")),
+    };
+    match out {
+        Ok(v) => json(&v),
+        Err(e) => text(StatusCode::BAD_REQUEST, format!("sql error: {e:?}\n")),
+    }
 }

@@ -1,0 +1,73 @@
+//! Host implementations of updraft's own WIT (`wit/updraft.wit`, world `bindings`):
+//! `wasi:keyvalue` and `updraft:platform/kv` over [`KvStore`], `updraft:platform/sql` over
+//! [`SqlStore`]. Each checks the function's allow-list when a store or database is opened.
+
+mod kv;
+mod sql;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use updraft_store::{KvStore, SqlStore};
+
+pub use kv::Bucket;
+pub use sql::Connection;
+
+/// The generated bindings.
+pub mod generated {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        world: "updraft:platform/bindings",
+        imports: { default: async | trappable },
+        with: {
+            "wasi:keyvalue/store.bucket": super::Bucket,
+            "updraft:platform/sql.connection": super::Connection,
+        },
+        require_store_data_send: true,
+    });
+}
+
+/// The stores and databases an app declares, and which of them one function may use.
+#[derive(Clone, Default)]
+pub struct Resources {
+    /// Every `[kv.<label>]`; `Some` when the function lists it in `kv = [...]`.
+    pub kv: BTreeMap<String, Option<Arc<dyn KvStore>>>,
+    /// Every `[sql.<label>]`; `Some` when the function lists it in `sql = [...]`.
+    pub sql: BTreeMap<String, Option<Arc<dyn SqlStore>>>,
+}
+
+impl std::fmt::Debug for Resources {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Resources")
+            .field("kv", &allowed(&self.kv))
+            .field("sql", &allowed(&self.sql))
+            .finish()
+    }
+}
+
+fn allowed<T: ?Sized>(m: &BTreeMap<String, Option<Arc<T>>>) -> Vec<&str> {
+    m.iter()
+        .filter(|(_, v)| v.is_some())
+        .map(|(k, _)| k.as_str())
+        .collect()
+}
+
+/// Why a label cannot be opened.
+pub(crate) enum Denied {
+    /// The app declares no such label.
+    Unknown,
+    /// The app declares it, but this function does not list it.
+    NotAllowed,
+}
+
+/// Looks `label` up in a function's allow-list.
+pub(crate) fn lookup<T: ?Sized>(
+    map: &BTreeMap<String, Option<Arc<T>>>,
+    label: &str,
+) -> Result<Arc<T>, Denied> {
+    match map.get(label) {
+        None => Err(Denied::Unknown),
+        Some(None) => Err(Denied::NotAllowed),
+        Some(Some(store)) => Ok(store.clone()),
+    }
+}

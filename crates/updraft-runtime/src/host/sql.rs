@@ -1,0 +1,136 @@
+//! `updraft:platform/sql`.
+
+use std::sync::Arc;
+
+use updraft_store::{SqlError, SqlStore, Value};
+use wasmtime::component::Resource;
+
+use super::generated::updraft::platform::sql::{self as wit, Error};
+use super::{Denied, lookup};
+use crate::state::InvocationState;
+
+/// An open database, as a guest holds it.
+pub struct Connection {
+    store: Arc<dyn SqlStore>,
+}
+
+fn to_store(v: wit::Value) -> Value {
+    match v {
+        wit::Value::Null => Value::Null,
+        wit::Value::Integer(i) => Value::Int(i),
+        wit::Value::Real(f) => Value::Float(f),
+        wit::Value::Text(s) => Value::Text(s),
+        wit::Value::Blob(b) => Value::Blob(b),
+    }
+}
+
+fn to_wit(v: Value) -> wit::Value {
+    match v {
+        Value::Null => wit::Value::Null,
+        Value::Int(i) => wit::Value::Integer(i),
+        Value::Float(f) => wit::Value::Real(f),
+        Value::Text(s) => wit::Value::Text(s),
+        Value::Blob(b) => wit::Value::Blob(b),
+    }
+}
+
+fn error(e: SqlError) -> Error {
+    match e {
+        SqlError::Statement { .. } | SqlError::ParameterCount { .. } => {
+            Error::Invalid(e.to_string())
+        }
+        SqlError::Backend { .. } => Error::Other(e.to_string()),
+    }
+}
+
+impl InvocationState {
+    fn connection(&self, c: &Resource<Connection>) -> wasmtime::Result<Arc<dyn SqlStore>> {
+        Ok(self.table.get(c)?.store.clone())
+    }
+}
+
+impl wit::Host for InvocationState {}
+
+impl wit::HostConnection for InvocationState {
+    async fn open(
+        &mut self,
+        label: String,
+    ) -> wasmtime::Result<Result<Resource<Connection>, Error>> {
+        let store = match lookup(&self.resources.sql, &label) {
+            Ok(s) => s,
+            Err(denied) => {
+                let err = match denied {
+                    Denied::Unknown => Error::NoSuchDatabase(format!(
+                        "sql database `{label}` is not declared; add a `[sql.{label}]` table to updraft.toml"
+                    )),
+                    Denied::NotAllowed => Error::AccessDenied(format!(
+                        "function `{}` may not use sql database `{label}`; add it to the function's `sql = [...]`",
+                        self.outbound.function
+                    )),
+                };
+                tracing::warn!(
+                    function = %self.outbound.function,
+                    invocation = %self.outbound.invocation,
+                    "{}",
+                    match &err {
+                        Error::NoSuchDatabase(m) | Error::AccessDenied(m) | Error::Invalid(m) | Error::Other(m) => m,
+                    }
+                );
+                return Ok(Err(err));
+            }
+        };
+        Ok(Ok(self.table.push(Connection { store })?))
+    }
+
+    async fn execute(
+        &mut self,
+        c: Resource<Connection>,
+        statement: String,
+        params: Vec<wit::Value>,
+    ) -> wasmtime::Result<Result<u64, Error>> {
+        let store = self.connection(&c)?;
+        let params = params.into_iter().map(to_store).collect();
+        Ok(store.execute(&statement, params).await.map_err(error))
+    }
+
+    async fn query(
+        &mut self,
+        c: Resource<Connection>,
+        statement: String,
+        params: Vec<wit::Value>,
+    ) -> wasmtime::Result<Result<wit::RowSet, Error>> {
+        let store = self.connection(&c)?;
+        let params = params.into_iter().map(to_store).collect();
+        Ok(store
+            .query(&statement, params)
+            .await
+            .map(|rows| wit::RowSet {
+                columns: rows.columns,
+                rows: rows
+                    .rows
+                    .into_iter()
+                    .map(|r| r.into_iter().map(to_wit).collect())
+                    .collect(),
+            })
+            .map_err(error))
+    }
+
+    async fn execute_many(
+        &mut self,
+        c: Resource<Connection>,
+        statement: String,
+        rows: Vec<Vec<wit::Value>>,
+    ) -> wasmtime::Result<Result<u64, Error>> {
+        let store = self.connection(&c)?;
+        let rows = rows
+            .into_iter()
+            .map(|r| r.into_iter().map(to_store).collect())
+            .collect();
+        Ok(store.execute_many(&statement, rows).await.map_err(error))
+    }
+
+    async fn drop(&mut self, c: Resource<Connection>) -> wasmtime::Result<()> {
+        self.table.delete(c)?;
+        Ok(())
+    }
+}

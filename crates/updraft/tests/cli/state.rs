@@ -1,0 +1,250 @@
+//! State bindings: kv (wasi:keyvalue + updraft:platform/kv) and sql, with allow-lists.
+
+use serde_json::json;
+
+use crate::{client, get, kitchen_app, start};
+
+const STATE: &str = r#"
+[kv.cache]
+[kv.secret-store]
+[sql.orders]
+migrations = "migrations"
+
+[function.reader]
+source = "kitchen.wasm"
+
+[[trigger.http]]
+route = "/reader/..."
+function = "reader"
+"#;
+
+fn app() -> updraft_test_support::AppDir {
+    // `kitchen` may use `cache` and `orders`; `reader` may use nothing.
+    let app = kitchen_app(STATE);
+    let manifest = std::fs::read_to_string(app.path().join("updraft.toml")).unwrap();
+    let manifest = manifest.replacen(
+        "source = \"kitchen.wasm\"\n",
+        "source = \"kitchen.wasm\"\nkv = [\"cache\"]\nsql = [\"orders\"]\n",
+        1,
+    );
+    app.write("updraft.toml", manifest);
+    app.write(
+        "migrations/001_items.sql",
+        "CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT NOT NULL, price REAL);",
+    );
+    app.write(
+        "migrations/002_seed.sql",
+        "INSERT INTO items (name, price) VALUES ('seed', 1.5);",
+    );
+    app
+}
+
+async fn post(
+    server: &updraft_test_support::Server,
+    path: &str,
+    body: impl Into<reqwest::Body>,
+) -> (u16, String) {
+    let r = client()
+        .post(server.url(path))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn kv_through_wasi_keyvalue_and_the_platform_extras() {
+    let app = app();
+    let server = start(&app);
+    assert_eq!(
+        post(&server, "/k/kv/set?store=cache&key=user/1", "ada").await,
+        (200, "ok".into())
+    );
+    assert_eq!(
+        post(&server, "/k/kv/set?store=cache&key=user/2", "bob")
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        post(&server, "/k/kv/set?store=cache&key=visits", "")
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        get(&server, "/k/kv/get?store=cache&key=user/1").await,
+        (200, "ada".into())
+    );
+    assert_eq!(get(&server, "/k/kv/get?store=cache&key=nope").await.0, 404);
+    assert_eq!(
+        get(&server, "/k/kv/list?store=cache&prefix=user/").await,
+        (200, "user/1,user/2".into())
+    );
+    assert_eq!(
+        get(&server, "/k/kv/incr?store=cache&key=hits&by=5").await,
+        (200, "5".into())
+    );
+    assert_eq!(
+        get(&server, "/k/kv/incr?store=cache&key=hits&by=2").await,
+        (200, "7".into())
+    );
+    assert_eq!(
+        get(&server, "/k/kv/cas?store=cache&key=lock&new=me").await,
+        (200, "true".into())
+    );
+    assert_eq!(
+        get(&server, "/k/kv/cas?store=cache&key=lock&new=you").await,
+        (200, "false".into())
+    );
+    assert_eq!(
+        get(
+            &server,
+            "/k/kv/cas?store=cache&key=lock&expected=me&new=you"
+        )
+        .await,
+        (200, "true".into())
+    );
+    // Concurrent increments from many instances lose nothing.
+    let mut tasks = Vec::new();
+    for _ in 0..40 {
+        let url = server.url("/k/kv/incr?store=cache&key=race");
+        tasks.push(tokio::spawn(async move {
+            client().get(url).send().await.unwrap().status()
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 200);
+    }
+    assert_eq!(
+        get(&server, "/k/kv/get?store=cache&key=race").await,
+        (200, "40".into())
+    );
+    // State survives a restart.
+    drop(server);
+    let server = start(&app);
+    assert_eq!(
+        get(&server, "/k/kv/get?store=cache&key=user/2").await,
+        (200, "bob".into())
+    );
+}
+
+#[tokio::test]
+async fn kv_limits_and_allow_lists() {
+    let app = app();
+    let server = start(&app);
+    let (s, body) = post(
+        &server,
+        "/k/kv/set?store=cache&key=big",
+        vec![b'x'; (1 << 20) + 1],
+    )
+    .await;
+    assert_eq!(s, 400, "{body}");
+    assert!(body.contains("over the limit of 1048576 bytes"), "{body}");
+    // Declared but not listed for this function: access denied, and logged.
+    let (s, body) = get(&server, "/k/kv/get?store=secret-store&key=x").await;
+    assert_eq!(s, 403, "{body}");
+    assert!(body.contains("AccessDenied"), "{body}");
+    let (s, body) = get(&server, "/reader/kv/get?store=cache&key=x").await;
+    assert!(s == 403 && body.contains("AccessDenied"), "{body}");
+    let (s, body) = get(&server, "/k/kv/get?store=undeclared&key=x").await;
+    assert!(s == 403 && body.contains("NoSuchStore"), "{body}");
+    assert!(
+        server
+            .stderr
+            .wait_for("is not in its `kv` list", std::time::Duration::from_secs(5))
+    );
+}
+
+#[tokio::test]
+async fn sql_with_migrations_parameters_and_clear_errors() {
+    let app = app();
+    let server = start(&app);
+    assert!(
+        server
+            .stdout
+            .text()
+            .contains("applied migration orders/001_items.sql"),
+        "{}",
+        server.stdout.text()
+    );
+    let exec =
+        |sql: &str, params: serde_json::Value| json!({ "sql": sql, "params": params }).to_string();
+    let (s, body) = post(
+        &server,
+        "/k/sql/execute?db=orders",
+        exec(
+            "INSERT INTO items (name, price) VALUES ($1, $2)",
+            json!(["tea", 2.5]),
+        ),
+    )
+    .await;
+    assert_eq!((s, body.as_str()), (200, r#"{"changed":1}"#));
+    let (s, body) = post(
+        &server,
+        "/k/sql/query?db=orders",
+        exec(
+            "SELECT id, name, price FROM items WHERE price > $1 ORDER BY id",
+            json!([1]),
+        ),
+    )
+    .await;
+    assert_eq!(s, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        v,
+        json!({ "columns": ["id", "name", "price"], "rows": [[1, "seed", 1.5], [2, "tea", 2.5]] })
+    );
+    // A syntax error names the database and carries the database's message.
+    let (s, body) = post(
+        &server,
+        "/k/sql/query?db=orders",
+        exec("SELEC * FROM items", json!([])),
+    )
+    .await;
+    assert_eq!(s, 400);
+    assert!(
+        body.contains("sql `orders`") && body.contains("syntax error"),
+        "{body}"
+    );
+    // A parameter count mismatch says what was expected.
+    let (s, body) = post(
+        &server,
+        "/k/sql/execute?db=orders",
+        exec("INSERT INTO items (name) VALUES ($1)", json!([])),
+    )
+    .await;
+    assert_eq!(s, 400);
+    assert!(body.contains("1 parameter(s) but 0 were given"), "{body}");
+    // Not listed for `reader`.
+    let (s, body) = post(
+        &server,
+        "/reader/sql/query?db=orders",
+        exec("SELECT 1", json!([])),
+    )
+    .await;
+    assert_eq!(s, 403);
+    assert!(
+        body.contains("AccessDenied") && body.contains("sql = [...]"),
+        "{body}"
+    );
+    // Migrations run once: a restart applies nothing and keeps the rows.
+    drop(server);
+    let server = start(&app);
+    assert!(
+        !server.stdout.text().contains("applied migration"),
+        "{}",
+        server.stdout.text()
+    );
+    let (_, body) = post(
+        &server,
+        "/k/sql/query?db=orders",
+        exec("SELECT count(*) FROM items", json!([])),
+    )
+    .await;
+    assert!(body.contains("[[2]]"), "{body}");
+    // The database is its own file, never the platform state.
+    assert!(app.path().join(".updraft/sql/orders.db").is_file());
+    assert!(app.path().join(".updraft/state.db").is_file());
+}
