@@ -1,6 +1,5 @@
-//! The reserved `/_updraft/` endpoints: health, readiness and metrics.
-//!
-//! The admin API (`/_updraft/api/v1`) and the dashboard will be added here as axum routes.
+//! The reserved `/_updraft/` endpoints: health, readiness, metrics, the OpenAPI document,
+//! and the admin API (`api.rs`) under `/_updraft/api/v1`.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -22,6 +21,8 @@ use crate::node::NodeState;
 /// request's extensions (so the router holds no reference back to the node).
 pub(crate) fn router() -> axum::Router {
     axum::Router::new()
+        .merge(crate::api::router())
+        .route("/_updraft/openapi.json", get(openapi))
         .route("/_updraft/healthz", get(healthz))
         .route("/_updraft/readyz", get(readyz))
         .route("/_updraft/metrics", get(metrics))
@@ -37,6 +38,16 @@ pub(crate) async fn handle(state: Arc<NodeState>, mut req: Request<Incoming>) ->
     }
 }
 
+async fn openapi() -> impl IntoResponse {
+    use utoipa::OpenApi;
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        crate::api::ApiDoc::openapi()
+            .to_pretty_json()
+            .unwrap_or_default(),
+    )
+}
+
 async fn healthz() -> impl IntoResponse {
     Json(json!({ "status": "ok" }))
 }
@@ -45,7 +56,7 @@ async fn readyz(Extension(state): Extension<Arc<NodeState>>) -> impl IntoRespons
     if state.ready.load(Ordering::Relaxed) {
         (
             StatusCode::OK,
-            Json(json!({ "status": "ready", "functions": state.functions })),
+            Json(json!({ "status": "ready", "functions": state.functions.len() })),
         )
     } else {
         (

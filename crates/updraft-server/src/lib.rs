@@ -8,11 +8,14 @@
 //! [`node::start`] next to the HTTP listener, and stop it in the drain.
 
 mod admin;
+pub mod admin_token;
+pub mod api;
 pub mod app;
 mod body_limit;
 pub mod builder;
 pub mod metrics;
 pub mod node;
+pub mod recorder;
 pub mod stores;
 pub mod variables;
 

@@ -3,7 +3,7 @@
 use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use updraft_runtime::{InvocationObserver, InvocationRecord, LogStream};
+use updraft_runtime::InvocationRecord;
 
 const DURATION_BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -49,37 +49,28 @@ fn describe() {
     );
 }
 
-/// Feeds metrics and prints guest output through `tracing`.
-#[derive(Debug, Default)]
-pub struct NodeObserver;
-
-impl InvocationObserver for NodeObserver {
-    fn log_line(&self, function: &str, invocation_id: &str, stream: LogStream, line: &str) {
-        tracing::info!(target: "updraft::guest", function = %function, invocation = %invocation_id, stream = stream.as_str(), "{line}");
+/// Counts a finished invocation.
+pub fn record(r: &InvocationRecord) {
+    let function = r.function.clone();
+    metrics::counter!(
+        "updraft_invocations_total",
+        "function" => function.clone(),
+        "trigger" => r.trigger,
+        "outcome" => r.outcome.as_str()
+    )
+    .increment(1);
+    if r.outcome == updraft_runtime::Outcome::Rejected {
+        return;
     }
-
-    fn finished(&self, r: &InvocationRecord) {
-        let function = r.function.clone();
-        metrics::counter!(
-            "updraft_invocations_total",
-            "function" => function.clone(),
-            "trigger" => r.trigger,
-            "outcome" => r.outcome.as_str()
-        )
-        .increment(1);
-        if r.outcome == updraft_runtime::Outcome::Rejected {
-            return;
-        }
-        metrics::histogram!(
-            "updraft_invocation_duration_seconds",
-            "function" => function.clone(),
-            "trigger" => r.trigger
-        )
-        .record(r.duration_us as f64 / 1e6);
-        metrics::histogram!("updraft_instantiate_seconds", "function" => function.clone())
-            .record(r.instantiate_us as f64 / 1e6);
-        if r.cold {
-            metrics::counter!("updraft_cold_starts_total", "function" => function).increment(1);
-        }
+    metrics::histogram!(
+        "updraft_invocation_duration_seconds",
+        "function" => function.clone(),
+        "trigger" => r.trigger
+    )
+    .record(r.duration_us as f64 / 1e6);
+    metrics::histogram!("updraft_instantiate_seconds", "function" => function.clone())
+        .record(r.instantiate_us as f64 / 1e6);
+    if r.cold {
+        metrics::counter!("updraft_cold_starts_total", "function" => function).increment(1);
     }
 }

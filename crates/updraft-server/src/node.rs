@@ -1,5 +1,6 @@
 //! A running node: one listener, the gateway's route table, the runtime, and a graceful drain.
 
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,12 +20,18 @@ use updraft_gateway::headers::{FunctionHeaders, INVOCATION_ID};
 use updraft_gateway::router::RESERVED_PREFIX;
 use updraft_gateway::{Body, BoxError, Lookup, Router, StaticSite, error_response};
 use updraft_runtime::{
-    CacheOutcome, EngineSettings, HttpFunction, HttpInvocation, InvokeError, Observer, Runtime,
+    CacheOutcome, EngineSettings, HttpError, HttpFunction, HttpInvocation, InvokeError, Observer,
+    Runtime,
 };
+use updraft_store::RecordStore;
+use updraft_store::sqlite::SqliteRecords;
 
 use crate::admin;
+use crate::api::RouteInfo;
 use crate::app::{AppPlan, RouteTarget};
 use crate::body_limit::LimitedBody;
+use crate::recorder::Recorder;
+use crate::stores::AppStores;
 
 /// Default request body limit (DESIGN §9).
 pub const DEFAULT_MAX_BODY: u64 = 10 << 20;
@@ -42,6 +49,8 @@ pub struct NodeOptions {
     pub max_body: u64,
     /// Node-wide instance limit.
     pub max_instances: u32,
+    /// Required as `Authorization: Bearer` on the admin API, when set.
+    pub admin_token: Option<String>,
 }
 
 impl Default for NodeOptions {
@@ -51,6 +60,7 @@ impl Default for NodeOptions {
             grace: Duration::from_secs(30),
             max_body: DEFAULT_MAX_BODY,
             max_instances: 1000,
+            admin_token: None,
         }
     }
 }
@@ -77,7 +87,11 @@ pub(crate) struct NodeState {
     max_body: u64,
     local_addr: SocketAddr,
     pub(crate) ready: AtomicBool,
-    pub(crate) functions: usize,
+    pub(crate) app_name: String,
+    pub(crate) functions: BTreeMap<String, HttpFunction>,
+    pub(crate) routes: Vec<RouteInfo>,
+    pub(crate) records: Arc<dyn RecordStore>,
+    pub(crate) admin_token: Option<String>,
     /// The `/_updraft/` router.
     pub(crate) admin: axum::Router,
 }
@@ -88,8 +102,8 @@ pub struct RunningNode {
     pub addr: SocketAddr,
     /// How each function was loaded.
     pub loaded: Vec<LoadReport>,
-    /// The routes, most specific first, as `(methods, pattern, target)` for display.
-    pub routes: Vec<(String, String, String)>,
+    /// The routes, most specific first.
+    pub routes: Vec<RouteInfo>,
     stop: watch::Sender<bool>,
     done: tokio::task::JoinHandle<bool>,
 }
@@ -106,9 +120,12 @@ impl RunningNode {
 /// Loads every function of `plan`, binds the listener and starts serving.
 pub async fn start(
     plan: AppPlan,
+    stores: &AppStores,
     options: NodeOptions,
-    observer: Observer,
 ) -> anyhow::Result<RunningNode> {
+    let records: Arc<dyn RecordStore> = Arc::new(SqliteRecords::new(stores.state.clone()));
+    let (recorder, recorder_task) = Recorder::start(records.clone());
+    let observer: Observer = recorder;
     let max_memory = plan
         .functions
         .iter()
@@ -125,7 +142,7 @@ pub async fn start(
     .context("cannot start the WebAssembly engine")?;
 
     let mut loaded = Vec::new();
-    let mut functions = std::collections::BTreeMap::new();
+    let mut functions = BTreeMap::new();
     for spec in &plan.functions {
         let (function, outcome) = runtime.load_http(spec.clone(), observer.clone())?;
         loaded.push(LoadReport {
@@ -135,20 +152,24 @@ pub async fn start(
         functions.insert(spec.id.clone(), function);
     }
     let manifest_path = plan.manifest.path.clone();
-    let routes = plan
+    let routes: Vec<RouteInfo> = plan
         .router
         .routes()
         .iter()
-        .map(|r| {
-            let methods = r.methods.as_ref().map_or_else(
-                || "*".to_owned(),
-                |m| m.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(","),
-            );
-            let target = match &r.target {
-                RouteTarget::Function(f) => format!("function `{f}`"),
-                RouteTarget::Static(dir) => format!("static `{}`", dir.display()),
-            };
-            (methods, r.pattern.as_str().to_owned(), target)
+        .map(|r| RouteInfo {
+            methods: r.methods.as_ref().map_or_else(
+                || vec!["*".to_owned()],
+                |m| m.iter().map(|m| m.as_str().to_owned()).collect(),
+            ),
+            route: r.pattern.as_str().to_owned(),
+            function: match &r.target {
+                RouteTarget::Function(f) => Some(f.clone()),
+                RouteTarget::Static(_) => None,
+            },
+            static_dir: match &r.target {
+                RouteTarget::Static(dir) => Some(dir.display().to_string()),
+                RouteTarget::Function(_) => None,
+            },
         })
         .collect();
     let router = plan.router.try_map(|pattern, target| match target {
@@ -183,11 +204,20 @@ pub async fn start(
         max_body: options.max_body,
         local_addr: addr,
         ready: AtomicBool::new(true),
-        functions: functions.len(),
+        app_name: plan.manifest.manifest.app.name.clone(),
+        functions,
+        routes: routes.clone(),
+        records,
+        admin_token: options.admin_token.clone(),
         admin: admin::router(),
     });
     let (stop, stop_rx) = watch::channel(false);
-    let done = tokio::spawn(serve(listener, state, stop_rx, options.grace));
+    let done = tokio::spawn(async move {
+        let drained = serve(listener, state, stop_rx, options.grace).await;
+        // The node state (and with it every observer handle) is gone: flush the records.
+        recorder_task.finish().await;
+        drained
+    });
     Ok(RunningNode {
         addr,
         loaded,
@@ -320,13 +350,18 @@ impl NodeState {
         response
     }
 
-    async fn call(
+    /// Runs `function` for `req`, with the body limit and updraft's headers.
+    pub(crate) async fn call<B>(
         &self,
         function: &HttpFunction,
-        mut req: Request<Incoming>,
+        mut req: Request<B>,
         headers: &FunctionHeaders<'_>,
         id: Arc<str>,
-    ) -> Response<Body> {
+    ) -> Response<Body>
+    where
+        B: http_body::Body<Data = bytes::Bytes> + Send + Unpin + 'static,
+        B::Error: Into<HttpError>,
+    {
         if let Some(len) = content_length(&req)
             && len > self.max_body
         {
@@ -384,7 +419,10 @@ impl NodeState {
 
 /// Reads and drops up to `cap` bytes of a refused body in the background, so a client that
 /// is still sending gets to read the error answer instead of a broken pipe.
-fn discard(mut body: Incoming, cap: u64) {
+fn discard<B>(mut body: B, cap: u64)
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + Unpin + 'static,
+{
     tokio::spawn(async move {
         let mut read = 0u64;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);

@@ -13,9 +13,11 @@
 pub mod conformance;
 mod error;
 pub mod kv;
+pub mod records;
 pub mod sql;
 pub mod sqlite;
 
 pub use error::StoreError;
 pub use kv::{KeyPage, KvStore};
+pub use records::{InvocationQuery, InvocationRow, LogQuery, LogRow, RecordStore};
 pub use sql::{Migration, RowSet, SqlError, SqlStore, Value};

@@ -76,6 +76,11 @@ impl Captured {
         captured
     }
 
+    /// Collects everything `reader` produces from now on.
+    pub fn from_reader(reader: impl std::io::Read + Send + 'static) -> Self {
+        Self::spawn(reader, None)
+    }
+
     /// Everything read so far.
     pub fn text(&self) -> String {
         self.0.lock().map(|b| b.clone()).unwrap_or_default()
@@ -212,8 +217,14 @@ impl Drop for Server {
 
 /// Runs `bin ARGS…` to completion with a time limit.
 pub fn run(bin: &str, args: &[&str], timeout: Duration) -> Output {
+    run_with_env(bin, args, &[], timeout)
+}
+
+/// [`run`] with extra environment variables.
+pub fn run_with_env(bin: &str, args: &[&str], env: &[(&str, &str)], timeout: Duration) -> Output {
     let mut child = Command::new(bin)
         .args(args)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -12,7 +12,13 @@ use clap::{Parser, Subcommand};
 
 /// updraft: a self-hosted serverless platform for WebAssembly components.
 #[derive(Debug, Parser)]
-#[command(name = "updraft", version, about, propagate_version = true)]
+#[command(
+    name = "updraft",
+    version,
+    about,
+    propagate_version = true,
+    args_override_self = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -24,6 +30,12 @@ enum Command {
     Build(commands::build::BuildArgs),
     /// Build what is stale, then serve the app on localhost.
     Up(commands::up::UpArgs),
+    /// List the functions of a running updraft and their routes.
+    Ls(commands::ls::LsArgs),
+    /// Invoke a function of a running updraft with a body.
+    Invoke(commands::invoke::InvokeArgs),
+    /// Print what functions logged (`-f` to follow).
+    Logs(commands::logs::LogsArgs),
 }
 
 fn main() -> ExitCode {
@@ -44,6 +56,9 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Build(args) => commands::build::run(args).await,
             Command::Up(args) => commands::up::run(args).await,
+            Command::Ls(args) => commands::ls::run(args).await,
+            Command::Invoke(args) => commands::invoke::run(args).await,
+            Command::Logs(args) => commands::logs::run(args).await,
         }
     });
     match result {

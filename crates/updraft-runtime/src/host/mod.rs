@@ -36,11 +36,23 @@ pub struct Resources {
     pub sql: BTreeMap<String, Option<Arc<dyn SqlStore>>>,
 }
 
+impl Resources {
+    /// The kv stores the function may open.
+    pub fn allowed_kv(&self) -> Vec<&str> {
+        allowed(&self.kv)
+    }
+
+    /// The sql databases the function may open.
+    pub fn allowed_sql(&self) -> Vec<&str> {
+        allowed(&self.sql)
+    }
+}
+
 impl std::fmt::Debug for Resources {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Resources")
-            .field("kv", &allowed(&self.kv))
-            .field("sql", &allowed(&self.sql))
+            .field("kv", &self.allowed_kv())
+            .field("sql", &self.allowed_sql())
             .finish()
     }
 }

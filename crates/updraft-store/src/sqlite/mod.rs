@@ -3,9 +3,11 @@
 
 mod db;
 mod kv;
+mod records;
 mod sql;
 pub mod state;
 
 pub use db::Db;
 pub use kv::SqliteKv;
+pub use records::SqliteRecords;
 pub use sql::SqliteSql;

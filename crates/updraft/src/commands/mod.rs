@@ -1,2 +1,6 @@
 pub mod build;
+pub mod client;
+pub mod invoke;
+pub mod logs;
+pub mod ls;
 pub mod up;

@@ -1,10 +1,9 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use updraft_manifest::{HumanDuration, Manifest};
 use updraft_runtime::CacheOutcome;
-use updraft_server::{AppPlan, AppStores, NodeOptions, Variables, builder};
+use updraft_server::{AppPlan, AppStores, NodeOptions, Variables, admin_token, builder};
 
 #[derive(Debug, clap::Args)]
 pub struct UpArgs {
@@ -33,19 +32,32 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     }
     let variables = Variables::resolve(&manifest)?;
     let app_name = manifest.manifest.app.name.clone();
+    let state_dir = manifest.state_dir();
     let stores = AppStores::open(&manifest).await?;
     for migration in &stores.applied {
         println!("  applied migration {migration}");
     }
     let plan = AppPlan::new(manifest, &variables, &stores)?;
+    let admin_token = if args.listen.ip().is_loopback() {
+        None
+    } else {
+        let (token, created) = admin_token::load_or_create(&state_dir)?;
+        if created {
+            println!(
+                "admin token (shown once; also in `{}`): {token}",
+                state_dir.join("admin-token").display()
+            );
+        }
+        Some(token)
+    };
     let options = NodeOptions {
         listen: args.listen,
         grace: args.grace.0,
+        admin_token,
         ..NodeOptions::default()
     };
-    let observer = Arc::new(updraft_server::metrics::NodeObserver);
     updraft_server::metrics::handle();
-    let node = updraft_server::start(plan, options, observer).await?;
+    let node = updraft_server::start(plan, &stores, options).await?;
 
     println!("app `{app_name}`");
     for report in &node.loaded {
@@ -60,10 +72,17 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         }
     }
     println!("routes:");
-    for (methods, pattern, target) in &node.routes {
+    for r in &node.routes {
+        let target = match (&r.function, &r.static_dir) {
+            (Some(f), _) => format!("function `{f}`"),
+            (None, Some(dir)) => format!("static `{dir}`"),
+            (None, None) => String::new(),
+        };
         println!(
-            "  {methods:<12} http://{}{pattern}  ->  {target}",
-            node.addr
+            "  {:<12} http://{}{}  ->  {target}",
+            r.methods.join(","),
+            node.addr,
+            r.route
         );
     }
     println!("listening on http://{}", node.addr);

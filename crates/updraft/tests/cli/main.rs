@@ -6,6 +6,7 @@
     reason = "test code: a panic is the failure report"
 )]
 
+mod admin;
 mod errors;
 mod lifecycle;
 mod limits;

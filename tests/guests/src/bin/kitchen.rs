@@ -15,11 +15,13 @@ wit_bindgen::generate!({
 
 #[wstd::http_server]
 async fn main(req: Request<Body>) -> Result<Response<Body>, Error> {
+    // The route's `...` remainder, or the whole path when there is none (e.g. `updraft invoke`).
     let op = req
         .headers()
         .get("updraft-path-info")
         .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
+        .filter(|p| !p.is_empty())
+        .unwrap_or(req.uri().path())
         .to_owned();
     let query: BTreeMap<String, String> = req
         .uri()

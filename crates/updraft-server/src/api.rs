@@ -1,0 +1,493 @@
+//! The admin API, `/_updraft/api/v1`: functions and routes, invoke, invocation records and
+//! logs. The CLI's client commands and the dashboard use it. Its OpenAPI document is
+//! generated from these handlers ([`ApiDoc`]) and checked in as `docs/openapi.json`.
+
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use axum::Extension;
+use axum::Json;
+use axum::extract::{Path, Query, Request};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use http_body_util::BodyExt;
+use serde::{Deserialize, Serialize};
+use updraft_gateway::headers::FunctionHeaders;
+use updraft_runtime::HttpError;
+use updraft_store::{InvocationQuery, InvocationRow, LogQuery, LogRow};
+use utoipa::{IntoParams, OpenApi, ToSchema};
+
+use crate::node::NodeState;
+
+/// The API's OpenAPI document.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "updraft admin API",
+        version = "1",
+        description = "Functions, invocations and logs of a running updraft node. Outside `updraft up` on loopback, send `Authorization: Bearer <token>`."
+    ),
+    paths(
+        app,
+        functions,
+        function,
+        routes,
+        invoke,
+        invocations,
+        invocation,
+        logs
+    ),
+    components(schemas(
+        AppInfo,
+        FunctionInfo,
+        RouteInfo,
+        Invocation,
+        InvocationDetail,
+        LogLine,
+        ApiError
+    ))
+)]
+pub struct ApiDoc;
+
+/// An error answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApiError {
+    /// What went wrong and what to do.
+    pub error: String,
+}
+
+fn api_error(status: StatusCode, error: impl Into<String>) -> Response {
+    (
+        status,
+        Json(ApiError {
+            error: error.into(),
+        }),
+    )
+        .into_response()
+}
+
+/// The running app.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AppInfo {
+    /// `[app] name`.
+    pub name: String,
+    /// How many functions it has.
+    pub functions: usize,
+    /// How many routes it serves.
+    pub routes: usize,
+}
+
+/// One route of the gateway.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RouteInfo {
+    /// Methods it answers (`["*"]` for all).
+    pub methods: Vec<String>,
+    /// The pattern.
+    pub route: String,
+    /// The function that answers, if any.
+    pub function: Option<String>,
+    /// The static folder that answers, if any.
+    pub static_dir: Option<String>,
+}
+
+/// One function.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct FunctionInfo {
+    /// Its id.
+    pub id: String,
+    /// The component file.
+    pub source: String,
+    /// Wall-clock limit per invocation, in milliseconds.
+    pub timeout_ms: u64,
+    /// Memory cap per instance, in bytes.
+    pub memory_bytes: u64,
+    /// Instances at once.
+    pub max_concurrency: u32,
+    /// kv stores it may open.
+    pub kv: Vec<String>,
+    /// sql databases it may open.
+    pub sql: Vec<String>,
+    /// Where it may send HTTP requests.
+    pub allowed_outbound_hosts: Vec<String>,
+    /// The routes it serves.
+    pub routes: Vec<RouteInfo>,
+}
+
+/// One finished invocation.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Invocation {
+    /// Its id (also the `updraft-invocation-id` header).
+    pub id: String,
+    /// The function.
+    pub function: String,
+    /// What triggered it (`http`).
+    pub trigger: String,
+    /// Start time, RFC 3339.
+    pub started: String,
+    /// First invocation since the component was loaded.
+    pub cold: bool,
+    /// Store creation plus instantiation, in microseconds.
+    pub instantiate_us: i64,
+    /// Whole invocation, in microseconds.
+    pub duration_us: i64,
+    /// `ok`, `error`, `timeout`, `memory_limit` or `rejected`.
+    pub outcome: String,
+    /// The error, when it failed.
+    pub error: Option<String>,
+}
+
+/// An invocation with what it logged.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct InvocationDetail {
+    /// The record.
+    #[serde(flatten)]
+    pub invocation: Invocation,
+    /// Its output, oldest first.
+    pub logs: Vec<LogLine>,
+}
+
+/// One line a function wrote.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct LogLine {
+    /// Position; pass the last one as `after` to follow.
+    pub seq: i64,
+    /// Time, RFC 3339.
+    pub time: String,
+    /// The function.
+    pub function: String,
+    /// The invocation.
+    pub invocation: String,
+    /// `stdout` or `stderr`.
+    pub stream: String,
+    /// The text.
+    pub line: String,
+}
+
+fn rfc3339(us: i64) -> String {
+    let t = UNIX_EPOCH + Duration::from_micros(u64::try_from(us).unwrap_or(0));
+    humantime::format_rfc3339_micros(t).to_string()
+}
+
+impl From<InvocationRow> for Invocation {
+    fn from(r: InvocationRow) -> Self {
+        Self {
+            started: rfc3339(r.started_us),
+            id: r.id,
+            function: r.function,
+            trigger: r.trigger,
+            cold: r.cold,
+            instantiate_us: r.instantiate_us,
+            duration_us: r.duration_us,
+            outcome: r.outcome,
+            error: r.error,
+        }
+    }
+}
+
+impl From<LogRow> for LogLine {
+    fn from(l: LogRow) -> Self {
+        Self {
+            seq: l.seq,
+            time: rfc3339(l.time_us),
+            function: l.function,
+            invocation: l.invocation,
+            stream: l.stream,
+            line: l.line,
+        }
+    }
+}
+
+/// The API routes, without auth (see [`require_token`]).
+pub(crate) fn router() -> axum::Router {
+    axum::Router::new()
+        .route("/_updraft/api/v1/app", get(app))
+        .route("/_updraft/api/v1/functions", get(functions))
+        .route("/_updraft/api/v1/functions/{id}", get(function))
+        .route("/_updraft/api/v1/functions/{id}/invoke", post(invoke))
+        .route("/_updraft/api/v1/routes", get(routes))
+        .route("/_updraft/api/v1/invocations", get(invocations))
+        .route("/_updraft/api/v1/invocations/{id}", get(invocation))
+        .route("/_updraft/api/v1/logs", get(logs))
+        .layer(axum::middleware::from_fn(require_token))
+}
+
+/// `Authorization: Bearer <token>` when the node has an admin token.
+async fn require_token(
+    Extension(state): Extension<Arc<NodeState>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    if let Some(token) = &state.admin_token {
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if given.map(str::as_bytes) != Some(token.as_bytes()) {
+            return api_error(
+                StatusCode::UNAUTHORIZED,
+                "the admin API needs `Authorization: Bearer <token>`; the token is in `.updraft/admin-token` or `UPDRAFT_ADMIN_TOKEN` (CLI: set `UPDRAFT_TOKEN`)",
+            );
+        }
+    }
+    next.run(req).await
+}
+
+#[utoipa::path(get, path = "/_updraft/api/v1/app", responses((status = 200, body = AppInfo)))]
+async fn app(Extension(state): Extension<Arc<NodeState>>) -> Json<AppInfo> {
+    Json(AppInfo {
+        name: state.app_name.clone(),
+        functions: state.functions.len(),
+        routes: state.routes.len(),
+    })
+}
+
+fn function_info(state: &NodeState, id: &str) -> Option<FunctionInfo> {
+    let f = state.functions.get(id)?;
+    let spec = f.spec();
+    Some(FunctionInfo {
+        id: id.to_owned(),
+        source: spec.source.display().to_string(),
+        timeout_ms: u64::try_from(spec.timeout.as_millis()).unwrap_or(u64::MAX),
+        memory_bytes: spec.memory,
+        max_concurrency: spec.max_concurrency,
+        kv: spec
+            .resources
+            .allowed_kv()
+            .into_iter()
+            .map(str::to_owned)
+            .collect(),
+        sql: spec
+            .resources
+            .allowed_sql()
+            .into_iter()
+            .map(str::to_owned)
+            .collect(),
+        allowed_outbound_hosts: spec
+            .allowed_outbound_hosts
+            .iter()
+            .map(|h| h.as_str().to_owned())
+            .collect(),
+        routes: state
+            .routes
+            .iter()
+            .filter(|r| r.function.as_deref() == Some(id))
+            .cloned()
+            .collect(),
+    })
+}
+
+#[utoipa::path(get, path = "/_updraft/api/v1/functions", responses((status = 200, body = [FunctionInfo])))]
+async fn functions(Extension(state): Extension<Arc<NodeState>>) -> Json<Vec<FunctionInfo>> {
+    Json(
+        state
+            .functions
+            .keys()
+            .filter_map(|id| function_info(&state, id))
+            .collect(),
+    )
+}
+
+fn unknown_function(id: &str) -> Response {
+    api_error(
+        StatusCode::NOT_FOUND,
+        format!("function `{id}` does not exist in this app; `updraft ls` lists the functions"),
+    )
+}
+
+#[utoipa::path(get, path = "/_updraft/api/v1/functions/{id}", params(("id" = String, Path, description = "function id")),
+    responses((status = 200, body = FunctionInfo), (status = 404, body = ApiError)))]
+async fn function(Extension(state): Extension<Arc<NodeState>>, Path(id): Path<String>) -> Response {
+    match function_info(&state, &id) {
+        Some(info) => Json(info).into_response(),
+        None => unknown_function(&id),
+    }
+}
+
+#[utoipa::path(get, path = "/_updraft/api/v1/routes", responses((status = 200, body = [RouteInfo])))]
+async fn routes(Extension(state): Extension<Arc<NodeState>>) -> Json<Vec<RouteInfo>> {
+    Json(state.routes.clone())
+}
+
+/// How to shape the request a function receives from `invoke`.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct InvokeParams {
+    /// HTTP method the function sees (default `POST`).
+    pub method: Option<String>,
+    /// Path and query the function sees (default `/`).
+    pub path: Option<String>,
+}
+
+#[utoipa::path(post, path = "/_updraft/api/v1/functions/{id}/invoke",
+    params(("id" = String, Path, description = "function id"), InvokeParams),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "the request body the function receives"),
+    responses((status = 200, description = "whatever the function answers, with `updraft-invocation-id`"), (status = 404, body = ApiError)))]
+async fn invoke(
+    Extension(state): Extension<Arc<NodeState>>,
+    Path(id): Path<String>,
+    Query(params): Query<InvokeParams>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Response {
+    let Some(function) = state.functions.get(&id).cloned() else {
+        return unknown_function(&id);
+    };
+    let method = params
+        .method
+        .as_deref()
+        .unwrap_or("POST")
+        .to_ascii_uppercase();
+    let Ok(method) = http::Method::from_bytes(method.as_bytes()) else {
+        return api_error(
+            StatusCode::BAD_REQUEST,
+            format!("`{method}` is not an HTTP method"),
+        );
+    };
+    let path = params.path.unwrap_or_else(|| "/".to_owned());
+    let Ok(uri) = http::Uri::try_from(path.as_str()) else {
+        return api_error(StatusCode::BAD_REQUEST, format!("`{path}` is not a path"));
+    };
+    let mut req =
+        http::Request::new(body.map_err(|e| HttpError::InternalError(Some(e.to_string()))));
+    *req.method_mut() = method;
+    *req.uri_mut() = uri;
+    for name in [header::CONTENT_TYPE, header::CONTENT_LENGTH, header::ACCEPT] {
+        if let Some(v) = headers.get(&name) {
+            req.headers_mut().insert(name, v.clone());
+        }
+    }
+    let invocation_id: Arc<str> = Arc::from(uuid::Uuid::now_v7().to_string());
+    let fh = FunctionHeaders {
+        invocation_id: &invocation_id,
+        route: "(invoke)",
+        path_info: "",
+        params: &[],
+        client_addr: None,
+    };
+    let mut response = state.call(&function, req, &fh, invocation_id.clone()).await;
+    if let Ok(v) = http::HeaderValue::from_str(&invocation_id) {
+        response
+            .headers_mut()
+            .insert(updraft_gateway::headers::INVOCATION_ID, v);
+    }
+    response.into_response()
+}
+
+/// Filters for invocation records.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct InvocationParams {
+    /// Only this function.
+    pub function: Option<String>,
+    /// Only records that started before this time (microseconds since the epoch), to page back.
+    pub before_us: Option<i64>,
+    /// At most this many (default 50).
+    pub limit: Option<u32>,
+}
+
+#[utoipa::path(get, path = "/_updraft/api/v1/invocations", params(InvocationParams),
+    responses((status = 200, body = [Invocation], description = "newest first")))]
+async fn invocations(
+    Extension(state): Extension<Arc<NodeState>>,
+    Query(p): Query<InvocationParams>,
+) -> Response {
+    let query = InvocationQuery {
+        function: p.function,
+        before_us: p.before_us,
+        limit: p.limit.unwrap_or(50),
+    };
+    match state.records.invocations(query).await {
+        Ok(rows) => {
+            Json(rows.into_iter().map(Invocation::from).collect::<Vec<_>>()).into_response()
+        }
+        Err(e) => api_error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+#[utoipa::path(get, path = "/_updraft/api/v1/invocations/{id}", params(("id" = String, Path, description = "invocation id")),
+    responses((status = 200, body = InvocationDetail), (status = 404, body = ApiError)))]
+async fn invocation(
+    Extension(state): Extension<Arc<NodeState>>,
+    Path(id): Path<String>,
+) -> Response {
+    let record = match state.records.invocation(&id).await {
+        Ok(Some(r)) => r,
+        Ok(None) => {
+            return api_error(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "no invocation `{id}` (records are written within a second of the end, and kept 7 days)"
+                ),
+            );
+        }
+        Err(e) => return api_error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    let logs = state
+        .records
+        .logs(LogQuery {
+            invocation: Some(id),
+            limit: 10_000,
+            ..LogQuery::default()
+        })
+        .await
+        .unwrap_or_default();
+    Json(InvocationDetail {
+        invocation: record.into(),
+        logs: logs.into_iter().map(LogLine::from).collect(),
+    })
+    .into_response()
+}
+
+/// Filters for log lines.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct LogParams {
+    /// Only this function.
+    pub function: Option<String>,
+    /// Only this invocation.
+    pub invocation: Option<String>,
+    /// Only lines after this `seq` (to follow); without it, the newest lines.
+    pub after: Option<i64>,
+    /// At most this many (default 100).
+    pub limit: Option<u32>,
+}
+
+#[utoipa::path(get, path = "/_updraft/api/v1/logs", params(LogParams),
+    responses((status = 200, body = [LogLine], description = "oldest first")))]
+async fn logs(Extension(state): Extension<Arc<NodeState>>, Query(p): Query<LogParams>) -> Response {
+    if let Some(f) = &p.function
+        && !state.functions.contains_key(f)
+    {
+        return unknown_function(f);
+    }
+    let query = LogQuery {
+        function: p.function,
+        invocation: p.invocation,
+        after: p.after,
+        limit: p.limit.unwrap_or(100),
+    };
+    match state.records.logs(query).await {
+        Ok(rows) => Json(rows.into_iter().map(LogLine::from).collect::<Vec<_>>()).into_response(),
+        Err(e) => api_error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The checked-in document must match the code; run with `UPDATE_OPENAPI=1` to rewrite it.
+    #[test]
+    fn openapi_document_is_checked_in_and_current() {
+        let generated = ApiDoc::openapi().to_pretty_json().unwrap() + "\n";
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/openapi.json");
+        if std::env::var_os("UPDATE_OPENAPI").is_some() {
+            std::fs::write(&path, &generated).unwrap();
+        }
+        let checked_in = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            checked_in == generated,
+            "docs/openapi.json is out of date with the admin API; run `UPDATE_OPENAPI=1 cargo test -p updraft-server openapi` and commit it"
+        );
+    }
+}

@@ -1,0 +1,328 @@
+//! `RecordStore` on the platform state file.
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use super::Db;
+use crate::StoreError;
+use crate::records::{InvocationQuery, InvocationRow, LogQuery, LogRow, RecordStore};
+
+pub(crate) const SCHEMA: &str = "
+CREATE TABLE invocations (
+    id TEXT PRIMARY KEY,
+    function TEXT NOT NULL,
+    trigger TEXT NOT NULL,
+    started_us INTEGER NOT NULL,
+    cold INTEGER NOT NULL,
+    instantiate_us INTEGER NOT NULL,
+    duration_us INTEGER NOT NULL,
+    outcome TEXT NOT NULL,
+    error TEXT
+);
+CREATE INDEX invocations_by_time ON invocations (started_us);
+CREATE INDEX invocations_by_function ON invocations (function, started_us);
+CREATE TABLE logs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    time_us INTEGER NOT NULL,
+    function TEXT NOT NULL,
+    invocation TEXT NOT NULL,
+    stream TEXT NOT NULL,
+    line TEXT NOT NULL
+);
+CREATE INDEX logs_by_invocation ON logs (invocation);
+CREATE INDEX logs_by_function ON logs (function, seq);
+CREATE INDEX logs_by_time ON logs (time_us);
+";
+
+fn backend(e: rusqlite::Error) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+/// Records in a SQLite file opened with [`super::state::open`].
+#[derive(Clone)]
+pub struct SqliteRecords {
+    db: Db,
+}
+
+impl SqliteRecords {
+    /// Records in `db`.
+    pub fn new(db: Db) -> Self {
+        Self { db }
+    }
+}
+
+fn invocation_row(r: &Row<'_>) -> rusqlite::Result<InvocationRow> {
+    Ok(InvocationRow {
+        id: r.get(0)?,
+        function: r.get(1)?,
+        trigger: r.get(2)?,
+        started_us: r.get(3)?,
+        cold: r.get(4)?,
+        instantiate_us: r.get(5)?,
+        duration_us: r.get(6)?,
+        outcome: r.get(7)?,
+        error: r.get(8)?,
+    })
+}
+
+const INVOCATION_COLUMNS: &str =
+    "id, function, trigger, started_us, cold, instantiate_us, duration_us, outcome, error";
+
+fn log_row(r: &Row<'_>) -> rusqlite::Result<LogRow> {
+    Ok(LogRow {
+        seq: r.get(0)?,
+        time_us: r.get(1)?,
+        function: r.get(2)?,
+        invocation: r.get(3)?,
+        stream: r.get(4)?,
+        line: r.get(5)?,
+    })
+}
+
+fn append_in(
+    conn: &Connection,
+    invocations: &[InvocationRow],
+    logs: &[LogRow],
+) -> Result<(), StoreError> {
+    let mut ins = conn
+        .prepare_cached(
+            "INSERT OR REPLACE INTO invocations (id, function, trigger, started_us, cold, instantiate_us, duration_us, outcome, error)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )
+        .map_err(backend)?;
+    for i in invocations {
+        ins.execute(params![
+            i.id,
+            i.function,
+            i.trigger,
+            i.started_us,
+            i.cold,
+            i.instantiate_us,
+            i.duration_us,
+            i.outcome,
+            i.error
+        ])
+        .map_err(backend)?;
+    }
+    let mut ins = conn
+        .prepare_cached(
+            "INSERT INTO logs (time_us, function, invocation, stream, line) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .map_err(backend)?;
+    for l in logs {
+        ins.execute(params![
+            l.time_us,
+            l.function,
+            l.invocation,
+            l.stream,
+            l.line
+        ])
+        .map_err(backend)?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl RecordStore for SqliteRecords {
+    async fn append(
+        &self,
+        invocations: Vec<InvocationRow>,
+        logs: Vec<LogRow>,
+    ) -> Result<(), StoreError> {
+        if invocations.is_empty() && logs.is_empty() {
+            return Ok(());
+        }
+        self.db
+            .write(move |c| append_in(c, &invocations, &logs))
+            .await
+    }
+
+    async fn invocations(&self, q: InvocationQuery) -> Result<Vec<InvocationRow>, StoreError> {
+        self.db
+            .read(move |c| {
+                let sql = format!(
+                    "SELECT {INVOCATION_COLUMNS} FROM invocations
+                     WHERE (?1 IS NULL OR function = ?1) AND (?2 IS NULL OR started_us < ?2)
+                     ORDER BY started_us DESC LIMIT ?3"
+                );
+                let mut stmt = c.prepare_cached(&sql).map_err(backend)?;
+                let rows = stmt
+                    .query_map(
+                        params![q.function, q.before_us, q.limit.clamp(1, 10_000)],
+                        invocation_row,
+                    )
+                    .map_err(backend)?;
+                rows.collect::<Result<Vec<_>, _>>().map_err(backend)
+            })
+            .await
+    }
+
+    async fn invocation(&self, id: &str) -> Result<Option<InvocationRow>, StoreError> {
+        let id = id.to_owned();
+        self.db
+            .read(move |c| {
+                let sql = format!("SELECT {INVOCATION_COLUMNS} FROM invocations WHERE id = ?1");
+                c.query_row(&sql, [id], invocation_row)
+                    .optional()
+                    .map_err(backend)
+            })
+            .await
+    }
+
+    async fn logs(&self, q: LogQuery) -> Result<Vec<LogRow>, StoreError> {
+        self.db
+            .read(move |c| {
+                let limit = q.limit.clamp(1, 10_000);
+                let filter = "(?1 IS NULL OR function = ?1) AND (?2 IS NULL OR invocation = ?2)";
+                let sql = match q.after {
+                    // Following: the next lines after a position, oldest first.
+                    Some(_) => format!(
+                        "SELECT seq, time_us, function, invocation, stream, line FROM logs
+                         WHERE {filter} AND seq > ?3 ORDER BY seq LIMIT ?4"
+                    ),
+                    // A look back: the newest lines, returned oldest first.
+                    None => format!(
+                        "SELECT * FROM (SELECT seq, time_us, function, invocation, stream, line FROM logs
+                         WHERE {filter} AND ?3 IS NULL ORDER BY seq DESC LIMIT ?4) ORDER BY seq"
+                    ),
+                };
+                let mut stmt = c.prepare_cached(&sql).map_err(backend)?;
+                let rows = stmt
+                    .query_map(params![q.function, q.invocation, q.after, limit], log_row)
+                    .map_err(backend)?;
+                rows.collect::<Result<Vec<_>, _>>().map_err(backend)
+            })
+            .await
+    }
+
+    async fn prune(
+        &self,
+        invocations_before_us: i64,
+        logs_before_us: i64,
+    ) -> Result<u64, StoreError> {
+        self.db
+            .write(move |c| {
+                let a = c
+                    .execute(
+                        "DELETE FROM invocations WHERE started_us < ?1",
+                        [invocations_before_us],
+                    )
+                    .map_err(backend)?;
+                let b = c
+                    .execute("DELETE FROM logs WHERE time_us < ?1", [logs_before_us])
+                    .map_err(backend)?;
+                Ok((a + b) as u64)
+            })
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inv(id: &str, function: &str, started_us: i64) -> InvocationRow {
+        InvocationRow {
+            id: id.into(),
+            function: function.into(),
+            trigger: "http".into(),
+            started_us,
+            cold: false,
+            instantiate_us: 10,
+            duration_us: 100,
+            outcome: "ok".into(),
+            error: None,
+        }
+    }
+
+    fn log(invocation: &str, function: &str, line: &str, time_us: i64) -> LogRow {
+        LogRow {
+            seq: 0,
+            time_us,
+            function: function.into(),
+            invocation: invocation.into(),
+            stream: "stdout".into(),
+            line: line.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn records_page_filter_follow_and_prune() {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            SqliteRecords::new(crate::sqlite::state::open(&dir.path().join("s.db")).unwrap());
+        store
+            .append(
+                vec![inv("a", "f", 1), inv("b", "g", 2), inv("c", "f", 3)],
+                vec![
+                    log("a", "f", "one", 1),
+                    log("b", "g", "two", 2),
+                    log("c", "f", "three", 3),
+                ],
+            )
+            .await
+            .unwrap();
+        let all = store
+            .invocations(InvocationQuery {
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            all.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+            ["c", "b", "a"]
+        );
+        let f = store
+            .invocations(InvocationQuery {
+                function: Some("f".into()),
+                before_us: Some(3),
+                limit: 10,
+            })
+            .await
+            .unwrap();
+        assert_eq!(f.len(), 1);
+        assert_eq!(store.invocation("b").await.unwrap().unwrap().function, "g");
+        let recent = store
+            .logs(LogQuery {
+                limit: 2,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            recent.iter().map(|l| l.line.as_str()).collect::<Vec<_>>(),
+            ["two", "three"]
+        );
+        let after = store
+            .logs(LogQuery {
+                after: Some(recent[0].seq),
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(after.len(), 1);
+        let by_inv = store
+            .logs(LogQuery {
+                invocation: Some("a".into()),
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(by_inv[0].line, "one");
+        assert_eq!(store.prune(3, 2).await.unwrap(), 3);
+        assert_eq!(
+            store
+                .invocations(InvocationQuery {
+                    limit: 10,
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+    }
+}

@@ -1,0 +1,292 @@
+//! The admin API and the CLI commands that use it: ls, invoke, logs, invocation records,
+//! and the token outside loopback.
+
+use std::time::Duration;
+
+use updraft_test_support::{Server, run, run_with_env};
+
+use crate::{bin, client, get, kitchen_app, start};
+
+fn cli(server: &Server, args: &[&str]) -> (i32, String, String) {
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(["--server", &server.base]);
+    let out = run(bin(), &all, Duration::from_secs(30));
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn app() -> updraft_test_support::AppDir {
+    kitchen_app(
+        r#"
+[kv.cache]
+
+[function.other]
+source = "kitchen.wasm"
+kv = ["cache"]
+timeout = "2s"
+
+[[trigger.http]]
+route = "/other/:id"
+methods = ["GET", "PUT"]
+function = "other"
+"#,
+    )
+}
+
+#[tokio::test]
+async fn ls_lists_functions_and_routes_in_text_and_json() {
+    let app = app();
+    let server = start(&app);
+    let (code, out, err) = cli(&server, &["ls"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("kitchen") && out.contains("* /k/..."), "{out}");
+    assert!(
+        out.contains("other") && out.contains("GET,PUT /other/:id"),
+        "{out}"
+    );
+    let (code, out, _) = cli(&server, &["ls", "--output", "json"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let other = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == "other")
+        .unwrap();
+    assert_eq!(other["kv"], serde_json::json!(["cache"]));
+    assert_eq!(other["timeout_ms"], 2000);
+}
+
+#[tokio::test]
+async fn invoke_sends_a_body_and_reports_the_invocation() {
+    let app = app();
+    let server = start(&app);
+    let (code, out, err) = cli(
+        &server,
+        &["invoke", "kitchen", "--path", "/echo", "--data", "hello"],
+    );
+    assert_eq!((code, out.trim_end()), (0, "hello"), "{err}");
+    assert!(err.contains("status 200 · invocation "), "{err}");
+    let file = app.write("body.bin", "from a file");
+    let at = format!("@{}", file.display());
+    let (_, out, _) = cli(
+        &server,
+        &["invoke", "kitchen", "--path", "/echo", "--data", &at],
+    );
+    assert_eq!(out.trim_end(), "from a file");
+    let (code, out, _) = cli(
+        &server,
+        &[
+            "invoke", "kitchen", "--path", "/echo", "-d", "x", "--output", "json",
+        ],
+    );
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (v["status"].as_u64(), v["body"].as_str()),
+        (Some(200), Some("x"))
+    );
+    let id = v["invocation_id"].as_str().unwrap().to_owned();
+    // The record appears (records are written in batches).
+    let mut record = serde_json::Value::Null;
+    for _ in 0..50 {
+        let r = client()
+            .get(server.url(&format!("/_updraft/api/v1/invocations/{id}")))
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 200 {
+            record = r.json().await.unwrap();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(record["function"], "kitchen", "{record}");
+    assert_eq!(record["outcome"], "ok");
+    assert!(record["instantiate_us"].as_i64().unwrap() > 0);
+    // A function error exits non-zero; an unknown function says how to find the right one.
+    let (code, _, err) = cli(&server, &["invoke", "kitchen", "--path", "/trap"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("status 500"), "{err}");
+    let (code, _, err) = cli(&server, &["invoke", "nope"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("function `nope` does not exist") && err.contains("updraft ls"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn logs_show_and_follow_guest_output_by_invocation() {
+    let app = app();
+    let server = start(&app);
+    let r = client().get(server.url("/k/log")).send().await.unwrap();
+    let id = r.headers()["updraft-invocation-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let wanted = format!("to stdout from {id}");
+    let mut out = String::new();
+    for _ in 0..50 {
+        out = cli(&server, &["logs", "--function", "kitchen"]).1;
+        if out.contains(&wanted) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(out.contains(&wanted) && out.contains("stdout:"), "{out}");
+    let (_, out, _) = cli(&server, &["logs", "--invocation", &id, "--output", "json"]);
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert!(lines.iter().any(|l| l["stream"] == "stderr"));
+    // The invocation's record carries its logs too.
+    let detail: serde_json::Value = client()
+        .get(server.url(&format!("/_updraft/api/v1/invocations/{id}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(detail["logs"].as_array().unwrap().len(), 2, "{detail}");
+    // Follow: a line logged after `logs -f` started shows up in its output.
+    let mut follow = std::process::Command::new(bin())
+        .args([
+            "logs",
+            "-f",
+            "--server",
+            &server.base,
+            "--function",
+            "kitchen",
+            "--limit",
+            "1",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = updraft_test_support::Captured::from_reader(follow.stdout.take().unwrap());
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let r = client().get(server.url("/k/log")).send().await.unwrap();
+    let id2 = r.headers()["updraft-invocation-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let seen = stdout.wait_for(&format!("to stdout from {id2}"), Duration::from_secs(10));
+    let _ = follow.kill();
+    let _ = follow.wait();
+    assert!(seen, "{}", stdout.text());
+    let (code, _, err) = cli(&server, &["logs", "--function", "nope"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("function `nope` does not exist"), "{err}");
+}
+
+#[tokio::test]
+async fn outside_loopback_the_admin_api_needs_the_token() {
+    let app = app();
+    let server = Server::start(bin(), app.path(), &["--listen", "0.0.0.0:0"]);
+    // Talk to it over loopback all the same.
+    let base = server.base.replace("0.0.0.0", "127.0.0.1");
+    assert!(
+        server.stdout.text().contains("admin token (shown once"),
+        "{}",
+        server.stdout.text()
+    );
+    let token = std::fs::read_to_string(app.path().join(".updraft/admin-token")).unwrap();
+    let token = token.trim();
+    let mode = std::fs::metadata(app.path().join(".updraft/admin-token")).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
+        0o600
+    );
+    let r = client()
+        .get(format!("{base}/_updraft/api/v1/functions"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(r.text().await.unwrap().contains("Authorization: Bearer"));
+    let r = client()
+        .get(format!("{base}/_updraft/api/v1/functions"))
+        .bearer_auth("wrong")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = client()
+        .get(format!("{base}/_updraft/api/v1/functions"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        client()
+            .get(format!("{base}/_updraft/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    // The CLI takes the token from UPDRAFT_TOKEN.
+    let out = run_with_env(
+        bin(),
+        &["ls", "--server", &base],
+        &[("UPDRAFT_TOKEN", token)],
+        Duration::from_secs(30),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(bin(), &["ls", "--server", &base], Duration::from_secs(30));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("HTTP 401"));
+    // Function routes stay public.
+    assert_eq!(
+        client()
+            .get(format!("{base}/k/sleep?ms=1"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn openapi_document_is_served() {
+    let app = app();
+    let server = start(&app);
+    let (s, body) = get(&server, "/_updraft/openapi.json").await;
+    assert_eq!(s, 200);
+    let checked_in = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/openapi.json"
+    ))
+    .unwrap();
+    assert_eq!(body.trim(), checked_in.trim());
+}
+
+#[test]
+fn client_commands_say_when_nothing_is_running() {
+    let out = run(
+        bin(),
+        &["ls", "--server", "http://127.0.0.1:9"],
+        Duration::from_secs(30),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot reach updraft at `http://127.0.0.1:9`") && err.contains("updraft up"),
+        "{err}"
+    );
+}
