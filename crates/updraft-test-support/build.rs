@@ -24,6 +24,10 @@ fn main() {
         guests.join("Cargo.lock").display()
     );
     println!("cargo:rerun-if-changed={}", root.join("wit").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        root.join("crates/updraft-sdk/src").display()
+    );
 
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
@@ -54,7 +58,7 @@ fn main() {
 
     let out = target_dir.join("wasm32-wasip2/release");
     let mut consts = String::new();
-    for name in ["hello", "kitchen"] {
+    for name in ["hello", "kitchen", "sdk"] {
         let path = out.join(format!("{name}.wasm"));
         assert!(path.is_file(), "{} was not built", path.display());
         consts.push_str(&format!(

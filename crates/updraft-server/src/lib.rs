@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod node;
 pub mod recorder;
 pub mod stores;
+pub mod templates;
 pub mod variables;
 
 pub use app::{AppPlan, RouteTarget};

@@ -26,6 +26,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Create a new project from a template (`http-rust`).
+    New(commands::new::NewArgs),
     /// Build every function that has a `[function.<id>.build]` command.
     Build(commands::build::BuildArgs),
     /// Build what is stale, then serve the app on localhost.
@@ -54,6 +56,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
+            Command::New(args) => commands::new::run(args),
             Command::Build(args) => commands::build::run(args).await,
             Command::Up(args) => commands::up::run(args).await,
             Command::Ls(args) => commands::ls::run(args).await,

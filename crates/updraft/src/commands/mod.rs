@@ -3,4 +3,5 @@ pub mod client;
 pub mod invoke;
 pub mod logs;
 pub mod ls;
+pub mod new;
 pub mod up;

@@ -10,6 +10,7 @@ mod admin;
 mod errors;
 mod lifecycle;
 mod limits;
+mod new;
 mod serve;
 mod state;
 

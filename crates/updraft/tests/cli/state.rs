@@ -248,3 +248,54 @@ async fn sql_with_migrations_parameters_and_clear_errors() {
     assert!(app.path().join(".updraft/sql/orders.db").is_file());
     assert!(app.path().join(".updraft/state.db").is_file());
 }
+
+#[tokio::test]
+async fn a_function_written_with_the_sdk() {
+    let app = updraft_test_support::AppDir::new(
+        r#"
+[app]
+name = "sdk"
+
+[variables]
+greeting = { default = "hi" }
+
+[kv.default]
+[kv.private]
+[sql.app]
+
+[function.sdk]
+source = "sdk.wasm"
+kv = ["default"]
+sql = ["app"]
+[function.sdk.variables]
+greeting = "{{ greeting }}"
+
+[[trigger.http]]
+route = "/..."
+function = "sdk"
+"#,
+    );
+    app.guest(updraft_test_support::guests::SDK, "sdk.wasm");
+    let server = start(&app);
+    assert_eq!(
+        get(&server, "/visit").await,
+        (200, r#"{"greeting":"hi","visits":1}"#.into())
+    );
+    assert_eq!(
+        get(&server, "/visit").await,
+        (200, r#"{"greeting":"hi","visits":2}"#.into())
+    );
+    get(&server, "/items").await;
+    assert_eq!(
+        get(&server, "/items").await,
+        (200, r#"[{"n":2,"name":"widget"}]"#.into())
+    );
+    let (s, body) = get(&server, "/denied").await;
+    assert_eq!(s, 403);
+    assert!(
+        body.contains(
+            "kv store `private`: access denied; list the store in the function's `kv = [...]`"
+        ),
+        "{body}"
+    );
+}

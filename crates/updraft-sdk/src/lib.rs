@@ -1,0 +1,51 @@
+//! Write updraft functions in Rust.
+//!
+//! HTTP functions are plain `wasi:http` components built with [`wstd`]; this crate adds what
+//! updraft provides on top, so a handler is a few lines:
+//!
+//! ```ignore
+//! use updraft_sdk::{http, kv};
+//! use wstd::http::{Body, Error, Request, Response};
+//!
+//! #[wstd::http_server]
+//! async fn main(req: Request<Body>) -> Result<Response<Body>, Error> {
+//!     let visits = kv::Store::open("default")?.increment("visits", 1)?;
+//!     http::json(&serde_json::json!({ "visits": visits }))
+//! }
+//! ```
+//!
+//! * [`kv`]: the stores listed in the function's `kv = [...]`.
+//! * [`sql`]: the databases listed in its `sql = [...]`.
+//! * [`variables`]: its `[function.<id>.variables]`.
+//! * [`http`]: responses and the `updraft-*` request headers.
+//!
+//! Build with `cargo build --release --target wasm32-wasip2`.
+
+pub mod http;
+pub mod kv;
+pub mod sql;
+pub mod variables;
+
+/// The raw bindings generated from updraft's WIT, for what the wrappers do not cover.
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "wit",
+        world: "updraft:platform/imports",
+        generate_all,
+    });
+}
+
+/// An error from an updraft binding, with its message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error(pub String);
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// `Result` with the SDK's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

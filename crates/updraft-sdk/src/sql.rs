@@ -1,0 +1,133 @@
+//! SQL databases: `[sql.<label>]`, reachable when the function lists the label in `sql`.
+//! Parameters are `$1…$n`.
+
+use crate::bindings::updraft::platform::sql as wit;
+use crate::{Error, Result};
+
+pub use wit::Value;
+
+fn err(e: wit::Error) -> Error {
+    Error(match e {
+        wit::Error::AccessDenied(m)
+        | wit::Error::NoSuchDatabase(m)
+        | wit::Error::Invalid(m)
+        | wit::Error::Other(m) => m,
+    })
+}
+
+/// An open database.
+pub struct Database {
+    conn: wit::Connection,
+}
+
+/// The rows of a query.
+#[derive(Debug, Clone)]
+pub struct Rows {
+    /// Column names.
+    pub columns: Vec<String>,
+    /// Rows, one value per column.
+    pub rows: Vec<Vec<Value>>,
+}
+
+impl Rows {
+    /// Each row as a JSON object keyed by column name (blobs become arrays of bytes).
+    pub fn to_json(&self) -> Vec<serde_json::Value> {
+        self.rows
+            .iter()
+            .map(|row| {
+                let map = self
+                    .columns
+                    .iter()
+                    .zip(row)
+                    .map(|(c, v)| (c.clone(), value_to_json(v)))
+                    .collect();
+                serde_json::Value::Object(map)
+            })
+            .collect()
+    }
+}
+
+/// A value as JSON.
+pub fn value_to_json(v: &Value) -> serde_json::Value {
+    match v {
+        Value::Null => serde_json::Value::Null,
+        Value::Integer(i) => (*i).into(),
+        Value::Real(f) => (*f).into(),
+        Value::Text(s) => s.clone().into(),
+        Value::Blob(b) => b.clone().into(),
+    }
+}
+
+impl Database {
+    /// Opens the database declared as `[sql.<label>]`.
+    pub fn open(label: &str) -> Result<Self> {
+        wit::Connection::open(label)
+            .map(|conn| Self { conn })
+            .map_err(err)
+    }
+
+    /// Runs a statement; returns the rows it changed.
+    pub fn execute(&self, statement: &str, params: &[Value]) -> Result<u64> {
+        self.conn.execute(statement, params).map_err(err)
+    }
+
+    /// Runs a query.
+    pub fn query(&self, statement: &str, params: &[Value]) -> Result<Rows> {
+        self.conn
+            .query(statement, params)
+            .map(|r| Rows {
+                columns: r.columns,
+                rows: r.rows,
+            })
+            .map_err(err)
+    }
+
+    /// Runs one statement per parameter row, in one transaction.
+    pub fn execute_many(&self, statement: &str, rows: &[Vec<Value>]) -> Result<u64> {
+        self.conn.execute_many(statement, rows).map_err(err)
+    }
+}
+
+impl From<i64> for Value {
+    fn from(v: i64) -> Self {
+        Value::Integer(v)
+    }
+}
+
+impl From<f64> for Value {
+    fn from(v: f64) -> Self {
+        Value::Real(v)
+    }
+}
+
+impl From<&str> for Value {
+    fn from(v: &str) -> Self {
+        Value::Text(v.to_owned())
+    }
+}
+
+impl From<String> for Value {
+    fn from(v: String) -> Self {
+        Value::Text(v)
+    }
+}
+
+impl From<Vec<u8>> for Value {
+    fn from(v: Vec<u8>) -> Self {
+        Value::Blob(v)
+    }
+}
+
+impl<T: Into<Value>> From<Option<T>> for Value {
+    fn from(v: Option<T>) -> Self {
+        v.map_or(Value::Null, Into::into)
+    }
+}
+
+/// `params![a, b, c]`: a parameter list from anything that converts into [`Value`].
+#[macro_export]
+macro_rules! params {
+    ($($v:expr),* $(,)?) => {
+        &[$($crate::sql::Value::from($v)),*]
+    };
+}
