@@ -41,7 +41,9 @@ pub fn param(req: &Request<Body>, name: &str) -> Option<String> {
 
 /// What the route's trailing `...` matched (empty when none).
 pub fn path_info(req: &Request<Body>) -> String {
-    header(req, "updraft-path-info").map(percent_decode).unwrap_or_default()
+    header(req, "updraft-path-info")
+        .map(percent_decode)
+        .unwrap_or_default()
 }
 
 /// This invocation's id.
@@ -56,7 +58,9 @@ fn percent_decode(s: &str) -> String {
     while i < bytes.len() {
         if bytes[i] == b'%'
             && i + 2 < bytes.len() + 1
-            && let Some(v) = s.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok())
+            && let Some(v) = s
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
         {
             out.push(v);
             i += 3;
