@@ -13,6 +13,7 @@ mod limits;
 mod new;
 mod serve;
 mod state;
+mod web_app;
 
 use std::time::Duration;
 
@@ -78,5 +79,48 @@ pub async fn wait_metrics(server: &Server, needles: &[&str]) -> String {
             return m;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Copies `examples/<name>` (without build output or state) into a temp folder, pointing
+/// relative `path = "…"` dependencies of its Cargo.toml files back at the repository.
+pub fn copy_example(name: &str) -> tempfile::TempDir {
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples")
+        .join(name)
+        .canonicalize()
+        .unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    copy_tree(&src, dst.path());
+    dst
+}
+
+fn copy_tree(src: &std::path::Path, dst: &std::path::Path) {
+    for entry in std::fs::read_dir(src).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name();
+        if name == "target" || name == ".updraft" {
+            continue;
+        }
+        let to = dst.join(&name);
+        if entry.file_type().unwrap().is_dir() {
+            std::fs::create_dir_all(&to).unwrap();
+            copy_tree(&entry.path(), &to);
+        } else if name == "Cargo.toml" {
+            let text = std::fs::read_to_string(entry.path()).unwrap();
+            let mut out = String::new();
+            for line in text.lines() {
+                let absolute = line.split_once("path = \"").and_then(|(before, rest)| {
+                    let (rel, after) = rest.split_once('"')?;
+                    let target = src.join(rel).canonicalize().ok()?;
+                    Some(format!("{before}path = \"{}\"{after}", target.display()))
+                });
+                out.push_str(&absolute.unwrap_or_else(|| line.to_owned()));
+                out.push('\n');
+            }
+            std::fs::write(&to, out).unwrap();
+        } else {
+            std::fs::copy(entry.path(), &to).unwrap();
+        }
     }
 }

@@ -275,36 +275,9 @@ async fn health_readiness_and_metrics() {
     assert_eq!(s, 404, "{body}");
 }
 
-/// Copies `examples/<name>` (without build output) into a temp folder.
-fn copy_example(name: &str) -> tempfile::TempDir {
-    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../examples")
-        .join(name);
-    let dst = tempfile::tempdir().unwrap();
-    copy_tree(&src, dst.path());
-    dst
-}
-
-fn copy_tree(src: &std::path::Path, dst: &std::path::Path) {
-    for entry in std::fs::read_dir(src).unwrap() {
-        let entry = entry.unwrap();
-        let name = entry.file_name();
-        if name == "target" || name == ".updraft" {
-            continue;
-        }
-        let to = dst.join(&name);
-        if entry.file_type().unwrap().is_dir() {
-            std::fs::create_dir_all(&to).unwrap();
-            copy_tree(&entry.path(), &to);
-        } else {
-            std::fs::copy(entry.path(), &to).unwrap();
-        }
-    }
-}
-
 #[tokio::test]
 async fn the_hello_example_builds_and_serves_from_a_clean_copy() {
-    let dir = copy_example("hello");
+    let dir = crate::copy_example("hello");
     // `updraft up` runs the example's own build command (cargo, wasm32-wasip2) first.
     let server = updraft_test_support::Server::start(crate::bin(), dir.path(), &[]);
     assert!(
