@@ -8,7 +8,9 @@ async fn main(req: Request<Body>) -> Result<Response<Body>, Error> {
     match http::path_info(&req).as_str() {
         "/visit" => {
             let visits = kv::Store::open("default")?.increment("visits", 1)?;
-            http::json(&serde_json::json!({ "visits": visits, "greeting": variables::get("greeting") }))
+            http::json(
+                &serde_json::json!({ "visits": visits, "greeting": variables::get("greeting") }),
+            )
         }
         "/items" => {
             let db = sql::Database::open("app")?;
