@@ -13,11 +13,13 @@
 pub mod conformance;
 mod error;
 pub mod kv;
+pub mod queue;
 pub mod records;
 pub mod sql;
 pub mod sqlite;
 
 pub use error::StoreError;
 pub use kv::{KeyPage, KvStore};
+pub use queue::{DeadLetter, Event, Leased, NewMessage, QueueDepth, QueueStore};
 pub use records::{InvocationQuery, InvocationRow, LogQuery, LogRow, RecordStore};
 pub use sql::{Migration, RowSet, SqlError, SqlStore, Value};

@@ -2,4 +2,5 @@
 //! They panic on the first failure, so call them from a `#[test]`.
 
 pub mod kv;
+pub mod queue;
 pub mod sql;

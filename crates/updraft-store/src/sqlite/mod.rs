@@ -3,11 +3,13 @@
 
 mod db;
 mod kv;
+mod queue;
 mod records;
 mod sql;
 pub mod state;
 
 pub use db::Db;
 pub use kv::SqliteKv;
+pub use queue::SqliteQueues;
 pub use records::SqliteRecords;
 pub use sql::SqliteSql;

@@ -7,7 +7,11 @@ use super::Db;
 use crate::StoreError;
 
 /// Each entry upgrades the schema by one version; append, never edit.
-const MIGRATIONS: &[&str] = &[super::kv::SCHEMA, super::records::SCHEMA];
+const MIGRATIONS: &[&str] = &[
+    super::kv::SCHEMA,
+    super::records::SCHEMA,
+    super::queue::SCHEMA,
+];
 
 /// Opens (creating and upgrading) the platform state file.
 pub fn open(path: &Path) -> Result<Db, StoreError> {

@@ -1,0 +1,142 @@
+//! Queues: durable messages leased to workers, retried with backoff, dead-lettered after
+//! the last attempt. Times are passed in (microseconds since the Unix epoch) so every node
+//! and every test agrees on them.
+
+use async_trait::async_trait;
+
+use crate::StoreError;
+
+/// A CloudEvents 1.0 shaped event.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Event {
+    /// Unique per source.
+    pub id: String,
+    /// Where it comes from.
+    pub source: String,
+    /// What happened.
+    pub ty: String,
+    /// What it is about.
+    pub subject: Option<String>,
+    /// When, RFC 3339.
+    pub time: Option<String>,
+    /// The media type of `data`.
+    pub datacontenttype: Option<String>,
+    /// The payload.
+    pub data: Vec<u8>,
+    /// Other attributes.
+    pub extensions: Vec<(String, String)>,
+}
+
+/// A message to enqueue.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    /// The event it carries.
+    pub event: Event,
+    /// Not delivered before this time.
+    pub available_us: i64,
+    /// Enqueueing the same key again within the dedup window stores nothing.
+    pub idempotency_key: Option<String>,
+}
+
+/// A message leased to a worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leased {
+    /// The message id.
+    pub id: String,
+    /// The event.
+    pub event: Event,
+    /// Deliveries so far, this one included.
+    pub attempts: u32,
+    /// Proves the lease; acks and retries with another token are ignored.
+    pub token: String,
+    /// When it was enqueued.
+    pub enqueued_us: i64,
+}
+
+/// A message that used up its attempts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// The message id.
+    pub id: String,
+    /// The event.
+    pub event: Event,
+    /// Deliveries made.
+    pub attempts: u32,
+    /// The last failure.
+    pub last_error: Option<String>,
+    /// When it was dead-lettered.
+    pub dead_us: i64,
+}
+
+/// How many messages a queue holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct QueueDepth {
+    /// Deliverable now.
+    pub ready: u64,
+    /// Leased or waiting for a retry or a delay.
+    pub waiting: u64,
+    /// Dead-lettered.
+    pub dead: u64,
+}
+
+/// Durable queues.
+#[async_trait]
+pub trait QueueStore: Send + Sync + 'static {
+    /// Stores messages; durable when it returns. Returns how many were stored (duplicates by
+    /// idempotency key within `dedup_window_us` are skipped).
+    async fn enqueue(
+        &self,
+        queue: &str,
+        messages: Vec<NewMessage>,
+        dedup_window_us: i64,
+        now_us: i64,
+    ) -> Result<u32, StoreError>;
+    /// Leases up to `max` deliverable messages, oldest first, hiding them until
+    /// `now_us + lease_us`.
+    async fn lease(
+        &self,
+        queue: &str,
+        max: u32,
+        lease_us: i64,
+        now_us: i64,
+    ) -> Result<Vec<Leased>, StoreError>;
+    /// Keeps a lease until `until_us`; false if the lease was lost.
+    async fn extend(
+        &self,
+        queue: &str,
+        id: &str,
+        token: &str,
+        until_us: i64,
+    ) -> Result<bool, StoreError>;
+    /// Removes a delivered message; false if the lease was lost.
+    async fn ack(&self, queue: &str, id: &str, token: &str) -> Result<bool, StoreError>;
+    /// Schedules another delivery at `at_us`; false if the lease was lost.
+    async fn retry(
+        &self,
+        queue: &str,
+        id: &str,
+        token: &str,
+        at_us: i64,
+        error: &str,
+    ) -> Result<bool, StoreError>;
+    /// Moves a message to the dead letters; false if the lease was lost.
+    async fn dead_letter(
+        &self,
+        queue: &str,
+        id: &str,
+        token: &str,
+        error: &str,
+        now_us: i64,
+    ) -> Result<bool, StoreError>;
+    /// Counts.
+    async fn depth(&self, queue: &str, now_us: i64) -> Result<QueueDepth, StoreError>;
+    /// Dead letters, oldest first.
+    async fn dead_letters(&self, queue: &str, limit: u32) -> Result<Vec<DeadLetter>, StoreError>;
+    /// Makes dead letters (all, or those listed) deliverable again with fresh attempts.
+    async fn redrive(
+        &self,
+        queue: &str,
+        ids: Option<Vec<String>>,
+        now_us: i64,
+    ) -> Result<u32, StoreError>;
+}
