@@ -9,6 +9,8 @@ use crate::values::{AllowedHost, ByteSize, HumanDuration, Template};
 
 /// Default HTTP function timeout (DESIGN §9).
 pub const DEFAULT_HTTP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// Default event function timeout (DESIGN §9).
+pub const DEFAULT_EVENT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
 /// Default memory cap per instance.
 pub const DEFAULT_MEMORY: u64 = 128 * 1024 * 1024;
 /// Default number of concurrent instances of one function.
@@ -29,6 +31,9 @@ pub struct Manifest {
     /// `[sql.<label>]`: SQL databases.
     #[serde(default)]
     pub sql: BTreeMap<String, SqlDecl>,
+    /// `[queue.<name>]`: durable queues.
+    #[serde(default)]
+    pub queue: BTreeMap<String, QueueDecl>,
     /// `[function.<id>]`
     #[serde(default)]
     pub function: BTreeMap<String, Function>,
@@ -81,6 +86,47 @@ pub struct SqlDecl {
     pub migrations: Option<PathBuf>,
 }
 
+/// `[queue.<name>]`: a durable queue and how its messages are delivered.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueDecl {
+    /// Deliveries in all, the first included (default 5); then the dead-letter queue.
+    #[serde(default)]
+    pub max_attempts: Option<u32>,
+    /// How long a delivery is hidden from other workers (default 30s; extended while the
+    /// function runs).
+    #[serde(default)]
+    pub lease: Option<HumanDuration>,
+    /// The first retry's delay (default 1s); it doubles per attempt, with full jitter.
+    #[serde(default)]
+    pub backoff: Option<HumanDuration>,
+    /// The longest retry delay (default 5m).
+    #[serde(default)]
+    pub max_backoff: Option<HumanDuration>,
+}
+
+impl QueueDecl {
+    /// Attempts in force.
+    pub fn attempts(&self) -> u32 {
+        self.max_attempts.unwrap_or(5)
+    }
+    /// Lease in force.
+    pub fn lease_duration(&self) -> std::time::Duration {
+        self.lease
+            .map_or(std::time::Duration::from_secs(30), |d| d.0)
+    }
+    /// First backoff in force.
+    pub fn backoff_duration(&self) -> std::time::Duration {
+        self.backoff
+            .map_or(std::time::Duration::from_secs(1), |d| d.0)
+    }
+    /// Backoff cap in force.
+    pub fn max_backoff_duration(&self) -> std::time::Duration {
+        self.max_backoff
+            .map_or(std::time::Duration::from_secs(300), |d| d.0)
+    }
+}
+
 /// `[function.<id>]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -96,6 +142,9 @@ pub struct Function {
     /// The sql databases it may open, by label.
     #[serde(default)]
     pub sql: Vec<String>,
+    /// The queues it may enqueue to.
+    #[serde(default)]
+    pub enqueue: Vec<String>,
     /// Hosts the function may send HTTP requests to: `scheme://host[:port]`, with `*`
     /// wildcards for a whole host, a subdomain prefix or the port.
     #[serde(default)]
@@ -153,6 +202,25 @@ pub struct Triggers {
     /// `[[trigger.http]]`
     #[serde(default)]
     pub http: Vec<HttpTrigger>,
+    /// `[[trigger.queue]]`
+    #[serde(default)]
+    pub queue: Vec<QueueTrigger>,
+}
+
+/// `[[trigger.queue]]`: an event function consuming a queue.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueTrigger {
+    /// The `[queue.<name>]` to consume.
+    pub queue: String,
+    /// The event function that handles its messages.
+    pub function: String,
+    /// Messages per invocation (default 1).
+    #[serde(default)]
+    pub batch: Option<u32>,
+    /// Invocations at once (default: the function's `max_concurrency`).
+    #[serde(default)]
+    pub max_concurrency: Option<u32>,
 }
 
 /// `[[trigger.http]]`: a route served by a function or by static files.

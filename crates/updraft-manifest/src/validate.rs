@@ -41,7 +41,7 @@ pub(crate) fn manifest(m: &Manifest) -> Result<(), ManifestError> {
             ));
         }
     }
-    for label in m.kv.keys().chain(m.sql.keys()) {
+    for label in m.kv.keys().chain(m.sql.keys()).chain(m.queue.keys()) {
         if !is_id(label) && !is_variable_name(label) {
             return Err(ManifestError::invalid(
                 label.clone(),
@@ -52,8 +52,47 @@ pub(crate) fn manifest(m: &Manifest) -> Result<(), ManifestError> {
     for (id, f) in &m.function {
         function(m, id, f)?;
     }
+    for (name, q) in &m.queue {
+        if q.max_attempts == Some(0) {
+            return Err(ManifestError::invalid(
+                format!("queue.{name}.max_attempts"),
+                "must be at least 1 (the first delivery counts)",
+            ));
+        }
+    }
     for (i, t) in m.trigger.http.iter().enumerate() {
         http_trigger(m, i, t)?;
+    }
+    for (i, t) in m.trigger.queue.iter().enumerate() {
+        let key = |k: &str| format!("trigger.queue[{i}].{k}");
+        if !m.queue.contains_key(&t.queue) {
+            return Err(ManifestError::invalid(
+                key("queue"),
+                format!(
+                    "queue `{}` is not declared; add a `[queue.{}]` table{}",
+                    t.queue,
+                    t.queue,
+                    declared(m.queue.keys())
+                ),
+            ));
+        }
+        if !m.function.contains_key(&t.function) {
+            return Err(ManifestError::invalid(
+                key("function"),
+                format!(
+                    "function `{}` is not declared; add a `[function.{}]` table or fix the name{}",
+                    t.function,
+                    t.function,
+                    declared(m.function.keys())
+                ),
+            ));
+        }
+        if t.batch == Some(0) || t.max_concurrency == Some(0) {
+            return Err(ManifestError::invalid(
+                format!("trigger.queue[{i}]"),
+                "`batch` and `max_concurrency` must be at least 1",
+            ));
+        }
     }
     Ok(())
 }
@@ -130,6 +169,17 @@ fn function(m: &Manifest, id: &str, f: &Function) -> Result<(), ManifestError> {
                 format!(
                     "sql database `{label}` is not declared; add a `[sql.{label}]` table{}",
                     declared(m.sql.keys())
+                ),
+            ));
+        }
+    }
+    for (i, name) in f.enqueue.iter().enumerate() {
+        if !m.queue.contains_key(name) {
+            return Err(ManifestError::invalid(
+                key(&format!("enqueue[{i}]")),
+                format!(
+                    "queue `{name}` is not declared; add a `[queue.{name}]` table{}",
+                    declared(m.queue.keys())
                 ),
             ));
         }

@@ -12,6 +12,7 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 use crate::cache::ComponentCache;
 use crate::error::LoadError;
+use crate::event::{EventFunction, EventHandlerExportPre};
 use crate::http::HttpFunction;
 use crate::state::InvocationState;
 use crate::{FunctionSpec, Observer};
@@ -39,6 +40,41 @@ impl Default for EngineSettings {
             max_memory: updraft_manifest::DEFAULT_MEMORY,
             keep_resident: 16 << 20,
             cache_dir: PathBuf::from(".updraft/cache"),
+        }
+    }
+}
+
+/// A loaded function, by what it exports.
+#[derive(Clone)]
+pub enum Function {
+    /// Exports `wasi:http/incoming-handler`.
+    Http(HttpFunction),
+    /// Exports `updraft:platform/event-handler`.
+    Event(EventFunction),
+}
+
+impl Function {
+    /// `http` or `event`, for messages.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Function::Http(_) => "http",
+            Function::Event(_) => "event",
+        }
+    }
+
+    /// The spec it was loaded from.
+    pub fn spec(&self) -> &FunctionSpec {
+        match self {
+            Function::Http(f) => f.spec(),
+            Function::Event(f) => f.spec(),
+        }
+    }
+
+    /// The timeout in force.
+    pub fn timeout(&self) -> std::time::Duration {
+        match self {
+            Function::Http(f) => f.timeout(),
+            Function::Event(f) => f.timeout(),
         }
     }
 }
@@ -120,11 +156,11 @@ impl Runtime {
     }
 
     /// Loads an HTTP function: compile (or take from the cache) and pre-instantiate.
-    pub fn load_http(
+    pub fn load(
         &self,
         spec: FunctionSpec,
         observer: Observer,
-    ) -> Result<(HttpFunction, crate::CacheOutcome), LoadError> {
+    ) -> Result<(Function, crate::CacheOutcome), LoadError> {
         if spec.memory > self.settings.max_memory {
             return Err(LoadError::Engine {
                 function: spec.id.clone(),
@@ -142,15 +178,29 @@ impl Runtime {
         };
         let pre = self.linker.instantiate_pre(&component).map_err(|err| {
             invalid(format!(
-                "{err:#}; updraft provides WASI 0.2 (cli, clocks, random, io, http) and wasi:config"
+                "{err:#}; updraft provides WASI 0.2 (cli, clocks, random, io, http), wasi:config, wasi:keyvalue and updraft:platform (see wit/updraft.wit)"
             ))
         })?;
-        let pre = ProxyPre::new(pre).map_err(|err| {
-            invalid(format!(
-                "{err:#}; an HTTP function must export `wasi:http/incoming-handler` (build it with `wstd`'s `#[http_server]` or any `wasi:http` toolchain)"
+        // What it exports decides its kind.
+        let function = if let Ok(proxy) = ProxyPre::new(pre.clone()) {
+            Function::Http(HttpFunction::new(
+                spec,
+                proxy,
+                self.node_permits.clone(),
+                observer,
             ))
-        })?;
-        let function = HttpFunction::new(spec, pre, self.node_permits.clone(), observer);
+        } else if let Ok(handler) = EventHandlerExportPre::new(pre) {
+            Function::Event(EventFunction::new(
+                spec,
+                handler,
+                self.node_permits.clone(),
+                observer,
+            ))
+        } else {
+            return Err(invalid(
+                "it exports neither `wasi:http/incoming-handler` (an HTTP function: build it with `wstd`'s `#[http_server]` or any `wasi:http` toolchain) nor `updraft:platform/event-handler` (an event function: export the `event-function` world of wit/updraft.wit)".to_owned(),
+            ));
+        };
         Ok((function, outcome))
     }
 }

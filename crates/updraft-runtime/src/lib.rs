@@ -15,9 +15,11 @@
 //! [`Runtime::new`]; the function's manifest allow-list decides what each instance gets.
 
 mod cache;
+mod core;
 mod engine;
 mod error;
-mod host;
+mod event;
+pub mod host;
 mod http;
 mod limits;
 mod logs;
@@ -29,9 +31,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use cache::{CacheOutcome, ComponentCache};
-pub use engine::{EngineSettings, Runtime};
+pub use engine::{EngineSettings, Function, Runtime};
 pub use error::{InvokeError, LoadError};
-pub use host::Resources;
+pub use event::{EventError, EventFunction};
+pub use host::messaging::now_us;
+pub use host::{QueueHandle, Resources};
 pub use http::{HttpFunction, HttpInvocation, ResponseBody};
 pub use logs::LogStream;
 /// The error type of request bodies handed to [`HttpFunction::handle`].
@@ -44,8 +48,9 @@ pub struct FunctionSpec {
     pub id: String,
     /// The component file.
     pub source: PathBuf,
-    /// Wall-clock limit for one invocation.
-    pub timeout: Duration,
+    /// Wall-clock limit for one invocation; `None` for the default of the function's kind
+    /// (30 s for HTTP, 5 min for events).
+    pub timeout: Option<Duration>,
     /// Memory cap for one instance, in bytes.
     pub memory: u64,
     /// Instances that may run at once.

@@ -15,7 +15,8 @@ use axum::routing::{get, post};
 use http_body_util::BodyExt;
 use serde::{Deserialize, Serialize};
 use updraft_gateway::headers::FunctionHeaders;
-use updraft_runtime::HttpError;
+use updraft_runtime::{EventFunction, Function, HttpError};
+use updraft_store::Event;
 use updraft_store::{InvocationQuery, InvocationRow, LogQuery, LogRow};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
@@ -97,6 +98,9 @@ pub struct RouteInfo {
 pub struct FunctionInfo {
     /// Its id.
     pub id: String,
+    /// `http` (exports `wasi:http/incoming-handler`) or `event` (exports
+    /// `updraft:platform/event-handler`).
+    pub kind: String,
     /// The component file.
     pub source: String,
     /// Wall-clock limit per invocation, in milliseconds.
@@ -210,6 +214,12 @@ pub(crate) fn router() -> axum::Router {
         .route("/_updraft/api/v1/invocations", get(invocations))
         .route("/_updraft/api/v1/invocations/{id}", get(invocation))
         .route("/_updraft/api/v1/logs", get(logs))
+        .route("/_updraft/api/v1/queues", get(queues))
+        .route(
+            "/_updraft/api/v1/queues/{name}/dead-letters",
+            get(dead_letters),
+        )
+        .route("/_updraft/api/v1/queues/{name}/redrive", post(redrive))
         .layer(axum::middleware::from_fn(require_token))
 }
 
@@ -249,8 +259,9 @@ fn function_info(state: &NodeState, id: &str) -> Option<FunctionInfo> {
     let spec = f.spec();
     Some(FunctionInfo {
         id: id.to_owned(),
+        kind: f.kind().to_owned(),
         source: spec.source.display().to_string(),
-        timeout_ms: u64::try_from(spec.timeout.as_millis()).unwrap_or(u64::MAX),
+        timeout_ms: u64::try_from(f.timeout().as_millis()).unwrap_or(u64::MAX),
         memory_bytes: spec.memory,
         max_concurrency: spec.max_concurrency,
         kv: spec
@@ -331,8 +342,10 @@ async fn invoke(
     headers: HeaderMap,
     body: axum::body::Body,
 ) -> Response {
-    let Some(function) = state.functions.get(&id).cloned() else {
-        return unknown_function(&id);
+    let function = match state.functions.get(&id).cloned() {
+        Some(Function::Http(f)) => f,
+        Some(Function::Event(f)) => return invoke_event(&f, &headers, body).await,
+        None => return unknown_function(&id),
     };
     let method = params
         .method
@@ -373,6 +386,55 @@ async fn invoke(
             .insert(updraft_gateway::headers::INVOCATION_ID, v);
     }
     response.into_response()
+}
+
+/// Runs an event function on one event whose data is the request body.
+async fn invoke_event(
+    function: &EventFunction,
+    headers: &HeaderMap,
+    body: axum::body::Body,
+) -> Response {
+    let data = match axum::body::to_bytes(body, 10 << 20).await {
+        Ok(b) => b.to_vec(),
+        Err(e) => {
+            return api_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("cannot read the body: {e}"),
+            );
+        }
+    };
+    let id = uuid::Uuid::now_v7().to_string();
+    let event = Event {
+        id: id.clone(),
+        source: "/_updraft/api/v1/invoke".to_owned(),
+        ty: "updraft.invoke".to_owned(),
+        datacontenttype: headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+        data,
+        ..Event::default()
+    };
+    let result = function
+        .invoke(vec![event], "invoke", Arc::from(id.as_str()))
+        .await;
+    let (status, body) = match result {
+        Ok(()) => (
+            StatusCode::OK,
+            serde_json::json!({ "ok": true, "invocation_id": id }),
+        ),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            serde_json::json!({ "error": e.to_string(), "invocation_id": id }),
+        ),
+    };
+    let mut response = (status, Json(body)).into_response();
+    if let Ok(v) = http::HeaderValue::from_str(&id) {
+        response
+            .headers_mut()
+            .insert(updraft_gateway::headers::INVOCATION_ID, v);
+    }
+    response
 }
 
 /// Filters for invocation records.
@@ -468,6 +530,129 @@ async fn logs(Extension(state): Extension<Arc<NodeState>>, Query(p): Query<LogPa
     };
     match state.records.logs(query).await {
         Ok(rows) => Json(rows.into_iter().map(LogLine::from).collect::<Vec<_>>()).into_response(),
+        Err(e) => api_error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+/// A queue and how many messages it holds.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct QueueInfo {
+    /// `[queue.<name>]`.
+    pub name: String,
+    /// Deliverable now.
+    pub ready: u64,
+    /// Leased, delayed or waiting for a retry.
+    pub waiting: u64,
+    /// Dead-lettered (`<name>.dlq`).
+    pub dead: u64,
+}
+
+/// A message that used up its attempts.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct DeadLetterInfo {
+    /// The message id (pass it to redrive).
+    pub id: String,
+    /// The event's id.
+    pub event_id: String,
+    /// The event's type.
+    pub event_type: String,
+    /// The event's data, as text (lossy).
+    pub data: String,
+    /// Deliveries made.
+    pub attempts: u32,
+    /// The last failure.
+    pub last_error: Option<String>,
+    /// When it was dead-lettered, RFC 3339.
+    pub dead_at: String,
+}
+
+/// How many dead letters went back to the queue.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Redriven {
+    /// Messages made deliverable again.
+    pub redriven: u32,
+}
+
+fn unknown_queue(name: &str) -> Response {
+    api_error(
+        StatusCode::NOT_FOUND,
+        format!(
+            "queue `{name}` is not declared in this app; `GET /_updraft/api/v1/queues` lists the queues"
+        ),
+    )
+}
+
+#[utoipa::path(get, path = "/_updraft/api/v1/queues", responses((status = 200, body = [QueueInfo])))]
+async fn queues(Extension(state): Extension<Arc<NodeState>>) -> Response {
+    let mut out = Vec::new();
+    for (name, q) in &state.queues {
+        match q.store.depth(name, updraft_runtime::now_us()).await {
+            Ok(d) => out.push(QueueInfo {
+                name: name.clone(),
+                ready: d.ready,
+                waiting: d.waiting,
+                dead: d.dead,
+            }),
+            Err(e) => return api_error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        }
+    }
+    Json(out).into_response()
+}
+
+#[utoipa::path(get, path = "/_updraft/api/v1/queues/{name}/dead-letters", params(("name" = String, Path, description = "queue name")),
+    responses((status = 200, body = [DeadLetterInfo], description = "oldest first"), (status = 404, body = ApiError)))]
+async fn dead_letters(
+    Extension(state): Extension<Arc<NodeState>>,
+    Path(name): Path<String>,
+) -> Response {
+    let Some(q) = state.queues.get(&name) else {
+        return unknown_queue(&name);
+    };
+    match q.store.dead_letters(&name, 1000).await {
+        Ok(rows) => Json(
+            rows.into_iter()
+                .map(|d| DeadLetterInfo {
+                    id: d.id,
+                    event_id: d.event.id,
+                    event_type: d.event.ty,
+                    data: String::from_utf8_lossy(&d.event.data).into_owned(),
+                    attempts: d.attempts,
+                    last_error: d.last_error,
+                    dead_at: rfc3339(d.dead_us),
+                })
+                .collect::<Vec<_>>(),
+        )
+        .into_response(),
+        Err(e) => api_error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+/// Which dead letters to redrive.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct RedriveParams {
+    /// One message id; without it, all of them.
+    pub id: Option<String>,
+}
+
+#[utoipa::path(post, path = "/_updraft/api/v1/queues/{name}/redrive", params(("name" = String, Path, description = "queue name"), RedriveParams),
+    responses((status = 200, body = Redriven), (status = 404, body = ApiError)))]
+async fn redrive(
+    Extension(state): Extension<Arc<NodeState>>,
+    Path(name): Path<String>,
+    Query(p): Query<RedriveParams>,
+) -> Response {
+    let Some(q) = state.queues.get(&name) else {
+        return unknown_queue(&name);
+    };
+    match q
+        .store
+        .redrive(&name, p.id.map(|id| vec![id]), updraft_runtime::now_us())
+        .await
+    {
+        Ok(n) => {
+            q.notify.notify_waiters();
+            Json(Redriven { redriven: n }).into_response()
+        }
         Err(e) => api_error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }

@@ -57,7 +57,7 @@ impl AppPlan {
                 Ok(FunctionSpec {
                     id: id.clone(),
                     source: manifest.resolve(&f.source),
-                    timeout: f.http_timeout(),
+                    timeout: f.timeout.map(|t| t.0),
                     memory: f.memory_bytes(),
                     max_concurrency: f.concurrency(),
                     allowed_outbound_hosts: f.allowed_outbound_hosts.clone(),

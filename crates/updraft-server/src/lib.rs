@@ -18,6 +18,7 @@ pub mod node;
 pub mod recorder;
 pub mod stores;
 pub mod templates;
+pub mod triggers;
 pub mod variables;
 
 pub use app::{AppPlan, RouteTarget};

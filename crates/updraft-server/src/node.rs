@@ -20,8 +20,8 @@ use updraft_gateway::headers::{FunctionHeaders, INVOCATION_ID};
 use updraft_gateway::router::RESERVED_PREFIX;
 use updraft_gateway::{Body, BoxError, Lookup, Router, StaticSite, error_response};
 use updraft_runtime::{
-    CacheOutcome, EngineSettings, HttpError, HttpFunction, HttpInvocation, InvokeError, Observer,
-    Runtime,
+    CacheOutcome, EngineSettings, Function, HttpError, HttpFunction, HttpInvocation, InvokeError,
+    Observer, Runtime,
 };
 use updraft_store::RecordStore;
 use updraft_store::sqlite::SqliteRecords;
@@ -32,6 +32,8 @@ use crate::app::{AppPlan, RouteTarget};
 use crate::body_limit::LimitedBody;
 use crate::recorder::Recorder;
 use crate::stores::AppStores;
+use crate::triggers;
+use crate::triggers::queue::Delivery;
 
 /// Default request body limit (DESIGN §9).
 pub const DEFAULT_MAX_BODY: u64 = 10 << 20;
@@ -88,7 +90,8 @@ pub(crate) struct NodeState {
     local_addr: SocketAddr,
     pub(crate) ready: AtomicBool,
     pub(crate) app_name: String,
-    pub(crate) functions: BTreeMap<String, HttpFunction>,
+    pub(crate) functions: BTreeMap<String, Function>,
+    pub(crate) queues: BTreeMap<String, Arc<updraft_runtime::QueueHandle>>,
     pub(crate) routes: Vec<RouteInfo>,
     pub(crate) records: Arc<dyn RecordStore>,
     pub(crate) admin_token: Option<String>,
@@ -144,7 +147,7 @@ pub async fn start(
     let mut loaded = Vec::new();
     let mut functions = BTreeMap::new();
     for spec in &plan.functions {
-        let (function, outcome) = runtime.load_http(spec.clone(), observer.clone())?;
+        let (function, outcome) = runtime.load(spec.clone(), observer.clone())?;
         loaded.push(LoadReport {
             function: spec.id.clone(),
             outcome,
@@ -173,13 +176,18 @@ pub async fn start(
         })
         .collect();
     let router = plan.router.try_map(|pattern, target| match target {
-        RouteTarget::Function(id) => functions
-            .get(&id)
-            .cloned()
-            .map(Handler::Function)
-            .ok_or_else(|| {
-                anyhow::anyhow!("route `{}` names unknown function `{id}`", pattern.as_str())
-            }),
+        RouteTarget::Function(id) => match functions.get(&id) {
+            Some(Function::Http(f)) => Ok(Handler::Function(f.clone())),
+            Some(Function::Event(_)) => Err(anyhow::anyhow!(
+                "route `{}` in `{}` names function `{id}`, which is an event function (it exports `updraft:platform/event-handler`); an HTTP route needs a `wasi:http` component, and event functions run from `[[trigger.queue]]`",
+                pattern.as_str(),
+                manifest_path.display()
+            )),
+            None => Err(anyhow::anyhow!(
+                "route `{}` names unknown function `{id}`",
+                pattern.as_str()
+            )),
+        },
         RouteTarget::Static(dir) => StaticSite::new(&dir)
             .map(|site| Handler::Static(Arc::new(site)))
             .with_context(|| {
@@ -206,12 +214,37 @@ pub async fn start(
         ready: AtomicBool::new(true),
         app_name: plan.manifest.manifest.app.name.clone(),
         functions,
+        queues: stores.queues.clone(),
         routes: routes.clone(),
         records,
         admin_token: options.admin_token.clone(),
         admin: admin::router(),
     });
     let (stop, stop_rx) = watch::channel(false);
+    for (i, t) in plan.manifest.manifest.trigger.queue.iter().enumerate() {
+        let Some(Function::Event(function)) = state.functions.get(&t.function) else {
+            anyhow::bail!(
+                "`trigger.queue[{i}]` in `{}` names function `{}`, which is not an event function; a queue trigger needs a component exporting `updraft:platform/event-handler`",
+                manifest_path.display(),
+                t.function
+            );
+        };
+        let (Some(decl), Some(queue)) = (
+            plan.manifest.manifest.queue.get(&t.queue),
+            stores.queues.get(&t.queue),
+        ) else {
+            anyhow::bail!("queue `{}` is not declared", t.queue);
+        };
+        let delivery = Delivery {
+            max_attempts: decl.attempts(),
+            lease: decl.lease_duration(),
+            backoff: decl.backoff_duration(),
+            max_backoff: decl.max_backoff_duration(),
+            batch: t.batch.unwrap_or(1),
+            concurrency: t.max_concurrency.unwrap_or(function.spec().max_concurrency),
+        };
+        triggers::queue::spawn(queue.clone(), function.clone(), delivery, stop_rx.clone());
+    }
     let done = tokio::spawn(async move {
         let drained = serve(listener, state, stop_rx, options.grace).await;
         // The node state (and with it every observer handle) is gone: flush the records.

@@ -6,10 +6,14 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
+use tokio::sync::Notify;
 use updraft_manifest::{Function, LoadedManifest};
-use updraft_runtime::Resources;
-use updraft_store::sqlite::{Db, SqliteKv, SqliteSql, state};
-use updraft_store::{KvStore, Migration, SqlStore};
+use updraft_runtime::{QueueHandle, Resources};
+use updraft_store::sqlite::{Db, SqliteKv, SqliteQueues, SqliteSql, state};
+use updraft_store::{KvStore, Migration, QueueStore, SqlStore};
+
+/// How long idempotency keys are remembered (DESIGN §9: 10 min).
+const DEDUP_WINDOW_US: i64 = 10 * 60 * 1_000_000;
 
 /// The app's open stores.
 #[derive(Clone)]
@@ -20,6 +24,8 @@ pub struct AppStores {
     pub kv: BTreeMap<String, Arc<dyn KvStore>>,
     /// Each `[sql.<label>]`.
     pub sql: BTreeMap<String, Arc<dyn SqlStore>>,
+    /// Each `[queue.<name>]`, with the store it lives in and its wake-up.
+    pub queues: BTreeMap<String, Arc<QueueHandle>>,
     /// Migrations applied at this start, as `label/name`.
     pub applied: Vec<String>,
 }
@@ -42,6 +48,21 @@ impl AppStores {
                 )
             })
             .collect();
+        let queue_store: Arc<dyn QueueStore> = Arc::new(SqliteQueues::new(state.clone()));
+        let queues = manifest
+            .manifest
+            .queue
+            .keys()
+            .map(|name| {
+                let handle = QueueHandle {
+                    name: name.clone(),
+                    store: queue_store.clone(),
+                    notify: Arc::new(Notify::new()),
+                    dedup_window_us: DEDUP_WINDOW_US,
+                };
+                (name.clone(), Arc::new(handle))
+            })
+            .collect();
         let mut sql = BTreeMap::new();
         let mut applied = Vec::new();
         for (label, decl) in &manifest.manifest.sql {
@@ -62,6 +83,7 @@ impl AppStores {
             state,
             kv,
             sql,
+            queues,
             applied,
         })
     }
@@ -86,6 +108,16 @@ impl AppStores {
                     (
                         label.clone(),
                         function.sql.contains(label).then(|| store.clone()),
+                    )
+                })
+                .collect(),
+            queues: self
+                .queues
+                .iter()
+                .map(|(name, q)| {
+                    (
+                        name.clone(),
+                        function.enqueue.contains(name).then(|| q.clone()),
                     )
                 })
                 .collect(),

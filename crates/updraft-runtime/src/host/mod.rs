@@ -3,6 +3,7 @@
 //! [`SqlStore`]. Each checks the function's allow-list when a store or database is opened.
 
 mod kv;
+pub mod messaging;
 mod sql;
 
 use std::collections::BTreeMap;
@@ -11,6 +12,7 @@ use std::sync::Arc;
 use updraft_store::{KvStore, SqlStore};
 
 pub use kv::Bucket;
+pub use messaging::QueueHandle;
 pub use sql::Connection;
 
 /// The generated bindings.
@@ -34,6 +36,8 @@ pub struct Resources {
     pub kv: BTreeMap<String, Option<Arc<dyn KvStore>>>,
     /// Every `[sql.<label>]`; `Some` when the function lists it in `sql = [...]`.
     pub sql: BTreeMap<String, Option<Arc<dyn SqlStore>>>,
+    /// Every `[queue.<name>]`; `Some` when the function lists it in `enqueue = [...]`.
+    pub queues: BTreeMap<String, Option<Arc<QueueHandle>>>,
 }
 
 impl Resources {
@@ -46,6 +50,11 @@ impl Resources {
     pub fn allowed_sql(&self) -> Vec<&str> {
         allowed(&self.sql)
     }
+
+    /// The queues the function may enqueue to.
+    pub fn allowed_queues(&self) -> Vec<&str> {
+        allowed(&self.queues)
+    }
 }
 
 impl std::fmt::Debug for Resources {
@@ -53,6 +62,7 @@ impl std::fmt::Debug for Resources {
         f.debug_struct("Resources")
             .field("kv", &self.allowed_kv())
             .field("sql", &self.allowed_sql())
+            .field("queues", &self.allowed_queues())
             .finish()
     }
 }

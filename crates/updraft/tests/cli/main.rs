@@ -11,6 +11,7 @@ mod errors;
 mod lifecycle;
 mod limits;
 mod new;
+mod queues;
 mod serve;
 mod state;
 mod web_app;

@@ -126,6 +126,34 @@ async fn main(req: Request<Body>) -> Result<Response<Body>, Error> {
             Ok(Response::new(Body::from_try_stream(stream)))
         }
         op if op.starts_with("/kv/") => kv(op, &query, req).await,
+        "/enqueue" => {
+            use updraft::platform::messaging::{EnqueueOptions, enqueue};
+            use updraft::platform::types::Event;
+            let mut body = req.into_body();
+            let data = body.contents().await?.to_vec();
+            let event = Event {
+                id: query.get("id").cloned().unwrap_or_default(),
+                source: String::new(),
+                type_: "test.job".to_owned(),
+                subject: None,
+                time: None,
+                datacontenttype: Some("text/plain".to_owned()),
+                data,
+                extensions: Vec::new(),
+            };
+            let options = EnqueueOptions {
+                delay_ms: query.get("delay_ms").and_then(|v| v.parse().ok()),
+                idempotency_key: query.get("key").cloned(),
+            };
+            match enqueue(
+                query.get("queue").map(String::as_str).unwrap_or(""),
+                &event,
+                &options,
+            ) {
+                Ok(()) => text(StatusCode::ACCEPTED, "queued\n".into()),
+                Err(e) => text(StatusCode::BAD_REQUEST, format!("enqueue failed: {e:?}\n")),
+            }
+        }
         op if op.starts_with("/sql/") => sql(op, &query, req).await,
         other => text(StatusCode::NOT_FOUND, format!("kitchen has no `{other}`\n")),
     }

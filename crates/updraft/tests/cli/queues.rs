@@ -1,0 +1,297 @@
+//! Queues and event functions: enqueue from a function, deliver to an event function,
+//! retries with backoff, dead letters with redrive, idempotency keys, delays.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use updraft_test_support::{AppDir, Server, guests, run};
+
+use crate::{bin, client, get, start};
+
+const APP: &str = r#"
+[app]
+name = "jobs"
+
+[kv.default]
+
+[queue.jobs]
+max_attempts = 3
+backoff = "100ms"
+max_backoff = "200ms"
+lease = "2s"
+
+[function.kitchen]
+source = "kitchen.wasm"
+kv = ["default"]
+enqueue = ["jobs"]
+
+[function.worker]
+source = "worker.wasm"
+kv = ["default"]
+max_concurrency = 4
+
+[[trigger.http]]
+route = "/k/..."
+function = "kitchen"
+
+[[trigger.queue]]
+queue = "jobs"
+function = "worker"
+"#;
+
+fn app() -> AppDir {
+    let app = AppDir::new(APP);
+    app.guest(guests::KITCHEN, "kitchen.wasm");
+    app.guest(guests::WORKER, "worker.wasm");
+    app
+}
+
+async fn enqueue(server: &Server, query: &str, data: &str) -> u16 {
+    client()
+        .post(server.url(&format!("/k/enqueue?queue=jobs&{query}")))
+        .body(data.to_owned())
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+async fn count(server: &Server) -> u64 {
+    match get(server, "/k/kv/get?store=default&key=count").await {
+        (200, n) => n.parse().unwrap(),
+        _ => 0,
+    }
+}
+
+/// Waits until `check` holds, up to `limit`.
+async fn eventually<F: AsyncFnMut() -> bool>(limit: Duration, mut check: F) -> bool {
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+async fn queue_info(server: &Server) -> Value {
+    let r = client()
+        .get(server.url("/_updraft/api/v1/queues"))
+        .send()
+        .await
+        .unwrap();
+    r.json::<Value>().await.unwrap()[0].clone()
+}
+
+#[tokio::test]
+async fn every_enqueued_message_is_handled_once() {
+    let app = app();
+    let server = start(&app);
+    for i in 0..60 {
+        assert_eq!(
+            enqueue(&server, &format!("id=job-{i}"), &format!("job {i}")).await,
+            202
+        );
+    }
+    assert!(
+        eventually(Duration::from_secs(20), async || count(&server).await == 60).await,
+        "count {}",
+        count(&server).await
+    );
+    for i in [0, 31, 59] {
+        assert_eq!(
+            get(
+                &server,
+                &format!("/k/kv/get?store=default&key=seen/job-{i}")
+            )
+            .await,
+            (200, format!("job {i}"))
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(count(&server).await, 60, "no duplicates");
+    let q = queue_info(&server).await;
+    assert_eq!(
+        (
+            q["ready"].as_u64(),
+            q["waiting"].as_u64(),
+            q["dead"].as_u64()
+        ),
+        (Some(0), Some(0), Some(0)),
+        "{q}"
+    );
+    let m = crate::wait_metrics(
+        &server,
+        &[r#"updraft_invocations_total{function="worker",trigger="queue",outcome="ok"} 60"#],
+    )
+    .await;
+    assert!(
+        m.contains(r#"function="worker",trigger="queue",outcome="ok"} 60"#),
+        "{m}"
+    );
+}
+
+#[tokio::test]
+async fn failures_retry_then_dead_letter_and_redrive_brings_them_back() {
+    let app = app();
+    let server = start(&app);
+    for (id, data) in [
+        ("p1", "fail"),
+        ("p2", "fail"),
+        ("r1", "fail-until-2"),
+        ("r2", "fail-until-3"),
+        ("ok", "fine"),
+    ] {
+        assert_eq!(enqueue(&server, &format!("id={id}"), data).await, 202);
+    }
+    // The retried ones succeed on delivery 2 and 3; the poison pair is dead-lettered.
+    assert!(
+        eventually(Duration::from_secs(20), async || queue_info(&server).await
+            ["dead"]
+            == 2)
+        .await
+    );
+    assert!(
+        eventually(Duration::from_secs(10), async || count(&server).await == 3).await,
+        "count {}",
+        count(&server).await
+    );
+    let dead: Vec<Value> = client()
+        .get(server.url("/_updraft/api/v1/queues/jobs/dead-letters"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut ids: Vec<&str> = dead
+        .iter()
+        .map(|d| d["event_id"].as_str().unwrap())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["p1", "p2"], "exactly the poison set");
+    assert!(dead.iter().all(|d| d["attempts"] == 3), "{dead:?}");
+    assert!(
+        dead[0]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("asked to fail"),
+        "{dead:?}"
+    );
+    // Redrive: they fail again three times and come back to the dead letters.
+    let r: Value = client()
+        .post(server.url("/_updraft/api/v1/queues/jobs/redrive"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["redriven"], 2);
+    assert!(
+        eventually(Duration::from_secs(20), async || {
+            let q = queue_info(&server).await;
+            q["dead"] == 2 && q["waiting"] == 0
+        })
+        .await
+    );
+    let log = server.stderr.text();
+    assert!(log.contains("handling p1 attempt 3"), "{log}");
+    assert_eq!(count(&server).await, 3);
+}
+
+#[tokio::test]
+async fn idempotency_keys_delays_and_unknown_queues() {
+    let app = app();
+    let server = start(&app);
+    assert_eq!(enqueue(&server, "id=a&key=order-1", "first").await, 202);
+    assert_eq!(
+        enqueue(&server, "id=b&key=order-1", "second").await,
+        202,
+        "a duplicate is accepted and dropped"
+    );
+    assert!(eventually(Duration::from_secs(10), async || count(&server).await == 1).await);
+    assert_eq!(
+        get(&server, "/k/kv/get?store=default&key=seen/b").await.0,
+        404
+    );
+    let sent = Instant::now();
+    assert_eq!(
+        enqueue(&server, "id=late&delay_ms=1500", "later").await,
+        202
+    );
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(count(&server).await, 1, "not before its delay");
+    assert!(eventually(Duration::from_secs(10), async || count(&server).await == 2).await);
+    assert!(sent.elapsed() >= Duration::from_millis(1400));
+    let r = client()
+        .post(server.url("/k/enqueue?queue=nope"))
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("NoSuchQueue"));
+}
+
+#[tokio::test]
+async fn queued_work_survives_a_restart() {
+    let app = app();
+    let server = start(&app);
+    for i in 0..5 {
+        enqueue(&server, &format!("id=slow-{i}"), "sleep-300").await;
+    }
+    drop(server); // kill: leased messages come back after their lease
+    let server = start(&app);
+    assert!(
+        eventually(Duration::from_secs(20), async || count(&server).await >= 5).await,
+        "count {}",
+        count(&server).await
+    );
+}
+
+#[tokio::test]
+async fn invoke_runs_an_event_function_and_kinds_are_checked_at_start() {
+    let app = app();
+    let server = start(&app);
+    let out = run(
+        bin(),
+        &[
+            "invoke",
+            "worker",
+            "--data",
+            "by hand",
+            "--server",
+            &server.base,
+        ],
+        Duration::from_secs(30),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(eventually(Duration::from_secs(5), async || count(&server).await == 1).await);
+    let (_, ls) = get(&server, "/_updraft/api/v1/functions/worker").await;
+    assert!(ls.contains(r#""kind":"event""#), "{ls}");
+    drop(server);
+    // An HTTP route to an event function, or a queue trigger on an HTTP function, is refused.
+    let bad = AppDir::new(&APP.replace(
+        "route = \"/k/...\"\nfunction = \"kitchen\"",
+        "route = \"/k/...\"\nfunction = \"worker\"",
+    ));
+    bad.guest(guests::KITCHEN, "kitchen.wasm");
+    bad.guest(guests::WORKER, "worker.wasm");
+    let err = Server::try_start(bin(), bad.path(), &[]).err().unwrap();
+    assert!(err.contains("is an event function"), "{err}");
+    let bad = AppDir::new(&APP.replace(
+        "queue = \"jobs\"\nfunction = \"worker\"",
+        "queue = \"jobs\"\nfunction = \"kitchen\"",
+    ));
+    bad.guest(guests::KITCHEN, "kitchen.wasm");
+    bad.guest(guests::WORKER, "worker.wasm");
+    let err = Server::try_start(bin(), bad.path(), &[]).err().unwrap();
+    assert!(err.contains("not an event function"), "{err}");
+}

@@ -1,0 +1,75 @@
+//! An event function for the queue tests. Each event's data says what to do:
+//! `fail` (always), `fail-until-N` (until delivery N), `sleep-MS`, anything else succeeds.
+//! Successes are recorded in the `default` kv store: `seen/<event id>` = data, and a
+//! `count` of handled events.
+
+wit_bindgen::generate!({
+    path: "../../wit",
+    world: "updraft:platform/event-function",
+    generate_all,
+});
+
+use exports::updraft::platform::event_handler::Guest;
+use updraft::platform::types::{Event, HandlerError};
+use wasi::keyvalue::{atomics, store};
+
+struct Worker;
+
+fn attempt(e: &Event) -> u32 {
+    e.extensions
+        .iter()
+        .find(|(k, _)| k == "attempt")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(1)
+}
+
+impl Guest for Worker {
+    fn handle(events: Vec<Event>) -> Result<(), HandlerError> {
+        let bucket = store::open("default").map_err(|e| HandlerError {
+            message: format!("cannot open kv: {e:?}"),
+            failed: None,
+        })?;
+        let mut failed = Vec::new();
+        for (i, e) in events.iter().enumerate() {
+            let data = String::from_utf8_lossy(&e.data).into_owned();
+            println!("handling {} attempt {} data {data}", e.id, attempt(e));
+            let fails = data == "fail"
+                || data
+                    .strip_prefix("fail-until-")
+                    .and_then(|n| n.parse::<u32>().ok())
+                    .is_some_and(|n| attempt(e) < n);
+            if fails {
+                failed.push(i as u32);
+                continue;
+            }
+            if let Some(ms) = data
+                .strip_prefix("sleep-")
+                .and_then(|n| n.parse::<u64>().ok())
+            {
+                std::thread::sleep(std::time::Duration::from_millis(ms));
+            }
+            bucket
+                .set(&format!("seen/{}", e.id), data.as_bytes())
+                .map_err(|e| HandlerError {
+                    message: format!("{e:?}"),
+                    failed: None,
+                })?;
+            atomics::increment(&bucket, "count", 1).map_err(|e| HandlerError {
+                message: format!("{e:?}"),
+                failed: None,
+            })?;
+        }
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(HandlerError {
+                message: format!("{} event(s) asked to fail", failed.len()),
+                failed: Some(failed),
+            })
+        }
+    }
+}
+
+export!(Worker);
+
+fn main() {}
