@@ -187,6 +187,21 @@ static = "web"
             e.contains("function.hello.sql[0]") && e.contains("(declared: `orders`)"),
             "{e}"
         );
+        let cron = "\n[[trigger.cron]]\nschedule = \"*/5 * * * *\"\nfunction = \"hello\"\n";
+        Manifest::parse(&format!("{GOOD}{cron}")).unwrap();
+        let e = err(&format!(
+            "{GOOD}{}",
+            cron.replace("*/5 * * * *", "61 * * * *")
+        ));
+        assert!(
+            e.contains("trigger.cron[0].schedule") && e.contains("`61 * * * *`"),
+            "{e}"
+        );
+        let e = err(&format!("{GOOD}{cron}timezone = \"Mars/Olympus\"\n"));
+        assert!(
+            e.contains("trigger.cron[0].timezone") && e.contains("Europe/Berlin"),
+            "{e}"
+        );
         let e = err(&GOOD.replace("\"64MiB\"", "\"8GiB\""));
         assert!(e.contains("at most \"4GiB\""), "{e}");
         let e = err(&GOOD.replace("\"2s\"", "\"400d\""));

@@ -205,6 +205,23 @@ pub struct Triggers {
     /// `[[trigger.queue]]`
     #[serde(default)]
     pub queue: Vec<QueueTrigger>,
+    /// `[[trigger.cron]]`
+    #[serde(default)]
+    pub cron: Vec<CronTrigger>,
+}
+
+/// `[[trigger.cron]]`: an event function run on a schedule.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CronTrigger {
+    /// 5 fields (minute hour day-of-month month day-of-week), 6 with seconds first, or an
+    /// alias (`@hourly`, `@daily`, `@weekly`, `@monthly`, `@yearly`).
+    pub schedule: String,
+    /// IANA time zone the schedule is read in (default `UTC`).
+    #[serde(default)]
+    pub timezone: Option<String>,
+    /// The event function to run.
+    pub function: String,
 }
 
 /// `[[trigger.queue]]`: an event function consuming a queue.

@@ -63,6 +63,42 @@ pub(crate) fn manifest(m: &Manifest) -> Result<(), ManifestError> {
     for (i, t) in m.trigger.http.iter().enumerate() {
         http_trigger(m, i, t)?;
     }
+    for (i, t) in m.trigger.cron.iter().enumerate() {
+        let key = |k: &str| format!("trigger.cron[{i}].{k}");
+        if let Err(e) = parse_cron(&t.schedule) {
+            let field = bad_cron_field(&t.schedule)
+                .map(|f| format!("its {f} field is wrong: "))
+                .unwrap_or_default();
+            return Err(ManifestError::invalid(
+                key("schedule"),
+                format!(
+                    "`{}` is not a cron schedule ({field}{e}); write 5 fields (minute hour day-of-month month day-of-week), 6 with seconds first, or an alias like \"@hourly\"",
+                    t.schedule
+                ),
+            ));
+        }
+        if let Some(tz) = &t.timezone
+            && tz.parse::<chrono_tz::Tz>().is_err()
+        {
+            return Err(ManifestError::invalid(
+                key("timezone"),
+                format!(
+                    "`{tz}` is not an IANA time zone; write one like \"Europe/Berlin\" or \"UTC\""
+                ),
+            ));
+        }
+        if !m.function.contains_key(&t.function) {
+            return Err(ManifestError::invalid(
+                key("function"),
+                format!(
+                    "function `{}` is not declared; add a `[function.{}]` table or fix the name{}",
+                    t.function,
+                    t.function,
+                    declared(m.function.keys())
+                ),
+            ));
+        }
+    }
     for (i, t) in m.trigger.queue.iter().enumerate() {
         let key = |k: &str| format!("trigger.queue[{i}].{k}");
         if !m.queue.contains_key(&t.queue) {
@@ -251,6 +287,32 @@ fn http_trigger(m: &Manifest, i: usize, t: &HttpTrigger) -> Result<(), ManifestE
         }
     }
     Ok(())
+}
+
+fn parse_cron(s: &str) -> Result<croner::Cron, croner::errors::CronError> {
+    <croner::Cron as std::str::FromStr>::from_str(s)
+}
+
+/// Names the field that makes `schedule` invalid: the one whose replacement by `*` fixes it.
+fn bad_cron_field(schedule: &str) -> Option<&'static str> {
+    let fields: Vec<&str> = schedule.split_whitespace().collect();
+    let names: &[&str] = match fields.len() {
+        5 => &["minute", "hour", "day-of-month", "month", "day-of-week"],
+        6 => &[
+            "second",
+            "minute",
+            "hour",
+            "day-of-month",
+            "month",
+            "day-of-week",
+        ],
+        _ => return None,
+    };
+    (0..fields.len()).find_map(|i| {
+        let mut fixed = fields.clone();
+        fixed[i] = "*";
+        parse_cron(&fixed.join(" ")).is_ok().then_some(names[i])
+    })
 }
 
 /// `[a-z][a-z0-9-]*`

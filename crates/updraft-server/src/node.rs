@@ -23,8 +23,8 @@ use updraft_runtime::{
     CacheOutcome, EngineSettings, Function, HttpError, HttpFunction, HttpInvocation, InvokeError,
     Observer, Runtime,
 };
-use updraft_store::RecordStore;
-use updraft_store::sqlite::SqliteRecords;
+use updraft_store::sqlite::{SqliteRecords, SqliteSchedules};
+use updraft_store::{RecordStore, ScheduleStore};
 
 use crate::admin;
 use crate::api::RouteInfo;
@@ -244,6 +244,27 @@ pub async fn start(
             concurrency: t.max_concurrency.unwrap_or(function.spec().max_concurrency),
         };
         triggers::queue::spawn(queue.clone(), function.clone(), delivery, stop_rx.clone());
+    }
+    let schedules: Arc<dyn ScheduleStore> = Arc::new(SqliteSchedules::new(stores.state.clone()));
+    let claimant = format!("{}:{}", addr, std::process::id());
+    for (i, t) in plan.manifest.manifest.trigger.cron.iter().enumerate() {
+        let Some(Function::Event(function)) = state.functions.get(&t.function) else {
+            anyhow::bail!(
+                "`trigger.cron[{i}]` in `{}` names function `{}`, which is not an event function; a cron trigger needs a component exporting `updraft:platform/event-handler`",
+                manifest_path.display(),
+                t.function
+            );
+        };
+        let (cron, tz) = triggers::cron::parse(&t.schedule, t.timezone.as_deref())?;
+        let plan = triggers::cron::CronPlan {
+            key: format!("{}|{}|{}", t.function, t.schedule, tz.name()),
+            schedule: t.schedule.clone(),
+            cron,
+            tz,
+            function: function.clone(),
+            claimant: claimant.clone(),
+        };
+        triggers::cron::spawn(plan, schedules.clone(), stop_rx.clone());
     }
     let done = tokio::spawn(async move {
         let drained = serve(listener, state, stop_rx, options.grace).await;

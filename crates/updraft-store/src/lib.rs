@@ -15,6 +15,7 @@ mod error;
 pub mod kv;
 pub mod queue;
 pub mod records;
+pub mod schedule;
 pub mod sql;
 pub mod sqlite;
 
@@ -22,4 +23,5 @@ pub use error::StoreError;
 pub use kv::{KeyPage, KvStore};
 pub use queue::{DeadLetter, Event, Leased, NewMessage, QueueDepth, QueueStore};
 pub use records::{InvocationQuery, InvocationRow, LogQuery, LogRow, RecordStore};
+pub use schedule::ScheduleStore;
 pub use sql::{Migration, RowSet, SqlError, SqlStore, Value};

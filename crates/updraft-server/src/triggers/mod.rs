@@ -4,4 +4,5 @@
 //! To add a trigger: a module here with a `spawn` taking its plan, the function, its store
 //! and the node's stop signal; plan it in `node::start`.
 
+pub mod cron;
 pub mod queue;

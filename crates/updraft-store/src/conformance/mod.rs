@@ -3,4 +3,5 @@
 
 pub mod kv;
 pub mod queue;
+pub mod schedule;
 pub mod sql;

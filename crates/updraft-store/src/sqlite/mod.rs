@@ -5,6 +5,7 @@ mod db;
 mod kv;
 mod queue;
 mod records;
+mod schedule;
 mod sql;
 pub mod state;
 
@@ -12,4 +13,5 @@ pub use db::Db;
 pub use kv::SqliteKv;
 pub use queue::SqliteQueues;
 pub use records::SqliteRecords;
+pub use schedule::SqliteSchedules;
 pub use sql::SqliteSql;

@@ -11,6 +11,7 @@ const MIGRATIONS: &[&str] = &[
     super::kv::SCHEMA,
     super::records::SCHEMA,
     super::queue::SCHEMA,
+    super::schedule::SCHEMA,
 ];
 
 /// Opens (creating and upgrading) the platform state file.

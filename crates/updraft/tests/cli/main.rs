@@ -7,6 +7,7 @@
 )]
 
 mod admin;
+mod cron;
 mod errors;
 mod lifecycle;
 mod limits;

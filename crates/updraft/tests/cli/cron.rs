@@ -1,0 +1,101 @@
+//! Cron: per-second schedules, one run per occurrence across processes, catch-up once.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use updraft_test_support::{AppDir, Server, guests};
+
+use crate::{bin, get, start};
+
+fn app(schedule: &str) -> AppDir {
+    let app = AppDir::new(&format!(
+        r#"
+[app]
+name = "cron"
+
+[kv.default]
+
+[function.kitchen]
+source = "kitchen.wasm"
+kv = ["default"]
+
+[function.worker]
+source = "worker.wasm"
+kv = ["default"]
+
+[[trigger.http]]
+route = "/k/..."
+function = "kitchen"
+
+[[trigger.cron]]
+schedule = "{schedule}"
+function = "worker"
+"#
+    ));
+    app.guest(guests::KITCHEN, "kitchen.wasm");
+    app.guest(guests::WORKER, "worker.wasm");
+    app
+}
+
+/// The ids of the occurrences handled, and the handled count (equal when none ran twice).
+async fn runs(server: &Server) -> (Vec<String>, u64) {
+    let (_, keys) = get(server, "/k/kv/list?store=default&prefix=seen/").await;
+    let ids: Vec<String> = keys
+        .split(',')
+        .filter(|k| !k.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let count = match get(server, "/k/kv/get?store=default&key=count").await {
+        (200, n) => n.parse().unwrap(),
+        _ => 0,
+    };
+    (ids, count)
+}
+
+#[tokio::test]
+async fn two_processes_on_one_store_run_each_occurrence_once() {
+    let app = app("* * * * * *");
+    let a = start(&app);
+    let b = Server::start(bin(), app.path(), &[]);
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_secs(22)).await;
+    drop(b);
+    let (ids, count) = runs(&a).await;
+    let elapsed = started.elapsed().as_secs();
+    assert!(ids.len() >= 20, "{} runs in {elapsed} s", ids.len());
+    assert_eq!(
+        count,
+        ids.len() as u64,
+        "an occurrence ran twice: {count} runs for {} occurrences",
+        ids.len()
+    );
+    let unique: HashSet<&String> = ids.iter().collect();
+    assert_eq!(unique.len(), ids.len());
+}
+
+#[tokio::test]
+async fn missed_occurrences_are_caught_up_once_and_flagged_past_due() {
+    let app = app("*/2 * * * * *");
+    let server = start(&app);
+    let end = Instant::now() + Duration::from_secs(10);
+    while runs(&server).await.0.is_empty() && Instant::now() < end {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(server);
+    // Several occurrences pass while nothing runs.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let server = start(&app);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let (ids, _) = runs(&server).await;
+    let mut past_due = 0;
+    for id in &ids {
+        let (_, data) = get(&server, &format!("/k/kv/get?store=default&key={id}")).await;
+        if data.contains(r#""past_due":true"#) {
+            past_due += 1;
+        }
+    }
+    assert_eq!(
+        past_due, 1,
+        "exactly one catch-up run for the missed occurrences: {ids:?}"
+    );
+}
