@@ -18,6 +18,7 @@ pub mod records;
 pub mod schedule;
 pub mod sql;
 pub mod sqlite;
+pub mod topic;
 
 pub use error::StoreError;
 pub use kv::{KeyPage, KvStore};
@@ -25,3 +26,4 @@ pub use queue::{DeadLetter, Event, Leased, NewMessage, QueueDepth, QueueStore};
 pub use records::{InvocationQuery, InvocationRow, LogQuery, LogRow, RecordStore};
 pub use schedule::ScheduleStore;
 pub use sql::{Migration, RowSet, SqlError, SqlStore, Value};
+pub use topic::{LogEntry, ReplayFrom, Subscription, TopicStore};

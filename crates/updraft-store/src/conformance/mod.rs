@@ -5,3 +5,4 @@ pub mod kv;
 pub mod queue;
 pub mod schedule;
 pub mod sql;
+pub mod topic;

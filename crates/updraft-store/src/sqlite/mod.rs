@@ -8,6 +8,7 @@ mod records;
 mod schedule;
 mod sql;
 pub mod state;
+mod topic;
 
 pub use db::Db;
 pub use kv::SqliteKv;
@@ -15,3 +16,4 @@ pub use queue::SqliteQueues;
 pub use records::SqliteRecords;
 pub use schedule::SqliteSchedules;
 pub use sql::SqliteSql;
+pub use topic::SqliteTopics;

@@ -53,11 +53,11 @@ impl SqliteQueues {
     }
 }
 
-const EVENT_COLUMNS: &str =
+pub(crate) const EVENT_COLUMNS: &str =
     "ce_id, ce_source, ce_type, ce_subject, ce_time, ce_datacontenttype, ce_extensions, data";
 
 /// Reads the event from columns `at..at+8`.
-fn event_at(r: &Row<'_>, at: usize) -> rusqlite::Result<Event> {
+pub(crate) fn event_at(r: &Row<'_>, at: usize) -> rusqlite::Result<Event> {
     let extensions: String = r.get(at + 6)?;
     Ok(Event {
         id: r.get(at)?,
@@ -71,7 +71,12 @@ fn event_at(r: &Row<'_>, at: usize) -> rusqlite::Result<Event> {
     })
 }
 
-fn insert(conn: &Connection, queue: &str, m: &NewMessage, now_us: i64) -> Result<(), StoreError> {
+pub(crate) fn insert(
+    conn: &Connection,
+    queue: &str,
+    m: &NewMessage,
+    now_us: i64,
+) -> Result<(), StoreError> {
     let e = &m.event;
     let extensions =
         serde_json::to_string(&e.extensions).map_err(|e| StoreError::Backend(e.to_string()))?;

@@ -12,6 +12,7 @@ const MIGRATIONS: &[&str] = &[
     super::records::SCHEMA,
     super::queue::SCHEMA,
     super::schedule::SCHEMA,
+    super::topic::SCHEMA,
 ];
 
 /// Opens (creating and upgrading) the platform state file.

@@ -1,0 +1,199 @@
+//! `TopicStore` on the platform state file: the log, and fan-out into subscription queues
+//! in the same transaction.
+
+use async_trait::async_trait;
+use rusqlite::{Connection, params};
+
+use super::Db;
+use super::queue::{EVENT_COLUMNS, event_at, insert};
+use crate::StoreError;
+use crate::queue::{Event, NewMessage};
+use crate::topic::{LogEntry, ReplayFrom, Subscription, TopicStore};
+
+pub(crate) const SCHEMA: &str = "
+CREATE TABLE topic_log (
+    position INTEGER PRIMARY KEY AUTOINCREMENT,
+    topic TEXT NOT NULL,
+    appended_us INTEGER NOT NULL,
+    ce_id TEXT NOT NULL,
+    ce_source TEXT NOT NULL,
+    ce_type TEXT NOT NULL,
+    ce_subject TEXT,
+    ce_time TEXT,
+    ce_datacontenttype TEXT,
+    ce_extensions TEXT NOT NULL,
+    data BLOB NOT NULL
+);
+CREATE INDEX topic_log_by_topic ON topic_log (topic, position);
+CREATE INDEX topic_log_by_time ON topic_log (topic, appended_us);
+CREATE TABLE topic_dedup (
+    topic TEXT NOT NULL,
+    ce_id TEXT NOT NULL,
+    expires_us INTEGER NOT NULL,
+    PRIMARY KEY (topic, ce_id)
+) WITHOUT ROWID;
+";
+
+fn backend(e: rusqlite::Error) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+/// Topics in a SQLite file opened with [`super::state::open`] (sharing it with the queues
+/// their subscriptions deliver through).
+#[derive(Clone)]
+pub struct SqliteTopics {
+    db: Db,
+}
+
+impl SqliteTopics {
+    /// Topics in `db`.
+    pub fn new(db: Db) -> Self {
+        Self { db }
+    }
+}
+
+fn fan_out(
+    conn: &Connection,
+    event: &Event,
+    subscriptions: &[Subscription],
+    now_us: i64,
+) -> Result<u64, StoreError> {
+    let mut n = 0;
+    for s in subscriptions.iter().filter(|s| s.accepts(event)) {
+        let message = NewMessage {
+            event: event.clone(),
+            available_us: now_us,
+            idempotency_key: None,
+        };
+        insert(conn, &s.queue, &message, now_us)?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+#[async_trait]
+impl TopicStore for SqliteTopics {
+    async fn publish(
+        &self,
+        topic: &str,
+        event: Event,
+        subscriptions: &[Subscription],
+        dedup_window_us: i64,
+        now_us: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        let (topic, subscriptions) = (topic.to_owned(), subscriptions.to_vec());
+        self.db
+            .write(move |c| {
+                let fresh = c
+                    .prepare_cached(
+                        "INSERT INTO topic_dedup (topic, ce_id, expires_us) VALUES (?1, ?2, ?3)
+                         ON CONFLICT (topic, ce_id) DO UPDATE SET expires_us = excluded.expires_us
+                         WHERE topic_dedup.expires_us <= ?4",
+                    )
+                    .and_then(|mut s| s.execute(params![topic, event.id, now_us + dedup_window_us, now_us]))
+                    .map_err(backend)?
+                    == 1;
+                if !fresh {
+                    return Ok(None);
+                }
+                let extensions = serde_json::to_string(&event.extensions).map_err(|e| StoreError::Backend(e.to_string()))?;
+                c.prepare_cached(&format!(
+                    "INSERT INTO topic_log (topic, appended_us, {EVENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+                ))
+                .and_then(|mut s| {
+                    s.execute(params![
+                        topic,
+                        now_us,
+                        event.id,
+                        event.source,
+                        event.ty,
+                        event.subject,
+                        event.time,
+                        event.datacontenttype,
+                        extensions,
+                        event.data
+                    ])
+                })
+                .map_err(backend)?;
+                let position = c.last_insert_rowid();
+                fan_out(c, &event, &subscriptions, now_us)?;
+                Ok(Some(position))
+            })
+            .await
+    }
+
+    async fn read(&self, topic: &str, after: i64, limit: u32) -> Result<Vec<LogEntry>, StoreError> {
+        let topic = topic.to_owned();
+        self.db
+            .read(move |c| {
+                let sql = format!(
+                    "SELECT position, appended_us, {EVENT_COLUMNS} FROM topic_log
+                     WHERE topic = ?1 AND position > ?2 ORDER BY position LIMIT ?3"
+                );
+                let mut stmt = c.prepare_cached(&sql).map_err(backend)?;
+                let rows = stmt
+                    .query_map(params![topic, after, limit], |r| {
+                        Ok(LogEntry {
+                            position: r.get(0)?,
+                            appended_us: r.get(1)?,
+                            event: event_at(r, 2)?,
+                        })
+                    })
+                    .map_err(backend)?;
+                rows.collect::<Result<Vec<_>, _>>().map_err(backend)
+            })
+            .await
+    }
+
+    async fn replay(
+        &self,
+        topic: &str,
+        subscription: &Subscription,
+        from: ReplayFrom,
+        now_us: i64,
+    ) -> Result<u64, StoreError> {
+        let (topic, subscription) = (topic.to_owned(), subscription.clone());
+        self.db
+            .write(move |c| {
+                let (column, value) = match from {
+                    ReplayFrom::Position(p) => ("position", p),
+                    ReplayFrom::Time(t) => ("appended_us", t),
+                };
+                let sql = format!(
+                    "SELECT position, appended_us, {EVENT_COLUMNS} FROM topic_log
+                     WHERE topic = ?1 AND {column} >= ?2 ORDER BY position"
+                );
+                let mut stmt = c.prepare(&sql).map_err(backend)?;
+                let entries = stmt
+                    .query_map(params![topic, value], |r| event_at(r, 2))
+                    .map_err(backend)?
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(backend)?;
+                let mut n = 0;
+                for event in &entries {
+                    n += fan_out(c, event, std::slice::from_ref(&subscription), now_us)?;
+                }
+                Ok(n)
+            })
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::sqlite::SqliteQueues;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_topics_pass_the_conformance_suite() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::sqlite::state::open(&dir.path().join("state.db")).unwrap();
+        crate::conformance::topic::run(
+            Arc::new(SqliteTopics::new(db.clone())),
+            Arc::new(SqliteQueues::new(db)),
+        )
+        .await;
+    }
+}
