@@ -34,6 +34,9 @@ pub struct Manifest {
     /// `[queue.<name>]`: durable queues.
     #[serde(default)]
     pub queue: BTreeMap<String, QueueDecl>,
+    /// `[topic.<name>]`: topics, with the delivery settings of their subscriptions.
+    #[serde(default)]
+    pub topic: BTreeMap<String, QueueDecl>,
     /// `[function.<id>]`
     #[serde(default)]
     pub function: BTreeMap<String, Function>,
@@ -145,6 +148,9 @@ pub struct Function {
     /// The queues it may enqueue to.
     #[serde(default)]
     pub enqueue: Vec<String>,
+    /// The topics it may publish to.
+    #[serde(default)]
+    pub publish: Vec<String>,
     /// Hosts the function may send HTTP requests to: `scheme://host[:port]`, with `*`
     /// wildcards for a whole host, a subdomain prefix or the port.
     #[serde(default)]
@@ -208,6 +214,51 @@ pub struct Triggers {
     /// `[[trigger.cron]]`
     #[serde(default)]
     pub cron: Vec<CronTrigger>,
+    /// `[[trigger.topic]]`
+    #[serde(default)]
+    pub topic: Vec<TopicTrigger>,
+}
+
+/// `[[trigger.topic]]`: a subscription of an event function to a topic.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopicTrigger {
+    /// The `[topic.<name>]`.
+    pub topic: String,
+    /// The subscription's name (default: the function id); its deliveries and dead letters
+    /// go through the queue `<topic>.<subscription>`.
+    #[serde(default)]
+    pub subscription: Option<String>,
+    /// Which events it receives.
+    #[serde(default)]
+    pub filter: Option<TopicFilter>,
+    /// The event function that handles them.
+    pub function: String,
+    /// Events per invocation (default 1).
+    #[serde(default)]
+    pub batch: Option<u32>,
+    /// Invocations at once (default: the function's `max_concurrency`).
+    #[serde(default)]
+    pub max_concurrency: Option<u32>,
+}
+
+impl TopicTrigger {
+    /// The subscription name in force.
+    pub fn subscription_name(&self) -> &str {
+        self.subscription.as_deref().unwrap_or(&self.function)
+    }
+}
+
+/// `filter = { type = "order.", subject_prefix = "eu/" }`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopicFilter {
+    /// The event type: exact, or a prefix when it ends in `.`.
+    #[serde(default, rename = "type")]
+    pub ty: Option<String>,
+    /// A prefix of the event subject.
+    #[serde(default)]
+    pub subject_prefix: Option<String>,
 }
 
 /// `[[trigger.cron]]`: an event function run on a schedule.

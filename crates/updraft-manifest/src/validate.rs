@@ -41,7 +41,12 @@ pub(crate) fn manifest(m: &Manifest) -> Result<(), ManifestError> {
             ));
         }
     }
-    for label in m.kv.keys().chain(m.sql.keys()).chain(m.queue.keys()) {
+    for label in
+        m.kv.keys()
+            .chain(m.sql.keys())
+            .chain(m.queue.keys())
+            .chain(m.topic.keys())
+    {
         if !is_id(label) && !is_variable_name(label) {
             return Err(ManifestError::invalid(
                 label.clone(),
@@ -62,6 +67,56 @@ pub(crate) fn manifest(m: &Manifest) -> Result<(), ManifestError> {
     }
     for (i, t) in m.trigger.http.iter().enumerate() {
         http_trigger(m, i, t)?;
+    }
+    let mut subscriptions = std::collections::BTreeSet::new();
+    for (i, t) in m.trigger.topic.iter().enumerate() {
+        let key = |k: &str| format!("trigger.topic[{i}].{k}");
+        if !m.topic.contains_key(&t.topic) {
+            return Err(ManifestError::invalid(
+                key("topic"),
+                format!(
+                    "topic `{}` is not declared; add a `[topic.{}]` table{}",
+                    t.topic,
+                    t.topic,
+                    declared(m.topic.keys())
+                ),
+            ));
+        }
+        if !m.function.contains_key(&t.function) {
+            return Err(ManifestError::invalid(
+                key("function"),
+                format!(
+                    "function `{}` is not declared; add a `[function.{}]` table or fix the name{}",
+                    t.function,
+                    t.function,
+                    declared(m.function.keys())
+                ),
+            ));
+        }
+        if !is_id(t.subscription_name()) {
+            return Err(ManifestError::invalid(
+                key("subscription"),
+                "subscription names use lowercase letters, digits and `-`, starting with a letter",
+            ));
+        }
+        if !subscriptions.insert((t.topic.clone(), t.subscription_name().to_owned())) {
+            return Err(ManifestError::invalid(
+                key("subscription"),
+                format!(
+                    "topic `{}` already has a subscription `{}`; give this trigger its own `subscription = \"...\"`",
+                    t.topic,
+                    t.subscription_name()
+                ),
+            ));
+        }
+        if m.queue
+            .contains_key(&format!("{}.{}", t.topic, t.subscription_name()))
+        {
+            return Err(ManifestError::invalid(
+                key("subscription"),
+                "its delivery queue name is taken by a `[queue]`",
+            ));
+        }
     }
     for (i, t) in m.trigger.cron.iter().enumerate() {
         let key = |k: &str| format!("trigger.cron[{i}].{k}");
@@ -216,6 +271,17 @@ fn function(m: &Manifest, id: &str, f: &Function) -> Result<(), ManifestError> {
                 format!(
                     "queue `{name}` is not declared; add a `[queue.{name}]` table{}",
                     declared(m.queue.keys())
+                ),
+            ));
+        }
+    }
+    for (i, name) in f.publish.iter().enumerate() {
+        if !m.topic.contains_key(name) {
+            return Err(ManifestError::invalid(
+                key(&format!("publish[{i}]")),
+                format!(
+                    "topic `{name}` is not declared; add a `[topic.{name}]` table{}",
+                    declared(m.topic.keys())
                 ),
             ));
         }

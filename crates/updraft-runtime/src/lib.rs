@@ -35,7 +35,7 @@ pub use engine::{EngineSettings, Function, Runtime};
 pub use error::{InvokeError, LoadError};
 pub use event::{EventError, EventFunction};
 pub use host::messaging::now_us;
-pub use host::{QueueHandle, Resources};
+pub use host::{QueueHandle, Resources, TopicHandle};
 pub use http::{HttpFunction, HttpInvocation, ResponseBody};
 pub use logs::LogStream;
 /// The error type of request bodies handed to [`HttpFunction::handle`].

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use updraft_gateway::headers::FunctionHeaders;
 use updraft_runtime::{EventFunction, Function, HttpError};
 use updraft_store::Event;
-use updraft_store::{InvocationQuery, InvocationRow, LogQuery, LogRow};
+use updraft_store::{InvocationQuery, InvocationRow, LogQuery, LogRow, ReplayFrom};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use crate::node::NodeState;
@@ -214,6 +214,9 @@ pub(crate) fn router() -> axum::Router {
         .route("/_updraft/api/v1/invocations", get(invocations))
         .route("/_updraft/api/v1/invocations/{id}", get(invocation))
         .route("/_updraft/api/v1/logs", get(logs))
+        .route("/_updraft/api/v1/topics", get(topics))
+        .route("/_updraft/api/v1/topics/{name}/events", post(publish))
+        .route("/_updraft/api/v1/topics/{name}/replay", post(replay))
         .route("/_updraft/api/v1/queues", get(queues))
         .route(
             "/_updraft/api/v1/queues/{name}/dead-letters",
@@ -652,6 +655,195 @@ async fn redrive(
         Ok(n) => {
             q.notify.notify_waiters();
             Json(Redriven { redriven: n }).into_response()
+        }
+        Err(e) => api_error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+/// A topic and its subscriptions.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TopicInfo {
+    /// `[topic.<name>]`.
+    pub name: String,
+    /// Its subscriptions.
+    pub subscriptions: Vec<SubscriptionInfo>,
+}
+
+/// One subscription of a topic.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SubscriptionInfo {
+    /// The queue its deliveries and dead letters go through (`<topic>.<subscription>`).
+    pub queue: String,
+    /// Type filter: exact, or a prefix ending in `.`.
+    pub r#type: Option<String>,
+    /// Subject prefix filter.
+    pub subject_prefix: Option<String>,
+}
+
+/// The outcome of a publish.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Published {
+    /// Events stored.
+    pub published: u32,
+    /// Events skipped because their id was published within the dedup window.
+    pub duplicates: u32,
+    /// Log positions of the stored events.
+    pub positions: Vec<i64>,
+}
+
+/// The outcome of a replay.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Replayed {
+    /// Events enqueued again for the subscription.
+    pub replayed: u64,
+}
+
+fn unknown_topic(name: &str) -> Response {
+    api_error(
+        StatusCode::NOT_FOUND,
+        format!(
+            "topic `{name}` is not declared in this app; `GET /_updraft/api/v1/topics` lists the topics"
+        ),
+    )
+}
+
+#[utoipa::path(get, path = "/_updraft/api/v1/topics", responses((status = 200, body = [TopicInfo])))]
+async fn topics(Extension(state): Extension<Arc<NodeState>>) -> Json<Vec<TopicInfo>> {
+    Json(
+        state
+            .topics
+            .values()
+            .map(|t| TopicInfo {
+                name: t.name.clone(),
+                subscriptions: t
+                    .subscriptions
+                    .iter()
+                    .map(|(s, _)| SubscriptionInfo {
+                        queue: s.queue.clone(),
+                        r#type: s.type_filter.clone(),
+                        subject_prefix: s.subject_prefix.clone(),
+                    })
+                    .collect(),
+            })
+            .collect(),
+    )
+}
+
+#[utoipa::path(post, path = "/_updraft/api/v1/topics/{name}/events", params(("name" = String, Path, description = "topic name")),
+    request_body(content = String, description = "CloudEvents 1.0: structured (`application/cloudevents+json`), batch (`application/cloudevents-batch+json`) or binary (`ce-*` headers, any body)"),
+    responses((status = 202, body = Published), (status = 400, body = ApiError), (status = 404, body = ApiError), (status = 413, body = ApiError)))]
+async fn publish(
+    Extension(state): Extension<Arc<NodeState>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Response {
+    let Some(topic) = state.topics.get(&name) else {
+        return unknown_topic(&name);
+    };
+    let body = match axum::body::to_bytes(body, 10 << 20).await {
+        Ok(b) => b,
+        Err(e) => {
+            return api_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("cannot read the body: {e}"),
+            );
+        }
+    };
+    let events = match crate::cloudevents::parse(&headers, &body) {
+        Ok(e) => e,
+        Err(e) => return api_error(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    for e in &events {
+        if let Err(m) = updraft_runtime::host::messaging::check_event(e, &name) {
+            let status = if e.ty.is_empty() {
+                StatusCode::BAD_REQUEST
+            } else {
+                StatusCode::PAYLOAD_TOO_LARGE
+            };
+            return api_error(status, m);
+        }
+    }
+    let mut out = Published {
+        published: 0,
+        duplicates: 0,
+        positions: Vec::new(),
+    };
+    for e in events {
+        match topic.publish(e).await {
+            Ok(Some(p)) => {
+                out.published += 1;
+                out.positions.push(p);
+            }
+            Ok(None) => out.duplicates += 1,
+            Err(e) => return api_error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        }
+    }
+    (StatusCode::ACCEPTED, Json(out)).into_response()
+}
+
+/// Where a replay starts.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct ReplayParams {
+    /// The subscription to replay into (its name, the part after `<topic>.`).
+    pub subscription: String,
+    /// Replay entries at or after this log position.
+    pub from_position: Option<i64>,
+    /// Replay entries appended at or after this time (RFC 3339).
+    pub since: Option<String>,
+}
+
+#[utoipa::path(post, path = "/_updraft/api/v1/topics/{name}/replay", params(("name" = String, Path, description = "topic name"), ReplayParams),
+    responses((status = 200, body = Replayed), (status = 400, body = ApiError), (status = 404, body = ApiError)))]
+async fn replay(
+    Extension(state): Extension<Arc<NodeState>>,
+    Path(name): Path<String>,
+    Query(p): Query<ReplayParams>,
+) -> Response {
+    let Some(topic) = state.topics.get(&name) else {
+        return unknown_topic(&name);
+    };
+    let queue = crate::stores::subscription_queue(&name, &p.subscription);
+    let Some((subscription, notify)) = topic.subscriptions.iter().find(|(s, _)| s.queue == queue)
+    else {
+        return api_error(
+            StatusCode::NOT_FOUND,
+            format!(
+                "topic `{name}` has no subscription `{}`; `GET /_updraft/api/v1/topics` lists them",
+                p.subscription
+            ),
+        );
+    };
+    let from = match (p.from_position, &p.since) {
+        (Some(pos), None) => ReplayFrom::Position(pos),
+        (None, Some(since)) => match humantime::parse_rfc3339_weak(since) {
+            Ok(t) => ReplayFrom::Time(
+                t.duration_since(UNIX_EPOCH)
+                    .map(|d| i64::try_from(d.as_micros()).unwrap_or(0))
+                    .unwrap_or(0),
+            ),
+            Err(e) => {
+                return api_error(
+                    StatusCode::BAD_REQUEST,
+                    format!("`since` is not an RFC 3339 time like 2026-01-31T12:00:00Z: {e}"),
+                );
+            }
+        },
+        _ => {
+            return api_error(
+                StatusCode::BAD_REQUEST,
+                "give exactly one of `from_position` or `since`",
+            );
+        }
+    };
+    match topic
+        .store
+        .replay(&name, subscription, from, updraft_runtime::now_us())
+        .await
+    {
+        Ok(n) => {
+            notify.notify_waiters();
+            Json(Replayed { replayed: n }).into_response()
         }
         Err(e) => api_error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }

@@ -13,6 +13,7 @@ pub mod api;
 pub mod app;
 mod body_limit;
 pub mod builder;
+pub mod cloudevents;
 pub mod metrics;
 pub mod node;
 pub mod recorder;

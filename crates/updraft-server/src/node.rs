@@ -92,6 +92,7 @@ pub(crate) struct NodeState {
     pub(crate) app_name: String,
     pub(crate) functions: BTreeMap<String, Function>,
     pub(crate) queues: BTreeMap<String, Arc<updraft_runtime::QueueHandle>>,
+    pub(crate) topics: BTreeMap<String, Arc<updraft_runtime::TopicHandle>>,
     pub(crate) routes: Vec<RouteInfo>,
     pub(crate) records: Arc<dyn RecordStore>,
     pub(crate) admin_token: Option<String>,
@@ -215,6 +216,7 @@ pub async fn start(
         app_name: plan.manifest.manifest.app.name.clone(),
         functions,
         queues: stores.queues.clone(),
+        topics: stores.topics.clone(),
         routes: routes.clone(),
         records,
         admin_token: options.admin_token.clone(),
@@ -234,6 +236,31 @@ pub async fn start(
             stores.queues.get(&t.queue),
         ) else {
             anyhow::bail!("queue `{}` is not declared", t.queue);
+        };
+        let delivery = Delivery {
+            max_attempts: decl.attempts(),
+            lease: decl.lease_duration(),
+            backoff: decl.backoff_duration(),
+            max_backoff: decl.max_backoff_duration(),
+            batch: t.batch.unwrap_or(1),
+            concurrency: t.max_concurrency.unwrap_or(function.spec().max_concurrency),
+        };
+        triggers::queue::spawn(queue.clone(), function.clone(), delivery, stop_rx.clone());
+    }
+    for (i, t) in plan.manifest.manifest.trigger.topic.iter().enumerate() {
+        let Some(Function::Event(function)) = state.functions.get(&t.function) else {
+            anyhow::bail!(
+                "`trigger.topic[{i}]` in `{}` names function `{}`, which is not an event function; a topic trigger needs a component exporting `updraft:platform/event-handler`",
+                manifest_path.display(),
+                t.function
+            );
+        };
+        let queue_name = crate::stores::subscription_queue(&t.topic, t.subscription_name());
+        let (Some(decl), Some(queue)) = (
+            plan.manifest.manifest.topic.get(&t.topic),
+            stores.queues.get(&queue_name),
+        ) else {
+            anyhow::bail!("topic `{}` is not declared", t.topic);
         };
         let delivery = Delivery {
             max_attempts: decl.attempts(),

@@ -8,9 +8,9 @@ use std::sync::Arc;
 use anyhow::Context;
 use tokio::sync::Notify;
 use updraft_manifest::{Function, LoadedManifest};
-use updraft_runtime::{QueueHandle, Resources};
-use updraft_store::sqlite::{Db, SqliteKv, SqliteQueues, SqliteSql, state};
-use updraft_store::{KvStore, Migration, QueueStore, SqlStore};
+use updraft_runtime::{QueueHandle, Resources, TopicHandle};
+use updraft_store::sqlite::{Db, SqliteKv, SqliteQueues, SqliteSql, SqliteTopics, state};
+use updraft_store::{KvStore, Migration, QueueStore, SqlStore, Subscription, TopicStore};
 
 /// How long idempotency keys are remembered (DESIGN §9: 10 min).
 const DEDUP_WINDOW_US: i64 = 10 * 60 * 1_000_000;
@@ -24,8 +24,11 @@ pub struct AppStores {
     pub kv: BTreeMap<String, Arc<dyn KvStore>>,
     /// Each `[sql.<label>]`.
     pub sql: BTreeMap<String, Arc<dyn SqlStore>>,
-    /// Each `[queue.<name>]`, with the store it lives in and its wake-up.
+    /// Each `[queue.<name>]`, and each topic subscription's delivery queue
+    /// (`<topic>.<subscription>`), with the store it lives in and its wake-up.
     pub queues: BTreeMap<String, Arc<QueueHandle>>,
+    /// Each `[topic.<name>]`, with its subscriptions.
+    pub topics: BTreeMap<String, Arc<TopicHandle>>,
     /// Migrations applied at this start, as `label/name`.
     pub applied: Vec<String>,
 }
@@ -49,20 +52,52 @@ impl AppStores {
             })
             .collect();
         let queue_store: Arc<dyn QueueStore> = Arc::new(SqliteQueues::new(state.clone()));
-        let queues = manifest
+        let queue_handle = |name: &str| {
+            Arc::new(QueueHandle {
+                name: name.to_owned(),
+                store: queue_store.clone(),
+                notify: Arc::new(Notify::new()),
+                dedup_window_us: DEDUP_WINDOW_US,
+            })
+        };
+        let mut queues: BTreeMap<String, Arc<QueueHandle>> = manifest
             .manifest
             .queue
             .keys()
-            .map(|name| {
-                let handle = QueueHandle {
-                    name: name.clone(),
-                    store: queue_store.clone(),
-                    notify: Arc::new(Notify::new()),
-                    dedup_window_us: DEDUP_WINDOW_US,
-                };
-                (name.clone(), Arc::new(handle))
-            })
+            .map(|name| (name.clone(), queue_handle(name)))
             .collect();
+        let topic_store: Arc<dyn TopicStore> = Arc::new(SqliteTopics::new(state.clone()));
+        let mut topics = BTreeMap::new();
+        for name in manifest.manifest.topic.keys() {
+            let mut subscriptions = Vec::new();
+            for t in manifest
+                .manifest
+                .trigger
+                .topic
+                .iter()
+                .filter(|t| &t.topic == name)
+            {
+                let queue = subscription_queue(name, t.subscription_name());
+                let handle = queue_handle(&queue);
+                let filter = t.filter.clone().unwrap_or_default();
+                subscriptions.push((
+                    Subscription {
+                        queue: queue.clone(),
+                        type_filter: filter.ty,
+                        subject_prefix: filter.subject_prefix,
+                    },
+                    handle.notify.clone(),
+                ));
+                queues.insert(queue, handle);
+            }
+            let topic = TopicHandle {
+                name: name.clone(),
+                store: topic_store.clone(),
+                subscriptions,
+                dedup_window_us: DEDUP_WINDOW_US,
+            };
+            topics.insert(name.clone(), Arc::new(topic));
+        }
         let mut sql = BTreeMap::new();
         let mut applied = Vec::new();
         for (label, decl) in &manifest.manifest.sql {
@@ -84,6 +119,7 @@ impl AppStores {
             kv,
             sql,
             queues,
+            topics,
             applied,
         })
     }
@@ -91,38 +127,24 @@ impl AppStores {
     /// What `function` may open: every declared label, with a store only where it is listed.
     pub fn resources_for(&self, function: &Function) -> Resources {
         Resources {
-            kv: self
-                .kv
-                .iter()
-                .map(|(label, store)| {
-                    (
-                        label.clone(),
-                        function.kv.contains(label).then(|| store.clone()),
-                    )
-                })
-                .collect(),
-            sql: self
-                .sql
-                .iter()
-                .map(|(label, store)| {
-                    (
-                        label.clone(),
-                        function.sql.contains(label).then(|| store.clone()),
-                    )
-                })
-                .collect(),
-            queues: self
-                .queues
-                .iter()
-                .map(|(name, q)| {
-                    (
-                        name.clone(),
-                        function.enqueue.contains(name).then(|| q.clone()),
-                    )
-                })
-                .collect(),
+            kv: allow(&self.kv, &function.kv),
+            sql: allow(&self.sql, &function.sql),
+            queues: allow(&self.queues, &function.enqueue),
+            topics: allow(&self.topics, &function.publish),
         }
     }
+}
+
+/// Every entry of `all`, kept only where `listed` names it.
+fn allow<T: Clone>(all: &BTreeMap<String, T>, listed: &[String]) -> BTreeMap<String, Option<T>> {
+    all.iter()
+        .map(|(name, v)| (name.clone(), listed.contains(name).then(|| v.clone())))
+        .collect()
+}
+
+/// The queue a topic subscription delivers through.
+pub fn subscription_queue(topic: &str, subscription: &str) -> String {
+    format!("{topic}.{subscription}")
 }
 
 fn read_migrations(label: &str, dir: &Path) -> anyhow::Result<Vec<Migration>> {

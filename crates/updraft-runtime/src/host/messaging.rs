@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::sync::Notify;
-use updraft_store::{Event, NewMessage, QueueStore};
+use updraft_store::{Event, NewMessage, QueueStore, Subscription, TopicStore};
 
 use super::generated::updraft::platform::messaging::{self as wit, Error};
 use super::generated::updraft::platform::types;
@@ -24,6 +24,47 @@ pub struct QueueHandle {
     pub notify: Arc<Notify>,
     /// How long an idempotency key is remembered, in microseconds.
     pub dedup_window_us: i64,
+}
+
+/// A topic a function may publish to.
+pub struct TopicHandle {
+    /// The topic's name.
+    pub name: String,
+    /// Where its log lives.
+    pub store: Arc<dyn TopicStore>,
+    /// Its subscriptions, each with the wake-up of its delivery queue.
+    pub subscriptions: Vec<(Subscription, Arc<Notify>)>,
+    /// How long event ids are remembered, in microseconds.
+    pub dedup_window_us: i64,
+}
+
+impl TopicHandle {
+    /// Publishes `event`; returns its position, or `None` for a duplicate id.
+    pub async fn publish(&self, event: Event) -> Result<Option<i64>, updraft_store::StoreError> {
+        let subs: Vec<Subscription> = self.subscriptions.iter().map(|(s, _)| s.clone()).collect();
+        let position = self
+            .store
+            .publish(&self.name, event, &subs, self.dedup_window_us, now_us())
+            .await?;
+        for (_, notify) in &self.subscriptions {
+            notify.notify_waiters();
+        }
+        Ok(position)
+    }
+}
+
+/// Checks an event before it is stored: a type, and the size limit.
+pub fn check_event(event: &Event, destination: &str) -> Result<(), String> {
+    if event.ty.is_empty() {
+        return Err("an event needs a `type` (e.g. `order.created`)".to_owned());
+    }
+    if size(event) > MAX_EVENT_BYTES {
+        return Err(format!(
+            "event of {} bytes is over the {MAX_EVENT_BYTES} byte limit of `{destination}`; store the payload in kv or sql and send its key",
+            size(event)
+        ));
+    }
+    Ok(())
 }
 
 /// Microseconds since the Unix epoch.
@@ -108,17 +149,13 @@ impl wit::Host for InvocationState {
                 return Ok(Err(err));
             }
         };
-        if event.type_.is_empty() {
-            return Ok(Err(Error::Other(
-                "an event needs a `type` (e.g. `order.created`)".to_owned(),
-            )));
-        }
         let event = from_wit(event, &self.outbound.function);
-        if size(&event) > MAX_EVENT_BYTES {
-            return Ok(Err(Error::TooLarge(format!(
-                "event of {} bytes is over the {MAX_EVENT_BYTES} byte limit of queue `{queue}`; store the payload in kv or sql and enqueue its key",
-                size(&event)
-            ))));
+        if let Err(m) = check_event(&event, &queue) {
+            return Ok(Err(if event.ty.is_empty() {
+                Error::Other(m)
+            } else {
+                Error::TooLarge(m)
+            }));
         }
         let now = now_us();
         let delay_us = options.delay_ms.map_or(0, |ms| {
@@ -140,5 +177,43 @@ impl wit::Host for InvocationState {
             }
             Err(e) => Ok(Err(Error::Other(e.to_string()))),
         }
+    }
+
+    async fn publish(
+        &mut self,
+        topic: String,
+        event: types::Event,
+    ) -> wasmtime::Result<Result<(), Error>> {
+        let handle = match lookup(&self.resources.topics, &topic) {
+            Ok(h) => h,
+            Err(denied) => {
+                let err = match denied {
+                    Denied::Unknown => Error::NoSuchTopic(format!(
+                        "topic `{topic}` is not declared; add a `[topic.{topic}]` table to updraft.toml"
+                    )),
+                    Denied::NotAllowed => Error::AccessDenied(format!(
+                        "function `{}` may not publish to `{topic}`; add it to the function's `publish = [...]`",
+                        self.outbound.function
+                    )),
+                };
+                if let Error::NoSuchTopic(m) | Error::AccessDenied(m) = &err {
+                    tracing::warn!(function = %self.outbound.function, invocation = %self.outbound.invocation, "{m}");
+                }
+                return Ok(Err(err));
+            }
+        };
+        let event = from_wit(event, &self.outbound.function);
+        if let Err(m) = check_event(&event, &topic) {
+            return Ok(Err(if event.ty.is_empty() {
+                Error::Other(m)
+            } else {
+                Error::TooLarge(m)
+            }));
+        }
+        Ok(handle
+            .publish(event)
+            .await
+            .map(drop)
+            .map_err(|e| Error::Other(e.to_string())))
     }
 }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use updraft_store::{KvStore, SqlStore};
 
 pub use kv::Bucket;
-pub use messaging::QueueHandle;
+pub use messaging::{QueueHandle, TopicHandle};
 pub use sql::Connection;
 
 /// The generated bindings.
@@ -38,6 +38,8 @@ pub struct Resources {
     pub sql: BTreeMap<String, Option<Arc<dyn SqlStore>>>,
     /// Every `[queue.<name>]`; `Some` when the function lists it in `enqueue = [...]`.
     pub queues: BTreeMap<String, Option<Arc<QueueHandle>>>,
+    /// Every `[topic.<name>]`; `Some` when the function lists it in `publish = [...]`.
+    pub topics: BTreeMap<String, Option<Arc<TopicHandle>>>,
 }
 
 impl Resources {
@@ -55,6 +57,11 @@ impl Resources {
     pub fn allowed_queues(&self) -> Vec<&str> {
         allowed(&self.queues)
     }
+
+    /// The topics the function may publish to.
+    pub fn allowed_topics(&self) -> Vec<&str> {
+        allowed(&self.topics)
+    }
 }
 
 impl std::fmt::Debug for Resources {
@@ -63,6 +70,7 @@ impl std::fmt::Debug for Resources {
             .field("kv", &self.allowed_kv())
             .field("sql", &self.allowed_sql())
             .field("queues", &self.allowed_queues())
+            .field("topics", &self.allowed_topics())
             .finish()
     }
 }

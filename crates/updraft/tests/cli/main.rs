@@ -15,6 +15,7 @@ mod new;
 mod queues;
 mod serve;
 mod state;
+mod topics;
 mod web_app;
 
 use std::time::Duration;

@@ -126,6 +126,26 @@ async fn main(req: Request<Body>) -> Result<Response<Body>, Error> {
             Ok(Response::new(Body::from_try_stream(stream)))
         }
         op if op.starts_with("/kv/") => kv(op, &query, req).await,
+        "/publish" => {
+            use updraft::platform::messaging::publish;
+            use updraft::platform::types::Event;
+            let mut body = req.into_body();
+            let data = body.contents().await?.to_vec();
+            let event = Event {
+                id: query.get("id").cloned().unwrap_or_default(),
+                source: String::new(),
+                type_: query.get("type").cloned().unwrap_or_default(),
+                subject: query.get("subject").cloned(),
+                time: None,
+                datacontenttype: Some("text/plain".to_owned()),
+                data,
+                extensions: Vec::new(),
+            };
+            match publish(query.get("topic").map(String::as_str).unwrap_or(""), &event) {
+                Ok(()) => text(StatusCode::ACCEPTED, "published\n".into()),
+                Err(e) => text(StatusCode::BAD_REQUEST, format!("publish failed: {e:?}\n")),
+            }
+        }
         "/enqueue" => {
             use updraft::platform::messaging::{EnqueueOptions, enqueue};
             use updraft::platform::types::Event;
