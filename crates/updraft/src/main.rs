@@ -38,6 +38,10 @@ enum Command {
     Invoke(commands::invoke::InvokeArgs),
     /// Print what functions logged (`-f` to follow).
     Logs(commands::logs::LogsArgs),
+    /// Publish events to a topic, or replay a topic into a subscription.
+    Events(commands::events::EventsArgs),
+    /// Dead letters: list queues, show and redrive their dead letters.
+    Dlq(commands::dlq::DlqArgs),
 }
 
 fn main() -> ExitCode {
@@ -62,6 +66,8 @@ fn main() -> ExitCode {
             Command::Ls(args) => commands::ls::run(args).await,
             Command::Invoke(args) => commands::invoke::run(args).await,
             Command::Logs(args) => commands::logs::run(args).await,
+            Command::Events(args) => commands::events::run(args).await,
+            Command::Dlq(args) => commands::dlq::run(args).await,
         }
     });
     match result {

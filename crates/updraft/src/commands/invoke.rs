@@ -26,7 +26,8 @@ pub struct InvokeArgs {
     pub client: ClientArgs,
 }
 
-fn body(data: Option<&str>) -> anyhow::Result<Vec<u8>> {
+/// A request body from `--data`: text, `@FILE`, or `-` for standard input.
+pub fn read_body(data: Option<&str>) -> anyhow::Result<Vec<u8>> {
     Ok(match data {
         None => Vec::new(),
         Some("-") => {
@@ -52,7 +53,7 @@ pub async fn run(args: InvokeArgs) -> anyhow::Result<()> {
             ("path", args.path.as_str()),
         ])
         .header(reqwest::header::CONTENT_TYPE, &args.content_type)
-        .body(body(args.data.as_deref())?);
+        .body(read_body(args.data.as_deref())?);
     let response = client.send(request).await?;
     let invocation = response
         .headers()

@@ -1,5 +1,7 @@
 pub mod build;
 pub mod client;
+pub mod dlq;
+pub mod events;
 pub mod invoke;
 pub mod logs;
 pub mod ls;

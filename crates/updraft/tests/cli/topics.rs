@@ -251,3 +251,65 @@ async fn malformed_cloudevents_and_unknown_topics_are_refused_clearly() {
         .unwrap();
     assert_eq!(r.status(), 404);
 }
+
+#[tokio::test]
+async fn the_cli_publishes_and_replays() {
+    let app = app();
+    let server = start(&app);
+    let cli = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--server", server.base.as_str()]);
+        let out = updraft_test_support::run(crate::bin(), &all, Duration::from_secs(30));
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = cli(&[
+        "events",
+        "publish",
+        "orders",
+        "--type",
+        "order.created",
+        "--subject",
+        "eu/nl",
+        "--id",
+        "c1",
+        "--data",
+        r#"{"a":1}"#,
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("published 1"), "{out}");
+    let (_, out, _) = cli(&[
+        "events",
+        "publish",
+        "orders",
+        "--type",
+        "order.created",
+        "--id",
+        "c1",
+        "--output",
+        "json",
+    ]);
+    assert!(out.contains(r#""duplicates": 1"#), "{out}");
+    assert_eq!(wait_handled(&server, "eu", 1).await, 1);
+    let (code, out, err) = cli(&[
+        "events",
+        "replay",
+        "orders",
+        "--subscription",
+        "eu-orders",
+        "--since",
+        "2000-01-01T00:00:00Z",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("replayed 1"), "{out}");
+    assert_eq!(wait_handled(&server, "eu", 2).await, 2);
+    let (code, _, err) = cli(&["events", "replay", "orders", "--subscription", "eu-orders"]);
+    assert_eq!(
+        code,
+        Some(2),
+        "clap refuses a replay without a start: {err}"
+    );
+}
