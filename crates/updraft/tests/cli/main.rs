@@ -13,6 +13,7 @@ mod lifecycle;
 mod limits;
 mod new;
 mod queues;
+mod reliability;
 mod serve;
 mod state;
 mod topics;

@@ -1,0 +1,213 @@
+//! Nothing acknowledged is lost to `kill -9`: messages flow into a queue and a topic
+//! subscription while the process is killed at random moments and restarted, ten times.
+//! Every acknowledged message must be handled at least once; duplicates are counted.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use updraft_test_support::{AppDir, Server, guests};
+
+use crate::{bin, client};
+
+const APP: &str = r#"
+[app]
+name = "chaos"
+
+[kv.default]
+
+[queue.jobs]
+lease = "2s"
+backoff = "100ms"
+
+[topic.events]
+lease = "2s"
+backoff = "100ms"
+
+[function.kitchen]
+source = "kitchen.wasm"
+enqueue = ["jobs"]
+
+[function.worker]
+source = "worker.wasm"
+kv = ["default"]
+
+[[trigger.http]]
+route = "/k/..."
+function = "kitchen"
+
+[[trigger.queue]]
+queue = "jobs"
+function = "worker"
+max_concurrency = 8
+
+[[trigger.topic]]
+topic = "events"
+function = "worker"
+max_concurrency = 8
+"#;
+
+/// A small deterministic generator for kill times (no randomness crate needed).
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self, below: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % below
+    }
+}
+
+/// Sends messages until told to stop; returns the ids that were acknowledged (202).
+async fn produce(
+    base: String,
+    prefix: String,
+    topic: bool,
+    stop: Arc<AtomicUsize>,
+    limit: usize,
+) -> Vec<String> {
+    let mut acked = Vec::new();
+    let mut n = 0;
+    while stop.load(Ordering::Relaxed) == 0 && acked.len() < limit {
+        let ok = if topic {
+            // Batches of 50 CloudEvents.
+            let ids: Vec<String> = (n..n + 50).map(|i| format!("{prefix}-{i}")).collect();
+            n += 50;
+            let batch: Vec<_> = ids
+                .iter()
+                .map(|id| json!({"specversion": "1.0", "id": id, "source": "/chaos", "type": "chaos.event", "data": "x"}))
+                .collect();
+            let r = client()
+                .post(format!("{base}/_updraft/api/v1/topics/events/events"))
+                .header("content-type", "application/cloudevents-batch+json")
+                .body(json!(batch).to_string())
+                .send()
+                .await;
+            match r {
+                Ok(r) if r.status() == 202 => ids,
+                _ => Vec::new(),
+            }
+        } else {
+            let id = format!("{prefix}-{n}");
+            n += 1;
+            let r = client()
+                .post(format!("{base}/k/enqueue?queue=jobs&id={id}"))
+                .body("x")
+                .send()
+                .await;
+            match r {
+                Ok(r) if r.status() == 202 => vec![id],
+                _ => Vec::new(),
+            }
+        };
+        if ok.is_empty() && stop.load(Ordering::Relaxed) == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        acked.extend(ok);
+    }
+    acked
+}
+
+fn handled(app: &AppDir) -> (HashSet<String>, u64) {
+    let db = rusqlite::Connection::open(app.path().join(".updraft/state.db")).unwrap();
+    let mut stmt = db
+        .prepare("SELECT key FROM kv WHERE namespace = 'default' AND key LIKE 'seen/%'")
+        .unwrap();
+    let seen: HashSet<String> = stmt
+        .query_map([], |r| r.get::<_, String>(0))
+        .unwrap()
+        .map(|k| k.unwrap().trim_start_matches("seen/").to_owned())
+        .collect();
+    let count: u64 = db
+        .query_row(
+            "SELECT value FROM kv WHERE namespace = 'default' AND key = 'count'",
+            [],
+            |r| r.get::<_, Vec<u8>>(0),
+        )
+        .map(|v| String::from_utf8_lossy(&v).parse().unwrap_or(0))
+        .unwrap_or(0);
+    (seen, count)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_loses_nothing_acknowledged() {
+    let app = AppDir::new(APP);
+    app.guest(guests::KITCHEN, "kitchen.wasm");
+    app.guest(guests::WORKER, "worker.wasm");
+    let mut rng = Lcg(0x5eed);
+    let mut acknowledged: Vec<String> = Vec::new();
+    let per_round = 1_000;
+    for round in 0..10 {
+        let server = Server::start(bin(), app.path(), &[]);
+        let stop = Arc::new(AtomicUsize::new(0));
+        let queue = tokio::spawn(produce(
+            server.base.clone(),
+            format!("q{round}"),
+            false,
+            stop.clone(),
+            per_round,
+        ));
+        let topic = tokio::spawn(produce(
+            server.base.clone(),
+            format!("t{round}"),
+            true,
+            stop.clone(),
+            per_round,
+        ));
+        // Kill at a random moment while both producers and the workers are busy.
+        tokio::time::sleep(Duration::from_millis(300 + rng.next(1200))).await;
+        server.signal(libc::SIGKILL);
+        stop.store(1, Ordering::Relaxed);
+        acknowledged.extend(queue.await.unwrap());
+        acknowledged.extend(topic.await.unwrap());
+        drop(server);
+    }
+    // A last run delivers what is left, including leases the kills left behind.
+    let server = Server::start(bin(), app.path(), &[]);
+    let stop = Arc::new(AtomicUsize::new(0));
+    let queue = tokio::spawn(produce(
+        server.base.clone(),
+        "qfinal".into(),
+        false,
+        stop.clone(),
+        2_000,
+    ));
+    let topic = tokio::spawn(produce(
+        server.base.clone(),
+        "tfinal".into(),
+        true,
+        stop.clone(),
+        3_000,
+    ));
+    acknowledged.extend(queue.await.unwrap());
+    acknowledged.extend(topic.await.unwrap());
+    let wanted: HashSet<String> = acknowledged.iter().cloned().collect();
+    assert!(
+        wanted.len() >= 10_000,
+        "only {} messages were acknowledged",
+        wanted.len()
+    );
+    let end = Instant::now() + Duration::from_secs(120);
+    let mut missing = wanted.len();
+    while Instant::now() < end {
+        let (seen, _) = handled(&app);
+        missing = wanted.difference(&seen).count();
+        if missing == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    drop(server);
+    let (seen, count) = handled(&app);
+    let duplicates = count.saturating_sub(seen.len() as u64);
+    println!(
+        "kill -9 x10: acknowledged {}, handled {}, lost {missing}, duplicate deliveries {duplicates}",
+        wanted.len(),
+        seen.len()
+    );
+    assert_eq!(missing, 0, "acknowledged messages were lost");
+}
