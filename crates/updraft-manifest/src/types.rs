@@ -37,6 +37,9 @@ pub struct Manifest {
     /// `[topic.<name>]`: topics, with the delivery settings of their subscriptions.
     #[serde(default)]
     pub topic: BTreeMap<String, QueueDecl>,
+    /// `[async]`: how async invocations (`Prefer: respond-async`) report completion.
+    #[serde(default, rename = "async")]
+    pub async_: AsyncDecl,
     /// `[function.<id>]`
     #[serde(default)]
     pub function: BTreeMap<String, Function>,
@@ -87,6 +90,19 @@ pub struct SqlDecl {
     /// A folder of `*.sql` files applied in name order at start, each once.
     #[serde(default)]
     pub migrations: Option<PathBuf>,
+}
+
+/// `[async]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AsyncDecl {
+    /// A `[topic.<name>]` that gets an `updraft.async.completed` event per finished
+    /// async invocation.
+    #[serde(default)]
+    pub completion_topic: Option<String>,
+    /// Hosts a client may name in a `Callback-URL` header; the outcome is POSTed there.
+    #[serde(default)]
+    pub callback_hosts: Vec<AllowedHost>,
 }
 
 /// `[queue.<name>]`: a durable queue and how its messages are delivered.

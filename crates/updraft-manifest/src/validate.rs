@@ -57,6 +57,17 @@ pub(crate) fn manifest(m: &Manifest) -> Result<(), ManifestError> {
     for (id, f) in &m.function {
         function(m, id, f)?;
     }
+    if let Some(t) = &m.async_.completion_topic
+        && !m.topic.contains_key(t)
+    {
+        return Err(ManifestError::invalid(
+            "async.completion_topic",
+            format!(
+                "topic `{t}` is not declared; add a `[topic.{t}]` table{}",
+                declared(m.topic.keys())
+            ),
+        ));
+    }
     for (name, q) in &m.queue {
         if q.max_attempts == Some(0) {
             return Err(ManifestError::invalid(

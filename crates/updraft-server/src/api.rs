@@ -214,6 +214,7 @@ pub(crate) fn router() -> axum::Router {
         .route("/_updraft/api/v1/invocations", get(invocations))
         .route("/_updraft/api/v1/invocations/{id}", get(invocation))
         .route("/_updraft/api/v1/logs", get(logs))
+        .route("/_updraft/api/v1/async/{id}", get(async_status))
         .route("/_updraft/api/v1/topics", get(topics))
         .route("/_updraft/api/v1/topics/{name}/events", post(publish))
         .route("/_updraft/api/v1/topics/{name}/replay", post(replay))
@@ -845,6 +846,22 @@ async fn replay(
             notify.notify_waiters();
             Json(Replayed { replayed: n }).into_response()
         }
+        Err(e) => api_error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+#[utoipa::path(get, path = "/_updraft/api/v1/async/{id}", params(("id" = String, Path, description = "invocation id from the 202")),
+    responses((status = 200, description = "`{invocation_id, function, status: queued|running|succeeded|failed, created, finished, response: {status, headers, body}, error}`"), (status = 404, body = ApiError)))]
+async fn async_status(
+    Extension(state): Extension<Arc<NodeState>>,
+    Path(id): Path<String>,
+) -> Response {
+    match state.async_jobs.get(&id).await {
+        Ok(Some(job)) => Json(crate::triggers::asyncjobs::outcome_json(&job)).into_response(),
+        Ok(None) => api_error(
+            StatusCode::NOT_FOUND,
+            format!("no async invocation `{id}` (results are kept 24 hours)"),
+        ),
         Err(e) => api_error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }

@@ -93,6 +93,9 @@ pub(crate) struct NodeState {
     pub(crate) functions: BTreeMap<String, Function>,
     pub(crate) queues: BTreeMap<String, Arc<updraft_runtime::QueueHandle>>,
     pub(crate) topics: BTreeMap<String, Arc<updraft_runtime::TopicHandle>>,
+    pub(crate) async_jobs: Arc<dyn updraft_store::AsyncStore>,
+    async_queue: Arc<updraft_runtime::QueueHandle>,
+    callback_hosts: Vec<updraft_manifest::AllowedHost>,
     pub(crate) routes: Vec<RouteInfo>,
     pub(crate) records: Arc<dyn RecordStore>,
     pub(crate) admin_token: Option<String>,
@@ -217,6 +220,9 @@ pub async fn start(
         functions,
         queues: stores.queues.clone(),
         topics: stores.topics.clone(),
+        async_jobs: stores.async_jobs.clone(),
+        async_queue: stores.async_queue.clone(),
+        callback_hosts: plan.manifest.manifest.async_.callback_hosts.clone(),
         routes: routes.clone(),
         records,
         admin_token: options.admin_token.clone(),
@@ -272,6 +278,19 @@ pub async fn start(
         };
         triggers::queue::spawn(queue.clone(), function.clone(), delivery, stop_rx.clone());
     }
+    let runner = triggers::asyncjobs::AsyncRunner {
+        jobs: stores.async_jobs.clone(),
+        queue: stores.async_queue.clone(),
+        functions: Arc::new(state.functions.clone()),
+        completion_topic: plan
+            .manifest
+            .manifest
+            .async_
+            .completion_topic
+            .as_ref()
+            .and_then(|t| stores.topics.get(t).cloned()),
+    };
+    triggers::asyncjobs::spawn(runner, stop_rx.clone());
     let schedules: Arc<dyn ScheduleStore> = Arc::new(SqliteSchedules::new(stores.state.clone()));
     let claimant = format!("{}:{}", addr, std::process::id());
     for (i, t) in plan.manifest.manifest.trigger.cron.iter().enumerate() {
@@ -450,6 +469,9 @@ impl NodeState {
             return self.too_large(&id);
         }
         headers.apply(req.headers_mut());
+        if wants_async(req.headers()) {
+            return self.submit_async(function, req, id).await;
+        }
         if !req.headers().contains_key(header::HOST) {
             // HTTP/2 carries the host in `:authority`; HTTP/1.0 may carry none.
             let host = req
@@ -486,6 +508,121 @@ impl NodeState {
         }
     }
 
+    /// Stores the request for the async worker and answers `202` with where to look.
+    async fn submit_async<B>(
+        &self,
+        function: &HttpFunction,
+        req: Request<B>,
+        id: Arc<str>,
+    ) -> Response<Body>
+    where
+        B: http_body::Body<Data = bytes::Bytes> + Send + Unpin + 'static,
+        B::Error: Into<HttpError>,
+    {
+        let (parts, mut body) = req.into_parts();
+        let mut bytes = Vec::new();
+        while let Some(frame) = body.frame().await {
+            match frame {
+                Ok(frame) => {
+                    if let Some(data) = frame.data_ref() {
+                        if (bytes.len() + data.len()) as u64 > self.max_body {
+                            return self.too_large(&id);
+                        }
+                        bytes.extend_from_slice(data);
+                    }
+                }
+                // The body limit, or a client that went away.
+                Err(_) => return self.too_large(&id),
+            }
+        }
+        let body = bytes;
+        let callback = parts
+            .headers
+            .get("callback-url")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        if let Some(url) = &callback
+            && !self.callback_allowed(url)
+        {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                &format!(
+                    "callback `{url}` is not allowed; add its `scheme://host:port` to `[async] callback_hosts` in updraft.toml"
+                ),
+                Some(&id),
+            );
+        }
+        let job = updraft_store::AsyncJob {
+            id: id.to_string(),
+            function: function.id().to_owned(),
+            method: parts.method.to_string(),
+            path: parts
+                .uri
+                .path_and_query()
+                .map_or("/", |p| p.as_str())
+                .to_owned(),
+            headers: parts
+                .headers
+                .iter()
+                .filter(|(k, _)| *k != "prefer" && *k != "callback-url")
+                .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_owned()))
+                .collect(),
+            body,
+            callback,
+            ..updraft_store::AsyncJob::default()
+        };
+        if let Err(e) = self
+            .async_jobs
+            .submit(
+                job,
+                crate::triggers::asyncjobs::QUEUE,
+                updraft_runtime::now_us(),
+            )
+            .await
+        {
+            return error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!("cannot store the async invocation: {e}"),
+                Some(&id),
+            );
+        }
+        self.async_queue.notify.notify_waiters();
+        let status_url = format!("/_updraft/api/v1/async/{id}");
+        let body = serde_json::json!({ "invocation_id": &*id, "status": "queued", "status_url": status_url });
+        let mut response = Response::new(updraft_gateway::full(body.to_string()));
+        *response.status_mut() = StatusCode::ACCEPTED;
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        headers.insert(
+            "preference-applied",
+            HeaderValue::from_static("respond-async"),
+        );
+        if let Ok(v) = HeaderValue::from_str(&status_url) {
+            headers.insert(header::LOCATION, v);
+        }
+        response
+    }
+
+    fn callback_allowed(&self, url: &str) -> bool {
+        let Ok(uri) = http::Uri::try_from(url) else {
+            return false;
+        };
+        let scheme = uri.scheme_str().unwrap_or("");
+        let (Some(host), Some(port)) = (
+            uri.host(),
+            uri.port_u16()
+                .or_else(|| updraft_manifest::values::default_port(scheme)),
+        ) else {
+            return false;
+        };
+        self.callback_hosts
+            .iter()
+            .any(|h| h.allows(scheme, host, port))
+    }
+
     fn too_large(&self, id: &str) -> Response<Body> {
         error_response(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -516,6 +653,18 @@ where
             }
         }
     });
+}
+
+/// `Prefer: respond-async` (RFC 7240).
+fn wants_async(headers: &http::HeaderMap) -> bool {
+    headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| {
+            v.split(',')
+                .any(|p| p.trim().eq_ignore_ascii_case("respond-async"))
+        })
 }
 
 fn content_length<B>(req: &Request<B>) -> Option<u64> {

@@ -9,8 +9,12 @@ use anyhow::Context;
 use tokio::sync::Notify;
 use updraft_manifest::{Function, LoadedManifest};
 use updraft_runtime::{QueueHandle, Resources, TopicHandle};
-use updraft_store::sqlite::{Db, SqliteKv, SqliteQueues, SqliteSql, SqliteTopics, state};
-use updraft_store::{KvStore, Migration, QueueStore, SqlStore, Subscription, TopicStore};
+use updraft_store::sqlite::{
+    Db, SqliteAsyncJobs, SqliteKv, SqliteQueues, SqliteSql, SqliteTopics, state,
+};
+use updraft_store::{
+    AsyncStore, KvStore, Migration, QueueStore, SqlStore, Subscription, TopicStore,
+};
 
 /// How long idempotency keys are remembered (DESIGN §9: 10 min).
 const DEDUP_WINDOW_US: i64 = 10 * 60 * 1_000_000;
@@ -29,6 +33,10 @@ pub struct AppStores {
     pub queues: BTreeMap<String, Arc<QueueHandle>>,
     /// Each `[topic.<name>]`, with its subscriptions.
     pub topics: BTreeMap<String, Arc<TopicHandle>>,
+    /// Async invocations, and the internal queue they run through.
+    pub async_jobs: Arc<dyn AsyncStore>,
+    /// The internal queue of async invocations.
+    pub async_queue: Arc<QueueHandle>,
     /// Migrations applied at this start, as `label/name`.
     pub applied: Vec<String>,
 }
@@ -114,12 +122,15 @@ impl AppStores {
             }
             sql.insert(label.clone(), Arc::new(db) as Arc<dyn SqlStore>);
         }
+        let async_jobs: Arc<dyn AsyncStore> = Arc::new(SqliteAsyncJobs::new(state.clone()));
         Ok(Self {
             state,
             kv,
             sql,
             queues,
             topics,
+            async_jobs,
+            async_queue: queue_handle(crate::triggers::asyncjobs::QUEUE),
             applied,
         })
     }

@@ -10,6 +10,7 @@
 //! ([`conformance`]) passes against the real thing: add a module with the backend, and a test
 //! that calls `conformance::kv::run` (or `sql::run`) with a factory for it.
 
+pub mod asyncjobs;
 pub mod conformance;
 mod error;
 pub mod kv;
@@ -20,6 +21,7 @@ pub mod sql;
 pub mod sqlite;
 pub mod topic;
 
+pub use asyncjobs::{AsyncJob, AsyncStore};
 pub use error::StoreError;
 pub use kv::{KeyPage, KvStore};
 pub use queue::{DeadLetter, Event, Leased, NewMessage, QueueDepth, QueueStore};

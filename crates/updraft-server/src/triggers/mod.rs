@@ -4,5 +4,6 @@
 //! To add a trigger: a module here with a `spawn` taking its plan, the function, its store
 //! and the node's stop signal; plan it in `node::start`.
 
+pub mod asyncjobs;
 pub mod cron;
 pub mod queue;

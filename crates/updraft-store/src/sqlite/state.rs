@@ -13,6 +13,7 @@ const MIGRATIONS: &[&str] = &[
     super::queue::SCHEMA,
     super::schedule::SCHEMA,
     super::topic::SCHEMA,
+    super::asyncjobs::SCHEMA,
 ];
 
 /// Opens (creating and upgrading) the platform state file.

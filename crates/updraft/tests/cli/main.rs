@@ -7,6 +7,7 @@
 )]
 
 mod admin;
+mod async_jobs;
 mod cron;
 mod errors;
 mod lifecycle;

@@ -1,0 +1,245 @@
+//! Async invocations: requests sent with `Prefer: respond-async` are stored and queued (the
+//! client gets `202` and a status URL); this worker runs them, keeps the outcome for
+//! `GET /_updraft/api/v1/async/<id>`, publishes a completion event and POSTs callbacks.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use tokio::sync::{Semaphore, watch};
+use updraft_runtime::{
+    Function, HttpError, HttpFunction, HttpInvocation, QueueHandle, TopicHandle, now_us,
+};
+use updraft_store::{AsyncJob, AsyncStore, Event, Leased};
+
+/// The internal queue async jobs go through.
+pub const QUEUE: &str = "_updraft.async";
+/// Largest response body kept for the status endpoint.
+const MAX_RESULT: usize = 10 << 20;
+/// Jobs at once.
+const CONCURRENCY: u32 = 16;
+/// How long finished results are kept (DESIGN §9: 24 h).
+const RETENTION: Duration = Duration::from_secs(24 * 3600);
+/// Lease of a job; a process that dies mid-run lets it run again after this.
+const LEASE: Duration = Duration::from_secs(60);
+
+/// Everything the worker needs.
+#[derive(Clone)]
+pub struct AsyncRunner {
+    /// Where jobs live.
+    pub jobs: Arc<dyn AsyncStore>,
+    /// The internal queue.
+    pub queue: Arc<QueueHandle>,
+    /// The functions by id.
+    pub functions: Arc<BTreeMap<String, Function>>,
+    /// Gets a completion event per job, if configured.
+    pub completion_topic: Option<Arc<TopicHandle>>,
+}
+
+/// The JSON the status endpoint and callbacks carry.
+pub fn outcome_json(job: &AsyncJob) -> serde_json::Value {
+    let us = |t: i64| {
+        humantime::format_rfc3339_millis(
+            std::time::UNIX_EPOCH + Duration::from_micros(u64::try_from(t).unwrap_or(0)),
+        )
+        .to_string()
+    };
+    serde_json::json!({
+        "invocation_id": job.id,
+        "function": job.function,
+        "status": job.status,
+        "created": us(job.created_us),
+        "finished": job.finished_us.map(us),
+        "response": job.response_status.map(|s| serde_json::json!({
+            "status": s,
+            "headers": job.response_headers.iter().cloned().collect::<BTreeMap<_, _>>(),
+            "body": String::from_utf8_lossy(&job.response_body),
+        })),
+        "error": job.error,
+    })
+}
+
+/// Starts the worker until `stop` turns true.
+pub fn spawn(runner: AsyncRunner, mut stop: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let slots = Arc::new(Semaphore::new(CONCURRENCY as usize));
+        let lease_us = i64::try_from(LEASE.as_micros()).unwrap_or(i64::MAX);
+        let mut last_prune: Option<tokio::time::Instant> = None;
+        loop {
+            if *stop.borrow() {
+                break;
+            }
+            if last_prune.is_none_or(|t| t.elapsed() > Duration::from_secs(3600)) {
+                last_prune = Some(tokio::time::Instant::now());
+                let cutoff = now_us() - i64::try_from(RETENTION.as_micros()).unwrap_or(0);
+                if let Err(e) = runner.jobs.prune(cutoff).await {
+                    tracing::warn!("cannot prune old async results: {e}");
+                }
+            }
+            let free = slots.available_permits() as u32;
+            let leased = if free == 0 {
+                Vec::new()
+            } else {
+                match runner
+                    .queue
+                    .store
+                    .lease(QUEUE, free, lease_us, now_us())
+                    .await
+                {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::error!("cannot lease async jobs: {e}");
+                        Vec::new()
+                    }
+                }
+            };
+            if leased.is_empty() {
+                tokio::select! {
+                    _ = runner.queue.notify.notified() => {}
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    _ = stop.changed() => {}
+                }
+                continue;
+            }
+            for message in leased {
+                let Ok(permit) = slots.clone().acquire_owned().await else {
+                    return;
+                };
+                let runner = runner.clone();
+                tokio::spawn(async move {
+                    runner.run(message).await;
+                    drop(permit);
+                });
+            }
+        }
+        let _ = slots.acquire_many(CONCURRENCY).await;
+    })
+}
+
+impl AsyncRunner {
+    async fn run(&self, message: Leased) {
+        let id = message.event.id.clone();
+        let job = match self.jobs.get(&id).await {
+            Ok(Some(job)) if job.finished_us.is_none() => job,
+            Ok(_) => {
+                // Finished already (a redelivery after a crash past `finish`): just ack.
+                let _ = self
+                    .queue
+                    .store
+                    .ack(QUEUE, &message.id, &message.token)
+                    .await;
+                return;
+            }
+            Err(e) => {
+                tracing::error!(invocation = %id, "cannot read async job: {e}");
+                return;
+            }
+        };
+        let _ = self.jobs.start(&id).await;
+        let mut done = job.clone();
+        match self.functions.get(&job.function) {
+            Some(Function::Http(f)) => self.invoke(f, &job, &mut done).await,
+            _ => {
+                done.status = "failed".into();
+                done.error = Some(format!(
+                    "function `{}` is no longer an HTTP function of this app",
+                    job.function
+                ));
+            }
+        }
+        if let Err(e) = self.jobs.finish(&done, now_us()).await {
+            tracing::error!(invocation = %id, "cannot record the async outcome: {e}");
+            return;
+        }
+        if let Ok(Some(stored)) = self.jobs.get(&id).await {
+            self.announce(&stored).await;
+        }
+        let _ = self
+            .queue
+            .store
+            .ack(QUEUE, &message.id, &message.token)
+            .await;
+    }
+
+    async fn invoke(&self, f: &HttpFunction, job: &AsyncJob, done: &mut AsyncJob) {
+        let mut req = http::Request::new(
+            Full::new(Bytes::from(job.body.clone()))
+                .map_err(|never| -> HttpError { match never {} }),
+        );
+        *req.method_mut() =
+            http::Method::from_bytes(job.method.as_bytes()).unwrap_or(http::Method::POST);
+        *req.uri_mut() =
+            http::Uri::try_from(job.path.as_str()).unwrap_or_else(|_| http::Uri::from_static("/"));
+        for (k, v) in &job.headers {
+            if let (Ok(k), Ok(v)) = (
+                http::HeaderName::try_from(k.as_str()),
+                http::HeaderValue::try_from(v.as_str()),
+            ) {
+                req.headers_mut().append(k, v);
+            }
+        }
+        let invocation = HttpInvocation {
+            id: Arc::from(job.id.as_str()),
+            https: false,
+        };
+        match f.handle(req, invocation).await {
+            Ok(response) => {
+                let (parts, body) = response.into_parts();
+                done.response_status = Some(parts.status.as_u16());
+                done.response_headers = parts
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_owned()))
+                    .collect();
+                match Limited::new(body, MAX_RESULT).collect().await {
+                    Ok(bytes) => {
+                        done.response_body = bytes.to_bytes().to_vec();
+                        done.status = "succeeded".into();
+                    }
+                    Err(e) => {
+                        done.status = "failed".into();
+                        done.error = Some(format!(
+                            "the response body broke off or is over {MAX_RESULT} bytes: {e}"
+                        ));
+                    }
+                }
+            }
+            Err(e) => {
+                done.status = "failed".into();
+                done.error = Some(e.to_string());
+            }
+        }
+    }
+
+    /// Completion event and callback. Both are best effort after the outcome is stored.
+    async fn announce(&self, job: &AsyncJob) {
+        let outcome = outcome_json(job);
+        if let Some(topic) = &self.completion_topic {
+            let event = Event {
+                id: format!("{}/completed", job.id),
+                source: format!("/functions/{}", job.function),
+                ty: "updraft.async.completed".to_owned(),
+                subject: Some(job.id.clone()),
+                datacontenttype: Some("application/json".to_owned()),
+                data: outcome.to_string().into_bytes(),
+                ..Event::default()
+            };
+            if let Err(e) = topic.publish(event).await {
+                tracing::warn!(invocation = %job.id, "cannot publish the completion event: {e}");
+            }
+        }
+        if let Some(url) = &job.callback {
+            let sent = reqwest::Client::new()
+                .post(url)
+                .timeout(Duration::from_secs(10))
+                .json(&outcome)
+                .send()
+                .await;
+            if let Err(e) = sent {
+                tracing::warn!(invocation = %job.id, "callback to `{url}` failed: {e}");
+            }
+        }
+    }
+}

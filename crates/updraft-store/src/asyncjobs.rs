@@ -1,0 +1,54 @@
+//! Async invocations (`Prefer: respond-async`): the request is stored and queued in one
+//! commit, run later by a worker, and its outcome kept for the status endpoint.
+
+use async_trait::async_trait;
+
+use crate::StoreError;
+
+/// A stored request waiting to run, or its outcome.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AsyncJob {
+    /// The invocation id.
+    pub id: String,
+    /// The function.
+    pub function: String,
+    /// `queued`, `running`, `succeeded` or `failed`.
+    pub status: String,
+    /// The request: method, path and query, headers, body.
+    pub method: String,
+    /// Path and query.
+    pub path: String,
+    /// Headers as name/value pairs.
+    pub headers: Vec<(String, String)>,
+    /// Body.
+    pub body: Vec<u8>,
+    /// Where to POST the outcome, if anywhere.
+    pub callback: Option<String>,
+    /// Times, microseconds since the epoch.
+    pub created_us: i64,
+    /// When it finished.
+    pub finished_us: Option<i64>,
+    /// The function's answer: status.
+    pub response_status: Option<u16>,
+    /// The function's answer: headers.
+    pub response_headers: Vec<(String, String)>,
+    /// The function's answer: body.
+    pub response_body: Vec<u8>,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+/// Where async invocations live.
+#[async_trait]
+pub trait AsyncStore: Send + Sync + 'static {
+    /// Stores `job` (status `queued`) and enqueues its id on `queue`, in one durable step.
+    async fn submit(&self, job: AsyncJob, queue: &str, now_us: i64) -> Result<(), StoreError>;
+    /// The job.
+    async fn get(&self, id: &str) -> Result<Option<AsyncJob>, StoreError>;
+    /// Marks it running.
+    async fn start(&self, id: &str) -> Result<(), StoreError>;
+    /// Records its outcome (`succeeded` or `failed`).
+    async fn finish(&self, job: &AsyncJob, now_us: i64) -> Result<(), StoreError>;
+    /// Deletes finished jobs older than `before_us`.
+    async fn prune(&self, before_us: i64) -> Result<u64, StoreError>;
+}

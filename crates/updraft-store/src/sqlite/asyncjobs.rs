@@ -1,0 +1,210 @@
+//! `AsyncStore` on the platform state file.
+
+use async_trait::async_trait;
+use rusqlite::{OptionalExtension, Row, params};
+
+use super::Db;
+use super::queue::insert;
+use crate::StoreError;
+use crate::asyncjobs::{AsyncJob, AsyncStore};
+use crate::queue::{Event, NewMessage};
+
+pub(crate) const SCHEMA: &str = "
+CREATE TABLE async_jobs (
+    id TEXT PRIMARY KEY,
+    function TEXT NOT NULL,
+    status TEXT NOT NULL,
+    method TEXT NOT NULL,
+    path TEXT NOT NULL,
+    headers TEXT NOT NULL,
+    body BLOB NOT NULL,
+    callback TEXT,
+    created_us INTEGER NOT NULL,
+    finished_us INTEGER,
+    response_status INTEGER,
+    response_headers TEXT NOT NULL DEFAULT '[]',
+    response_body BLOB NOT NULL DEFAULT x'',
+    error TEXT
+) WITHOUT ROWID;
+CREATE INDEX async_jobs_finished ON async_jobs (finished_us);
+";
+
+fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+/// Async jobs in a SQLite file opened with [`super::state::open`].
+#[derive(Clone)]
+pub struct SqliteAsyncJobs {
+    db: Db,
+}
+
+impl SqliteAsyncJobs {
+    /// Jobs in `db`.
+    pub fn new(db: Db) -> Self {
+        Self { db }
+    }
+}
+
+fn job(r: &Row<'_>) -> rusqlite::Result<AsyncJob> {
+    let headers: String = r.get(5)?;
+    let response_headers: String = r.get(11)?;
+    Ok(AsyncJob {
+        id: r.get(0)?,
+        function: r.get(1)?,
+        status: r.get(2)?,
+        method: r.get(3)?,
+        path: r.get(4)?,
+        headers: serde_json::from_str(&headers).unwrap_or_default(),
+        body: r.get(6)?,
+        callback: r.get(7)?,
+        created_us: r.get(8)?,
+        finished_us: r.get(9)?,
+        response_status: r.get(10)?,
+        response_headers: serde_json::from_str(&response_headers).unwrap_or_default(),
+        response_body: r.get(12)?,
+        error: r.get(13)?,
+    })
+}
+
+#[async_trait]
+impl AsyncStore for SqliteAsyncJobs {
+    async fn submit(&self, job: AsyncJob, queue: &str, now_us: i64) -> Result<(), StoreError> {
+        let queue = queue.to_owned();
+        self.db
+            .write(move |c| {
+                let headers = serde_json::to_string(&job.headers).map_err(backend)?;
+                c.execute(
+                    "INSERT INTO async_jobs (id, function, status, method, path, headers, body, callback, created_us)
+                     VALUES (?1, ?2, 'queued', ?3, ?4, ?5, ?6, ?7, ?8)",
+                    params![job.id, job.function, job.method, job.path, headers, job.body, job.callback, now_us],
+                )
+                .map_err(backend)?;
+                let message = NewMessage {
+                    event: Event {
+                        id: job.id.clone(),
+                        source: format!("/functions/{}", job.function),
+                        ty: "updraft.async".to_owned(),
+                        ..Event::default()
+                    },
+                    available_us: now_us,
+                    idempotency_key: None,
+                };
+                insert(c, &queue, &message, now_us)
+            })
+            .await
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<AsyncJob>, StoreError> {
+        let id = id.to_owned();
+        self.db
+            .read(move |c| {
+                c.query_row(
+                    "SELECT id, function, status, method, path, headers, body, callback, created_us, finished_us,
+                            response_status, response_headers, response_body, error
+                     FROM async_jobs WHERE id = ?1",
+                    [id],
+                    job,
+                )
+                .optional()
+                .map_err(backend)
+            })
+            .await
+    }
+
+    async fn start(&self, id: &str) -> Result<(), StoreError> {
+        let id = id.to_owned();
+        self.db
+            .write(move |c| {
+                c.execute("UPDATE async_jobs SET status = 'running' WHERE id = ?1 AND finished_us IS NULL", [id])
+                    .map(drop)
+                    .map_err(backend)
+            })
+            .await
+    }
+
+    async fn finish(&self, job: &AsyncJob, now_us: i64) -> Result<(), StoreError> {
+        let job = job.clone();
+        self.db
+            .write(move |c| {
+                let headers = serde_json::to_string(&job.response_headers).map_err(backend)?;
+                c.execute(
+                    "UPDATE async_jobs SET status = ?2, finished_us = ?3, response_status = ?4,
+                            response_headers = ?5, response_body = ?6, error = ?7
+                     WHERE id = ?1",
+                    params![
+                        job.id,
+                        job.status,
+                        now_us,
+                        job.response_status,
+                        headers,
+                        job.response_body,
+                        job.error
+                    ],
+                )
+                .map(drop)
+                .map_err(backend)
+            })
+            .await
+    }
+
+    async fn prune(&self, before_us: i64) -> Result<u64, StoreError> {
+        self.db
+            .write(move |c| {
+                c.execute("DELETE FROM async_jobs WHERE finished_us < ?1", [before_us])
+                    .map(|n| n as u64)
+                    .map_err(backend)
+            })
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::queue::QueueStore;
+    use crate::sqlite::SqliteQueues;
+
+    #[tokio::test]
+    async fn submit_queues_and_finish_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::sqlite::state::open(&dir.path().join("s.db")).unwrap();
+        let jobs = SqliteAsyncJobs::new(db.clone());
+        let queues = SqliteQueues::new(db);
+        let job = AsyncJob {
+            id: "a1".into(),
+            function: "f".into(),
+            method: "POST".into(),
+            path: "/x?y=1".into(),
+            headers: vec![("content-type".into(), "text/plain".into())],
+            body: b"hi".to_vec(),
+            ..AsyncJob::default()
+        };
+        jobs.submit(job.clone(), "_async", 10).await.unwrap();
+        let leased = queues.lease("_async", 10, 1_000_000, 10).await.unwrap();
+        assert_eq!(leased[0].event.id, "a1", "queued in the same commit");
+        let stored = jobs.get("a1").await.unwrap().unwrap();
+        assert_eq!(
+            (
+                stored.status.as_str(),
+                stored.headers.clone(),
+                stored.body.clone()
+            ),
+            ("queued", job.headers.clone(), job.body.clone())
+        );
+        jobs.start("a1").await.unwrap();
+        assert_eq!(jobs.get("a1").await.unwrap().unwrap().status, "running");
+        let mut done = stored;
+        done.status = "succeeded".into();
+        done.response_status = Some(201);
+        done.response_body = b"made".to_vec();
+        jobs.finish(&done, 20).await.unwrap();
+        let got = jobs.get("a1").await.unwrap().unwrap();
+        assert_eq!(
+            (got.status.as_str(), got.response_status, got.finished_us),
+            ("succeeded", Some(201), Some(20))
+        );
+        assert_eq!(jobs.prune(21).await.unwrap(), 1);
+        assert!(jobs.get("a1").await.unwrap().is_none());
+    }
+}
