@@ -68,10 +68,15 @@ pub(crate) fn manifest(m: &Manifest) -> Result<(), ManifestError> {
             ),
         ));
     }
-    for (name, q) in &m.queue {
+    for (kind, name, q) in m
+        .queue
+        .iter()
+        .map(|(n, q)| ("queue", n, q))
+        .chain(m.topic.iter().map(|(n, q)| ("topic", n, q)))
+    {
         if q.max_attempts == Some(0) {
             return Err(ManifestError::invalid(
-                format!("queue.{name}.max_attempts"),
+                format!("{kind}.{name}.max_attempts"),
                 "must be at least 1 (the first delivery counts)",
             ));
         }
@@ -118,6 +123,12 @@ pub(crate) fn manifest(m: &Manifest) -> Result<(), ManifestError> {
                     t.topic,
                     t.subscription_name()
                 ),
+            ));
+        }
+        if t.batch == Some(0) || t.max_concurrency == Some(0) {
+            return Err(ManifestError::invalid(
+                format!("trigger.topic[{i}]"),
+                "`batch` and `max_concurrency` must be at least 1",
             ));
         }
         if m.queue

@@ -119,6 +119,15 @@ pub trait QueueStore: Send + Sync + 'static {
         at_us: i64,
         error: &str,
     ) -> Result<bool, StoreError>;
+    /// Gives a message back undelivered (the function could not run: no free instance),
+    /// deliverable again at `at_us`, without counting the attempt; false if the lease was lost.
+    async fn release(
+        &self,
+        queue: &str,
+        id: &str,
+        token: &str,
+        at_us: i64,
+    ) -> Result<bool, StoreError>;
     /// Moves a message to the dead letters; false if the lease was lost.
     async fn dead_letter(
         &self,

@@ -61,8 +61,8 @@ pub enum ReplayFrom {
 #[async_trait]
 pub trait TopicStore: Send + Sync + 'static {
     /// Appends `event` and enqueues it for every subscription that accepts it, in one
-    /// durable step. Returns its position, or `None` when an event with the same id was
-    /// published within `dedup_window_us` (then nothing is stored).
+    /// durable step. Returns its position, or `None` when an event with the same source and
+    /// id was published within `dedup_window_us` (then nothing is stored).
     async fn publish(
         &self,
         topic: &str,

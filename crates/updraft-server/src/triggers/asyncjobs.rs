@@ -10,9 +10,12 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use tokio::sync::{Semaphore, watch};
 use updraft_runtime::{
-    Function, HttpError, HttpFunction, HttpInvocation, QueueHandle, TopicHandle, now_us,
+    Function, HttpError, HttpFunction, HttpInvocation, InvokeError, QueueHandle, TopicHandle,
+    now_us,
 };
 use updraft_store::{AsyncJob, AsyncStore, Event, Leased};
+
+use super::queue::LeaseKeeper;
 
 /// The internal queue async jobs go through.
 pub const QUEUE: &str = "_updraft.async";
@@ -79,6 +82,16 @@ pub fn spawn(runner: AsyncRunner, mut stop: watch::Receiver<bool>) -> tokio::tas
                 }
             }
             let free = slots.available_permits() as u32;
+            if free == 0 {
+                tokio::select! {
+                    permit = slots.clone().acquire_owned() => drop(permit),
+                    changed = stop.changed() => if changed.is_err() { break },
+                }
+                continue;
+            }
+            let notified = runner.queue.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
             let leased = if free == 0 {
                 Vec::new()
             } else {
@@ -97,9 +110,9 @@ pub fn spawn(runner: AsyncRunner, mut stop: watch::Receiver<bool>) -> tokio::tas
             };
             if leased.is_empty() {
                 tokio::select! {
-                    _ = runner.queue.notify.notified() => {}
+                    _ = notified => {}
                     _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-                    _ = stop.changed() => {}
+                    changed = stop.changed() => if changed.is_err() { break },
                 }
                 continue;
             }
@@ -123,8 +136,18 @@ impl AsyncRunner {
         let id = message.event.id.clone();
         let job = match self.jobs.get(&id).await {
             Ok(Some(job)) if job.finished_us.is_none() => job,
-            Ok(_) => {
-                // Finished already (a redelivery after a crash past `finish`): just ack.
+            Ok(Some(job)) => {
+                // Finished already (a redelivery after a crash past `finish`): announce again
+                // (the completion event is deduplicated by id) and ack.
+                self.announce(&job).await;
+                let _ = self
+                    .queue
+                    .store
+                    .ack(QUEUE, &message.id, &message.token)
+                    .await;
+                return;
+            }
+            Ok(None) => {
                 let _ = self
                     .queue
                     .store
@@ -140,7 +163,26 @@ impl AsyncRunner {
         let _ = self.jobs.start(&id).await;
         let mut done = job.clone();
         match self.functions.get(&job.function) {
-            Some(Function::Http(f)) => self.invoke(f, &job, &mut done).await,
+            Some(Function::Http(f)) => {
+                // Hold the job for as long as the function may run.
+                let lease = f.timeout() + Duration::from_secs(30);
+                let _keeper = LeaseKeeper::start(
+                    self.queue.store.clone(),
+                    QUEUE.to_owned(),
+                    vec![(message.id.clone(), message.token.clone())],
+                    lease,
+                );
+                if !self.invoke(f, &job, &mut done).await {
+                    // No free instance: put it back without finishing it.
+                    let at = now_us() + super::queue::micros(Duration::from_millis(200));
+                    let _ = self
+                        .queue
+                        .store
+                        .release(QUEUE, &message.id, &message.token, at)
+                        .await;
+                    return;
+                }
+            }
             _ => {
                 done.status = "failed".into();
                 done.error = Some(format!(
@@ -163,7 +205,8 @@ impl AsyncRunner {
             .await;
     }
 
-    async fn invoke(&self, f: &HttpFunction, job: &AsyncJob, done: &mut AsyncJob) {
+    /// Runs the job; false when the function had no free instance (try again later).
+    async fn invoke(&self, f: &HttpFunction, job: &AsyncJob, done: &mut AsyncJob) -> bool {
         let mut req = http::Request::new(
             Full::new(Bytes::from(job.body.clone()))
                 .map_err(|never| -> HttpError { match never {} }),
@@ -206,11 +249,13 @@ impl AsyncRunner {
                     }
                 }
             }
+            Err(InvokeError::AtCapacity { .. }) => return false,
             Err(e) => {
                 done.status = "failed".into();
                 done.error = Some(e.to_string());
             }
         }
+        true
     }
 
     /// Completion event and callback. Both are best effort after the outcome is stored.
@@ -231,7 +276,12 @@ impl AsyncRunner {
             }
         }
         if let Some(url) = &job.callback {
-            let sent = reqwest::Client::new()
+            // No redirects: an allowed host must not forward the outcome elsewhere.
+            let client = reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build();
+            let Ok(client) = client else { return };
+            let sent = client
                 .post(url)
                 .timeout(Duration::from_secs(10))
                 .json(&outcome)

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use croner::Cron;
 use tokio::sync::watch;
-use updraft_runtime::EventFunction;
+use updraft_runtime::{EventError, EventFunction, InvokeError};
 use updraft_store::{Event, ScheduleStore};
 
 /// One cron trigger, ready to run.
@@ -137,10 +137,32 @@ async fn fire(
     };
     let (plan, running) = (plan.clone(), running.clone());
     tokio::spawn(async move {
-        let id: Arc<str> = Arc::from(uuid::Uuid::now_v7().to_string());
-        let _ = plan.function.invoke(vec![event], "cron", id).await;
-        running.store(false, Ordering::Release);
+        // Cleared however the run ends, a panic included.
+        let _running = Running(running);
+        // No free instance is not a run: wait for one (bounded) rather than lose the
+        // occurrence.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let id: Arc<str> = Arc::from(uuid::Uuid::now_v7().to_string());
+            match plan.function.invoke(vec![event.clone()], "cron", id).await {
+                Err(EventError::Invoke(InvokeError::AtCapacity { .. }))
+                    if tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                _ => break,
+            }
+        }
     });
+}
+
+/// Marks the trigger idle when dropped.
+struct Running(Arc<AtomicBool>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
 }
 
 /// Parses a validated trigger's schedule and zone.

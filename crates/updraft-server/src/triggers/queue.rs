@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{Semaphore, watch};
-use updraft_runtime::{EventError, EventFunction, QueueHandle, now_us};
-use updraft_store::Leased;
+use updraft_runtime::{EventError, EventFunction, InvokeError, QueueHandle, now_us};
+use updraft_store::{Leased, QueueStore};
 
 /// Poll interval when no wake-up arrives (another process may have enqueued).
 const IDLE_POLL: Duration = Duration::from_millis(500);
@@ -30,7 +30,7 @@ pub struct Delivery {
     pub concurrency: u32,
 }
 
-fn micros(d: Duration) -> i64 {
+pub(crate) fn micros(d: Duration) -> i64 {
     i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
 }
 
@@ -72,10 +72,14 @@ pub fn spawn(
                 // Wait for an invocation to finish.
                 tokio::select! {
                     permit = slots.clone().acquire_owned() => drop(permit),
-                    _ = stop.changed() => {}
+                    changed = stop.changed() => if changed.is_err() { break },
                 }
                 continue;
             }
+            // Listen before looking, so an enqueue that commits with our lease still wakes us.
+            let notified = queue.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
             let want = free.saturating_mul(delivery.batch).min(256);
             let leased = match queue
                 .store
@@ -91,9 +95,9 @@ pub fn spawn(
             };
             if leased.is_empty() {
                 tokio::select! {
-                    _ = queue.notify.notified() => {}
+                    _ = notified => {}
                     _ = tokio::time::sleep(IDLE_POLL) => {}
-                    _ = stop.changed() => {}
+                    changed = stop.changed() => if changed.is_err() { break },
                 }
                 continue;
             }
@@ -116,6 +120,37 @@ pub fn spawn(
     })
 }
 
+/// Extends leases while work runs; stops when dropped (also on a panic).
+pub struct LeaseKeeper(tokio::task::JoinHandle<()>);
+
+impl LeaseKeeper {
+    /// Extends each `(id, token)` of `queue` every third of `lease`.
+    pub fn start(
+        store: Arc<dyn QueueStore>,
+        queue: String,
+        held: Vec<(String, String)>,
+        lease: Duration,
+    ) -> Self {
+        let every = (lease / 3).max(Duration::from_millis(100));
+        Self(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                for (id, token) in &held {
+                    let _ = store
+                        .extend(&queue, id, token, now_us() + micros(lease))
+                        .await;
+                }
+            }
+        }))
+    }
+}
+
+impl Drop for LeaseKeeper {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Runs one batch and settles each message.
 async fn deliver(
     queue: &QueueHandle,
@@ -125,23 +160,11 @@ async fn deliver(
 ) {
     let store = queue.store.clone();
     // Keep the leases while the function runs.
-    let keeper = {
-        let (store, name, lease) = (store.clone(), queue.name.clone(), delivery.lease);
-        let held: Vec<(String, String)> = batch
-            .iter()
-            .map(|m| (m.id.clone(), m.token.clone()))
-            .collect();
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(lease / 3).await;
-                for (id, token) in &held {
-                    let _ = store
-                        .extend(&name, id, token, now_us() + micros(lease))
-                        .await;
-                }
-            }
-        })
-    };
+    let held: Vec<(String, String)> = batch
+        .iter()
+        .map(|m| (m.id.clone(), m.token.clone()))
+        .collect();
+    let keeper = LeaseKeeper::start(store.clone(), queue.name.clone(), held, delivery.lease);
     let events = batch
         .iter()
         .map(|m| {
@@ -153,7 +176,15 @@ async fn deliver(
         .collect();
     let id: Arc<str> = Arc::from(uuid::Uuid::now_v7().to_string());
     let result = function.invoke(events, "queue", id).await;
-    keeper.abort();
+    drop(keeper);
+    if let Err(EventError::Invoke(InvokeError::AtCapacity { .. })) = &result {
+        // The function never ran: give the messages back without spending an attempt.
+        let at = now_us() + micros(Duration::from_millis(200));
+        for m in &batch {
+            let _ = store.release(&queue.name, &m.id, &m.token, at).await;
+        }
+        return;
+    }
     let failed: Vec<bool> = match &result {
         Ok(()) => vec![false; batch.len()],
         Err(EventError::Handler {

@@ -82,9 +82,18 @@ pub async fn run(topics: Arc<dyn TopicStore>, queues: Arc<dyn QueueStore>) {
         )
         .await;
     assert_eq!(dup.expect("dup"), None);
+    let mut other_source = event("1", "invoice.sent", None);
+    other_source.source = "/billing".into();
+    let p = topics
+        .publish("orders", other_source, &[], 600 * SEC, T0 + 10 * SEC)
+        .await;
+    assert!(
+        p.expect("other source").is_some(),
+        "ids are unique per source"
+    );
     assert!(drain(&*queues, "orders.all").await.is_empty());
     // The log reads in order, from a position.
-    let log = topics.read("orders", positions[1], 10).await.expect("read");
+    let log = topics.read("orders", positions[1], 2).await.expect("read");
     assert_eq!(
         log.iter().map(|e| e.event.id.as_str()).collect::<Vec<_>>(),
         ["3", "4"]
@@ -111,8 +120,8 @@ pub async fn run(topics: Arc<dyn TopicStore>, queues: Arc<dyn QueueStore>) {
         )
         .await
         .expect("replay by time");
-    assert_eq!(n, 2);
-    assert_eq!(drain(&*queues, "orders.all").await, ["3", "4"]);
+    assert_eq!(n, 3, "3, 4, and the other source's 1");
+    assert_eq!(drain(&*queues, "orders.all").await, ["3", "4", "1"]);
     assert!(
         topics.read("other", 0, 10).await.expect("read").is_empty(),
         "topics are separate"

@@ -196,8 +196,29 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>) {
             continue;
         }
         let mut completions = Vec::with_capacity(jobs.len());
-        for job in jobs {
-            completions.push(job(&mut conn));
+        let mut jobs = jobs.into_iter();
+        for job in jobs.by_ref() {
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut conn))) {
+                Ok(done) => completions.push(done),
+                Err(_) => tracing::error!("a database write panicked; it is dropped"),
+            }
+            // An error that makes SQLite roll the whole transaction back (disk full, I/O)
+            // leaves us outside it: run nothing more in this group.
+            if conn.is_autocommit() {
+                tracing::error!(
+                    "the write transaction was rolled back by SQLite; failing its group"
+                );
+                break;
+            }
+        }
+        // Jobs not run are dropped, which fails their callers.
+        drop(jobs);
+        if conn.is_autocommit() {
+            let lost = StoreError::Backend("the write transaction was rolled back".into());
+            for done in completions {
+                done(Some(&lost));
+            }
+            continue;
         }
         let commit = conn.execute_batch("COMMIT").map_err(backend);
         if commit.is_err() {

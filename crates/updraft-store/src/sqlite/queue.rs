@@ -253,6 +253,26 @@ impl QueueStore for SqliteQueues {
             .await
     }
 
+    async fn release(
+        &self,
+        queue: &str,
+        id: &str,
+        token: &str,
+        at_us: i64,
+    ) -> Result<bool, StoreError> {
+        let (queue, id, token) = (queue.to_owned(), id.to_owned(), token.to_owned());
+        self.db
+            .write(move |c| {
+                update_leased(
+                    c,
+                    "UPDATE queue_messages SET available_us = ?4, lease_token = NULL, attempts = max(attempts - 1, 0)
+                     WHERE queue = ?1 AND id = ?2 AND lease_token = ?3 AND dead_us IS NULL",
+                    &[&queue, &id, &token, &at_us],
+                )
+            })
+            .await
+    }
+
     async fn dead_letter(
         &self,
         queue: &str,

@@ -28,9 +28,10 @@ CREATE INDEX topic_log_by_topic ON topic_log (topic, position);
 CREATE INDEX topic_log_by_time ON topic_log (topic, appended_us);
 CREATE TABLE topic_dedup (
     topic TEXT NOT NULL,
+    ce_source TEXT NOT NULL,
     ce_id TEXT NOT NULL,
     expires_us INTEGER NOT NULL,
-    PRIMARY KEY (topic, ce_id)
+    PRIMARY KEY (topic, ce_source, ce_id)
 ) WITHOUT ROWID;
 ";
 
@@ -86,11 +87,13 @@ impl TopicStore for SqliteTopics {
             .write(move |c| {
                 let fresh = c
                     .prepare_cached(
-                        "INSERT INTO topic_dedup (topic, ce_id, expires_us) VALUES (?1, ?2, ?3)
-                         ON CONFLICT (topic, ce_id) DO UPDATE SET expires_us = excluded.expires_us
-                         WHERE topic_dedup.expires_us <= ?4",
+                        "INSERT INTO topic_dedup (topic, ce_source, ce_id, expires_us) VALUES (?1, ?2, ?3, ?4)
+                         ON CONFLICT (topic, ce_source, ce_id) DO UPDATE SET expires_us = excluded.expires_us
+                         WHERE topic_dedup.expires_us <= ?5",
                     )
-                    .and_then(|mut s| s.execute(params![topic, event.id, now_us + dedup_window_us, now_us]))
+                    .and_then(|mut s| {
+                        s.execute(params![topic, event.source, event.id, now_us + dedup_window_us, now_us])
+                    })
                     .map_err(backend)?
                     == 1;
                 if !fresh {
