@@ -56,9 +56,11 @@ fn structured(value: Value) -> Result<Event, CloudEventError> {
             "a structured CloudEvent is a JSON object".into(),
         ));
     };
+    // Attributes are strings; `null` means absent.
     let mut take = |k: &str| -> Option<String> {
         match map.remove(k)? {
             Value::String(s) => Some(s),
+            Value::Null => None,
             other => Some(other.to_string()),
         }
     };
@@ -119,12 +121,13 @@ fn extensions(map: Map<String, Value>) -> Vec<(String, String)> {
 }
 
 fn binary(headers: &HeaderMap, body: &[u8], content_type: &str) -> Result<Event, CloudEventError> {
+    // Binary-mode attribute values are percent-encoded (HTTP binding §3.1.3.2).
     let header = |name: &str| {
         headers
             .get(format!("ce-{name}"))
             .and_then(|v| v.to_str().ok())
             .filter(|v| !v.is_empty())
-            .map(str::to_owned)
+            .map(|v| updraft_gateway::router::percent_decode(v).into_owned())
     };
     let mode = "binary mode (`ce-*` headers)";
     let specversion = header("specversion").ok_or_else(|| missing("specversion", mode))?;
@@ -141,7 +144,13 @@ fn binary(headers: &HeaderMap, body: &[u8], content_type: &str) -> Result<Event,
         .iter()
         .filter_map(|(k, v)| {
             let name = k.as_str().strip_prefix("ce-")?;
-            (!known.contains(&name)).then(|| (name.to_owned(), v.to_str().unwrap_or("").to_owned()))
+            (!known.contains(&name)).then(|| {
+                let v = v.to_str().unwrap_or("");
+                (
+                    name.to_owned(),
+                    updraft_gateway::router::percent_decode(v).into_owned(),
+                )
+            })
         })
         .collect();
     Ok(Event {
@@ -201,6 +210,18 @@ mod tests {
             ("ce-traceid", "abc"),
         ]);
         let e = parse(&h, b"hello").unwrap();
+        let h2 = headers(&[
+            ("ce-specversion", "1.0"),
+            ("ce-id", "9"),
+            ("ce-source", "/s"),
+            ("ce-type", "t"),
+            ("ce-subject", "caf%C3%A9"),
+        ]);
+        assert_eq!(parse(&h2, b"").unwrap()[0].subject.as_deref(), Some("café"));
+        let null_subject =
+            br#"{"specversion":"1.0","id":"1","source":"/s","type":"t","subject":null}"#;
+        let ct = headers(&[("content-type", "application/cloudevents+json")]);
+        assert_eq!(parse(&ct, null_subject).unwrap()[0].subject, None);
         assert_eq!(
             (e[0].data.as_slice(), e[0].datacontenttype.as_deref()),
             (&b"hello"[..], Some("text/plain"))
