@@ -229,54 +229,46 @@ pub async fn start(
         admin: admin::router(),
     });
     let (stop, stop_rx) = watch::channel(false);
-    for (i, t) in plan.manifest.manifest.trigger.queue.iter().enumerate() {
-        let Some(Function::Event(function)) = state.functions.get(&t.function) else {
-            anyhow::bail!(
-                "`trigger.queue[{i}]` in `{}` names function `{}`, which is not an event function; a queue trigger needs a component exporting `updraft:platform/event-handler`",
-                manifest_path.display(),
-                t.function
-            );
-        };
-        let (Some(decl), Some(queue)) = (
-            plan.manifest.manifest.queue.get(&t.queue),
-            stores.queues.get(&t.queue),
-        ) else {
-            anyhow::bail!("queue `{}` is not declared", t.queue);
-        };
-        let delivery = Delivery {
-            max_attempts: decl.attempts(),
-            lease: decl.lease_duration(),
-            backoff: decl.backoff_duration(),
-            max_backoff: decl.max_backoff_duration(),
-            batch: t.batch.unwrap_or(1),
-            concurrency: t.max_concurrency.unwrap_or(function.spec().max_concurrency),
-        };
-        triggers::queue::spawn(queue.clone(), function.clone(), delivery, stop_rx.clone());
-    }
-    for (i, t) in plan.manifest.manifest.trigger.topic.iter().enumerate() {
-        let Some(Function::Event(function)) = state.functions.get(&t.function) else {
-            anyhow::bail!(
-                "`trigger.topic[{i}]` in `{}` names function `{}`, which is not an event function; a topic trigger needs a component exporting `updraft:platform/event-handler`",
-                manifest_path.display(),
-                t.function
-            );
-        };
-        let queue_name = crate::stores::subscription_queue(&t.topic, t.subscription_name());
-        let (Some(decl), Some(queue)) = (
-            plan.manifest.manifest.topic.get(&t.topic),
-            stores.queues.get(&queue_name),
-        ) else {
-            anyhow::bail!("topic `{}` is not declared", t.topic);
+    let manifest = &plan.manifest.manifest;
+    let queue_triggers = manifest.trigger.queue.iter().enumerate().map(|(i, t)| {
+        let decl = manifest.queue.get(&t.queue);
+        (
+            ("queue", i),
+            &t.function,
+            t.queue.clone(),
+            decl,
+            t.batch,
+            t.max_concurrency,
+        )
+    });
+    let topic_triggers = manifest.trigger.topic.iter().enumerate().map(|(i, t)| {
+        let queue = crate::stores::subscription_queue(&t.topic, t.subscription_name());
+        let decl = manifest.topic.get(&t.topic);
+        (
+            ("topic", i),
+            &t.function,
+            queue,
+            decl,
+            t.batch,
+            t.max_concurrency,
+        )
+    });
+    for ((kind, i), function, queue, decl, batch, max_concurrency) in
+        queue_triggers.chain(topic_triggers)
+    {
+        let function = event_function(&state.functions, kind, i, function, &manifest_path)?;
+        let (Some(decl), Some(queue)) = (decl, stores.queues.get(&queue)) else {
+            anyhow::bail!("`trigger.{kind}[{i}]` names a {kind} that is not declared");
         };
         let delivery = Delivery {
             max_attempts: decl.attempts(),
             lease: decl.lease_duration(),
             backoff: decl.backoff_duration(),
             max_backoff: decl.max_backoff_duration(),
-            batch: t.batch.unwrap_or(1),
-            concurrency: t.max_concurrency.unwrap_or(function.spec().max_concurrency),
+            batch: batch.unwrap_or(1),
+            concurrency: max_concurrency.unwrap_or(function.spec().max_concurrency),
         };
-        triggers::queue::spawn(queue.clone(), function.clone(), delivery, stop_rx.clone());
+        triggers::queue::spawn(queue.clone(), function, delivery, stop_rx.clone());
     }
     let runner = triggers::asyncjobs::AsyncRunner {
         jobs: stores.async_jobs.clone(),
@@ -294,20 +286,14 @@ pub async fn start(
     let schedules: Arc<dyn ScheduleStore> = Arc::new(SqliteSchedules::new(stores.state.clone()));
     let claimant = format!("{}:{}", addr, std::process::id());
     for (i, t) in plan.manifest.manifest.trigger.cron.iter().enumerate() {
-        let Some(Function::Event(function)) = state.functions.get(&t.function) else {
-            anyhow::bail!(
-                "`trigger.cron[{i}]` in `{}` names function `{}`, which is not an event function; a cron trigger needs a component exporting `updraft:platform/event-handler`",
-                manifest_path.display(),
-                t.function
-            );
-        };
+        let function = event_function(&state.functions, "cron", i, &t.function, &manifest_path)?;
         let (cron, tz) = triggers::cron::parse(&t.schedule, t.timezone.as_deref())?;
         let plan = triggers::cron::CronPlan {
             key: format!("{}|{}|{}", t.function, t.schedule, tz.name()),
             schedule: t.schedule.clone(),
             cron,
             tz,
-            function: function.clone(),
+            function,
             claimant: claimant.clone(),
         };
         triggers::cron::spawn(plan, schedules.clone(), stop_rx.clone());
@@ -325,6 +311,23 @@ pub async fn start(
         stop,
         done,
     })
+}
+
+/// The event function a `[[trigger.<kind>]]` names, or an error saying why it is not one.
+fn event_function(
+    functions: &BTreeMap<String, Function>,
+    kind: &str,
+    index: usize,
+    name: &str,
+    manifest: &std::path::Path,
+) -> anyhow::Result<updraft_runtime::EventFunction> {
+    match functions.get(name) {
+        Some(Function::Event(f)) => Ok(f.clone()),
+        _ => anyhow::bail!(
+            "`trigger.{kind}[{index}]` in `{}` names function `{name}`, which is not an event function; a {kind} trigger needs a component exporting `updraft:platform/event-handler`",
+            manifest.display()
+        ),
+    }
 }
 
 async fn serve(
