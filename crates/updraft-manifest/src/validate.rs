@@ -99,15 +99,7 @@ pub(crate) fn manifest(m: &Manifest) -> Result<(), ManifestError> {
             ));
         }
         if !m.function.contains_key(&t.function) {
-            return Err(ManifestError::invalid(
-                key("function"),
-                format!(
-                    "function `{}` is not declared; add a `[function.{}]` table or fix the name{}",
-                    t.function,
-                    t.function,
-                    declared(m.function.keys())
-                ),
-            ));
+            return Err(unknown_function(m, key("function"), &t.function));
         }
         if !is_id(t.subscription_name()) {
             return Err(ManifestError::invalid(
@@ -165,15 +157,7 @@ pub(crate) fn manifest(m: &Manifest) -> Result<(), ManifestError> {
             ));
         }
         if !m.function.contains_key(&t.function) {
-            return Err(ManifestError::invalid(
-                key("function"),
-                format!(
-                    "function `{}` is not declared; add a `[function.{}]` table or fix the name{}",
-                    t.function,
-                    t.function,
-                    declared(m.function.keys())
-                ),
-            ));
+            return Err(unknown_function(m, key("function"), &t.function));
         }
     }
     for (i, t) in m.trigger.queue.iter().enumerate() {
@@ -190,15 +174,7 @@ pub(crate) fn manifest(m: &Manifest) -> Result<(), ManifestError> {
             ));
         }
         if !m.function.contains_key(&t.function) {
-            return Err(ManifestError::invalid(
-                key("function"),
-                format!(
-                    "function `{}` is not declared; add a `[function.{}]` table or fix the name{}",
-                    t.function,
-                    t.function,
-                    declared(m.function.keys())
-                ),
-            ));
+            return Err(unknown_function(m, key("function"), &t.function));
         }
         if t.batch == Some(0) || t.max_concurrency == Some(0) {
             return Err(ManifestError::invalid(
@@ -345,13 +321,7 @@ fn http_trigger(m: &Manifest, i: usize, t: &HttpTrigger) -> Result<(), ManifestE
             ));
         }
         (Some(f), None) if !m.function.contains_key(f) => {
-            return Err(ManifestError::invalid(
-                key("function"),
-                format!(
-                    "function `{f}` is not declared; add a `[function.{f}]` table or fix the name{}",
-                    declared(m.function.keys())
-                ),
-            ));
+            return Err(unknown_function(m, key("function"), f));
         }
         _ => {}
     }
@@ -401,6 +371,17 @@ fn bad_cron_field(schedule: &str) -> Option<&'static str> {
         fixed[i] = "*";
         parse_cron(&fixed.join(" ")).is_ok().then_some(names[i])
     })
+}
+
+/// A trigger names a function the manifest does not declare.
+fn unknown_function(m: &Manifest, key: String, name: &str) -> ManifestError {
+    ManifestError::invalid(
+        key,
+        format!(
+            "function `{name}` is not declared; add a `[function.{name}]` table or fix the name{}",
+            declared(m.function.keys())
+        ),
+    )
 }
 
 /// `[a-z][a-z0-9-]*`

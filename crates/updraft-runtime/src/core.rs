@@ -75,9 +75,29 @@ impl FunctionCore {
             .unwrap_or(clock + std::time::Duration::from_secs(365 * 24 * 3600))
     }
 
-    pub(crate) fn acquire(
+    /// Takes the permits for one invocation; a rejection is recorded as one.
+    pub(crate) fn admit(
         &self,
+        id: &str,
+        trigger: &'static str,
+        started: std::time::SystemTime,
     ) -> Result<(OwnedSemaphorePermit, OwnedSemaphorePermit), InvokeError> {
+        self.acquire().inspect_err(|err| {
+            self.observer.finished(&crate::InvocationRecord {
+                id: id.to_owned(),
+                function: self.id.to_string(),
+                trigger,
+                started,
+                cold: false,
+                instantiate_us: 0,
+                duration_us: 0,
+                outcome: crate::Outcome::Rejected,
+                error: Some(err.to_string()),
+            });
+        })
+    }
+
+    fn acquire(&self) -> Result<(OwnedSemaphorePermit, OwnedSemaphorePermit), InvokeError> {
         let inner = self;
         let own =
             inner

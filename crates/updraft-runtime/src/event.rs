@@ -108,23 +108,7 @@ impl EventFunction {
     ) -> Result<(), EventError> {
         let core = &self.inner.core;
         let started = SystemTime::now();
-        let permits = match core.acquire() {
-            Ok(p) => p,
-            Err(err) => {
-                core.observer.finished(&InvocationRecord {
-                    id: id.to_string(),
-                    function: core.id.to_string(),
-                    trigger,
-                    started,
-                    cold: false,
-                    instantiate_us: 0,
-                    duration_us: 0,
-                    outcome: Outcome::Rejected,
-                    error: Some(err.to_string()),
-                });
-                return Err(err.into());
-            }
-        };
+        let permits = core.admit(&id, trigger, started)?;
         let clock = Instant::now();
         let deadline = core.deadline(clock);
         let cold = !core.warm.swap(true, Ordering::Relaxed);

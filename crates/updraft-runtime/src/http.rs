@@ -91,23 +91,7 @@ impl HttpFunction {
     {
         let inner = &self.inner;
         let started = SystemTime::now();
-        let permits = match self.inner.core.acquire() {
-            Ok(p) => p,
-            Err(err) => {
-                inner.core.observer.finished(&InvocationRecord {
-                    id: invocation.id.to_string(),
-                    function: inner.core.id.to_string(),
-                    trigger: "http",
-                    started,
-                    cold: false,
-                    instantiate_us: 0,
-                    duration_us: 0,
-                    outcome: Outcome::Rejected,
-                    error: Some(err.to_string()),
-                });
-                return Err(err);
-            }
-        };
+        let permits = inner.core.admit(&invocation.id, "http", started)?;
         let clock = Instant::now();
         let deadline = inner.core.deadline(clock);
         let cold = !inner.core.warm.swap(true, Ordering::Relaxed);
