@@ -14,6 +14,7 @@ pub mod asyncjobs;
 pub mod conformance;
 mod error;
 pub mod kv;
+pub mod nats;
 pub mod queue;
 pub mod records;
 pub mod schedule;

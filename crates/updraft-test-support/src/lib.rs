@@ -1,11 +1,15 @@
 //! Test-only support: the guest components from `tests/guests` (built by `build.rs` for
-//! `wasm32-wasip2`), and helpers that run the real `updraft` binary on real sockets.
+//! `wasm32-wasip2`), helpers that run the real `updraft` binary on real sockets, and a
+//! private `nats-server` ([`NatsServer`]).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+pub mod nats;
+pub use nats::NatsServer;
 
 /// Paths of the built guest components.
 pub mod guests {
