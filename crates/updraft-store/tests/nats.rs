@@ -3,9 +3,9 @@
 
 use std::sync::Arc;
 
-use updraft_store::KvStore;
 use updraft_store::conformance;
 use updraft_store::nats::NatsState;
+use updraft_store::{Event, KvStore, NewMessage};
 use updraft_test_support::NatsServer;
 
 async fn state(server: &NatsServer, namespace: &str) -> NatsState {
@@ -82,4 +82,134 @@ async fn an_unreachable_server_is_a_clear_error() {
         .err()
         .expect("no server there");
     assert!(err.to_string().contains(&format!("`{url}`")), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_queues_pass_the_conformance_suite() {
+    let server = NatsServer::start();
+    let state = state(&server, "queue-app").await;
+    conformance::queue::run(state.queue_store()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_queues_of_two_apps_are_separate() {
+    let server = NatsServer::start();
+    let shop = state(&server, "shop").await.queue_store();
+    let blog = state(&server, "blog").await.queue_store();
+    let now = now_us();
+    shop.enqueue("jobs", vec![new_message("1", now)], SEC, now)
+        .await
+        .expect("enqueue");
+    assert!(
+        blog.lease("jobs", 10, SEC, now_us())
+            .await
+            .expect("lease")
+            .is_empty()
+    );
+    assert_eq!(
+        blog.depth("jobs", now_us()).await.expect("depth"),
+        Default::default()
+    );
+    let leased = shop.lease("jobs", 10, SEC, now_us()).await.expect("lease");
+    assert_eq!(leased.len(), 1);
+    // A token from one app's queue proves nothing in another's.
+    assert!(
+        !blog
+            .ack("jobs", &leased[0].id, &leased[0].token)
+            .await
+            .expect("ack")
+    );
+    assert!(
+        !shop
+            .ack("other", &leased[0].id, &leased[0].token)
+            .await
+            .expect("ack")
+    );
+    assert!(
+        !shop
+            .ack("jobs", &leased[0].id, "not a token")
+            .await
+            .expect("ack")
+    );
+    assert!(
+        shop.ack("jobs", &leased[0].id, &leased[0].token)
+            .await
+            .expect("ack")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acknowledged_enqueue_survives_kill_9_of_nats_server() {
+    let mut server = NatsServer::start();
+    let queues = state(&server, "durable").await.queue_store();
+    let now = now_us();
+    let stored = queues
+        .enqueue(
+            "jobs",
+            (0..20).map(|i| new_message(&i.to_string(), now)).collect(),
+            SEC,
+            now,
+        )
+        .await
+        .expect("enqueue");
+    assert_eq!(stored, 20);
+    // One is leased and settled before the crash, one is leased and left hanging.
+    let first = queues
+        .lease("jobs", 2, 2 * SEC, now_us())
+        .await
+        .expect("lease");
+    assert_eq!(first.len(), 2);
+    assert!(
+        queues
+            .ack("jobs", &first[0].id, &first[0].token)
+            .await
+            .expect("ack")
+    );
+    server.kill9();
+    server.restart();
+    // A fresh connection, as a restarted node would make.
+    let queues = state(&server, "durable").await.queue_store();
+    let mut ids = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while ids.len() < 19 && std::time::Instant::now() < deadline {
+        for m in queues
+            .lease("jobs", 50, 2 * SEC, now_us())
+            .await
+            .expect("lease after restart")
+        {
+            assert!(queues.ack("jobs", &m.id, &m.token).await.expect("ack"));
+            ids.push(m.event.id);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    ids.sort_by_key(|id| id.parse::<u32>().unwrap_or(0));
+    let expected: Vec<String> = (1..20).map(|i| i.to_string()).collect();
+    assert_eq!(
+        ids, expected,
+        "every acknowledged message, the unsettled lease included, once"
+    );
+    assert_eq!(
+        queues.depth("jobs", now_us()).await.expect("depth"),
+        Default::default()
+    );
+}
+
+const SEC: i64 = 1_000_000;
+
+fn now_us() -> i64 {
+    conformance::queue::now_us()
+}
+
+fn new_message(id: &str, now: i64) -> NewMessage {
+    NewMessage {
+        event: Event {
+            id: id.into(),
+            source: "/test".into(),
+            ty: "test".into(),
+            data: id.as_bytes().to_vec(),
+            ..Event::default()
+        },
+        available_us: now,
+        idempotency_key: None,
+    }
 }

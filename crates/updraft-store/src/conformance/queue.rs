@@ -1,12 +1,28 @@
 //! What every [`QueueStore`] must do.
+//!
+//! The suite runs on the real clock: a backend whose server keeps the time (JetStream
+//! redelivers an expired lease by itself) cannot follow a made-up one. Leases and delays
+//! are short, waits poll with a bound, and the timed cases run concurrently, so the suite
+//! takes a couple of seconds.
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use crate::queue::{Event, NewMessage, QueueStore};
+use crate::queue::{Event, Leased, NewMessage, QueueStore};
 
+const MS: i64 = 1_000;
 const SEC: i64 = 1_000_000;
-const T0: i64 = 1_700_000_000 * SEC;
+/// A lease long enough never to expire during a case.
+const LONG: i64 = 60 * SEC;
+
+/// Now, in microseconds since the Unix epoch.
+pub fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
 
 fn message(n: usize, available_us: i64, key: Option<&str>) -> NewMessage {
     NewMessage {
@@ -25,78 +41,132 @@ fn message(n: usize, available_us: i64, key: Option<&str>) -> NewMessage {
     }
 }
 
+async fn sleep_us(us: i64) {
+    tokio::time::sleep(Duration::from_micros(u64::try_from(us).unwrap_or(0))).await;
+}
+
+/// Leases until something comes, up to `within_us`; panics if nothing does.
+async fn lease_within(q: &dyn QueueStore, queue: &str, lease_us: i64, within_us: i64) -> Leased {
+    let deadline = Instant::now() + Duration::from_micros(within_us as u64);
+    loop {
+        let mut got = q.lease(queue, 1, lease_us, now_us()).await.expect("lease");
+        if let Some(m) = got.pop() {
+            return m;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nothing was delivered from `{queue}` within {within_us} µs"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Runs the suite against `store` (each case uses its own queue name).
 pub async fn run(store: Arc<dyn QueueStore>) {
-    lease_hides_and_ack_removes(&*store).await;
-    expired_leases_come_back(&*store).await;
-    delays_retries_dead_letters_and_redrive(&*store).await;
-    idempotency_keys_dedupe_within_the_window(&*store).await;
+    let q = &*store;
+    tokio::join!(
+        lease_hides_and_ack_removes(q),
+        expired_leases_come_back(q),
+        delays_retries_releases_dead_letters_and_redrive(q),
+        idempotency_keys_dedupe_within_the_window(q),
+    );
     competing_workers_each_get_every_message_once(store).await;
 }
 
 async fn lease_hides_and_ack_removes(q: &dyn QueueStore) {
+    let now = now_us();
     let n = q
-        .enqueue("a", (0..3).map(|i| message(i, T0, None)).collect(), SEC, T0)
+        .enqueue(
+            "a",
+            (0..3).map(|i| message(i, now, None)).collect(),
+            SEC,
+            now,
+        )
         .await
         .expect("enqueue");
     assert_eq!(n, 3);
-    let first = q.lease("a", 2, 30 * SEC, T0).await.expect("lease");
+    let first = q.lease("a", 2, LONG, now_us()).await.expect("lease");
     assert_eq!(first.len(), 2);
     assert_eq!(
         first[0].event,
-        message(0, T0, None).event,
+        message(0, now, None).event,
         "events round-trip"
     );
     assert_eq!(first[0].attempts, 1);
-    let second = q.lease("a", 10, 30 * SEC, T0).await.expect("lease");
+    assert!(first[0].enqueued_us >= now && first[0].enqueued_us <= now_us());
+    let second = q.lease("a", 10, LONG, now_us()).await.expect("lease");
     assert_eq!(second.len(), 1, "leased messages are hidden");
     assert_eq!(second[0].event.id, "e2");
+    assert!(
+        !q.ack("a", &first[1].id, &first[0].token)
+            .await
+            .expect("another message's token"),
+        "a token proves one message"
+    );
     for m in first.iter().chain(&second) {
         assert!(q.ack("a", &m.id, &m.token).await.expect("ack"));
     }
     assert!(
         !q.ack("a", &first[0].id, &first[0].token)
             .await
-            .expect("ack twice")
+            .expect("ack twice"),
+        "an acked message cannot be acked again"
     );
     assert!(
-        q.lease("a", 10, 30 * SEC, T0 + 100 * SEC)
+        !q.extend("a", &first[0].id, &first[0].token, now_us() + LONG)
+            .await
+            .expect("extend after ack")
+    );
+    assert!(
+        q.lease("a", 10, LONG, now_us())
             .await
             .expect("lease")
             .is_empty()
     );
-    assert_eq!(q.depth("a", T0).await.expect("depth"), Default::default());
+    assert_eq!(
+        q.depth("a", now_us()).await.expect("depth"),
+        Default::default()
+    );
 }
 
 async fn expired_leases_come_back(q: &dyn QueueStore) {
-    q.enqueue("b", vec![message(1, T0, None)], SEC, T0)
+    let lease = SEC;
+    q.enqueue("b", vec![message(1, now_us(), None)], SEC, now_us())
         .await
         .expect("enqueue");
-    let first = q.lease("b", 1, 30 * SEC, T0).await.expect("lease");
+    let start = Instant::now();
+    let first = q.lease("b", 1, lease, now_us()).await.expect("lease");
+    assert_eq!(first.len(), 1);
     assert!(
-        q.lease("b", 1, 30 * SEC, T0 + 29 * SEC)
-            .await
-            .expect("lease")
-            .is_empty()
-    );
-    assert!(
-        q.extend("b", &first[0].id, &first[0].token, T0 + 60 * SEC)
-            .await
-            .expect("extend")
-    );
-    assert!(
-        q.lease("b", 1, 30 * SEC, T0 + 31 * SEC)
+        q.lease("b", 1, lease, now_us())
             .await
             .expect("lease")
             .is_empty(),
-        "extended"
+        "leased"
     );
-    let again = q
-        .lease("b", 1, 30 * SEC, T0 + 61 * SEC)
-        .await
-        .expect("lease");
-    assert_eq!(again.len(), 1, "an expired lease is delivered again");
-    assert_eq!(again[0].attempts, 2);
+    // Halfway through, extend by another lease: it now ends at 1.5 leases.
+    sleep_us(lease / 2).await;
+    assert!(
+        q.extend("b", &first[0].id, &first[0].token, now_us() + lease)
+            .await
+            .expect("extend")
+    );
+    let since = i64::try_from(start.elapsed().as_micros()).unwrap_or(0);
+    sleep_us(lease * 6 / 5 - since).await;
+    assert!(
+        q.lease("b", 1, lease, now_us())
+            .await
+            .expect("lease")
+            .is_empty(),
+        "extended past the first lease's end"
+    );
+    let again = lease_within(q, "b", lease, 5 * lease).await;
+    assert_eq!(again.event.id, "e1");
+    assert_eq!(again.attempts, 2, "an expired lease is delivered again");
+    assert!(
+        start.elapsed() >= Duration::from_micros((lease * 3 / 2 - 50 * MS) as u64),
+        "not before the extended lease ended"
+    );
     assert!(
         !q.ack("b", &first[0].id, &first[0].token)
             .await
@@ -104,55 +174,75 @@ async fn expired_leases_come_back(q: &dyn QueueStore) {
         "the old token lost the lease"
     );
     assert!(
-        q.ack("b", &again[0].id, &again[0].token)
+        !q.extend("b", &first[0].id, &first[0].token, now_us() + lease)
             .await
-            .expect("ack")
+            .expect("stale extend")
     );
+    assert!(q.ack("b", &again.id, &again.token).await.expect("ack"));
 }
 
-async fn delays_retries_dead_letters_and_redrive(q: &dyn QueueStore) {
-    q.enqueue("c", vec![message(1, T0 + 10 * SEC, None)], SEC, T0)
+async fn delays_retries_releases_dead_letters_and_redrive(q: &dyn QueueStore) {
+    let delay = 400 * MS;
+    let enqueued = now_us();
+    q.enqueue("c", vec![message(1, enqueued + delay, None)], SEC, enqueued)
         .await
         .expect("enqueue");
     assert!(
-        q.lease("c", 1, 30 * SEC, T0)
+        q.lease("c", 1, LONG, now_us())
             .await
             .expect("lease")
             .is_empty(),
         "delayed"
     );
-    let depth = q.depth("c", T0).await.expect("depth");
+    let depth = q.depth("c", now_us()).await.expect("depth");
     assert_eq!((depth.ready, depth.waiting), (0, 1));
-    let m = q
-        .lease("c", 1, 30 * SEC, T0 + 10 * SEC)
-        .await
-        .expect("lease")
-        .remove(0);
+    let m = lease_within(q, "c", LONG, 5 * SEC).await;
+    assert!(now_us() >= enqueued + delay, "not before it is due");
+    assert_eq!(m.attempts, 1, "waiting for a delay is no attempt");
+    // A release gives it back without spending the attempt.
     assert!(
-        q.retry("c", &m.id, &m.token, T0 + 20 * SEC, "boom")
+        q.release("c", &m.id, &m.token, now_us())
+            .await
+            .expect("release")
+    );
+    assert!(
+        !q.ack("c", &m.id, &m.token).await.expect("ack released"),
+        "a released lease is gone"
+    );
+    let m = lease_within(q, "c", LONG, 5 * SEC).await;
+    assert_eq!(m.attempts, 1, "a release is no attempt");
+    // A retry comes back after its delay, as the next attempt.
+    let retry_at = now_us() + delay;
+    assert!(
+        q.retry("c", &m.id, &m.token, retry_at, "boom")
             .await
             .expect("retry")
     );
     assert!(
-        q.lease("c", 1, 30 * SEC, T0 + 15 * SEC)
+        !q.ack("c", &m.id, &m.token).await.expect("ack retried"),
+        "a retried lease is gone"
+    );
+    assert!(
+        q.lease("c", 1, LONG, now_us())
             .await
             .expect("lease")
             .is_empty(),
         "backing off"
     );
-    let m = q
-        .lease("c", 1, 30 * SEC, T0 + 20 * SEC)
-        .await
-        .expect("lease")
-        .remove(0);
+    let m = lease_within(q, "c", LONG, 5 * SEC).await;
+    assert!(now_us() >= retry_at, "not before the retry is due");
     assert_eq!(m.attempts, 2);
     assert!(
-        q.dead_letter("c", &m.id, &m.token, "boom again", T0 + 21 * SEC)
+        q.dead_letter("c", &m.id, &m.token, "boom again", now_us())
             .await
             .expect("dead")
     );
     assert!(
-        q.lease("c", 1, 30 * SEC, T0 + 99 * SEC)
+        !q.ack("c", &m.id, &m.token).await.expect("ack dead"),
+        "a dead letter is not leased"
+    );
+    assert!(
+        q.lease("c", 1, LONG, now_us())
             .await
             .expect("lease")
             .is_empty()
@@ -163,40 +253,52 @@ async fn delays_retries_dead_letters_and_redrive(q: &dyn QueueStore) {
         (dead[0].attempts, dead[0].last_error.as_deref()),
         (2, Some("boom again"))
     );
-    assert_eq!(q.depth("c", T0 + 99 * SEC).await.expect("depth").dead, 1);
+    assert_eq!(dead[0].event, message(1, 0, None).event);
+    let dead_id = dead[0].id.clone();
+    assert_eq!(q.depth("c", now_us()).await.expect("depth").dead, 1);
     assert_eq!(
-        q.redrive("c", None, T0 + 100 * SEC).await.expect("redrive"),
-        1
+        q.redrive("c", Some(vec!["no-such-id".into()]), now_us())
+            .await
+            .expect("redrive none"),
+        0
     );
-    let m = q
-        .lease("c", 1, 30 * SEC, T0 + 100 * SEC)
-        .await
-        .expect("lease")
-        .remove(0);
+    assert_eq!(q.redrive("c", None, now_us()).await.expect("redrive"), 1);
+    assert!(
+        q.dead_letters("c", 10)
+            .await
+            .expect("dead letters")
+            .is_empty()
+    );
+    let m = lease_within(q, "c", LONG, 5 * SEC).await;
     assert_eq!(
-        (m.attempts, m.event.id.as_str()),
-        (1, "e1"),
-        "redriven with fresh attempts"
+        (m.attempts, m.event.id.as_str(), m.id.as_str()),
+        (1, "e1", dead_id.as_str()),
+        "redriven with fresh attempts, the same id"
     );
     assert!(q.ack("c", &m.id, &m.token).await.expect("ack"));
+    assert_eq!(
+        q.depth("c", now_us()).await.expect("depth"),
+        Default::default()
+    );
 }
 
 async fn idempotency_keys_dedupe_within_the_window(q: &dyn QueueStore) {
-    let window = 600 * SEC;
+    let window = 500 * MS;
+    let start = now_us();
     assert_eq!(
-        q.enqueue("d", vec![message(1, T0, Some("k"))], window, T0)
+        q.enqueue("d", vec![message(1, start, Some("k"))], window, start)
             .await
             .expect("enqueue"),
         1
     );
     assert_eq!(
-        q.enqueue("d", vec![message(2, T0, Some("k"))], window, T0 + SEC)
+        q.enqueue("d", vec![message(2, start, Some("k"))], window, now_us())
             .await
             .expect("dup"),
         0
     );
     assert_eq!(
-        q.enqueue("e", vec![message(3, T0, Some("k"))], window, T0)
+        q.enqueue("e", vec![message(3, start, Some("k"))], window, now_us())
             .await
             .expect("other queue"),
         1
@@ -204,27 +306,32 @@ async fn idempotency_keys_dedupe_within_the_window(q: &dyn QueueStore) {
     assert_eq!(
         q.enqueue(
             "d",
-            vec![message(4, T0, Some("k"))],
+            vec![message(5, start, Some("k2")), message(6, start, Some("k2"))],
             window,
-            T0 + window + SEC
+            now_us()
         )
         .await
-        .expect("after window"),
+        .expect("dup in one batch"),
         1
     );
+    sleep_us(start + window + 300 * MS - now_us()).await;
     assert_eq!(
-        q.depth("d", T0 + window + SEC).await.expect("depth").ready,
-        2
+        q.enqueue("d", vec![message(4, now_us(), Some("k"))], window, now_us())
+            .await
+            .expect("after window"),
+        1
     );
+    assert_eq!(q.depth("d", now_us()).await.expect("depth").ready, 3);
 }
 
 async fn competing_workers_each_get_every_message_once(q: Arc<dyn QueueStore>) {
     let total = 300;
+    let now = now_us();
     q.enqueue(
         "f",
-        (0..total).map(|i| message(i, T0, None)).collect(),
+        (0..total).map(|i| message(i, now, None)).collect(),
         SEC,
-        T0,
+        now,
     )
     .await
     .expect("enqueue");
@@ -233,16 +340,18 @@ async fn competing_workers_each_get_every_message_once(q: Arc<dyn QueueStore>) {
         let q = q.clone();
         workers.push(tokio::spawn(async move {
             let mut seen = Vec::new();
-            loop {
-                let batch = q.lease("f", 7, 300 * SEC, T0).await.expect("lease");
+            // Bounded: 300 messages in batches of up to 7 take at most 300 rounds.
+            for _ in 0..=total {
+                let batch = q.lease("f", 7, LONG, now_us()).await.expect("lease");
                 if batch.is_empty() {
-                    return seen;
+                    break;
                 }
                 for m in batch {
                     assert!(q.ack("f", &m.id, &m.token).await.expect("ack"));
                     seen.push(m.event.id);
                 }
             }
+            seen
         }));
     }
     let mut all = Vec::new();

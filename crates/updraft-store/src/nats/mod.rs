@@ -23,6 +23,7 @@
 
 mod kv;
 pub(crate) mod names;
+mod queue;
 mod schedule;
 
 use std::fmt::Display;
@@ -32,9 +33,10 @@ use std::time::Duration;
 use async_nats::jetstream;
 
 pub use kv::NatsKv;
+pub use queue::NatsQueues;
 pub use schedule::NatsSchedules;
 
-use crate::{KvStore, ScheduleStore, StoreError};
+use crate::{KvStore, QueueStore, ScheduleStore, StoreError};
 
 /// How long one request to the server may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -60,12 +62,12 @@ pub struct NatsState {
 }
 
 pub(crate) struct Inner {
-    #[allow(dead_code)] // the queue backend settles deliveries with it (next)
     pub(crate) client: async_nats::Client,
     pub(crate) js: jetstream::Context,
     /// The namespace as a name token.
     pub(crate) ns: String,
     pub(crate) replicas: usize,
+    pub(crate) queues: queue::Registry,
 }
 
 impl NatsState {
@@ -96,6 +98,7 @@ impl NatsState {
                 js,
                 ns,
                 replicas: options.replicas.max(1),
+                queues: queue::Registry::default(),
             }),
         })
     }
@@ -119,6 +122,16 @@ impl NatsState {
     pub async fn schedule_store(&self) -> Result<Arc<dyn ScheduleStore>, StoreError> {
         Ok(Arc::new(self.schedules().await?))
     }
+
+    /// The queues (each created on first use).
+    pub fn queues(&self) -> NatsQueues {
+        NatsQueues::new(self.inner.clone())
+    }
+
+    /// [`NatsState::queues`] as a trait object.
+    pub fn queue_store(&self) -> Arc<dyn QueueStore> {
+        Arc::new(self.queues())
+    }
 }
 
 impl Inner {
@@ -128,7 +141,6 @@ impl Inner {
     }
 
     /// `updraft.<ns>.<kind>`: a subject of this namespace.
-    #[allow(dead_code)] // the queue and topic backends (next)
     pub(crate) fn subject(&self, kind: &str) -> String {
         format!("updraft.{}.{kind}", self.ns)
     }
