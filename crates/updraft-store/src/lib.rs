@@ -1,5 +1,6 @@
-//! Where state lives: one trait per capability, a conformance suite per trait, and the
-//! embedded SQLite backends.
+//! Where state lives: one trait per capability, a conformance suite per trait, the
+//! embedded SQLite backends ([`sqlite`]) and the cluster backends on NATS JetStream
+//! ([`nats`]).
 //!
 //! * [`KvStore`]: platform key-value state (a namespace per `[kv.<label>]`), kept in
 //!   `.updraft/state.db` on the embedded backend.

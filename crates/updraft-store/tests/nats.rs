@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use updraft_store::conformance;
 use updraft_store::nats::NatsState;
-use updraft_store::{Event, KvStore, NewMessage};
+use updraft_store::{Event, KvStore, NewMessage, Subscription};
 use updraft_test_support::NatsServer;
 
 async fn state(server: &NatsServer, namespace: &str) -> NatsState {
@@ -212,4 +212,51 @@ fn new_message(id: &str, now: i64) -> NewMessage {
         available_us: now,
         idempotency_key: None,
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_topics_pass_the_conformance_suite() {
+    let server = NatsServer::start();
+    let state = state(&server, "topic-app").await;
+    conformance::topic::run(state.topic_store(), state.queue_store()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_publish_completes_the_fan_out_once() {
+    let server = NatsServer::start();
+    let state = state(&server, "fanout").await;
+    let (topics, queues) = (state.topic_store(), state.queue_store());
+    let subs = [
+        Subscription {
+            queue: "orders.a".into(),
+            type_filter: None,
+            subject_prefix: None,
+        },
+        Subscription {
+            queue: "orders.b".into(),
+            type_filter: None,
+            subject_prefix: None,
+        },
+    ];
+    let event = new_message("1", 0).event;
+    // As if the first attempt appended and reached only the first subscription.
+    let position = topics
+        .publish("orders", event.clone(), &subs[..1], 600 * SEC, now_us())
+        .await
+        .expect("publish")
+        .expect("new");
+    // The retry is a duplicate for the log, and fills in the second subscription.
+    let again = topics
+        .publish("orders", event.clone(), &subs, 600 * SEC, now_us())
+        .await
+        .expect("publish again");
+    assert_eq!(again, None, "a duplicate");
+    for queue in ["orders.a", "orders.b"] {
+        let leased = queues.lease(queue, 10, SEC, now_us()).await.expect("lease");
+        assert_eq!(leased.len(), 1, "`{queue}` got the event once");
+        assert_eq!(leased[0].event, event);
+    }
+    let log = topics.read("orders", 0, 10).await.expect("read");
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0].position, position);
 }

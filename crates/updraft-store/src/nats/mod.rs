@@ -2,9 +2,9 @@
 //! several apps, share one NATS.
 //!
 //! [`NatsState::connect`] opens one connection for one app; its namespace (the app name) is
-//! part of every stream, bucket and subject name, escaped into `[A-Za-z0-9_]` (see
-//! [`names`]), so apps never see each other's state. Everything is created on first use
-//! with file storage and the configured number of replicas.
+//! part of every stream, bucket and subject name, escaped into `[A-Za-z0-9_]` (`names.rs`),
+//! so apps never see each other's state. Everything is created on first use with file
+//! storage and the configured number of replicas.
 //!
 //! | trait | JetStream |
 //! |---|---|
@@ -25,6 +25,7 @@ mod kv;
 pub(crate) mod names;
 mod queue;
 mod schedule;
+mod topic;
 
 use std::fmt::Display;
 use std::sync::Arc;
@@ -35,8 +36,9 @@ use async_nats::jetstream;
 pub use kv::NatsKv;
 pub use queue::NatsQueues;
 pub use schedule::NatsSchedules;
+pub use topic::NatsTopics;
 
-use crate::{KvStore, QueueStore, ScheduleStore, StoreError};
+use crate::{KvStore, QueueStore, ScheduleStore, StoreError, TopicStore};
 
 /// How long one request to the server may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -68,6 +70,7 @@ pub(crate) struct Inner {
     pub(crate) ns: String,
     pub(crate) replicas: usize,
     pub(crate) queues: queue::Registry,
+    pub(crate) topics: topic::Registry,
 }
 
 impl NatsState {
@@ -99,6 +102,7 @@ impl NatsState {
                 ns,
                 replicas: options.replicas.max(1),
                 queues: queue::Registry::default(),
+                topics: topic::Registry::default(),
             }),
         })
     }
@@ -131,6 +135,16 @@ impl NatsState {
     /// [`NatsState::queues`] as a trait object.
     pub fn queue_store(&self) -> Arc<dyn QueueStore> {
         Arc::new(self.queues())
+    }
+
+    /// The topics, fanning out into [`NatsState::queues`].
+    pub fn topics(&self) -> NatsTopics {
+        NatsTopics::new(self.inner.clone())
+    }
+
+    /// [`NatsState::topics`] as a trait object.
+    pub fn topic_store(&self) -> Arc<dyn TopicStore> {
+        Arc::new(self.topics())
     }
 }
 
