@@ -18,11 +18,16 @@
 //! * [`sql`]: the databases listed in its `sql = [...]`.
 //! * [`variables`]: its `[function.<id>.variables]`.
 //! * [`http`]: responses and the `updraft-*` request headers.
+//! * [`event`]: event functions (queue, topic and cron triggers) with
+//!   [`export_event_handler!`], and events to send.
+//! * [`messaging`]: publish to topics and enqueue to queues.
 //!
 //! Build with `cargo build --release --target wasm32-wasip2`.
 
+pub mod event;
 pub mod http;
 pub mod kv;
+pub mod messaging;
 pub mod sql;
 pub mod variables;
 
@@ -33,6 +38,11 @@ pub mod bindings {
         world: "updraft:platform/imports",
         generate_all,
     });
+}
+
+#[doc(hidden)]
+pub mod __private {
+    pub use wit_bindgen;
 }
 
 /// An error from an updraft binding, with its message.

@@ -90,7 +90,10 @@ pub(crate) fn from_wit(e: types::Event, function: &str) -> Event {
         },
         ty: e.type_,
         subject: e.subject,
-        time: e.time,
+        // Stamped here so every event a function sends says when it happened.
+        time: e.time.or_else(|| {
+            Some(humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string())
+        }),
         datacontenttype: e.datacontenttype,
         data: e.data,
         extensions: e.extensions,

@@ -5,18 +5,7 @@ use std::time::Duration;
 
 use updraft_test_support::{Server, run, run_with_env};
 
-use crate::{bin, client, get, kitchen_app, start};
-
-fn cli(server: &Server, args: &[&str]) -> (i32, String, String) {
-    let mut all: Vec<&str> = args.to_vec();
-    all.extend(["--server", &server.base]);
-    let out = run(bin(), &all, Duration::from_secs(30));
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use crate::{bin, cli, client, get, kitchen_app, start};
 
 fn app() -> updraft_test_support::AppDir {
     kitchen_app(

@@ -15,6 +15,7 @@ mod limits;
 mod new;
 mod queues;
 mod reliability;
+mod scenarios;
 mod serve;
 mod state;
 mod topics;
@@ -22,7 +23,7 @@ mod web_app;
 
 use std::time::Duration;
 
-use updraft_test_support::{AppDir, Server, guests};
+use updraft_test_support::{AppDir, Server, guests, run};
 
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_updraft")
@@ -54,6 +55,30 @@ function = "kitchen"
     ));
     app.guest(guests::KITCHEN, "kitchen.wasm");
     app
+}
+
+/// Runs the CLI against `server`; returns exit code, stdout and stderr.
+pub fn cli(server: &Server, args: &[&str]) -> (i32, String, String) {
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(["--server", &server.base]);
+    let out = run(bin(), &all, Duration::from_secs(30));
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Waits until `check` holds, up to `limit`.
+pub async fn eventually<F: AsyncFnMut() -> bool>(limit: Duration, mut check: F) -> bool {
+    let end = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < end {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
 }
 
 pub fn start(app: &AppDir) -> Server {

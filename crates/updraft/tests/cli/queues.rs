@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use updraft_test_support::{AppDir, Server, guests, run};
 
-use crate::{bin, client, get, start};
+use crate::{bin, client, eventually, get, start};
 
 const APP: &str = r#"
 [app]
@@ -62,18 +62,6 @@ async fn count(server: &Server) -> u64 {
         (200, n) => n.parse().unwrap(),
         _ => 0,
     }
-}
-
-/// Waits until `check` holds, up to `limit`.
-async fn eventually<F: AsyncFnMut() -> bool>(limit: Duration, mut check: F) -> bool {
-    let end = Instant::now() + limit;
-    while Instant::now() < end {
-        if check().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    false
 }
 
 async fn queue_info(server: &Server) -> Value {
