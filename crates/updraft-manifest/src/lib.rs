@@ -13,6 +13,7 @@
 //! `docs/manifest.md`.
 
 mod error;
+pub mod runtime;
 pub mod types;
 mod validate;
 pub mod values;
@@ -20,6 +21,7 @@ pub mod values;
 use std::path::{Path, PathBuf};
 
 pub use error::ManifestError;
+pub use runtime::{StateBackend, load_runtime_config};
 pub use types::*;
 pub use values::{AllowedHost, ByteSize, HumanDuration, Template};
 

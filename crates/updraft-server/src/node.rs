@@ -23,8 +23,8 @@ use updraft_runtime::{
     CacheOutcome, EngineSettings, Function, HttpError, HttpFunction, HttpInvocation, InvokeError,
     Observer, Runtime,
 };
-use updraft_store::sqlite::{SqliteRecords, SqliteSchedules};
-use updraft_store::{RecordStore, ScheduleStore};
+use updraft_store::RecordStore;
+use updraft_store::sqlite::SqliteRecords;
 
 use crate::admin;
 use crate::api::RouteInfo;
@@ -283,7 +283,7 @@ pub async fn start(
             .and_then(|t| stores.topics.get(t).cloned()),
     };
     triggers::asyncjobs::spawn(runner, stop_rx.clone());
-    let schedules: Arc<dyn ScheduleStore> = Arc::new(SqliteSchedules::new(stores.state.clone()));
+    let schedules = stores.schedules.clone();
     let claimant = format!("{}:{}", addr, std::process::id());
     for (i, t) in plan.manifest.manifest.trigger.cron.iter().enumerate() {
         let function = event_function(&state.functions, "cron", i, &t.function, &manifest_path)?;

@@ -1,5 +1,7 @@
-//! Opens what an app declares: the platform state file (kv namespaces) and one SQLite file
-//! per `[sql.<label>]`, with its migrations applied.
+//! Opens what an app declares: the platform state (kv namespaces, queues, topics and cron
+//! claims: embedded SQLite in `.updraft/state.db`, or NATS JetStream shared by every node)
+//! and one SQLite file per `[sql.<label>]`, with its migrations applied. Invocation records,
+//! logs and async invocations always stay in the node's own `.updraft/state.db`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -7,13 +9,14 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use tokio::sync::Notify;
-use updraft_manifest::{Function, LoadedManifest};
+use updraft_manifest::{Function, LoadedManifest, StateBackend};
 use updraft_runtime::{QueueHandle, Resources, TopicHandle};
+use updraft_store::nats::NatsState;
 use updraft_store::sqlite::{
-    Db, SqliteAsyncJobs, SqliteKv, SqliteQueues, SqliteSql, SqliteTopics, state,
+    Db, SqliteAsyncJobs, SqliteKv, SqliteQueues, SqliteSchedules, SqliteSql, SqliteTopics, state,
 };
 use updraft_store::{
-    AsyncStore, KvStore, Migration, QueueStore, SqlStore, Subscription, TopicStore,
+    AsyncStore, KvStore, Migration, QueueStore, ScheduleStore, SqlStore, Subscription, TopicStore,
 };
 
 /// How long idempotency keys are remembered (DESIGN §9: 10 min).
@@ -37,29 +40,29 @@ pub struct AppStores {
     pub async_jobs: Arc<dyn AsyncStore>,
     /// The internal queue of async invocations.
     pub async_queue: Arc<QueueHandle>,
+    /// Claims of cron occurrences.
+    pub schedules: Arc<dyn ScheduleStore>,
     /// Migrations applied at this start, as `label/name`.
     pub applied: Vec<String>,
 }
 
 impl AppStores {
-    /// Opens every store `manifest` declares and applies pending migrations.
-    pub async fn open(manifest: &LoadedManifest) -> anyhow::Result<Self> {
+    /// Opens every store `manifest` declares, platform state on `backend`, and applies
+    /// pending migrations.
+    pub async fn open(manifest: &LoadedManifest, backend: &StateBackend) -> anyhow::Result<Self> {
         let state_path = manifest.state_dir().join("state.db");
         let state = state::open(&state_path).with_context(|| {
             format!("cannot open the platform state `{}`", state_path.display())
         })?;
-        let kv = manifest
-            .manifest
-            .kv
-            .keys()
-            .map(|label| {
-                (
-                    label.clone(),
-                    Arc::new(SqliteKv::new(state.clone(), label)) as Arc<dyn KvStore>,
-                )
-            })
-            .collect();
-        let queue_store: Arc<dyn QueueStore> = Arc::new(SqliteQueues::new(state.clone()));
+        let local_queues: Arc<dyn QueueStore> = Arc::new(SqliteQueues::new(state.clone()));
+        let platform = match backend {
+            StateBackend::Sqlite => PlatformState::sqlite(&state, manifest),
+            StateBackend::Nats { url } => {
+                PlatformState::nats(url, &manifest.manifest.app.name, manifest).await?
+            }
+        };
+        let kv = platform.kv;
+        let queue_store = platform.queues;
         let queue_handle = |name: &str| {
             Arc::new(QueueHandle {
                 name: name.to_owned(),
@@ -74,7 +77,7 @@ impl AppStores {
             .keys()
             .map(|name| (name.clone(), queue_handle(name)))
             .collect();
-        let topic_store: Arc<dyn TopicStore> = Arc::new(SqliteTopics::new(state.clone()));
+        let topic_store = platform.topics;
         let mut topics = BTreeMap::new();
         for name in manifest.manifest.topic.keys() {
             let mut subscriptions = Vec::new();
@@ -123,6 +126,14 @@ impl AppStores {
             sql.insert(label.clone(), Arc::new(db) as Arc<dyn SqlStore>);
         }
         let async_jobs: Arc<dyn AsyncStore> = Arc::new(SqliteAsyncJobs::new(state.clone()));
+        // Async invocations are stored and queued in one local commit, so their queue stays
+        // in the node's own state whatever the backend.
+        let async_queue = Arc::new(QueueHandle {
+            name: crate::triggers::asyncjobs::QUEUE.to_owned(),
+            store: local_queues,
+            notify: Arc::new(Notify::new()),
+            dedup_window_us: DEDUP_WINDOW_US,
+        });
         Ok(Self {
             state,
             kv,
@@ -130,7 +141,8 @@ impl AppStores {
             queues,
             topics,
             async_jobs,
-            async_queue: queue_handle(crate::triggers::asyncjobs::QUEUE),
+            async_queue,
+            schedules: platform.schedules,
             applied,
         })
     }
@@ -143,6 +155,57 @@ impl AppStores {
             queues: allow(&self.queues, &function.enqueue),
             topics: allow(&self.topics, &function.publish),
         }
+    }
+}
+
+/// The stores of platform state on one backend.
+struct PlatformState {
+    kv: BTreeMap<String, Arc<dyn KvStore>>,
+    queues: Arc<dyn QueueStore>,
+    topics: Arc<dyn TopicStore>,
+    schedules: Arc<dyn ScheduleStore>,
+}
+
+impl PlatformState {
+    fn sqlite(state: &Db, manifest: &LoadedManifest) -> Self {
+        Self {
+            kv: manifest
+                .manifest
+                .kv
+                .keys()
+                .map(|label| {
+                    let store: Arc<dyn KvStore> = Arc::new(SqliteKv::new(state.clone(), label));
+                    (label.clone(), store)
+                })
+                .collect(),
+            queues: Arc::new(SqliteQueues::new(state.clone())),
+            topics: Arc::new(SqliteTopics::new(state.clone())),
+            schedules: Arc::new(SqliteSchedules::new(state.clone())),
+        }
+    }
+
+    async fn nats(url: &str, app: &str, manifest: &LoadedManifest) -> anyhow::Result<Self> {
+        let nats = NatsState::connect(url, app).await.with_context(|| {
+            format!("cannot open the platform state on nats; is a JetStream-enabled `nats-server -js` listening at `{url}`?")
+        })?;
+        let mut kv = BTreeMap::new();
+        for label in manifest.manifest.kv.keys() {
+            let store = nats
+                .kv_store(label)
+                .await
+                .with_context(|| format!("cannot open kv `{label}` on nats at `{url}`"))?;
+            kv.insert(label.clone(), store);
+        }
+        let schedules = nats
+            .schedule_store()
+            .await
+            .with_context(|| format!("cannot open the cron claims on nats at `{url}`"))?;
+        Ok(Self {
+            kv,
+            queues: nats.queue_store(),
+            topics: nats.topic_store(),
+            schedules,
+        })
     }
 }
 

@@ -1,7 +1,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use updraft_manifest::{HumanDuration, Manifest};
+use updraft_manifest::{HumanDuration, Manifest, StateBackend, load_runtime_config};
 use updraft_runtime::CacheOutcome;
 use updraft_server::{AppPlan, AppStores, NodeOptions, Variables, admin_token, builder};
 
@@ -19,6 +19,18 @@ pub struct UpArgs {
     /// Serve the components as they are, without running stale builds.
     #[arg(long)]
     pub no_build: bool,
+    /// Where platform state (kv, queues, topics, cron claims) lives: `sqlite` (the
+    /// default, `.updraft/state.db`) or `nats://HOST:PORT` (JetStream, shared by every
+    /// node of the app). Overrides `[state]` in the runtime config.
+    #[arg(long, env = "UPDRAFT_STORE", value_parser = parse_store)]
+    pub store: Option<StateBackend>,
+    /// The runtime config (default: `runtime.toml` beside `updraft.toml`, if present).
+    #[arg(long)]
+    pub runtime_config: Option<PathBuf>,
+}
+
+fn parse_store(value: &str) -> Result<StateBackend, String> {
+    StateBackend::parse(value)
 }
 
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
@@ -33,7 +45,13 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let variables = Variables::resolve(&manifest)?;
     let app_name = manifest.manifest.app.name.clone();
     let state_dir = manifest.state_dir();
-    let stores = AppStores::open(&manifest).await?;
+    let backend = match args.store {
+        Some(b) => b,
+        None => load_runtime_config(&manifest.dir, args.runtime_config.as_deref())
+            .map_err(anyhow::Error::msg)?,
+    };
+    println!("state: {}", backend.describe());
+    let stores = AppStores::open(&manifest, &backend).await?;
     for migration in &stores.applied {
         println!("  applied migration {migration}");
     }

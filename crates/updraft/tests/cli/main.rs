@@ -8,6 +8,7 @@
 
 mod admin;
 mod async_jobs;
+mod cluster;
 mod cron;
 mod errors;
 mod lifecycle;

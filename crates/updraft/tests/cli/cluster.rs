@@ -1,0 +1,212 @@
+//! Clustered state: two updraft nodes of one app on a private NATS JetStream server
+//! (`--store nats://…`) share kv, queues, topics and cron claims. Work sent to either node
+//! is handled once, by whichever node leases it; each cron occurrence runs on one node.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use serde_json::json;
+use updraft_test_support::{AppDir, NatsServer, Server, guests, run};
+
+use crate::{bin, client, eventually, get};
+
+const APP: &str = r#"
+[app]
+name = "cluster"
+
+[kv.default]
+
+[queue.jobs]
+backoff = "100ms"
+
+[topic.events]
+
+[function.kitchen]
+source = "kitchen.wasm"
+kv = ["default"]
+enqueue = ["jobs"]
+
+[function.worker]
+source = "worker.wasm"
+kv = ["default"]
+
+[[trigger.http]]
+route = "/k/..."
+function = "kitchen"
+
+[[trigger.queue]]
+queue = "jobs"
+function = "worker"
+
+[[trigger.topic]]
+topic = "events"
+function = "worker"
+
+[[trigger.cron]]
+schedule = "* * * * * *"
+function = "worker"
+"#;
+
+/// A node: its own folder (records, logs, compile cache), the shared NATS for state.
+fn node(nats: &NatsServer) -> (AppDir, Server) {
+    let app = AppDir::new(APP);
+    app.guest(guests::KITCHEN, "kitchen.wasm");
+    app.guest(guests::WORKER, "worker.wasm");
+    let server = Server::start(bin(), app.path(), &["--store", &nats.url()]);
+    (app, server)
+}
+
+/// Every `seen/<id>` key in the shared kv, and the handled count.
+async fn handled(server: &Server) -> (Vec<String>, u64) {
+    let (_, keys) = get(server, "/k/kv/list?store=default&prefix=seen/").await;
+    let ids = keys
+        .split(',')
+        .filter(|k| !k.is_empty())
+        .map(|k| k.trim_start_matches("seen/").to_owned())
+        .collect();
+    let count = match get(server, "/k/kv/get?store=default&key=count").await {
+        (200, n) => n.parse().unwrap(),
+        _ => 0,
+    };
+    (ids, count)
+}
+
+async fn worker_runs(server: &Server) -> usize {
+    let r = client()
+        .get(server.url("/_updraft/api/v1/invocations?function=worker&limit=1000"))
+        .send()
+        .await
+        .unwrap();
+    r.json::<serde_json::Value>()
+        .await
+        .unwrap()
+        .as_array()
+        .map_or(0, Vec::len)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_on_nats_share_kv_queues_topics_and_cron() {
+    let nats = NatsServer::start();
+    let (_a_dir, a) = node(&nats);
+    let (_b_dir, b) = node(&nats);
+    assert!(
+        a.stdout
+            .text()
+            .contains("state: nats jetstream at nats://127.0.0.1:")
+    );
+
+    // kv written through one node is read through the other.
+    let r = client()
+        .post(a.url("/k/kv/set?store=default&key=greeting"))
+        .body("hi")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        get(&b, "/k/kv/get?store=default&key=greeting").await.1,
+        "hi"
+    );
+
+    // Queue messages and topic events enter through both nodes.
+    for i in 0..60 {
+        let node = if i % 2 == 0 { &a } else { &b };
+        let r = client()
+            .post(node.url(&format!("/k/enqueue?queue=jobs&id=q-{i}")))
+            .body("x")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+    }
+    let batch: Vec<_> = (0..40)
+        .map(|i| json!({"specversion": "1.0", "id": format!("t-{i}"), "source": "/test", "type": "t", "data": "x"}))
+        .collect();
+    let r = client()
+        .post(b.url("/_updraft/api/v1/topics/events/events"))
+        .header("content-type", "application/cloudevents-batch+json")
+        .body(json!(batch).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+
+    let wanted: HashSet<String> = (0..60)
+        .map(|i| format!("q-{i}"))
+        .chain((0..40).map(|i| format!("t-{i}")))
+        .collect();
+    assert!(
+        eventually(Duration::from_secs(30), async || {
+            let (ids, _) = handled(&a).await;
+            wanted.iter().all(|w| ids.contains(w))
+        })
+        .await,
+        "not everything was handled"
+    );
+    // Let a few more cron occurrences pass, then count: every delivery and every
+    // occurrence ran exactly once across the two nodes.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    drop(b);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (ids, count) = handled(&a).await;
+    let cron_runs = ids.iter().filter(|id| !wanted.contains(*id)).count();
+    assert!(cron_runs >= 3, "cron ran {cron_runs} times: {ids:?}");
+    assert_eq!(
+        count,
+        ids.len() as u64,
+        "something ran twice: {count} runs for {} ids",
+        ids.len()
+    );
+    assert!(worker_runs(&a).await > 0);
+}
+
+#[test]
+fn unknown_or_unreachable_stores_are_refused_clearly() {
+    let app = AppDir::new(APP);
+    app.guest(guests::KITCHEN, "kitchen.wasm");
+    app.guest(guests::WORKER, "worker.wasm");
+    let dir = app.path().to_str().unwrap();
+    let out = run(
+        bin(),
+        &["up", dir, "--store", "redis://127.0.0.1:1"],
+        Duration::from_secs(30),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("unknown store `redis://127.0.0.1:1`; use `sqlite` or a NATS URL"),
+        "{err}"
+    );
+
+    let out = run(
+        bin(),
+        &[
+            "up",
+            dir,
+            "--listen",
+            "127.0.0.1:0",
+            "--store",
+            "nats://127.0.0.1:1",
+        ],
+        Duration::from_secs(30),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("is a JetStream-enabled `nats-server -js` listening at `nats://127.0.0.1:1`"),
+        "{err}"
+    );
+
+    app.write("runtime.toml", "[state]\ntype = \"nats\"\n");
+    let out = run(
+        bin(),
+        &["up", dir, "--listen", "127.0.0.1:0"],
+        Duration::from_secs(30),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("`[state] type = \"nats\"` needs `url = \"nats://HOST:PORT\"`"),
+        "{err}"
+    );
+}
