@@ -1,6 +1,7 @@
 //! Nothing acknowledged is lost to `kill -9`: messages flow into a queue and a topic
-//! subscription while the process is killed at random moments and restarted, ten times.
-//! Every acknowledged message must be handled at least once; duplicates are counted.
+//! subscription while the process is killed at random moments and restarted, ten times, on
+//! the embedded SQLite state and on NATS JetStream. Every acknowledged message must be
+//! handled at least once; duplicates are counted.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -8,7 +9,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use updraft_test_support::{AppDir, Server, guests};
+use updraft_store::nats::NatsState;
+use updraft_test_support::{AppDir, NatsServer, Server, guests};
 
 use crate::{bin, client};
 
@@ -112,7 +114,30 @@ async fn produce(
     acked
 }
 
-fn handled(app: &AppDir) -> (HashSet<String>, u64) {
+/// Where the app's state lives for a run.
+enum State {
+    Sqlite,
+    Nats(NatsServer),
+}
+
+impl State {
+    fn args(&self) -> Vec<String> {
+        match self {
+            State::Sqlite => Vec::new(),
+            State::Nats(nats) => vec!["--store".into(), nats.url()],
+        }
+    }
+
+    /// The ids the worker recorded as handled, and its handled count.
+    async fn handled(&self, app: &AppDir) -> (HashSet<String>, u64) {
+        match self {
+            State::Sqlite => handled_in_sqlite(app),
+            State::Nats(nats) => handled_in_nats(&nats.url()).await,
+        }
+    }
+}
+
+fn handled_in_sqlite(app: &AppDir) -> (HashSet<String>, u64) {
     let db = rusqlite::Connection::open(app.path().join(".updraft/state.db")).unwrap();
     let mut stmt = db
         .prepare("SELECT key FROM kv WHERE namespace = 'default' AND key LIKE 'seen/%'")
@@ -133,8 +158,48 @@ fn handled(app: &AppDir) -> (HashSet<String>, u64) {
     (seen, count)
 }
 
+async fn handled_in_nats(url: &str) -> (HashSet<String>, u64) {
+    let kv = NatsState::connect(url, "chaos")
+        .await
+        .unwrap()
+        .kv_store("default")
+        .await
+        .unwrap();
+    let mut seen = HashSet::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..1_000 {
+        let page = kv.list("seen/", cursor.as_deref(), 5_000).await.unwrap();
+        seen.extend(
+            page.keys
+                .iter()
+                .map(|k| k.trim_start_matches("seen/").to_owned()),
+        );
+        cursor = page.cursor;
+        if cursor.is_none() {
+            break;
+        }
+    }
+    let count = kv
+        .get("count")
+        .await
+        .unwrap()
+        .map_or(0, |v| String::from_utf8_lossy(&v).parse().unwrap_or(0));
+    (seen, count)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_loses_nothing_acknowledged() {
+    chaos(State::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_loses_nothing_acknowledged_on_nats() {
+    chaos(State::Nats(NatsServer::start())).await;
+}
+
+async fn chaos(state: State) {
+    let args = state.args();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let app = AppDir::new(APP);
     app.guest(guests::KITCHEN, "kitchen.wasm");
     app.guest(guests::WORKER, "worker.wasm");
@@ -142,7 +207,7 @@ async fn kill_9_loses_nothing_acknowledged() {
     let mut acknowledged: Vec<String> = Vec::new();
     let per_round = 1_000;
     for round in 0..10 {
-        let server = Server::start(bin(), app.path(), &[]);
+        let server = Server::start(bin(), app.path(), &args);
         let stop = Arc::new(AtomicUsize::new(0));
         let queue = tokio::spawn(produce(
             server.base.clone(),
@@ -169,7 +234,7 @@ async fn kill_9_loses_nothing_acknowledged() {
     // A last run delivers what is left, including leases the kills left behind, and tops
     // the acknowledged total up to the 10,000 the test promises (a slow machine acknowledges
     // fewer during the kill rounds), bounded in time.
-    let server = Server::start(bin(), app.path(), &[]);
+    let server = Server::start(bin(), app.path(), &args);
     let short = 10_500usize.saturating_sub(acknowledged.len());
     let stop = Arc::new(AtomicUsize::new(0));
     let queue = tokio::spawn(produce(
@@ -205,7 +270,7 @@ async fn kill_9_loses_nothing_acknowledged() {
     let end = Instant::now() + Duration::from_secs(120);
     let mut missing = wanted.len();
     while Instant::now() < end {
-        let (seen, _) = handled(&app);
+        let (seen, _) = state.handled(&app).await;
         missing = wanted.difference(&seen).count();
         if missing == 0 {
             break;
@@ -213,10 +278,11 @@ async fn kill_9_loses_nothing_acknowledged() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     drop(server);
-    let (seen, count) = handled(&app);
+    let (seen, count) = state.handled(&app).await;
     let duplicates = count.saturating_sub(seen.len() as u64);
     println!(
-        "kill -9 x10: acknowledged {}, handled {}, lost {missing}, duplicate deliveries {duplicates}",
+        "kill -9 x10 ({}): acknowledged {}, handled {}, lost {missing}, duplicate deliveries {duplicates}",
+        if args.is_empty() { "sqlite" } else { "nats" },
         wanted.len(),
         seen.len()
     );
