@@ -55,6 +55,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     for migration in &stores.applied {
         println!("  applied migration {migration}");
     }
+    let event_triggers = describe_event_triggers(&manifest.manifest);
     let plan = AppPlan::new(manifest, &variables, &stores)?;
     let admin_token = if args.listen.ip().is_loopback() {
         None
@@ -103,6 +104,12 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             r.route
         );
     }
+    if !event_triggers.is_empty() {
+        println!("event triggers:");
+        for line in &event_triggers {
+            println!("  {line}");
+        }
+    }
     println!("listening on http://{}", node.addr);
 
     wait_for_signal().await;
@@ -113,6 +120,45 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         eprintln!("stopped; some requests were cut off at the end of the grace period");
     }
     Ok(())
+}
+
+/// One line per queue, topic and cron trigger, as `up` prints them.
+fn describe_event_triggers(manifest: &Manifest) -> Vec<String> {
+    let t = &manifest.trigger;
+    let queues = t
+        .queue
+        .iter()
+        .map(|q| format!("queue `{}`  ->  function `{}`", q.queue, q.function));
+    let topics = t.topic.iter().map(|s| {
+        let filter = s.filter.clone().unwrap_or_default();
+        let mut only = Vec::new();
+        if let Some(ty) = &filter.ty {
+            only.push(format!("type {ty}"));
+        }
+        if let Some(p) = &filter.subject_prefix {
+            only.push(format!("subject {p}*"));
+        }
+        let only = if only.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", only.join(", "))
+        };
+        format!(
+            "topic `{}` subscription `{}`{only}  ->  function `{}`",
+            s.topic,
+            s.subscription_name(),
+            s.function
+        )
+    });
+    let crons = t.cron.iter().map(|c| {
+        format!(
+            "cron `{}` ({})  ->  function `{}`",
+            c.schedule,
+            c.timezone.as_deref().unwrap_or("UTC"),
+            c.function
+        )
+    });
+    queues.chain(topics).chain(crons).collect()
 }
 
 async fn wait_for_signal() {

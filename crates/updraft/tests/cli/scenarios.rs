@@ -74,6 +74,13 @@ fn contact(city: &str) -> Value {
 async fn cqrs_commands_project_into_a_flattened_read_model() {
     let dir = copy_example("cqrs");
     let server = Server::start(bin(), dir.path(), &[]);
+    assert!(
+        server.stdout.text().contains(
+            "topic `contacts` subscription `directory` (type contact.)  ->  function `projector`"
+        ),
+        "{}",
+        server.stdout.text()
+    );
     use reqwest::Method;
 
     let (status, created) = send(&server, Method::POST, "/api/contacts", contact("London")).await;
@@ -296,6 +303,14 @@ async fn event_sourcing_balances_come_from_the_log_and_replay_rebuilds_them() {
 async fn scheduling_scrubs_the_legacy_database_on_a_timer() {
     let dir = copy_example("scheduling");
     let server = Server::start(bin(), dir.path(), &[]);
+    assert!(
+        server
+            .stdout
+            .text()
+            .contains("cron `*/5 * * * * *` (UTC)  ->  function `scrub`"),
+        "{}",
+        server.stdout.text()
+    );
     let report = async || get_json(&server, "/api/report").await.1;
     assert!(
         eventually(Duration::from_secs(20), async || report().await["runs"]
