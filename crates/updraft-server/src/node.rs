@@ -283,6 +283,7 @@ pub async fn start(
             .and_then(|t| stores.topics.get(t).cloned()),
     };
     triggers::asyncjobs::spawn(runner, stop_rx.clone());
+    spawn_retention(stores.clone(), stop_rx.clone());
     let schedules = stores.schedules.clone();
     let claimant = format!("{}:{}", addr, std::process::id());
     for (i, t) in plan.manifest.manifest.trigger.cron.iter().enumerate() {
@@ -695,4 +696,23 @@ fn invoke_error_response(err: &InvokeError, id: &str) -> Response<Body> {
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     }
     response
+}
+
+/// Prunes what is past its retention a minute after start, then hourly, until `stop`.
+fn spawn_retention(stores: AppStores, mut stop: watch::Receiver<bool>) {
+    tokio::spawn(async move {
+        let mut next = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(next) => {}
+                _ = stop.changed() => return,
+            }
+            match stores.prune(updraft_runtime::now_us()).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!("retention: pruned {n} expired rows"),
+                Err(e) => tracing::warn!("retention: {e:#}"),
+            }
+            next += Duration::from_secs(3600);
+        }
+    });
 }

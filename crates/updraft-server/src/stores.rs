@@ -21,6 +21,13 @@ use updraft_store::{
 
 /// How long idempotency keys are remembered (DESIGN §9: 10 min).
 const DEDUP_WINDOW_US: i64 = 10 * 60 * 1_000_000;
+const DAY_US: i64 = 24 * 60 * 60 * 1_000_000;
+/// How long a topic's log is kept (DESIGN §9: 7 days).
+const TOPIC_LOG_RETENTION_US: i64 = 7 * DAY_US;
+/// How long dead letters are kept (DESIGN §9: 14 days).
+const DEAD_LETTER_RETENTION_US: i64 = 14 * DAY_US;
+/// How long cron claims are kept (each trigger's latest always stays).
+const CRON_CLAIM_RETENTION_US: i64 = 7 * DAY_US;
 
 /// The app's open stores.
 #[derive(Clone)]
@@ -44,6 +51,10 @@ pub struct AppStores {
     pub schedules: Arc<dyn ScheduleStore>,
     /// Migrations applied at this start, as `label/name`.
     pub applied: Vec<String>,
+    /// Every store that holds queues (platform and local), for retention.
+    queue_stores: Vec<Arc<dyn QueueStore>>,
+    /// The store of topic logs, for retention.
+    topic_store: Arc<dyn TopicStore>,
 }
 
 impl AppStores {
@@ -63,6 +74,7 @@ impl AppStores {
         };
         let kv = platform.kv;
         let queue_store = platform.queues;
+        let queue_stores = vec![queue_store.clone(), local_queues.clone()];
         let queue_handle = |name: &str| {
             Arc::new(QueueHandle {
                 name: name.to_owned(),
@@ -78,6 +90,7 @@ impl AppStores {
             .map(|name| (name.clone(), queue_handle(name)))
             .collect();
         let topic_store = platform.topics;
+        let retained_topics = topic_store.clone();
         let mut topics = BTreeMap::new();
         for name in manifest.manifest.topic.keys() {
             let mut subscriptions = Vec::new();
@@ -144,7 +157,33 @@ impl AppStores {
             async_queue,
             schedules: platform.schedules,
             applied,
+            queue_stores,
+            topic_store: retained_topics,
         })
+    }
+
+    /// Drops what is past its retention (DESIGN §9): expired idempotency keys and event
+    /// ids, topic log entries after 7 days, dead letters after 14, old cron claims.
+    /// Returns how many rows went.
+    pub async fn prune(&self, now_us: i64) -> anyhow::Result<u64> {
+        let mut total = 0;
+        for queues in &self.queue_stores {
+            total += queues
+                .prune(now_us, DEAD_LETTER_RETENTION_US)
+                .await
+                .context("cannot prune queues")?;
+        }
+        total += self
+            .topic_store
+            .prune(now_us, TOPIC_LOG_RETENTION_US)
+            .await
+            .context("cannot prune topic logs")?;
+        total += self
+            .schedules
+            .prune(now_us - CRON_CLAIM_RETENTION_US)
+            .await
+            .context("cannot prune cron claims")?;
+        Ok(total)
     }
 
     /// What `function` may open: every declared label, with a store only where it is listed.

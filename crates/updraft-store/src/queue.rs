@@ -141,6 +141,14 @@ pub trait QueueStore: Send + Sync + 'static {
     async fn depth(&self, queue: &str, now_us: i64) -> Result<QueueDepth, StoreError>;
     /// Dead letters, oldest first.
     async fn dead_letters(&self, queue: &str, limit: u32) -> Result<Vec<DeadLetter>, StoreError>;
+    /// Forgets idempotency keys whose window has passed and dead letters older than
+    /// `now_us - dead_letter_retention_us`; returns how many rows went. Backends whose
+    /// server expires them itself (JetStream's `duplicate_window` and `max_age`) keep this
+    /// default.
+    async fn prune(&self, now_us: i64, dead_letter_retention_us: i64) -> Result<u64, StoreError> {
+        let _ = (now_us, dead_letter_retention_us);
+        Ok(0)
+    }
     /// Makes dead letters (all, or those listed) deliverable again with fresh attempts.
     async fn redrive(
         &self,

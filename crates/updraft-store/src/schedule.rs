@@ -18,4 +18,10 @@ pub trait ScheduleStore: Send + Sync + 'static {
     ) -> Result<bool, StoreError>;
     /// The latest claimed occurrence of `trigger`.
     async fn last_claimed(&self, trigger: &str) -> Result<Option<i64>, StoreError>;
+    /// Forgets claims of occurrences before `before_us`, except each trigger's latest (which
+    /// [`ScheduleStore::last_claimed`] reports); returns how many went.
+    async fn prune(&self, before_us: i64) -> Result<u64, StoreError> {
+        let _ = before_us;
+        Ok(0)
+    }
 }

@@ -73,6 +73,13 @@ pub trait TopicStore: Send + Sync + 'static {
     ) -> Result<Option<i64>, StoreError>;
     /// Reads the log after `after` (exclusive), oldest first.
     async fn read(&self, topic: &str, after: i64, limit: u32) -> Result<Vec<LogEntry>, StoreError>;
+    /// Drops log entries appended before `now_us - log_retention_us` and dedup ids whose
+    /// window has passed; returns how many rows went. Backends whose server expires them
+    /// itself (JetStream's `max_age`) keep this default.
+    async fn prune(&self, now_us: i64, log_retention_us: i64) -> Result<u64, StoreError> {
+        let _ = (now_us, log_retention_us);
+        Ok(0)
+    }
     /// Enqueues the log's entries from `from` onwards for `subscription` again (if it
     /// accepts them); returns how many.
     async fn replay(

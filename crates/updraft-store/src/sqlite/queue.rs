@@ -348,6 +348,24 @@ impl QueueStore for SqliteQueues {
             .await
     }
 
+    async fn prune(&self, now_us: i64, dead_letter_retention_us: i64) -> Result<u64, StoreError> {
+        let keys = super::delete_in_batches(
+            &self.db,
+            "DELETE FROM queue_dedup WHERE (queue, key) IN (
+                 SELECT queue, key FROM queue_dedup WHERE expires_us < ?1 LIMIT ?2)",
+            now_us,
+        )
+        .await?;
+        let dead = super::delete_in_batches(
+            &self.db,
+            "DELETE FROM queue_messages WHERE seq IN (
+                 SELECT seq FROM queue_messages WHERE dead_us < ?1 LIMIT ?2)",
+            now_us.saturating_sub(dead_letter_retention_us),
+        )
+        .await?;
+        Ok(keys + dead)
+    }
+
     async fn redrive(
         &self,
         queue: &str,
@@ -391,5 +409,37 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = crate::sqlite::state::open(&dir.path().join("state.db")).unwrap();
         crate::conformance::queue::run(Arc::new(SqliteQueues::new(db))).await;
+    }
+
+    #[tokio::test]
+    async fn prune_forgets_expired_keys_and_old_dead_letters() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::sqlite::state::open(&dir.path().join("state.db")).unwrap();
+        let q = SqliteQueues::new(db);
+        let message = |key: &str| NewMessage {
+            event: Event {
+                id: key.into(),
+                source: "/t".into(),
+                ty: "t".into(),
+                ..Event::default()
+            },
+            available_us: 0,
+            idempotency_key: Some(key.into()),
+        };
+        assert_eq!(q.enqueue("q", vec![message("k")], 10, 0).await.unwrap(), 1);
+        let leased = q.lease("q", 1, 1_000, 0).await.unwrap();
+        assert!(
+            q.dead_letter("q", &leased[0].id, &leased[0].token, "boom", 5)
+                .await
+                .unwrap()
+        );
+        assert_eq!(q.prune(20, 100).await.unwrap(), 1, "only the expired key");
+        assert_eq!(q.dead_letters("q", 10).await.unwrap().len(), 1);
+        assert_eq!(q.prune(200, 100).await.unwrap(), 1, "now the dead letter");
+        assert!(q.dead_letters("q", 10).await.unwrap().is_empty());
+        assert_eq!(
+            q.enqueue("q", vec![message("k")], 10, 200).await.unwrap(),
+            1
+        );
     }
 }

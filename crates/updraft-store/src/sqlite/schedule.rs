@@ -69,6 +69,19 @@ impl ScheduleStore for SqliteSchedules {
             })
             .await
     }
+
+    async fn prune(&self, before_us: i64) -> Result<u64, StoreError> {
+        super::delete_in_batches(
+            &self.db,
+            "DELETE FROM cron_claims WHERE (trigger, occurrence_us) IN (
+                 SELECT c.trigger, c.occurrence_us FROM cron_claims c
+                 WHERE c.occurrence_us < ?1 AND c.occurrence_us <
+                     (SELECT max(m.occurrence_us) FROM cron_claims m WHERE m.trigger = c.trigger)
+                 LIMIT ?2)",
+            before_us,
+        )
+        .await
+    }
 }
 
 #[cfg(test)]
@@ -82,5 +95,24 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = crate::sqlite::state::open(&dir.path().join("state.db")).unwrap();
         crate::conformance::schedule::run(Arc::new(SqliteSchedules::new(db))).await;
+    }
+
+    #[tokio::test]
+    async fn prune_keeps_each_triggers_latest_claim() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::sqlite::state::open(&dir.path().join("state.db")).unwrap();
+        let s = SqliteSchedules::new(db);
+        for t in [1, 2, 3] {
+            assert!(s.claim("a", t, "me").await.unwrap());
+        }
+        assert!(s.claim("b", 1, "me").await.unwrap());
+        assert_eq!(
+            s.prune(10).await.unwrap(),
+            2,
+            "a@1 and a@2 go; a@3 and b@1 stay"
+        );
+        assert_eq!(s.last_claimed("a").await.unwrap(), Some(3));
+        assert_eq!(s.last_claimed("b").await.unwrap(), Some(1));
+        assert!(!s.claim("a", 3, "other").await.unwrap());
     }
 }

@@ -148,6 +148,24 @@ impl TopicStore for SqliteTopics {
             .await
     }
 
+    async fn prune(&self, now_us: i64, log_retention_us: i64) -> Result<u64, StoreError> {
+        let entries = super::delete_in_batches(
+            &self.db,
+            "DELETE FROM topic_log WHERE position IN (
+                 SELECT position FROM topic_log WHERE appended_us < ?1 LIMIT ?2)",
+            now_us.saturating_sub(log_retention_us),
+        )
+        .await?;
+        let ids = super::delete_in_batches(
+            &self.db,
+            "DELETE FROM topic_dedup WHERE (topic, ce_source, ce_id) IN (
+                 SELECT topic, ce_source, ce_id FROM topic_dedup WHERE expires_us < ?1 LIMIT ?2)",
+            now_us,
+        )
+        .await?;
+        Ok(entries + ids)
+    }
+
     async fn replay(
         &self,
         topic: &str,
@@ -188,6 +206,35 @@ mod tests {
 
     use super::*;
     use crate::sqlite::SqliteQueues;
+
+    #[tokio::test]
+    async fn prune_drops_old_entries_and_expired_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::sqlite::state::open(&dir.path().join("state.db")).unwrap();
+        let topics = SqliteTopics::new(db);
+        let event = |id: &str| Event {
+            id: id.into(),
+            source: "/t".into(),
+            ty: "t".into(),
+            ..Event::default()
+        };
+        assert_eq!(
+            topics.publish("t", event("a"), &[], 10, 0).await.unwrap(),
+            Some(1)
+        );
+        assert_eq!(
+            topics.publish("t", event("b"), &[], 10, 100).await.unwrap(),
+            Some(2)
+        );
+        assert_eq!(
+            topics.prune(120, 50).await.unwrap(),
+            3,
+            "entry a, ids a and b"
+        );
+        let left = topics.read("t", 0, 10).await.unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].event.id, "b");
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn sqlite_topics_pass_the_conformance_suite() {
