@@ -20,8 +20,10 @@ macro_rules! embed {
 const SDK: &[File] = embed![
     "updraft-sdk/Cargo.toml" => "crates/updraft-sdk/Cargo.toml",
     "updraft-sdk/src/lib.rs" => "crates/updraft-sdk/src/lib.rs",
+    "updraft-sdk/src/event.rs" => "crates/updraft-sdk/src/event.rs",
     "updraft-sdk/src/http.rs" => "crates/updraft-sdk/src/http.rs",
     "updraft-sdk/src/kv.rs" => "crates/updraft-sdk/src/kv.rs",
+    "updraft-sdk/src/messaging.rs" => "crates/updraft-sdk/src/messaging.rs",
     "updraft-sdk/src/sql.rs" => "crates/updraft-sdk/src/sql.rs",
     "updraft-sdk/src/variables.rs" => "crates/updraft-sdk/src/variables.rs",
     "updraft-sdk/wit/updraft.wit" => "wit/updraft.wit",
@@ -42,12 +44,27 @@ const HTTP_RUST: &[File] = embed![
     ".gitignore" => "templates/http-rust/gitignore.tmpl",
 ];
 
+const EVENT_RUST: &[File] = embed![
+    "Cargo.toml" => "templates/event-rust/Cargo.toml.tmpl",
+    "updraft.toml" => "templates/event-rust/updraft.toml.tmpl",
+    "src/main.rs" => "templates/event-rust/src/main.rs",
+    "rust-toolchain.toml" => "templates/event-rust/rust-toolchain.toml",
+    ".gitignore" => "templates/event-rust/gitignore.tmpl",
+];
+
 /// The templates: name, what it makes, its files.
-pub const TEMPLATES: &[(&str, &str, &[&[File]])] = &[(
-    "http-rust",
-    "an HTTP function in Rust (wstd + updraft-sdk) with a kv counter",
-    &[HTTP_RUST, SDK],
-)];
+pub const TEMPLATES: &[(&str, &str, &[&[File]])] = &[
+    (
+        "http-rust",
+        "an HTTP function in Rust (wstd + updraft-sdk) with a kv counter",
+        &[HTTP_RUST, SDK],
+    ),
+    (
+        "event-rust",
+        "an event function in Rust (updraft-sdk) run by a topic, a queue and a cron schedule",
+        &[EVENT_RUST, SDK],
+    ),
+];
 
 /// Writes template `template` as a new project `name` in `parent/name`; returns its folder.
 pub fn create(template: &str, name: &str, parent: &Path) -> anyhow::Result<std::path::PathBuf> {

@@ -26,7 +26,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Create a new project from a template (`http-rust`).
+    /// Create a new project from a template (`http-rust` or `event-rust`).
     New(commands::new::NewArgs),
     /// Build every function that has a `[function.<id>.build]` command.
     Build(commands::build::BuildArgs),

@@ -4,7 +4,8 @@ use updraft_server::templates;
 
 #[derive(Debug, clap::Args)]
 pub struct NewArgs {
-    /// The template (`http-rust`).
+    /// The template: `http-rust` (an HTTP function) or `event-rust` (an event function run
+    /// by a topic, a queue and a cron schedule).
     pub template: String,
     /// The project (and function) name.
     pub name: String,
