@@ -27,7 +27,7 @@ use updraft_store::RecordStore;
 use updraft_store::sqlite::SqliteRecords;
 
 use crate::admin;
-use crate::api::RouteInfo;
+use crate::api::{CronTrigger, RouteInfo};
 use crate::app::{AppPlan, RouteTarget};
 use crate::body_limit::LimitedBody;
 use crate::recorder::Recorder;
@@ -98,6 +98,9 @@ pub(crate) struct NodeState {
     callback_hosts: Vec<updraft_manifest::AllowedHost>,
     pub(crate) routes: Vec<RouteInfo>,
     pub(crate) records: Arc<dyn RecordStore>,
+    /// The cron triggers, for their last and next run.
+    pub(crate) crons: Vec<CronTrigger>,
+    pub(crate) schedules: Arc<dyn updraft_store::ScheduleStore>,
     pub(crate) admin_token: Option<String>,
     /// The `/_updraft/` router.
     pub(crate) admin: axum::Router,
@@ -210,6 +213,18 @@ pub async fn start(
         )
     })?;
     let addr = listener.local_addr()?;
+    let mut crons = Vec::new();
+    for t in &plan.manifest.manifest.trigger.cron {
+        let (cron, tz) = triggers::cron::parse(&t.schedule, t.timezone.as_deref())?;
+        crons.push(CronTrigger {
+            function: t.function.clone(),
+            // As the trigger claims its occurrences (below).
+            key: format!("{}|{}|{}", t.function, t.schedule, tz.name()),
+            schedule: t.schedule.clone(),
+            cron,
+            tz,
+        });
+    }
     let state = Arc::new(NodeState {
         router,
         runtime,
@@ -225,6 +240,8 @@ pub async fn start(
         callback_hosts: plan.manifest.manifest.async_.callback_hosts.clone(),
         routes: routes.clone(),
         records,
+        crons,
+        schedules: stores.schedules.clone(),
         admin_token: options.admin_token.clone(),
         admin: admin::router(),
     });
@@ -267,6 +284,7 @@ pub async fn start(
             max_backoff: decl.max_backoff_duration(),
             batch: batch.unwrap_or(1),
             concurrency: max_concurrency.unwrap_or(function.spec().max_concurrency),
+            trigger: kind,
         };
         triggers::queue::spawn(queue.clone(), function, delivery, stop_rx.clone());
     }
@@ -289,14 +307,18 @@ pub async fn start(
     for (i, t) in plan.manifest.manifest.trigger.cron.iter().enumerate() {
         let function = event_function(&state.functions, "cron", i, &t.function, &manifest_path)?;
         let (cron, tz) = triggers::cron::parse(&t.schedule, t.timezone.as_deref())?;
+        let key = format!("{}|{}|{}", t.function, t.schedule, tz.name());
+        let queue = stores.internal_queue(&triggers::cron::queue_name(&t.function, &key));
         let plan = triggers::cron::CronPlan {
-            key: format!("{}|{}|{}", t.function, t.schedule, tz.name()),
+            key,
             schedule: t.schedule.clone(),
             cron,
             tz,
-            function,
+            function: t.function.clone(),
             claimant: claimant.clone(),
+            queue: queue.clone(),
         };
+        triggers::queue::spawn(queue, function, triggers::cron::delivery(), stop_rx.clone());
         triggers::cron::spawn(plan, schedules.clone(), stop_rx.clone());
     }
     let done = tokio::spawn(async move {

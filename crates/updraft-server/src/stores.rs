@@ -53,6 +53,8 @@ pub struct AppStores {
     pub applied: Vec<String>,
     /// Every store that holds queues (platform and local), for retention.
     queue_stores: Vec<Arc<dyn QueueStore>>,
+    /// Where updraft's own platform queues live (cron deliveries).
+    platform_queues: Arc<dyn QueueStore>,
     /// The store of topic logs, for retention.
     topic_store: Arc<dyn TopicStore>,
 }
@@ -157,8 +159,20 @@ impl AppStores {
             async_queue,
             schedules: platform.schedules,
             applied,
+            platform_queues: queue_store.clone(),
             queue_stores,
             topic_store: retained_topics,
+        })
+    }
+
+    /// A queue of updraft's own (not declared in the manifest) in the platform state,
+    /// shared by every node of the app.
+    pub fn internal_queue(&self, name: &str) -> Arc<QueueHandle> {
+        Arc::new(QueueHandle {
+            name: name.to_owned(),
+            store: self.platform_queues.clone(),
+            notify: Arc::new(Notify::new()),
+            dedup_window_us: DEDUP_WINDOW_US,
         })
     }
 

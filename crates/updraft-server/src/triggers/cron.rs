@@ -1,20 +1,30 @@
-//! `[[trigger.cron]]`: run an event function on a schedule. Each occurrence is claimed in the
-//! platform state before it runs, so any number of processes on one store run it once. An
-//! occurrence missed while nothing ran is caught up once, flagged `pastdue`; an occurrence
-//! that comes while the previous run is still going is skipped (no overlap).
+//! `[[trigger.cron]]`: run an event function on a schedule.
+//!
+//! Each occurrence is claimed in the platform state, so however many processes share it,
+//! one wins; the winner enqueues a `updraft.cron` event into the trigger's own queue
+//! (`_cron.<function>.<hash>`), keyed by the occurrence. A queue trigger with one slot runs it, so a cron run gets what
+//! every queued message gets: a lease kept while it runs, retries with backoff when the
+//! function fails, redelivery after a `kill -9`, dead letters (`updraft dlq ls`).
+//! An occurrence missed while nothing ran is caught up once, flagged `pastdue`; one that
+//! comes while the previous run is still queued or running is skipped (no pile-up).
 
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use croner::Cron;
 use tokio::sync::watch;
-use updraft_runtime::{EventError, EventFunction, InvokeError};
-use updraft_store::{Event, ScheduleStore};
+use updraft_runtime::{QueueHandle, now_us};
+use updraft_store::{Event, NewMessage, ScheduleStore};
 
-/// One cron trigger, ready to run.
+use super::queue::Delivery;
+
+/// Deliveries of one occurrence before it is dead-lettered.
+const MAX_ATTEMPTS: u32 = 3;
+
+/// One cron trigger, ready to fire.
 pub struct CronPlan {
     /// Identifies the trigger in the claims table.
     pub key: String,
@@ -24,10 +34,47 @@ pub struct CronPlan {
     pub cron: Cron,
     /// The time zone it is read in.
     pub tz: Tz,
-    /// What runs.
-    pub function: EventFunction,
+    /// The function it runs (for events and logs).
+    pub function: String,
     /// Who claims (this process).
     pub claimant: String,
+    /// The trigger's queue.
+    pub queue: Arc<QueueHandle>,
+}
+
+/// The queue a cron trigger's runs go through: stable across restarts and nodes for the
+/// same function, schedule and zone.
+pub fn queue_name(function: &str, key: &str) -> String {
+    // FNV-1a: stable across processes and releases, unlike std's default hasher.
+    let mut h = Fnv(0xcbf2_9ce4_8422_2325);
+    key.hash(&mut h);
+    format!("_cron.{function}.{:08x}", h.0 as u32)
+}
+
+struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
+/// How cron runs are delivered: one at a time, retried twice with backoff.
+pub fn delivery() -> Delivery {
+    Delivery {
+        max_attempts: MAX_ATTEMPTS,
+        lease: Duration::from_secs(10),
+        backoff: Duration::from_secs(1),
+        max_backoff: Duration::from_secs(60),
+        batch: 1,
+        concurrency: 1,
+        trigger: "cron",
+    }
 }
 
 fn micros(t: &DateTime<Tz>) -> i64 {
@@ -41,16 +88,14 @@ pub fn spawn(
     mut stop: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let plan = Arc::new(plan);
-        let running = Arc::new(AtomicBool::new(false));
-        catch_up(&plan, &*store, &running).await;
+        catch_up(&plan, &*store).await;
         loop {
             let now = Utc::now().with_timezone(&plan.tz);
             let next = match plan.cron.find_next_occurrence(&now, false) {
                 Ok(n) => n,
                 Err(e) => {
                     tracing::error!(
-                        function = plan.function.id(),
+                        function = plan.function,
                         "cron `{}` has no next occurrence: {e}",
                         plan.schedule
                     );
@@ -67,65 +112,96 @@ pub fn spawn(
             if *stop.borrow() {
                 return;
             }
-            fire(&plan, &*store, &running, next, false).await;
+            fire(&plan, &*store, next, false).await;
         }
     })
 }
 
-/// Runs the newest occurrence missed since the last claimed one, once.
-async fn catch_up(plan: &Arc<CronPlan>, store: &dyn ScheduleStore, running: &Arc<AtomicBool>) {
+/// Runs the newest occurrence missed since the last claimed one, once. Also queues the last
+/// claimed occurrence again (its idempotency key makes that a no-op unless a crash came
+/// between its claim and its enqueue).
+async fn catch_up(plan: &CronPlan, store: &dyn ScheduleStore) {
     let last = match store.last_claimed(&plan.key).await {
         Ok(Some(last)) => last,
         Ok(None) => return, // never ran: nothing was missed
         Err(e) => {
             tracing::error!(
-                function = plan.function.id(),
+                function = plan.function,
                 "cannot read the last cron run: {e}"
             );
             return;
         }
     };
+    // Only within the dedup window (with a margin): beyond it a repeat is not recognised.
+    if now_us() - last < plan.queue.dedup_window_us * 9 / 10
+        && let Some(at) = plan.tz.timestamp_micros(last).single()
+    {
+        enqueue(plan, &at, false).await;
+    }
     let now = Utc::now().with_timezone(&plan.tz);
     let Ok(missed) = plan.cron.find_previous_occurrence(&now, true) else {
         return;
     };
     if micros(&missed) > last {
-        fire(plan, store, running, missed, true).await;
+        fire(plan, store, missed, true).await;
     }
 }
 
-async fn fire(
-    plan: &Arc<CronPlan>,
-    store: &dyn ScheduleStore,
-    running: &Arc<AtomicBool>,
-    at: DateTime<Tz>,
-    past_due: bool,
-) {
+/// Claims occurrence `at` (one process wins), then queues its run unless the previous run
+/// is still queued or running.
+async fn fire(plan: &CronPlan, store: &dyn ScheduleStore, at: DateTime<Tz>, past_due: bool) {
     match store.claim(&plan.key, micros(&at), &plan.claimant).await {
         Ok(true) => {}
         Ok(false) => return, // another process has it
         Err(e) => {
             tracing::error!(
-                function = plan.function.id(),
+                function = plan.function,
                 "cannot claim cron occurrence {at}: {e}"
             );
             return;
         }
     }
-    if running.swap(true, Ordering::AcqRel) {
-        tracing::warn!(
-            function = plan.function.id(),
+    let queue = &plan.queue;
+    match queue.store.depth(&queue.name, now_us()).await {
+        Ok(depth) if depth.ready + depth.waiting > 0 => tracing::warn!(
+            function = plan.function,
             "skipping the {at} run of cron `{}`: the previous run is still going",
             plan.schedule
-        );
-        return;
+        ),
+        Ok(_) => enqueue(plan, &at, past_due).await,
+        Err(e) => tracing::error!(function = plan.function, "cannot read the cron queue: {e}"),
     }
+}
+
+/// Queues the run of occurrence `at`, keyed by the occurrence.
+async fn enqueue(plan: &CronPlan, at: &DateTime<Tz>, past_due: bool) {
+    let queue = &plan.queue;
+    let now = now_us();
+    let message = NewMessage {
+        idempotency_key: Some(format!("{}/{}", plan.key, micros(at))),
+        event: event(plan, at, past_due),
+        available_us: now,
+    };
+    match queue
+        .store
+        .enqueue(&queue.name, vec![message], queue.dedup_window_us, now)
+        .await
+    {
+        Ok(_) => queue.notify.notify_waiters(),
+        Err(e) => tracing::error!(
+            function = plan.function,
+            "cannot queue the {at} cron run: {e}"
+        ),
+    }
+}
+
+fn event(plan: &CronPlan, at: &DateTime<Tz>, past_due: bool) -> Event {
     let scheduled = at
         .with_timezone(&Utc)
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    let event = Event {
-        id: format!("cron/{}/{}", plan.function.id(), micros(&at)),
-        source: format!("/cron/{}", plan.function.id()),
+    Event {
+        id: format!("cron/{}/{}", plan.function, micros(at)),
+        source: format!("/cron/{}", plan.function),
         ty: "updraft.cron".to_owned(),
         subject: None,
         time: Some(scheduled.clone()),
@@ -134,34 +210,6 @@ async fn fire(
             .to_string()
             .into_bytes(),
         extensions: vec![("pastdue".to_owned(), past_due.to_string())],
-    };
-    let (plan, running) = (plan.clone(), running.clone());
-    tokio::spawn(async move {
-        // Cleared however the run ends, a panic included.
-        let _running = Running(running);
-        // No free instance is not a run: wait for one (bounded) rather than lose the
-        // occurrence.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            let id: Arc<str> = Arc::from(uuid::Uuid::now_v7().to_string());
-            match plan.function.invoke(vec![event.clone()], "cron", id).await {
-                Err(EventError::Invoke(InvokeError::AtCapacity { .. }))
-                    if tokio::time::Instant::now() < deadline =>
-                {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-                _ => break,
-            }
-        }
-    });
-}
-
-/// Marks the trigger idle when dropped.
-struct Running(Arc<AtomicBool>);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.0.store(false, Ordering::Release);
     }
 }
 

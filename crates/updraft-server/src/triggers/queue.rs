@@ -28,6 +28,8 @@ pub struct Delivery {
     pub batch: u32,
     /// Invocations at once.
     pub concurrency: u32,
+    /// What records and metrics call the trigger: `queue`, `topic` or `cron`.
+    pub trigger: &'static str,
 }
 
 pub(crate) fn micros(d: Duration) -> i64 {
@@ -175,7 +177,7 @@ async fn deliver(
         })
         .collect();
     let id: Arc<str> = Arc::from(uuid::Uuid::now_v7().to_string());
-    let result = function.invoke(events, "queue", id).await;
+    let result = function.invoke(events, delivery.trigger, id).await;
     drop(keeper);
     if let Err(EventError::Invoke(InvokeError::AtCapacity { .. })) = &result {
         // The function never ran: give the messages back without spending an attempt.
@@ -239,6 +241,7 @@ mod tests {
             max_backoff: Duration::from_secs(5),
             batch: 1,
             concurrency: 1,
+            trigger: "queue",
         };
         for _ in 0..100 {
             assert!((0..=1_000_000).contains(&retry_delay_us(&d, 1)));

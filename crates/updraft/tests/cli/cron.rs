@@ -99,3 +99,109 @@ async fn missed_occurrences_are_caught_up_once_and_flagged_past_due() {
         "exactly one catch-up run for the missed occurrences: {ids:?}"
     );
 }
+
+/// What the worker printed, one string per line.
+async fn worker_lines(server: &Server) -> Vec<String> {
+    let r = crate::client()
+        .get(server.url("/_updraft/api/v1/logs?function=worker&limit=1000"))
+        .send()
+        .await
+        .unwrap();
+    r.json::<serde_json::Value>()
+        .await
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["line"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn set(server: &Server, key: &str, value: &str) {
+    let r = crate::client()
+        .post(server.url(&format!("/k/kv/set?store=default&key={key}")))
+        .body(value.to_owned())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn a_failing_run_is_retried_with_backoff() {
+    let app = app("*/3 * * * * *");
+    let server = start(&app);
+    set(&server, "cron-fail-until", "2").await;
+    let retried = |lines: &[String]| {
+        lines
+            .iter()
+            .find(|l| l.starts_with("handling cron/worker/") && l.contains(" attempt 2 "))
+            .map(|l| l.split(' ').nth(1).unwrap().to_owned())
+    };
+    let mut id = None;
+    assert!(
+        crate::eventually(Duration::from_secs(20), async || {
+            id = retried(&worker_lines(&server).await);
+            id.is_some()
+        })
+        .await,
+        "no cron run was retried: {:?}",
+        worker_lines(&server).await
+    );
+    let id = id.unwrap();
+    assert!(
+        crate::eventually(Duration::from_secs(5), async || runs(&server)
+            .await
+            .0
+            .contains(&format!("seen/{id}")))
+        .await,
+        "the retry of `{id}` succeeded"
+    );
+}
+
+#[tokio::test]
+async fn a_run_cut_by_kill_9_runs_again_after_restart() {
+    let app = app("*/2 * * * * *");
+    let server = start(&app);
+    set(&server, "cron-sleep-ms", "4000").await;
+    // Wait for a run that started after the sleep was set, then kill the process under it.
+    let started = |lines: Vec<String>| {
+        lines
+            .into_iter()
+            .filter(|l| l.starts_with("handling cron/worker/"))
+            .map(|l| l.split(' ').nth(1).unwrap().to_owned())
+            .next_back()
+    };
+    let before: HashSet<String> = runs(&server)
+        .await
+        .0
+        .iter()
+        .map(|k| k.trim_start_matches("seen/").to_owned())
+        .collect();
+    let mut cut = None;
+    assert!(
+        crate::eventually(Duration::from_secs(10), async || {
+            cut = started(worker_lines(&server).await).filter(|id| !before.contains(id));
+            cut.is_some()
+        })
+        .await
+    );
+    let cut = cut.unwrap();
+    assert!(
+        !runs(&server).await.0.contains(&format!("seen/{cut}")),
+        "`{cut}` is still running when the process is killed"
+    );
+    server.signal(libc::SIGKILL);
+    drop(server);
+    let server = start(&app);
+    set(&server, "cron-sleep-ms", "0").await;
+    assert!(
+        crate::eventually(Duration::from_secs(25), async || runs(&server)
+            .await
+            .0
+            .contains(&format!("seen/{cut}")))
+        .await,
+        "the run of `{cut}` cut by kill -9 never ran again: {:?}",
+        runs(&server).await.0
+    );
+}

@@ -1,7 +1,9 @@
 //! An event function for the queue tests. Each event's data says what to do:
 //! `fail` (always), `fail-until-N` (until delivery N), `sleep-MS`, anything else succeeds.
 //! Successes are recorded in the `default` kv store: `seen/<event id>` = data, and a
-//! `count` of handled events.
+//! `count` of handled events. Cron events (whose data the test cannot choose) follow kv
+//! keys instead: `cron-fail-until` = N fails them until delivery N, `cron-sleep-ms` = MS
+//! makes each run take that long.
 
 wit_bindgen::generate!({
     path: "../../wit",
@@ -29,11 +31,20 @@ impl Guest for Worker {
             message: format!("cannot open kv: {e:?}"),
             failed: None,
         })?;
+        let number = |key: &str| -> Option<u64> {
+            let v = bucket.get(key).ok().flatten()?;
+            String::from_utf8(v).ok()?.parse().ok()
+        };
         let mut failed = Vec::new();
         for (i, e) in events.iter().enumerate() {
             let data = String::from_utf8_lossy(&e.data).into_owned();
             println!("handling {} attempt {} data {data}", e.id, attempt(e));
+            let cron = e.type_ == "updraft.cron";
+            if cron && let Some(ms) = number("cron-sleep-ms") {
+                std::thread::sleep(std::time::Duration::from_millis(ms));
+            }
             let fails = data == "fail"
+                || (cron && number("cron-fail-until").is_some_and(|n| u64::from(attempt(e)) < n))
                 || data
                     .strip_prefix("fail-until-")
                     .and_then(|n| n.parse::<u32>().ok())
