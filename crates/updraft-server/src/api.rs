@@ -43,6 +43,7 @@ use crate::node::NodeState;
     components(schemas(
         AppInfo,
         FunctionInfo,
+        CronInfo,
         RouteInfo,
         Invocation,
         InvocationDetail,
@@ -117,6 +118,73 @@ pub struct FunctionInfo {
     pub allowed_outbound_hosts: Vec<String>,
     /// The routes it serves.
     pub routes: Vec<RouteInfo>,
+    /// Its cron triggers, with their last and next run.
+    #[serde(default)]
+    pub cron: Vec<CronInfo>,
+}
+
+/// A cron trigger of a function.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CronInfo {
+    /// The schedule as written (five fields, or six with seconds first).
+    pub schedule: String,
+    /// The IANA time zone the schedule is read in (`UTC` unless `timezone` is set).
+    pub timezone: String,
+    /// The latest occurrence claimed to run (by any process on this state), RFC 3339 in UTC;
+    /// null before the first run.
+    pub last_run: Option<String>,
+    /// The next occurrence, RFC 3339 in UTC; null when the schedule has none.
+    pub next_run: Option<String>,
+}
+
+/// A cron trigger as the node runs it, for [`CronInfo`].
+pub(crate) struct CronTrigger {
+    /// The function it runs.
+    pub(crate) function: String,
+    /// Its key in the [`updraft_store::ScheduleStore`].
+    pub(crate) key: String,
+    /// The schedule as written.
+    pub(crate) schedule: String,
+    /// The parsed schedule.
+    pub(crate) cron: croner::Cron,
+    /// The zone it is read in.
+    pub(crate) tz: chrono_tz::Tz,
+}
+
+fn utc_rfc3339<Z: chrono::TimeZone>(t: &chrono::DateTime<Z>) -> String {
+    t.with_timezone(&chrono::Utc)
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+impl CronTrigger {
+    /// Its schedule, zone, last claimed and next occurrence.
+    async fn info(
+        &self,
+        schedules: &dyn updraft_store::ScheduleStore,
+    ) -> Result<CronInfo, Response> {
+        let last = schedules.last_claimed(&self.key).await.map_err(|e| {
+            api_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!(
+                    "cannot read the last run of cron trigger `{}` of function `{}`: {e}",
+                    self.schedule, self.function
+                ),
+            )
+        })?;
+        let now = chrono::Utc::now().with_timezone(&self.tz);
+        Ok(CronInfo {
+            schedule: self.schedule.clone(),
+            timezone: self.tz.name().to_owned(),
+            last_run: last
+                .and_then(chrono::DateTime::from_timestamp_micros)
+                .map(|t| utc_rfc3339(&t)),
+            next_run: self
+                .cron
+                .find_next_occurrence(&now, false)
+                .ok()
+                .map(|t| utc_rfc3339(&t)),
+        })
+    }
 }
 
 /// One finished invocation.
@@ -258,10 +326,17 @@ async fn app(Extension(state): Extension<Arc<NodeState>>) -> Json<AppInfo> {
     })
 }
 
-fn function_info(state: &NodeState, id: &str) -> Option<FunctionInfo> {
-    let f = state.functions.get(id)?;
+/// What the API says about function `id`; `Ok(None)` when there is none.
+async fn function_info(state: &NodeState, id: &str) -> Result<Option<FunctionInfo>, Response> {
+    let Some(f) = state.functions.get(id) else {
+        return Ok(None);
+    };
+    let mut cron = Vec::new();
+    for t in state.crons.iter().filter(|t| t.function == id) {
+        cron.push(t.info(&*state.schedules).await?);
+    }
     let spec = f.spec();
-    Some(FunctionInfo {
+    Ok(Some(FunctionInfo {
         id: id.to_owned(),
         kind: f.kind().to_owned(),
         source: spec.source.display().to_string(),
@@ -291,18 +366,21 @@ fn function_info(state: &NodeState, id: &str) -> Option<FunctionInfo> {
             .filter(|r| r.function.as_deref() == Some(id))
             .cloned()
             .collect(),
-    })
+        cron,
+    }))
 }
 
-#[utoipa::path(get, path = "/_updraft/api/v1/functions", responses((status = 200, body = [FunctionInfo])))]
-async fn functions(Extension(state): Extension<Arc<NodeState>>) -> Json<Vec<FunctionInfo>> {
-    Json(
-        state
-            .functions
-            .keys()
-            .filter_map(|id| function_info(&state, id))
-            .collect(),
-    )
+#[utoipa::path(get, path = "/_updraft/api/v1/functions", responses((status = 200, body = [FunctionInfo]), (status = 500, body = ApiError)))]
+async fn functions(Extension(state): Extension<Arc<NodeState>>) -> Response {
+    let mut all = Vec::new();
+    for id in state.functions.keys() {
+        match function_info(&state, id).await {
+            Ok(Some(info)) => all.push(info),
+            Ok(None) => {}
+            Err(response) => return response,
+        }
+    }
+    Json(all).into_response()
 }
 
 fn unknown_function(id: &str) -> Response {
@@ -313,11 +391,12 @@ fn unknown_function(id: &str) -> Response {
 }
 
 #[utoipa::path(get, path = "/_updraft/api/v1/functions/{id}", params(("id" = String, Path, description = "function id")),
-    responses((status = 200, body = FunctionInfo), (status = 404, body = ApiError)))]
+    responses((status = 200, body = FunctionInfo), (status = 404, body = ApiError), (status = 500, body = ApiError)))]
 async fn function(Extension(state): Extension<Arc<NodeState>>, Path(id): Path<String>) -> Response {
-    match function_info(&state, &id) {
-        Some(info) => Json(info).into_response(),
-        None => unknown_function(&id),
+    match function_info(&state, &id).await {
+        Ok(Some(info)) => Json(info).into_response(),
+        Ok(None) => unknown_function(&id),
+        Err(response) => response,
     }
 }
 

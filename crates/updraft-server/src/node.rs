@@ -218,8 +218,7 @@ pub async fn start(
         let (cron, tz) = triggers::cron::parse(&t.schedule, t.timezone.as_deref())?;
         crons.push(CronTrigger {
             function: t.function.clone(),
-            // As the trigger claims its occurrences (below).
-            key: format!("{}|{}|{}", t.function, t.schedule, tz.name()),
+            key: cron_key(&t.function, &t.schedule, tz),
             schedule: t.schedule.clone(),
             cron,
             tz,
@@ -307,7 +306,7 @@ pub async fn start(
     for (i, t) in plan.manifest.manifest.trigger.cron.iter().enumerate() {
         let function = event_function(&state.functions, "cron", i, &t.function, &manifest_path)?;
         let (cron, tz) = triggers::cron::parse(&t.schedule, t.timezone.as_deref())?;
-        let key = format!("{}|{}|{}", t.function, t.schedule, tz.name());
+        let key = cron_key(&t.function, &t.schedule, tz);
         let queue = stores.internal_queue(&triggers::cron::queue_name(&t.function, &key));
         let plan = triggers::cron::CronPlan {
             key,
@@ -334,6 +333,11 @@ pub async fn start(
         stop,
         done,
     })
+}
+
+/// A cron trigger's key in the `ScheduleStore`: its claims, and the last run `ls` shows.
+fn cron_key(function: &str, schedule: &str, tz: chrono_tz::Tz) -> String {
+    format!("{function}|{schedule}|{}", tz.name())
 }
 
 /// The event function a `[[trigger.<kind>]]` names, or an error saying why it is not one.

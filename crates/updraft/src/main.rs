@@ -32,7 +32,7 @@ enum Command {
     Build(commands::build::BuildArgs),
     /// Build what is stale, then serve the app on localhost.
     Up(commands::up::UpArgs),
-    /// List the functions of a running updraft and their routes.
+    /// List the functions of a running updraft, their routes and cron triggers.
     Ls(commands::ls::LsArgs),
     /// Invoke a function of a running updraft with a body.
     Invoke(commands::invoke::InvokeArgs),

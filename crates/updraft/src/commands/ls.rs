@@ -1,4 +1,5 @@
-//! `updraft ls`: the functions of the running app and their routes.
+//! `updraft ls`: the functions of the running app, their routes and their cron triggers with
+//! the last and next run.
 
 use crate::commands::client::{Client, ClientArgs, Output};
 
@@ -50,6 +51,18 @@ pub async fn run(args: LsArgs) -> anyhow::Result<()> {
                 routes.join("  ")
             }
         );
+        for c in f["cron"].as_array().into_iter().flatten() {
+            let field = |k: &str| c[k].as_str().unwrap_or("-").to_owned();
+            println!(
+                // Under the ROUTES column.
+                "{:55}cron `{}` {}  last {}  next {}",
+                "",
+                field("schedule"),
+                field("timezone"),
+                field("last_run"),
+                field("next_run")
+            );
+        }
     }
     Ok(())
 }

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use updraft_test_support::{AppDir, Server, guests};
 
-use crate::{bin, get, start};
+use crate::{bin, cli, eventually, get, start};
 
 fn app(schedule: &str) -> AppDir {
     let app = AppDir::new(&format!(
@@ -203,5 +203,65 @@ async fn a_run_cut_by_kill_9_runs_again_after_restart() {
         .await,
         "the run of `{cut}` cut by kill -9 never ran again: {:?}",
         runs(&server).await.0
+    );
+}
+
+/// The `cron` entries of function `worker` in `updraft ls --output json`.
+fn ls_cron(server: &Server) -> Vec<serde_json::Value> {
+    let (code, out, err) = cli(server, &["ls", "--output", "json"]);
+    assert_eq!(code, 0, "{err}");
+    let functions: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    let worker = functions.iter().find(|f| f["id"] == "worker").unwrap();
+    worker["cron"].as_array().unwrap().clone()
+}
+
+fn time(v: &serde_json::Value) -> chrono::DateTime<chrono::Utc> {
+    v.as_str()
+        .unwrap_or_else(|| panic!("not a time: {v}"))
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn ls_shows_each_cron_trigger_with_its_last_and_next_run() {
+    let app = app("* * * * * *");
+    let server = start(&app);
+    let before = chrono::Utc::now();
+    let cron = ls_cron(&server);
+    let after = chrono::Utc::now();
+    assert_eq!(cron.len(), 1, "{cron:?}");
+    assert_eq!(cron[0]["schedule"], "* * * * * *");
+    assert_eq!(cron[0]["timezone"], "UTC");
+    // In the future when asked, and at most a second later.
+    let next = time(&cron[0]["next_run"]);
+    assert!(
+        next > before && next <= after + chrono::Duration::seconds(1),
+        "next run {next} is not the coming second (asked between {before} and {after})"
+    );
+
+    // Once it ran, the last run is a past occurrence and the next one comes after it.
+    let ran = eventually(Duration::from_secs(10), async || {
+        !runs(&server).await.0.is_empty()
+    })
+    .await;
+    assert!(ran, "the cron trigger never ran");
+    let cron = ls_cron(&server);
+    let last = time(&cron[0]["last_run"]);
+    let next = time(&cron[0]["next_run"]);
+    let now = chrono::Utc::now();
+    assert!(
+        last <= now && next > last,
+        "last {last}, next {next}, now {now}"
+    );
+
+    let (code, out, err) = cli(&server, &["ls"]);
+    assert_eq!(code, 0, "{err}");
+    let line = out
+        .lines()
+        .find(|l| l.contains("cron `* * * * * *` UTC"))
+        .unwrap_or_else(|| panic!("no cron line: {out}"));
+    assert!(
+        line.contains("  last 20") && line.contains("  next 20"),
+        "{line}"
     );
 }
