@@ -25,8 +25,14 @@ const MAX_RESULT: usize = 10 << 20;
 const CONCURRENCY: u32 = 16;
 /// How long finished results are kept (DESIGN §9: 24 h).
 const RETENTION: Duration = Duration::from_secs(24 * 3600);
-/// Lease of a job; a process that dies mid-run lets it run again after this.
-const LEASE: Duration = Duration::from_secs(60);
+/// First lease of a job, extended while it runs; a process that dies mid-run lets it run
+/// again after the lease in force runs out.
+const LEASE: Duration = Duration::from_secs(10);
+/// How long a running job's lease lasts beyond the function's timeout.
+const LEASE_MARGIN: Duration = Duration::from_secs(5);
+/// Deliveries of one job; a job whose runs never finish (the process died during each, which
+/// may be the request's doing) fails after these instead of crashing every restart.
+const MAX_DELIVERIES: u32 = 3;
 
 /// Everything the worker needs.
 #[derive(Clone)]
@@ -163,9 +169,17 @@ impl AsyncRunner {
         let _ = self.jobs.start(&id).await;
         let mut done = job.clone();
         match self.functions.get(&job.function) {
+            _ if message.attempts > MAX_DELIVERIES => {
+                done.status = "failed".into();
+                done.error = Some(format!(
+                    "gave up after {} deliveries: updraft stopped during each run (a crash or a kill), so the request may be what brings it down",
+                    message.attempts - 1
+                ));
+                tracing::error!(invocation = %id, "async invocation given up: {:?}", done.error);
+            }
             Some(Function::Http(f)) => {
                 // Hold the job for as long as the function may run.
-                let lease = f.timeout() + Duration::from_secs(30);
+                let lease = f.timeout() + LEASE_MARGIN;
                 let _keeper = LeaseKeeper::start(
                     self.queue.store.clone(),
                     QUEUE.to_owned(),

@@ -196,3 +196,71 @@ async fn failures_and_bad_callbacks() {
         .unwrap();
     assert_eq!(r.status(), 404);
 }
+
+/// How many runs of kitchen's `/sleep` have started (each logs a line as it begins).
+async fn sleeping_lines(server: &Server) -> usize {
+    let logs = status(server, "/_updraft/api/v1/logs?function=kitchen&limit=1000").await;
+    logs.as_array().map_or(0, |lines| {
+        lines
+            .iter()
+            .filter(|l| {
+                l["line"]
+                    .as_str()
+                    .is_some_and(|t| t.starts_with("sleeping"))
+            })
+            .count()
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_that_never_finishes_a_run_fails_after_three_deliveries() {
+    let app = AppDir::new(
+        r#"
+[app]
+name = "async-crash"
+
+[function.kitchen]
+source = "kitchen.wasm"
+timeout = "8s"
+
+[[trigger.http]]
+route = "/k/..."
+function = "kitchen"
+"#,
+    );
+    app.guest(guests::KITCHEN, "kitchen.wasm");
+    let mut server = start(&app);
+    let r = client()
+        .post(server.url("/k/sleep?ms=6000"))
+        .header("prefer", "respond-async")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let location = r.headers()["location"].to_str().unwrap().to_owned();
+    // Kill the process under each of three runs, each seen starting by its log line.
+    for run in 1..=3 {
+        assert!(
+            crate::eventually(Duration::from_secs(40), async || {
+                sleeping_lines(&server).await >= run
+            })
+            .await,
+            "run {run} never started"
+        );
+        server.signal(libc::SIGKILL);
+        drop(server);
+        server = start(&app);
+    }
+    // The fourth delivery gives up at once.
+    let mut outcome = Value::Null;
+    assert!(
+        crate::eventually(Duration::from_secs(30), async || {
+            outcome = status(&server, &location).await;
+            outcome["status"] == "failed"
+        })
+        .await,
+        "{outcome}"
+    );
+    let error = outcome["error"].as_str().unwrap();
+    assert!(error.contains("gave up after 3 deliveries"), "{error}");
+}

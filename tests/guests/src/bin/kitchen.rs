@@ -107,6 +107,7 @@ async fn main(req: Request<Body>) -> Result<Response<Body>, Error> {
             text(StatusCode::OK, "logged\n".into())
         }
         "/sleep" => {
+            println!("sleeping {} ms", num("ms", 100));
             wstd::task::sleep(wstd::time::Duration::from_millis(num("ms", 100))).await;
             text(StatusCode::OK, "slept\n".into())
         }
