@@ -28,7 +28,7 @@ use crate::node::NodeState;
     info(
         title = "updraft admin API",
         version = "1",
-        description = "Functions, invocations and logs of a running updraft node. Outside `updraft up` on loopback, send `Authorization: Bearer <token>`."
+        description = "Functions, invocations, logs, queues, topics and async invocations of a running updraft node. Outside `updraft up` on loopback, send `Authorization: Bearer <token>`."
     ),
     paths(
         app,
@@ -38,7 +38,15 @@ use crate::node::NodeState;
         invoke,
         invocations,
         invocation,
-        logs
+        logs,
+        async_status,
+        topics,
+        publish,
+        replay,
+        queues,
+        enqueue,
+        dead_letters,
+        redrive
     ),
     components(schemas(
         AppInfo,
@@ -48,6 +56,14 @@ use crate::node::NodeState;
         Invocation,
         InvocationDetail,
         LogLine,
+        TopicInfo,
+        SubscriptionInfo,
+        Published,
+        Replayed,
+        QueueInfo,
+        Enqueued,
+        DeadLetterInfo,
+        Redriven,
         ApiError
     ))
 )]
@@ -292,6 +308,7 @@ pub(crate) fn router() -> axum::Router {
             get(dead_letters),
         )
         .route("/_updraft/api/v1/queues/{name}/redrive", post(redrive))
+        .route("/_updraft/api/v1/queues/{name}/messages", post(enqueue))
         .layer(axum::middleware::from_fn(require_token))
 }
 
@@ -821,29 +838,10 @@ async fn publish(
     let Some(topic) = state.topics.get(&name) else {
         return unknown_topic(&name);
     };
-    let body = match axum::body::to_bytes(body, 10 << 20).await {
-        Ok(b) => b,
-        Err(e) => {
-            return api_error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("cannot read the body: {e}"),
-            );
-        }
-    };
-    let events = match crate::cloudevents::parse(&headers, &body) {
+    let events = match read_events(&name, &headers, body).await {
         Ok(e) => e,
-        Err(e) => return api_error(StatusCode::BAD_REQUEST, e.to_string()),
+        Err(r) => return r,
     };
-    for e in &events {
-        if let Err(m) = updraft_runtime::host::messaging::check_event(e, &name) {
-            let status = if e.ty.is_empty() {
-                StatusCode::BAD_REQUEST
-            } else {
-                StatusCode::PAYLOAD_TOO_LARGE
-            };
-            return api_error(status, m);
-        }
-    }
     let mut out = Published {
         published: 0,
         duplicates: 0,
@@ -860,6 +858,106 @@ async fn publish(
         }
     }
     (StatusCode::ACCEPTED, Json(out)).into_response()
+}
+
+/// How enqueued messages are delivered.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct EnqueueParams {
+    /// Deliver no earlier than this long from now, e.g. `30s` or `5m`.
+    pub delay: Option<String>,
+}
+
+/// What an enqueue stored.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Enqueued {
+    /// Messages stored.
+    pub enqueued: u32,
+    /// Messages skipped because an event with the same source and id was enqueued within the
+    /// dedup window (10 minutes).
+    pub duplicates: u32,
+}
+
+#[utoipa::path(post, path = "/_updraft/api/v1/queues/{name}/messages", params(("name" = String, Path, description = "queue name"), EnqueueParams),
+    request_body(content = String, description = "CloudEvents 1.0: structured (`application/cloudevents+json`), batch (`application/cloudevents-batch+json`) or binary (`ce-*` headers, any body)"),
+    responses((status = 202, body = Enqueued), (status = 400, body = ApiError), (status = 404, body = ApiError), (status = 413, body = ApiError)))]
+async fn enqueue(
+    Extension(state): Extension<Arc<NodeState>>,
+    Path(name): Path<String>,
+    Query(p): Query<EnqueueParams>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Response {
+    let Some(queue) = state.queues.get(&name) else {
+        return unknown_queue(&name);
+    };
+    let delay_us = match p.delay.as_deref().map(humantime::parse_duration) {
+        None => 0,
+        Some(Ok(d)) => i64::try_from(d.as_micros()).unwrap_or(i64::MAX),
+        Some(Err(e)) => {
+            return api_error(
+                StatusCode::BAD_REQUEST,
+                format!("`delay` is not a duration such as `30s` or `5m`: {e}"),
+            );
+        }
+    };
+    let events = match read_events(&name, &headers, body).await {
+        Ok(e) => e,
+        Err(r) => return r,
+    };
+    let now = updraft_runtime::now_us();
+    let count = u32::try_from(events.len()).unwrap_or(u32::MAX);
+    let messages = events
+        .into_iter()
+        .map(|event| updraft_store::NewMessage {
+            // A client retrying the same CloudEvent (same source and id) enqueues it once.
+            idempotency_key: Some(format!("{}\u{1f}{}", event.source, event.id)),
+            event,
+            available_us: now.saturating_add(delay_us),
+        })
+        .collect();
+    match queue
+        .store
+        .enqueue(&name, messages, queue.dedup_window_us, now)
+        .await
+    {
+        Ok(stored) => {
+            queue.notify.notify_waiters();
+            let out = Enqueued {
+                enqueued: stored,
+                duplicates: count.saturating_sub(stored),
+            };
+            (StatusCode::ACCEPTED, Json(out)).into_response()
+        }
+        Err(e) => api_error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+/// The CloudEvents of a request body, checked against `destination`'s limits; the error
+/// response otherwise.
+async fn read_events(
+    destination: &str,
+    headers: &HeaderMap,
+    body: axum::body::Body,
+) -> Result<Vec<updraft_store::Event>, Response> {
+    let body = axum::body::to_bytes(body, 10 << 20).await.map_err(|e| {
+        api_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("cannot read the body: {e}"),
+        )
+    })?;
+    let events = crate::cloudevents::parse(headers, &body)
+        .map_err(|e| api_error(StatusCode::BAD_REQUEST, e.to_string()))?;
+    for e in &events {
+        if let Err(m) = updraft_runtime::host::messaging::check_event(e, destination) {
+            let status = if e.ty.is_empty() {
+                StatusCode::BAD_REQUEST
+            } else {
+                StatusCode::PAYLOAD_TOO_LARGE
+            };
+            return Err(api_error(status, m));
+        }
+    }
+    Ok(events)
 }
 
 /// Where a replay starts.

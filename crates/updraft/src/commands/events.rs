@@ -1,4 +1,4 @@
-//! `updraft events publish|replay`: topics of a running updraft.
+//! `updraft events publish|enqueue|replay`: topics and queues of a running updraft.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -19,24 +19,18 @@ pub enum EventsCommand {
     Publish {
         /// The topic.
         topic: String,
-        /// The event type, e.g. `order.created`.
-        #[arg(long = "type")]
-        ty: String,
-        /// The data: text, `@FILE`, or `-` for standard input.
-        #[arg(long, short)]
-        data: Option<String>,
-        /// The subject.
+        #[command(flatten)]
+        event: EventArgs,
+    },
+    /// Add one event to a queue (declared queues, or a subscription's `<topic>.<name>`).
+    Enqueue {
+        /// The queue.
+        queue: String,
+        #[command(flatten)]
+        event: EventArgs,
+        /// Deliver no earlier than this long from now, e.g. `30s`.
         #[arg(long)]
-        subject: Option<String>,
-        /// The event id (default: generated); the same id within 10 minutes is stored once.
-        #[arg(long)]
-        id: Option<String>,
-        /// The source.
-        #[arg(long, default_value = "/cli")]
-        source: String,
-        /// The data's content type.
-        #[arg(long, default_value = "application/json")]
-        content_type: String,
+        delay: Option<String>,
     },
     /// Deliver a topic's log again to one subscription, from a position or a time.
     Replay {
@@ -54,35 +48,70 @@ pub enum EventsCommand {
     },
 }
 
+/// The event `publish` and `enqueue` send.
+#[derive(Debug, clap::Args)]
+pub struct EventArgs {
+    /// The event type, e.g. `order.created`.
+    #[arg(long = "type")]
+    ty: String,
+    /// The data: text, `@FILE`, or `-` for standard input.
+    #[arg(long, short)]
+    data: Option<String>,
+    /// The subject.
+    #[arg(long)]
+    subject: Option<String>,
+    /// The event id (default: generated); the same source and id within 10 minutes is
+    /// stored once.
+    #[arg(long)]
+    id: Option<String>,
+    /// The source.
+    #[arg(long, default_value = "/cli")]
+    source: String,
+    /// The data's content type.
+    #[arg(long, default_value = "application/json")]
+    content_type: String,
+}
+
+impl EventArgs {
+    /// A binary-mode CloudEvents request to `path`.
+    fn request(self, client: &Client, path: &str) -> anyhow::Result<reqwest::RequestBuilder> {
+        let id = self.id.unwrap_or_else(|| {
+            let nanos = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0);
+            format!("cli-{nanos:x}")
+        });
+        let mut req = client
+            .request(reqwest::Method::POST, path)
+            .header("ce-specversion", "1.0")
+            .header("ce-id", &id)
+            .header("ce-source", &self.source)
+            .header("ce-type", &self.ty)
+            .header(reqwest::header::CONTENT_TYPE, &self.content_type)
+            .body(read_body(self.data.as_deref())?);
+        if let Some(s) = self.subject {
+            req = req.header("ce-subject", s);
+        }
+        Ok(req)
+    }
+}
+
 pub async fn run(args: EventsArgs) -> anyhow::Result<()> {
     let client = Client::new(&args.client)?;
     let response = match args.command {
-        EventsCommand::Publish {
-            topic,
-            ty,
-            data,
-            subject,
-            id,
-            source,
-            content_type,
+        EventsCommand::Publish { topic, event } => {
+            let req = event.request(&client, &format!("/topics/{topic}/events"))?;
+            check(client.send(req).await?).await?
+        }
+        EventsCommand::Enqueue {
+            queue,
+            event,
+            delay,
         } => {
-            let id = id.unwrap_or_else(|| {
-                let nanos = SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .map(|d| d.as_nanos())
-                    .unwrap_or(0);
-                format!("cli-{nanos:x}")
-            });
-            let mut req = client
-                .request(reqwest::Method::POST, &format!("/topics/{topic}/events"))
-                .header("ce-specversion", "1.0")
-                .header("ce-id", &id)
-                .header("ce-source", &source)
-                .header("ce-type", &ty)
-                .header(reqwest::header::CONTENT_TYPE, &content_type)
-                .body(read_body(data.as_deref())?);
-            if let Some(s) = subject {
-                req = req.header("ce-subject", s);
+            let mut req = event.request(&client, &format!("/queues/{queue}/messages"))?;
+            if let Some(d) = delay {
+                req = req.query(&[("delay", d)]);
             }
             check(client.send(req).await?).await?
         }
@@ -114,6 +143,8 @@ pub async fn run(args: EventsArgs) -> anyhow::Result<()> {
                     "published {n} (duplicates {}) at {}",
                     value["duplicates"], value["positions"]
                 );
+            } else if let Some(n) = value.get("enqueued") {
+                println!("enqueued {n} (duplicates {})", value["duplicates"]);
             } else {
                 println!("replayed {}", value["replayed"]);
             }

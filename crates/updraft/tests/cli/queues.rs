@@ -283,3 +283,81 @@ async fn invoke_runs_an_event_function_and_kinds_are_checked_at_start() {
     let err = Server::try_start(bin(), bad.path(), &[]).err().unwrap();
     assert!(err.contains("not an event function"), "{err}");
 }
+
+async fn seen(server: &Server, id: &str) -> bool {
+    get(server, &format!("/k/kv/get?store=default&key=seen/{id}"))
+        .await
+        .0
+        == 200
+}
+
+#[tokio::test]
+async fn the_cli_and_the_admin_api_enqueue_cloudevents() {
+    let app = app();
+    let server = start(&app);
+    let enqueue = |extra: &[&str]| {
+        let mut args = vec!["events", "enqueue", "jobs", "--type", "job", "--data", "hi"];
+        args.extend_from_slice(extra);
+        crate::cli(&server, &args)
+    };
+    let (code, out, err) = enqueue(&["--id", "e1"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), "enqueued 1 (duplicates 0)");
+    let (_, out, _) = enqueue(&["--id", "e1"]);
+    assert_eq!(
+        out.trim(),
+        "enqueued 0 (duplicates 1)",
+        "same source and id"
+    );
+    assert!(eventually(Duration::from_secs(10), async || seen(&server, "e1").await).await);
+
+    let sent = Instant::now();
+    let (code, _, err) = enqueue(&["--id", "later", "--delay", "2s"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        eventually(Duration::from_secs(10), async || seen(&server, "later")
+            .await)
+        .await
+    );
+    assert!(
+        sent.elapsed() >= Duration::from_secs(2),
+        "delivered before its delay"
+    );
+
+    // A batch over the API.
+    let batch: Vec<Value> = (0..3)
+        .map(|i| serde_json::json!({"specversion": "1.0", "id": format!("b{i}"), "source": "/api", "type": "job", "data": "x"}))
+        .collect();
+    let r = client()
+        .post(server.url("/_updraft/api/v1/queues/jobs/messages"))
+        .header("content-type", "application/cloudevents-batch+json")
+        .body(Value::from(batch).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    assert_eq!(r.json::<Value>().await.unwrap()["enqueued"], 3);
+    assert!(
+        eventually(Duration::from_secs(10), async || {
+            seen(&server, "b0").await && seen(&server, "b1").await && seen(&server, "b2").await
+        })
+        .await
+    );
+
+    // Mistakes name the thing and the fix.
+    let (code, _, err) = crate::cli(&server, &["events", "enqueue", "nope", "--type", "t"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("`nope`"), "{err}");
+    let (code, _, err) = enqueue(&["--delay", "soon"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("`delay` is not a duration"), "{err}");
+    let r = client()
+        .post(server.url("/_updraft/api/v1/queues/jobs/messages"))
+        .header("content-type", "application/cloudevents+json")
+        .body(r#"{"specversion":"1.0","id":"x","type":"t"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("source"));
+}
