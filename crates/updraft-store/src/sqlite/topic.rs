@@ -10,6 +10,9 @@ use crate::StoreError;
 use crate::queue::{Event, NewMessage};
 use crate::topic::{LogEntry, ReplayFrom, Subscription, TopicStore};
 
+/// Log entries one replay write fans out.
+const REPLAY_PAGE: i64 = 1_000;
+
 pub(crate) const SCHEMA: &str = "
 CREATE TABLE topic_log (
     position INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -173,30 +176,62 @@ impl TopicStore for SqliteTopics {
         from: ReplayFrom,
         now_us: i64,
     ) -> Result<u64, StoreError> {
-        let (topic, subscription) = (topic.to_owned(), subscription.clone());
-        self.db
-            .write(move |c| {
+        // The range to replay: from the first entry at `from` up to the last entry now
+        // (later ones are delivered as they are published).
+        let name = topic.to_owned();
+        let (first, last): (Option<i64>, Option<i64>) = self
+            .db
+            .read(move |c| {
                 let (column, value) = match from {
                     ReplayFrom::Position(p) => ("position", p),
                     ReplayFrom::Time(t) => ("appended_us", t),
                 };
-                let sql = format!(
-                    "SELECT position, appended_us, {EVENT_COLUMNS} FROM topic_log
-                     WHERE topic = ?1 AND {column} >= ?2 ORDER BY position"
-                );
-                let mut stmt = c.prepare(&sql).map_err(backend)?;
-                let entries = stmt
-                    .query_map(params![topic, value], |r| event_at(r, 2))
-                    .map_err(backend)?
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(backend)?;
-                let mut n = 0;
-                for event in &entries {
-                    n += fan_out(c, event, std::slice::from_ref(&subscription), now_us)?;
-                }
-                Ok(n)
+                c.query_row(
+                    &format!(
+                        "SELECT min(position), max(position) FROM topic_log
+                         WHERE topic = ?1 AND {column} >= ?2"
+                    ),
+                    params![name, value],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .map_err(backend)
             })
-            .await
+            .await?;
+        let (Some(mut cursor), Some(last)) = (first, last) else {
+            return Ok(0);
+        };
+        // A page per write, so publishers and workers are not held up by a long replay.
+        let mut total = 0;
+        while cursor <= last {
+            let (topic, subscription) = (topic.to_owned(), subscription.clone());
+            let (n, next) = self
+                .db
+                .write(move |c| {
+                    let sql = format!(
+                        "SELECT position, appended_us, {EVENT_COLUMNS} FROM topic_log
+                         WHERE topic = ?1 AND position >= ?2 AND position <= ?3
+                         ORDER BY position LIMIT ?4"
+                    );
+                    let mut stmt = c.prepare(&sql).map_err(backend)?;
+                    let entries = stmt
+                        .query_map(params![topic, cursor, last, REPLAY_PAGE], |r| {
+                            Ok((r.get::<_, i64>(0)?, event_at(r, 2)?))
+                        })
+                        .map_err(backend)?
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(backend)?;
+                    let mut n = 0;
+                    for (_, event) in &entries {
+                        n += fan_out(c, event, std::slice::from_ref(&subscription), now_us)?;
+                    }
+                    let next = entries.last().map_or(last + 1, |(p, _)| p + 1);
+                    Ok::<_, StoreError>((n, next))
+                })
+                .await?;
+            total += n;
+            cursor = next;
+        }
+        Ok(total)
     }
 }
 
@@ -205,7 +240,41 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+    use crate::queue::QueueStore;
     use crate::sqlite::SqliteQueues;
+
+    #[tokio::test]
+    async fn replay_pages_through_a_long_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::sqlite::state::open(&dir.path().join("state.db")).unwrap();
+        let topics = SqliteTopics::new(db.clone());
+        let queues = SqliteQueues::new(db);
+        let n = REPLAY_PAGE * 2 + 500;
+        for i in 0..n {
+            let e = Event {
+                id: format!("e{i}"),
+                source: "/t".into(),
+                ty: if i % 2 == 0 { "even" } else { "odd" }.into(),
+                ..Event::default()
+            };
+            topics.publish("t", e, &[], 10, 0).await.unwrap();
+        }
+        let sub = Subscription {
+            queue: "t.s".into(),
+            type_filter: Some("even".into()),
+            subject_prefix: None,
+        };
+        let replayed = topics
+            .replay("t", &sub, ReplayFrom::Position(11), 0)
+            .await
+            .unwrap();
+        assert_eq!(
+            replayed,
+            (n as u64 - 10) / 2,
+            "the even entries from position 11"
+        );
+        assert_eq!(queues.depth("t.s", 0).await.unwrap().ready, replayed);
+    }
 
     #[tokio::test]
     async fn prune_drops_old_entries_and_expired_ids() {
