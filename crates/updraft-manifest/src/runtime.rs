@@ -4,6 +4,7 @@
 //! [state]                      # kv, queues, topics and cron claims
 //! type = "nats"                # "sqlite" (default: .updraft/state.db) or "nats"
 //! url = "nats://127.0.0.1:4222"
+//! replicas = 3                 # copies of every stream and bucket (default 1)
 //! ```
 //!
 //! `updraft up --store nats://HOST:PORT` is a shortcut for `[state]` and wins over the file.
@@ -25,6 +26,9 @@ pub enum StateBackend {
     Nats {
         /// `nats://host:port`.
         url: String,
+        /// Copies of every stream and bucket: 1 on a single server, 3 (a quorum survives
+        /// one server's loss) on a cluster.
+        replicas: usize,
     },
 }
 
@@ -37,6 +41,7 @@ impl StateBackend {
         } else if value.starts_with("nats://") || value.starts_with("tls://") {
             Ok(Self::Nats {
                 url: value.to_owned(),
+                replicas: 1,
             })
         } else {
             Err(format!(
@@ -49,7 +54,9 @@ impl StateBackend {
     pub fn describe(&self) -> String {
         match self {
             Self::Sqlite => "sqlite (.updraft/state.db)".to_owned(),
-            Self::Nats { url } => format!("nats jetstream at {url}"),
+            Self::Nats { url, replicas } => {
+                format!("nats jetstream at {url} ({replicas} replica(s))")
+            }
         }
     }
 }
@@ -66,6 +73,7 @@ struct StateSection {
     #[serde(rename = "type")]
     kind: String,
     url: Option<String>,
+    replicas: Option<usize>,
 }
 
 /// The runtime config of the app in `dir`: `file` if given, else `runtime.toml` beside the
@@ -90,14 +98,23 @@ pub fn load_runtime_config(dir: &Path, file: Option<&Path>) -> Result<StateBacke
         return Ok(StateBackend::Sqlite);
     };
     match (state.kind.as_str(), state.url) {
-        ("sqlite", None) => Ok(StateBackend::Sqlite),
-        ("nats", Some(url)) => StateBackend::parse(&url)
-            .map_err(|e| format!("runtime config `{shown}`: `[state] url`: {e}")),
+        ("sqlite", None) if state.replicas.is_none() => Ok(StateBackend::Sqlite),
+        ("nats", Some(url)) => match StateBackend::parse(&url) {
+            Ok(StateBackend::Nats { url, .. }) => match state.replicas.unwrap_or(1) {
+                n @ 1..=5 => Ok(StateBackend::Nats { url, replicas: n }),
+                n => Err(format!(
+                    "runtime config `{shown}`: `[state] replicas = {n}`: JetStream keeps 1 to 5 copies; use 3 on a cluster"
+                )),
+            },
+            Ok(StateBackend::Sqlite) | Err(_) => Err(format!(
+                "runtime config `{shown}`: `[state] url` must be a NATS URL such as `nats://127.0.0.1:4222`"
+            )),
+        },
         ("nats", None) => Err(format!(
             "runtime config `{shown}`: `[state] type = \"nats\"` needs `url = \"nats://HOST:PORT\"`"
         )),
-        ("sqlite", Some(_)) => Err(format!(
-            "runtime config `{shown}`: `[state] type = \"sqlite\"` takes no `url`; remove it"
+        ("sqlite", _) => Err(format!(
+            "runtime config `{shown}`: `[state] type = \"sqlite\"` takes no `url` or `replicas`; remove them"
         )),
         (other, _) => Err(format!(
             "runtime config `{shown}`: unknown `[state] type = \"{other}\"`; use \"sqlite\" or \"nats\""
@@ -121,9 +138,20 @@ mod tests {
         assert_eq!(
             load("[state]\ntype = \"nats\"\nurl = \"nats://127.0.0.1:4222\"\n"),
             Ok(StateBackend::Nats {
-                url: "nats://127.0.0.1:4222".into()
+                url: "nats://127.0.0.1:4222".into(),
+                replicas: 1,
             })
         );
+        assert_eq!(
+            load("[state]\ntype = \"nats\"\nurl = \"nats://n1:4222\"\nreplicas = 3\n"),
+            Ok(StateBackend::Nats {
+                url: "nats://n1:4222".into(),
+                replicas: 3,
+            })
+        );
+        let many =
+            load("[state]\ntype = \"nats\"\nurl = \"nats://n1:4222\"\nreplicas = 7\n").unwrap_err();
+        assert!(many.contains("1 to 5 copies"), "{many}");
         let missing = load("[state]\ntype = \"nats\"\n").unwrap_err();
         assert!(missing.contains("needs `url"), "{missing}");
         let unknown = load("[state]\ntype = \"redis\"\n").unwrap_err();

@@ -892,7 +892,10 @@ async fn enqueue(
     };
     let delay_us = match p.delay.as_deref().map(humantime::parse_duration) {
         None => 0,
-        Some(Ok(d)) => i64::try_from(d.as_micros()).unwrap_or(i64::MAX),
+        Some(Ok(d)) => match updraft_runtime::host::messaging::check_delay(d) {
+            Ok(us) => us,
+            Err(m) => return api_error(StatusCode::BAD_REQUEST, m),
+        },
         Some(Err(e)) => {
             return api_error(
                 StatusCode::BAD_REQUEST,

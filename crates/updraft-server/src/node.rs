@@ -733,10 +733,12 @@ fn spawn_retention(stores: AppStores, mut stop: watch::Receiver<bool>) {
                 _ = tokio::time::sleep_until(next) => {}
                 _ = stop.changed() => return,
             }
-            match stores.prune(updraft_runtime::now_us()).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!("retention: pruned {n} expired rows"),
-                Err(e) => tracing::warn!("retention: {e:#}"),
+            let (pruned, errors) = stores.prune(updraft_runtime::now_us()).await;
+            if pruned > 0 {
+                tracing::info!("retention: pruned {pruned} expired rows");
+            }
+            for e in errors {
+                tracing::warn!("retention: {e}");
             }
             next += Duration::from_secs(3600);
         }

@@ -11,7 +11,7 @@ use anyhow::Context;
 use tokio::sync::Notify;
 use updraft_manifest::{Function, LoadedManifest, StateBackend};
 use updraft_runtime::{QueueHandle, Resources, TopicHandle};
-use updraft_store::nats::NatsState;
+use updraft_store::nats::{NatsOptions, NatsState};
 use updraft_store::sqlite::{
     Db, SqliteAsyncJobs, SqliteKv, SqliteQueues, SqliteSchedules, SqliteSql, SqliteTopics, state,
 };
@@ -70,8 +70,8 @@ impl AppStores {
         let local_queues: Arc<dyn QueueStore> = Arc::new(SqliteQueues::new(state.clone()));
         let platform = match backend {
             StateBackend::Sqlite => PlatformState::sqlite(&state, manifest),
-            StateBackend::Nats { url } => {
-                PlatformState::nats(url, &manifest.manifest.app.name, manifest).await?
+            StateBackend::Nats { url, replicas } => {
+                PlatformState::nats(url, *replicas, &manifest.manifest.app.name, manifest).await?
             }
         };
         let kv = platform.kv;
@@ -179,25 +179,32 @@ impl AppStores {
     /// Drops what is past its retention (DESIGN §9): expired idempotency keys and event
     /// ids, topic log entries after 7 days, dead letters after 14, old cron claims.
     /// Returns how many rows went.
-    pub async fn prune(&self, now_us: i64) -> anyhow::Result<u64> {
-        let mut total = 0;
+    /// Each kind is pruned even when another fails; the failures are returned together.
+    pub async fn prune(&self, now_us: i64) -> (u64, Vec<String>) {
+        let mut results = Vec::new();
         for queues in &self.queue_stores {
-            total += queues
-                .prune(now_us, DEAD_LETTER_RETENTION_US)
-                .await
-                .context("cannot prune queues")?;
+            results.push((
+                "queues",
+                queues.prune(now_us, DEAD_LETTER_RETENTION_US).await,
+            ));
         }
-        total += self
-            .topic_store
-            .prune(now_us, TOPIC_LOG_RETENTION_US)
-            .await
-            .context("cannot prune topic logs")?;
-        total += self
-            .schedules
-            .prune(now_us - CRON_CLAIM_RETENTION_US)
-            .await
-            .context("cannot prune cron claims")?;
-        Ok(total)
+        results.push((
+            "topic logs",
+            self.topic_store.prune(now_us, TOPIC_LOG_RETENTION_US).await,
+        ));
+        results.push((
+            "cron claims",
+            self.schedules.prune(now_us - CRON_CLAIM_RETENTION_US).await,
+        ));
+        let mut total = 0;
+        let mut errors = Vec::new();
+        for (what, result) in results {
+            match result {
+                Ok(n) => total += n,
+                Err(e) => errors.push(format!("cannot prune {what}: {e}")),
+            }
+        }
+        (total, errors)
     }
 
     /// What `function` may open: every declared label, with a store only where it is listed.
@@ -237,8 +244,14 @@ impl PlatformState {
         }
     }
 
-    async fn nats(url: &str, app: &str, manifest: &LoadedManifest) -> anyhow::Result<Self> {
-        let nats = NatsState::connect(url, app).await.with_context(|| {
+    async fn nats(
+        url: &str,
+        replicas: usize,
+        app: &str,
+        manifest: &LoadedManifest,
+    ) -> anyhow::Result<Self> {
+        let options = NatsOptions { replicas };
+        let nats = NatsState::connect_with(url, app, options).await.with_context(|| {
             format!("cannot open the platform state on nats; is a JetStream-enabled `nats-server -js` listening at `{url}`?")
         })?;
         let mut kv = BTreeMap::new();

@@ -47,7 +47,7 @@ pub trait AsyncStore: Send + Sync + 'static {
     async fn get(&self, id: &str) -> Result<Option<AsyncJob>, StoreError>;
     /// Marks it running.
     async fn start(&self, id: &str) -> Result<(), StoreError>;
-    /// Records its outcome (`succeeded` or `failed`).
+    /// Records its outcome (`succeeded` or `failed`); the first outcome recorded stays.
     async fn finish(&self, job: &AsyncJob, now_us: i64) -> Result<(), StoreError>;
     /// Deletes finished jobs older than `before_us`.
     async fn prune(&self, before_us: i64) -> Result<u64, StoreError>;

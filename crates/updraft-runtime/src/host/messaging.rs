@@ -13,6 +13,19 @@ use crate::state::InvocationState;
 
 /// Largest event (data plus attributes) a queue takes.
 pub const MAX_EVENT_BYTES: usize = 1 << 20;
+/// Longest delivery delay: as long as dead letters are kept (DESIGN §9: 14 days).
+pub const MAX_DELAY: std::time::Duration = std::time::Duration::from_secs(14 * 24 * 3600);
+
+/// Checks an enqueue delay; the error names the limit.
+pub fn check_delay(delay: std::time::Duration) -> Result<i64, String> {
+    if delay > MAX_DELAY {
+        return Err(format!(
+            "a delay of {} is over the limit of 14 days; schedule far-off work with a cron trigger",
+            humantime::format_duration(delay)
+        ));
+    }
+    Ok(i64::try_from(delay.as_micros()).unwrap_or(i64::MAX))
+}
 
 /// A queue a function may send to.
 pub struct QueueHandle {
@@ -161,9 +174,11 @@ impl wit::Host for InvocationState {
             }));
         }
         let now = now_us();
-        let delay_us = options.delay_ms.map_or(0, |ms| {
-            i64::try_from(ms.saturating_mul(1000)).unwrap_or(i64::MAX)
-        });
+        let delay = std::time::Duration::from_millis(options.delay_ms.unwrap_or(0));
+        let delay_us = match check_delay(delay) {
+            Ok(us) => us,
+            Err(m) => return Ok(Err(Error::Other(format!("queue `{queue}`: {m}")))),
+        };
         let message = NewMessage {
             event,
             available_us: now.saturating_add(delay_us),

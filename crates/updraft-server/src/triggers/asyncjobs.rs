@@ -178,8 +178,23 @@ impl AsyncRunner {
                 tracing::error!(invocation = %id, "async invocation given up: {:?}", done.error);
             }
             Some(Function::Http(f)) => {
-                // Hold the job for as long as the function may run.
+                // Hold the job for as long as the function may run, from now on: the first
+                // lease may be shorter than the keeper's first extension is away.
                 let lease = f.timeout() + LEASE_MARGIN;
+                let until = now_us() + super::queue::micros(lease);
+                match self
+                    .queue
+                    .store
+                    .extend(QUEUE, &message.id, &message.token, until)
+                    .await
+                {
+                    Ok(true) => {}
+                    Ok(false) => return, // another worker has it now
+                    Err(e) => {
+                        tracing::warn!(invocation = %id, "cannot extend the async job's lease: {e}");
+                        return;
+                    }
+                }
                 let _keeper = LeaseKeeper::start(
                     self.queue.store.clone(),
                     QUEUE.to_owned(),

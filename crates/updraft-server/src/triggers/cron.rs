@@ -8,7 +8,7 @@
 //! An occurrence missed while nothing ran is caught up once, flagged `pastdue`; one that
 //! comes while the previous run is still queued or running is skipped (no pile-up).
 
-use std::hash::{Hash, Hasher};
+use std::hash::Hasher;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,6 +23,8 @@ use super::queue::Delivery;
 
 /// Deliveries of one occurrence before it is dead-lettered.
 const MAX_ATTEMPTS: u32 = 3;
+/// Tries to queue a claimed occurrence (200 ms, doubling: about 6 s in all).
+const ENQUEUE_TRIES: u32 = 5;
 
 /// One cron trigger, ready to fire.
 pub struct CronPlan {
@@ -45,9 +47,10 @@ pub struct CronPlan {
 /// The queue a cron trigger's runs go through: stable across restarts and nodes for the
 /// same function, schedule and zone.
 pub fn queue_name(function: &str, key: &str) -> String {
-    // FNV-1a: stable across processes and releases, unlike std's default hasher.
+    // FNV-1a over the key's bytes: stable across processes and releases (unlike std's
+    // default hasher, and unlike `Hash for str`, whose byte feed is not guaranteed).
     let mut h = Fnv(0xcbf2_9ce4_8422_2325);
-    key.hash(&mut h);
+    h.write(key.as_bytes());
     format!("_cron.{function}.{:08x}", h.0 as u32)
 }
 
@@ -133,7 +136,15 @@ async fn catch_up(plan: &CronPlan, store: &dyn ScheduleStore) {
         }
     };
     // Only within the dedup window (with a margin): beyond it a repeat is not recognised.
-    if now_us() - last < plan.queue.dedup_window_us * 9 / 10
+    // Not while runs are queued: the last occurrence may have been skipped for them.
+    let idle = plan
+        .queue
+        .store
+        .depth(&plan.queue.name, now_us())
+        .await
+        .is_ok_and(|d| d.ready + d.waiting == 0);
+    if idle
+        && now_us() - last < plan.queue.dedup_window_us * 9 / 10
         && let Some(at) = plan.tz.timestamp_micros(last).single()
     {
         enqueue(plan, &at, false).await;
@@ -169,7 +180,11 @@ async fn fire(plan: &CronPlan, store: &dyn ScheduleStore, at: DateTime<Tz>, past
             plan.schedule
         ),
         Ok(_) => enqueue(plan, &at, past_due).await,
-        Err(e) => tracing::error!(function = plan.function, "cannot read the cron queue: {e}"),
+        Err(e) => {
+            // Claimed, so nobody else will run it: better a possible overlap than a lost run.
+            tracing::warn!(function = plan.function, "cannot read the cron queue: {e}");
+            enqueue(plan, &at, past_due).await;
+        }
     }
 }
 
@@ -182,16 +197,37 @@ async fn enqueue(plan: &CronPlan, at: &DateTime<Tz>, past_due: bool) {
         event: event(plan, at, past_due),
         available_us: now,
     };
-    match queue
-        .store
-        .enqueue(&queue.name, vec![message], queue.dedup_window_us, now)
-        .await
-    {
-        Ok(_) => queue.notify.notify_waiters(),
-        Err(e) => tracing::error!(
-            function = plan.function,
-            "cannot queue the {at} cron run: {e}"
-        ),
+    // The occurrence is claimed, so nobody else will queue it: retry a failing store for a
+    // while (the idempotency key makes a repeat harmless).
+    let mut pause = Duration::from_millis(200);
+    for attempt in 1..=ENQUEUE_TRIES {
+        match queue
+            .store
+            .enqueue(
+                &queue.name,
+                vec![message.clone()],
+                queue.dedup_window_us,
+                now,
+            )
+            .await
+        {
+            Ok(_) => {
+                queue.notify.notify_waiters();
+                return;
+            }
+            Err(e) if attempt < ENQUEUE_TRIES => {
+                tracing::warn!(
+                    function = plan.function,
+                    "cannot queue the {at} cron run yet: {e}"
+                );
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+            }
+            Err(e) => tracing::error!(
+                function = plan.function,
+                "gave up queueing the {at} cron run after {ENQUEUE_TRIES} tries: {e}"
+            ),
+        }
     }
 }
 

@@ -131,7 +131,7 @@ impl AsyncStore for SqliteAsyncJobs {
                 c.execute(
                     "UPDATE async_jobs SET status = ?2, finished_us = ?3, response_status = ?4,
                             response_headers = ?5, response_body = ?6, error = ?7
-                     WHERE id = ?1",
+                     WHERE id = ?1 AND finished_us IS NULL",
                     params![
                         job.id,
                         job.status,

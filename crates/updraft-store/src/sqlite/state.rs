@@ -14,7 +14,15 @@ const MIGRATIONS: &[&str] = &[
     super::schedule::SCHEMA,
     super::topic::SCHEMA,
     super::asyncjobs::SCHEMA,
+    RETENTION_INDEXES,
 ];
+
+/// Lets the hourly retention find expired rows without scanning whole tables.
+const RETENTION_INDEXES: &str = "
+CREATE INDEX queue_dead ON queue_messages (dead_us) WHERE dead_us IS NOT NULL;
+CREATE INDEX queue_dedup_expiry ON queue_dedup (expires_us);
+CREATE INDEX topic_dedup_expiry ON topic_dedup (expires_us);
+";
 
 /// Opens (creating and upgrading) the platform state file.
 pub fn open(path: &Path) -> Result<Db, StoreError> {

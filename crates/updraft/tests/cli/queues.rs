@@ -351,6 +351,9 @@ async fn the_cli_and_the_admin_api_enqueue_cloudevents() {
     let (code, _, err) = enqueue(&["--delay", "soon"]);
     assert_ne!(code, 0);
     assert!(err.contains("`delay` is not a duration"), "{err}");
+    let (code, _, err) = enqueue(&["--delay", "15days"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("over the limit of 14 days"), "{err}");
     let r = client()
         .post(server.url("/_updraft/api/v1/queues/jobs/messages"))
         .header("content-type", "application/cloudevents+json")
