@@ -1,11 +1,12 @@
 //! The NATS JetStream backends against a real, private `nats-server` (one per test, each on
 //! its own port and store folder; see `updraft_test_support::NatsServer`).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use updraft_store::conformance;
 use updraft_store::nats::NatsState;
-use updraft_store::{Event, KvStore, NewMessage, Subscription};
+use updraft_store::{Event, KvStore, NewMessage, QueueStore, Subscription};
 use updraft_test_support::NatsServer;
 
 async fn state(server: &NatsServer, namespace: &str) -> NatsState {
@@ -259,4 +260,321 @@ async fn a_retried_publish_completes_the_fan_out_once() {
     let log = topics.read("orders", 0, 10).await.expect("read");
     assert_eq!(log.len(), 1);
     assert_eq!(log[0].position, position);
+}
+
+/// A raw JetStream context on the private server, to reach behind the store.
+async fn jetstream(server: &NatsServer) -> async_nats::jetstream::Context {
+    let client = async_nats::connect(server.url())
+        .await
+        .expect("connect a raw client");
+    async_nats::jetstream::new(client)
+}
+
+async fn stream_messages(js: &async_nats::jetstream::Context, name: &str) -> u64 {
+    let mut stream = js.get_stream(name).await.expect("the stream");
+    stream.info().await.expect("stream info").state.messages
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_prune_keeps_each_triggers_latest_claim() {
+    let server = NatsServer::start();
+    let s = state(&server, "cron")
+        .await
+        .schedule_store()
+        .await
+        .expect("schedules");
+    for t in [1, 2, 3] {
+        assert!(s.claim("a", t, "me").await.expect("claim"));
+    }
+    assert!(s.claim("b", 1, "me").await.expect("claim"));
+    for t in [5, 20] {
+        assert!(s.claim("jobs.nightly", t, "me").await.expect("claim"));
+    }
+    let js = jetstream(&server).await;
+    let bucket = "KV_updraft-cron-schedules";
+    // Six claims and three latest-claim keys.
+    assert_eq!(stream_messages(&js, bucket).await, 9);
+    assert_eq!(
+        s.prune(10).await.expect("prune"),
+        3,
+        "a@1, a@2 and jobs.nightly@5 go; a@3, b@1 and jobs.nightly@20 stay"
+    );
+    assert_eq!(
+        stream_messages(&js, bucket).await,
+        6,
+        "pruned claims leave no delete markers behind"
+    );
+    assert_eq!(s.last_claimed("a").await.expect("last"), Some(3));
+    assert_eq!(s.last_claimed("b").await.expect("last"), Some(1));
+    assert_eq!(
+        s.last_claimed("jobs.nightly").await.expect("last"),
+        Some(20)
+    );
+    assert!(!s.claim("a", 3, "other").await.expect("claim"));
+    assert!(!s.claim("jobs.nightly", 20, "other").await.expect("claim"));
+    assert_eq!(s.prune(10).await.expect("prune again"), 0);
+    assert_eq!(
+        s.prune(i64::MAX).await.expect("prune all"),
+        0,
+        "each trigger's latest stays"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_that_fails_part_way_gives_the_fetched_messages_back() {
+    let server = NatsServer::start();
+    let queues = state(&server, "lq").await.queue_store();
+    let now = now_us();
+    queues
+        .enqueue(
+            "jobs",
+            vec![new_message("a", now), new_message("b", now)],
+            SEC,
+            now,
+        )
+        .await
+        .expect("enqueue");
+    // Both are leased and released: their next deliveries update lease records that exist.
+    let first = lease_n(&*queues, "jobs", 2).await;
+    for m in &first {
+        assert!(
+            queues
+                .release("jobs", &m.id, &m.token, now_us())
+                .await
+                .expect("release")
+        );
+    }
+    // Make the lease records refuse updates of existing keys (new keys still go in).
+    let js = jetstream(&server).await;
+    let mut leases = js.get_stream("KV_updraft-lq-leases").await.expect("leases");
+    let config = leases.info().await.expect("info").config.clone();
+    let mut refusing = config.clone();
+    refusing.discard_new_per_subject = true;
+    js.update_stream(refusing).await.expect("update leases");
+    // A lease now fetches them and fails on the first record it writes: whatever it fetched
+    // must go back at once, not when the 60 s lease runs out.
+    let started = std::time::Instant::now();
+    let failure = loop {
+        match queues.lease("jobs", 10, 60 * SEC, now_us()).await {
+            Err(e) => break e,
+            Ok(leased) => assert!(leased.is_empty(), "{leased:?}"),
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "no lease failed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert!(failure.to_string().contains("`jobs`"), "{failure}");
+    js.update_stream(config).await.expect("restore leases");
+    let started = std::time::Instant::now();
+    let mut got = Vec::new();
+    while got.len() < 2 && started.elapsed() < std::time::Duration::from_secs(5) {
+        got.extend(
+            queues
+                .lease("jobs", 10, 60 * SEC, now_us())
+                .await
+                .expect("lease"),
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    got.sort_by(|x, y| x.event.id.cmp(&y.event.id));
+    let seen: Vec<(&str, u32)> = got
+        .iter()
+        .map(|m| (m.event.id.as_str(), m.attempts))
+        .collect();
+    assert_eq!(
+        seen,
+        [("a", 1), ("b", 1)],
+        "both back at once; neither counts the lease that failed"
+    );
+}
+
+/// `n` messages leased from `queue` (a fresh consumer may need a moment), within 5 s.
+async fn lease_n(queues: &dyn QueueStore, queue: &str, n: usize) -> Vec<updraft_store::Leased> {
+    let started = std::time::Instant::now();
+    let mut got = Vec::new();
+    while got.len() < n && started.elapsed() < std::time::Duration::from_secs(5) {
+        let max = u32::try_from(n - got.len()).expect("few");
+        got.extend(
+            queues
+                .lease(queue, max, 60 * SEC, now_us())
+                .await
+                .expect("lease"),
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(got.len(), n, "leased from `{queue}`: {got:?}");
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_at_the_end_of_time_stays_away() {
+    let server = NatsServer::start();
+    let queues = state(&server, "far").await.queue_store();
+    let now = now_us();
+    queues
+        .enqueue("jobs", vec![new_message("1", now)], SEC, now)
+        .await
+        .expect("enqueue");
+    let leased = lease_n(&*queues, "jobs", 1).await.remove(0);
+    assert!(
+        queues
+            .retry("jobs", &leased.id, &leased.token, i64::MAX, "later")
+            .await
+            .expect("retry")
+    );
+    let started = std::time::Instant::now();
+    while started.elapsed() < std::time::Duration::from_millis(1500) {
+        let again = queues
+            .lease("jobs", 1, 30 * SEC, now_us())
+            .await
+            .expect("lease");
+        assert!(again.is_empty(), "redelivered at once: {again:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        queues.depth("jobs", now_us()).await.expect("depth").waiting,
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redrive_of_listed_ids_moves_those_only() {
+    let server = NatsServer::start();
+    let queues = state(&server, "rd").await.queue_store();
+    let now = now_us();
+    queues
+        .enqueue(
+            "jobs",
+            (0..5).map(|i| new_message(&i.to_string(), now)).collect(),
+            SEC,
+            now,
+        )
+        .await
+        .expect("enqueue");
+    let leased = lease_n(&*queues, "jobs", 5).await;
+    let mut by_event = HashMap::new();
+    for m in &leased {
+        assert!(
+            queues
+                .dead_letter("jobs", &m.id, &m.token, "boom", now_us())
+                .await
+                .expect("dead-letter")
+        );
+        by_event.insert(m.event.id.clone(), m.id.clone());
+    }
+    let pick = vec![by_event["1"].clone(), by_event["3"].clone()];
+    assert_eq!(
+        queues
+            .redrive("jobs", Some(pick.clone()), now_us())
+            .await
+            .expect("redrive"),
+        2
+    );
+    assert_eq!(
+        queues
+            .redrive("jobs", Some(pick), now_us())
+            .await
+            .expect("redrive again"),
+        0,
+        "already redriven"
+    );
+    let dead: Vec<String> = queues
+        .dead_letters("jobs", 10)
+        .await
+        .expect("dead letters")
+        .into_iter()
+        .map(|d| d.event.id)
+        .collect();
+    assert_eq!(dead, ["0", "2", "4"]);
+    let mut back: Vec<(String, u32)> = lease_n(&*queues, "jobs", 2)
+        .await
+        .into_iter()
+        .map(|m| (m.event.id, m.attempts))
+        .collect();
+    back.sort();
+    assert_eq!(back, [("1".to_owned(), 1), ("3".to_owned(), 1)]);
+    assert_eq!(
+        queues
+            .redrive("jobs", None, now_us())
+            .await
+            .expect("redrive all"),
+        3
+    );
+    assert_eq!(queues.depth("jobs", now_us()).await.expect("depth").dead, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_ends_where_the_log_ends_when_entries_vanish_under_it() {
+    use futures::StreamExt;
+    let server = NatsServer::start();
+    let state = state(&server, "vanish").await;
+    let (topics, queues) = (state.topic_store(), state.queue_store());
+    const ENTRIES: usize = 20_000;
+    let published = futures::stream::iter(0..ENTRIES)
+        .map(|i| {
+            let topics = topics.clone();
+            async move {
+                topics
+                    .publish(
+                        "log",
+                        new_message(&i.to_string(), 0).event,
+                        &[],
+                        600 * SEC,
+                        now_us(),
+                    )
+                    .await
+            }
+        })
+        .buffer_unordered(64)
+        .filter(|r| std::future::ready(r.as_ref().is_ok_and(Option::is_some)))
+        .count()
+        .await;
+    assert_eq!(published, ENTRIES);
+    let sub = Subscription {
+        queue: "copies".into(),
+        type_filter: None,
+        subject_prefix: None,
+    };
+    let started = std::time::Instant::now();
+    let replay = {
+        let topics = topics.clone();
+        tokio::spawn(async move {
+            topics
+                .replay(
+                    "log",
+                    &sub,
+                    updraft_store::ReplayFrom::Position(1),
+                    now_us(),
+                )
+                .await
+        })
+    };
+    // Once the replay is under way, the rest of the log ages out (here: is purged) under it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while queues.depth("copies", now_us()).await.expect("depth").ready < 256
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    let js = jetstream(&server).await;
+    js.get_stream("updraft-vanish-t-log")
+        .await
+        .expect("topic stream")
+        .purge()
+        .await
+        .expect("purge");
+    let n = replay
+        .await
+        .expect("join")
+        .expect("the replay ends cleanly");
+    let took = started.elapsed();
+    assert!(n >= 256 && n < ENTRIES as u64, "{n} copies");
+    assert!(took < std::time::Duration::from_secs(8), "took {took:?}");
+    assert_eq!(
+        queues.depth("copies", now_us()).await.expect("depth").ready,
+        n
+    );
+    assert!(topics.read("log", 0, 10).await.expect("read").is_empty());
 }

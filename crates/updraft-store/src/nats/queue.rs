@@ -11,7 +11,10 @@
 //!   from the `lease_us` of the latest `lease`: a lease length is per queue). `lease` fetches
 //!   without waiting; a fetched message whose `available_us` is still ahead is NAK'd with the
 //!   remaining delay and not returned. The token is the delivery's ack subject, which names
-//!   the stream sequence and the delivery count.
+//!   the stream sequence and the delivery count. If something fails part way through a
+//!   `lease`, every fetched delivery it does not return is given back like a release (NAK'd
+//!   until due, its attempt not counted, best effort within [`REQUEST_TIMEOUT`]); what was
+//!   leased before the failure is returned (and the failure logged), else the error.
 //! * **Stale tokens.** JetStream acks a pending message whichever of its deliveries the ack
 //!   comes from, so the store checks a token itself: the message must still be in the stream
 //!   (with the same id), and the delivery must be the current one. A first delivery that was
@@ -22,11 +25,12 @@
 //!   releases are deliveries JetStream counts and we do not.
 //! * **Settling.** `ack` is a double ack (`+ACK`, answered by the server); `extend` is an
 //!   in-progress ack (`+WPI`); `retry(at)` and `release(at)` are a NAK with the delay to `at`
-//!   (a release also takes the attempt back); `dead_letter` publishes a copy with the
+//!   (at most 100 years: [`MAX_NAK_DELAY`]; a release also takes the attempt back); `dead_letter` publishes a copy with the
 //!   attempts, the error and the time to `updraft.<ns>.dlq.<queue>` in the stream
 //!   `updraft-<ns>-dlq` (14 days, deduplicated by queue and sequence), then terminates the
-//!   original (`+TERM`). `redrive` publishes dead letters back with fresh attempts and the
-//!   same id, then deletes them from the dead-letter stream.
+//!   original (`+TERM`). `redrive` walks the dead letters one at a time, publishing each
+//!   (all, or those listed: the walk stops once every listed id is done) back with fresh
+//!   attempts and the same id, then deleting it from the dead-letter stream.
 //!
 //! Where this differs from the embedded backend:
 //! * `extend(until)` restarts the lease at the queue's lease length from now (JetStream
@@ -39,9 +43,9 @@
 //! * Checking a token and acting on it are two steps, so a lease that expires in between can
 //!   be settled by its previous holder: the message was still handled at least once.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_nats::HeaderMap;
 use async_nats::jetstream::consumer::{self, AckPolicy, PullConsumer};
@@ -77,6 +81,13 @@ const LEASE_RECORD_AGE: Duration = Duration::from_secs(14 * 24 * 3600);
 const MAX_LEASE: u32 = 1024;
 /// Most dead letters one `redrive` or `dead_letters` walks.
 const MAX_DEAD_WALK: u64 = 1_000_000;
+/// How long one `redrive` or `dead_letters` may walk the dead letters.
+const DEAD_WALK_TIME: Duration = Duration::from_secs(300);
+/// The longest delay a NAK carries. The server takes an `i64` of nanoseconds and adds it to
+/// the current time as nanoseconds since 1970 (an `i64` too, good until 2262): a delay it
+/// cannot read, or one that wraps that sum, is a plain NAK and redelivers at once. 100 years
+/// stays clear of both.
+const MAX_NAK_DELAY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 pub(crate) const ID_HEADER: &str = "Updraft-Id";
 const AVAILABLE_HEADER: &str = "Updraft-Available-Us";
@@ -544,9 +555,9 @@ impl NatsQueues {
             })
     }
 
-    /// NAKs a delivery so it comes back after `delay`.
+    /// NAKs a delivery so it comes back after `delay` (at most [`MAX_NAK_DELAY`]).
     async fn nak(&self, h: &Handle, token: &str, delay: Duration) -> Result<(), StoreError> {
-        let nanos = u64::try_from(delay.as_nanos()).unwrap_or(u64::MAX);
+        let nanos = delay.min(MAX_NAK_DELAY).as_nanos();
         self.settle(h, token, format!("-NAK {{\"delay\": {nanos}}}"))
             .await
     }
@@ -575,41 +586,245 @@ impl NatsQueues {
         Ok(true)
     }
 
-    /// Dead letters of `queue`, oldest first, with their stream sequences; at most `limit`.
-    async fn walk_dead(
+    /// The first dead letter of `queue` at or after stream sequence `from`, with its id;
+    /// `None` past the last.
+    async fn next_dead(
         &self,
         h: &Handle,
-        limit: u64,
-    ) -> Result<Vec<(u64, Envelope, Vec<u8>, String)>, StoreError> {
+        from: u64,
+    ) -> Result<Option<(StreamMessage, String)>, StoreError> {
         let dead = self.dead_stream().await?;
+        match dead
+            .direct_get_next_for_subject(h.dead_subject.as_str(), Some(from))
+            .await
+        {
+            Ok(m) => {
+                let id = header(Some(&m.headers), ID_HEADER)
+                    .unwrap_or_default()
+                    .to_owned();
+                Ok(Some((m, id)))
+            }
+            Err(e) if e.kind() == DirectGetErrorKind::NotFound => Ok(None),
+            Err(e) => Err(backend(
+                format_args!("cannot read the dead letters of queue `{}`", h.name),
+                e,
+            )),
+        }
+    }
+
+    /// Dead letters of `queue`, oldest first; at most `limit`.
+    async fn walk_dead(&self, h: &Handle, limit: u64) -> Result<Vec<DeadLetter>, StoreError> {
+        let deadline = Instant::now() + DEAD_WALK_TIME;
         let mut out = Vec::new();
         let mut from = 1;
-        while (out.len() as u64) < limit.min(MAX_DEAD_WALK) {
-            let m: StreamMessage = match dead
-                .direct_get_next_for_subject(h.dead_subject.as_str(), Some(from))
-                .await
-            {
-                Ok(m) => m,
-                Err(e) if e.kind() == DirectGetErrorKind::NotFound => break,
-                Err(e) => {
-                    return Err(backend(
-                        format_args!("cannot read the dead letters of queue `{}`", h.name),
-                        e,
-                    ));
-                }
+        for _ in 0..MAX_DEAD_WALK {
+            if out.len() as u64 >= limit {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(StoreError::Backend(format!(
+                    "reading the dead letters of queue `{}` took over {DEAD_WALK_TIME:?}",
+                    h.name
+                )));
+            }
+            let Some((m, id)) = self.next_dead(h, from).await? else {
+                break;
             };
             from = m.sequence + 1;
-            let id = header(Some(&m.headers), ID_HEADER)
-                .unwrap_or_default()
-                .to_owned();
             match decode::<Envelope>(&m.payload) {
-                Some((envelope, data)) => out.push((m.sequence, envelope, data, id)),
+                Some((envelope, data)) => out.push(DeadLetter {
+                    id,
+                    attempts: envelope.attempts.unwrap_or(0),
+                    last_error: envelope.last_error.clone(),
+                    dead_us: envelope.dead_us.unwrap_or(0),
+                    event: envelope.event(data),
+                }),
                 None => {
                     tracing::warn!(queue = %h.name, sequence = m.sequence, "skipping a dead letter updraft did not write")
                 }
             }
         }
         Ok(out)
+    }
+
+    /// Publishes the dead letter `m` (message `id`) back to its queue with fresh attempts,
+    /// then removes it from the dead letters; false if updraft did not write it (it stays).
+    async fn redrive_one(
+        &self,
+        h: &Handle,
+        dead: &Stream,
+        m: &StreamMessage,
+        id: &str,
+        now_us: i64,
+    ) -> Result<bool, StoreError> {
+        let Some((mut envelope, data)) = decode::<Envelope>(&m.payload) else {
+            tracing::warn!(queue = %h.name, sequence = m.sequence, "skipping a dead letter updraft did not write");
+            return Ok(false);
+        };
+        envelope.attempts = None;
+        envelope.last_error = None;
+        envelope.dead_us = None;
+        let mut headers = HeaderMap::new();
+        headers.insert(ID_HEADER, id);
+        headers.insert(AVAILABLE_HEADER, now_us.to_string().as_str());
+        // Redriving again after a failure part way publishes each dead letter once.
+        headers.insert(MSG_ID_HEADER, format!("r:{}", m.sequence).as_str());
+        self.publish(
+            &format!("redrive a dead letter of queue `{}`", h.name),
+            &h.subject,
+            headers,
+            encode(&envelope, &data)?,
+        )
+        .await?;
+        dead.delete_message(m.sequence).await.map_err(|e| {
+            backend(
+                format_args!("cannot remove a redriven dead letter of queue `{}`", h.name),
+                e,
+            )
+        })?;
+        Ok(true)
+    }
+
+    /// What `lease` does with one fetched delivery: the lease, or `None` when it was not
+    /// for now (delayed again, or not updraft's and terminated).
+    async fn take(
+        &self,
+        h: &Handle,
+        m: &jetstream::Message,
+        now_us: i64,
+    ) -> Result<Option<Leased>, StoreError> {
+        let queue = h.name.as_str();
+        let failed = |e: &dyn std::fmt::Display| {
+            backend(format_args!("cannot lease from queue `{queue}`"), e)
+        };
+        let (sequence, delivery) = match m.info() {
+            Ok(info) => (
+                info.stream_sequence,
+                u64::try_from(info.delivered).unwrap_or(1),
+            ),
+            Err(e) => return Err(failed(&e)),
+        };
+        let Some(token) = m.reply.as_ref().map(|r| r.to_string()) else {
+            return Ok(None);
+        };
+        let headers = m.headers.as_ref();
+        let id = header(headers, ID_HEADER).map(str::to_owned);
+        let available_us: i64 = header(headers, AVAILABLE_HEADER)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let (Some(id), Some((envelope, data))) = (id, decode::<Envelope>(&m.payload)) else {
+            tracing::error!(
+                queue,
+                sequence,
+                "dropping a queue message updraft did not write"
+            );
+            self.settle(h, &token, "+TERM not an updraft message".into())
+                .await?;
+            return Ok(None);
+        };
+        // Attempts counted before this delivery: the record's, or every earlier delivery.
+        let (record, _) = if delivery > 1 {
+            self.record(h, sequence).await?
+        } else {
+            (None, 0)
+        };
+        let before = match record {
+            Some(r) => r.attempts,
+            None => u32::try_from(delivery - 1).unwrap_or(u32::MAX),
+        };
+        if available_us > now_us {
+            // Not yet: back to the server until it is due, without counting an attempt.
+            let r = Record {
+                delivery,
+                attempts: before,
+                open: false,
+            };
+            self.write_record(h, sequence, r, None).await?;
+            self.nak(h, &token, delay_until(available_us, now_us))
+                .await?;
+            return Ok(None);
+        }
+        let attempts = before.saturating_add(1);
+        if delivery > 1 {
+            let r = Record {
+                delivery,
+                attempts,
+                open: true,
+            };
+            self.write_record(h, sequence, r, None).await?;
+        }
+        Ok(Some(Leased {
+            id,
+            event: envelope.event(data),
+            attempts,
+            token,
+            enqueued_us: envelope.enqueued_us,
+        }))
+    }
+
+    /// Gives fetched deliveries that `lease` will not return back to the server, as a
+    /// release does: redelivered when due, without counting an attempt. Best effort (the
+    /// server may be what failed): a delivery whose record cannot be written is still NAK'd
+    /// (it then counts an attempt); within [`REQUEST_TIMEOUT`] in all, after which the rest
+    /// come back when their lease runs out.
+    async fn give_back_fetched(
+        &self,
+        h: &Handle,
+        messages: impl Iterator<Item = jetstream::Message>,
+        now_us: i64,
+    ) {
+        let deadline = Instant::now() + REQUEST_TIMEOUT;
+        let mut left = 0usize;
+        for m in messages {
+            if Instant::now() > deadline {
+                left += 1;
+                continue;
+            }
+            let Some(token) = m.reply.as_ref().map(|r| r.to_string()) else {
+                continue;
+            };
+            let available_us: i64 = header(m.headers.as_ref(), AVAILABLE_HEADER)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            if let Ok(info) = m.info() {
+                let (sequence, delivery) = (
+                    info.stream_sequence,
+                    u64::try_from(info.delivered).unwrap_or(1),
+                );
+                let before = if delivery > 1 {
+                    match self.record(h, sequence).await {
+                        // `take` opened it (counting this delivery) before failing later.
+                        Ok((Some(r), _)) if r.delivery == delivery && r.open => {
+                            Some(r.attempts.saturating_sub(1))
+                        }
+                        Ok((Some(r), _)) => Some(r.attempts),
+                        Ok((None, _)) => Some(u32::try_from(delivery - 1).unwrap_or(u32::MAX)),
+                        Err(e) => {
+                            tracing::warn!(queue = %h.name, sequence, "giving a message back counts an attempt: {e}");
+                            None
+                        }
+                    }
+                } else {
+                    Some(0)
+                };
+                if let Some(attempts) = before {
+                    let r = Record {
+                        delivery,
+                        attempts,
+                        open: false,
+                    };
+                    if let Err(e) = self.write_record(h, sequence, r, None).await {
+                        tracing::warn!(queue = %h.name, sequence, "giving a message back counts an attempt: {e}");
+                    }
+                }
+            }
+            if let Err(e) = self.nak(h, &token, delay_until(available_us, now_us)).await {
+                tracing::warn!(queue = %h.name, "cannot give a message back (it comes back when its lease runs out): {e}");
+            }
+        }
+        if left > 0 {
+            tracing::warn!(queue = %h.name, left, "giving messages back took too long; the rest come back when their lease runs out");
+        }
     }
 
     /// Publishes to `subject` and waits for the stream's ack; true unless it was a duplicate.
@@ -735,81 +950,50 @@ impl QueueStore for NatsQueues {
             .await
             .map_err(|e| failed(&e))?;
         let mut fetched = Vec::new();
-        loop {
+        let mut failure = None;
+        for _ in 0..=MAX_LEASE {
             match tokio::time::timeout(REQUEST_TIMEOUT, batch.next()).await {
                 Ok(Some(Ok(m))) => fetched.push(m),
-                Ok(Some(Err(e))) => return Err(failed(&e)),
+                Ok(Some(Err(e))) => {
+                    failure = Some(failed(&e));
+                    break;
+                }
                 Ok(None) => break,
-                Err(_) => return Err(failed(&"the server did not answer in time")),
+                Err(_) => {
+                    failure = Some(failed(&"the server did not answer in time"));
+                    break;
+                }
             }
         }
+        // Whatever goes wrong from here, every fetched delivery is either returned or given
+        // back: one that is dropped stays hidden until its lease runs out, then comes back
+        // with an attempt counted for a run that never happened.
         let mut leased = Vec::with_capacity(fetched.len());
-        for m in fetched {
-            let (sequence, delivery) = match m.info() {
-                Ok(info) => (
-                    info.stream_sequence,
-                    u64::try_from(info.delivered).unwrap_or(1),
-                ),
-                Err(e) => return Err(failed(&e)),
-            };
-            let Some(token) = m.reply.as_ref().map(|r| r.to_string()) else {
-                continue;
-            };
-            let headers = m.headers.as_ref();
-            let id = header(headers, ID_HEADER).map(str::to_owned);
-            let available_us: i64 = header(headers, AVAILABLE_HEADER)
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0);
-            let (Some(id), Some((envelope, data))) = (id, decode::<Envelope>(&m.payload)) else {
-                tracing::error!(
-                    queue,
-                    sequence,
-                    "dropping a queue message updraft did not write"
-                );
-                self.settle(&h, &token, "+TERM not an updraft message".into())
-                    .await?;
-                continue;
-            };
-            // Attempts counted before this delivery: the record's, or every earlier delivery.
-            let (record, _) = if delivery > 1 {
-                self.record(&h, sequence).await?
-            } else {
-                (None, 0)
-            };
-            let before = match record {
-                Some(r) => r.attempts,
-                None => u32::try_from(delivery - 1).unwrap_or(u32::MAX),
-            };
-            if available_us > now_us {
-                // Not yet: back to the server until it is due, without counting an attempt.
-                let r = Record {
-                    delivery,
-                    attempts: before,
-                    open: false,
-                };
-                self.write_record(&h, sequence, r, None).await?;
-                self.nak(&h, &token, delay_until(available_us, now_us))
-                    .await?;
-                continue;
+        let mut rest = fetched.into_iter();
+        while let Some(m) = rest.next() {
+            match self.take(&h, &m, now_us).await {
+                Ok(Some(l)) => leased.push(l),
+                Ok(None) => {}
+                Err(e) => {
+                    self.give_back_fetched(&h, std::iter::once(m).chain(rest.by_ref()), now_us)
+                        .await;
+                    failure = Some(e);
+                    break;
+                }
             }
-            let attempts = before.saturating_add(1);
-            if delivery > 1 {
-                let r = Record {
-                    delivery,
-                    attempts,
-                    open: true,
-                };
-                self.write_record(&h, sequence, r, None).await?;
-            }
-            leased.push(Leased {
-                id,
-                event: envelope.event(data),
-                attempts,
-                token,
-                enqueued_us: envelope.enqueued_us,
-            });
         }
-        Ok(leased)
+        match failure {
+            None => Ok(leased),
+            Some(e) if leased.is_empty() => Err(e),
+            Some(e) => {
+                tracing::warn!(
+                    queue,
+                    leased = leased.len(),
+                    "returning the messages leased before a failure: {e}"
+                );
+                Ok(leased)
+            }
+        }
     }
 
     async fn extend(
@@ -947,17 +1131,7 @@ impl QueueStore for NatsQueues {
 
     async fn dead_letters(&self, queue: &str, limit: u32) -> Result<Vec<DeadLetter>, StoreError> {
         let h = self.handle(queue, None, None).await?;
-        let walked = self.walk_dead(&h, u64::from(limit)).await?;
-        Ok(walked
-            .into_iter()
-            .map(|(_, envelope, data, id)| DeadLetter {
-                id,
-                attempts: envelope.attempts.unwrap_or(0),
-                last_error: envelope.last_error.clone(),
-                dead_us: envelope.dead_us.unwrap_or(0),
-                event: envelope.event(data),
-            })
-            .collect())
+        self.walk_dead(&h, u64::from(limit)).await
     }
 
     async fn redrive(
@@ -967,35 +1141,35 @@ impl QueueStore for NatsQueues {
         now_us: i64,
     ) -> Result<u32, StoreError> {
         let h = self.handle(queue, None, None).await?;
-        let dead_stream = self.dead_stream().await?.clone();
-        let walked = self.walk_dead(&h, MAX_DEAD_WALK).await?;
-        let mut moved = 0;
-        for (sequence, mut envelope, data, id) in walked {
-            if ids.as_ref().is_some_and(|ids| !ids.contains(&id)) {
+        let dead = self.dead_stream().await?.clone();
+        // The listed ids not redriven yet; the walk ends once none is left.
+        let mut wanted: Option<HashSet<String>> = ids.map(|ids| ids.into_iter().collect());
+        let deadline = Instant::now() + DEAD_WALK_TIME;
+        let mut moved = 0u32;
+        let mut from = 1;
+        // One dead letter at a time: read, publish, remove; never the whole set in memory.
+        for _ in 0..MAX_DEAD_WALK {
+            if wanted.as_ref().is_some_and(HashSet::is_empty) {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(StoreError::Backend(format!(
+                    "redriving the dead letters of queue `{queue}` took over {DEAD_WALK_TIME:?} \
+                     ({moved} redriven); redrive again for the rest"
+                )));
+            }
+            let Some((m, id)) = self.next_dead(&h, from).await? else {
+                break;
+            };
+            from = m.sequence + 1;
+            if let Some(wanted) = wanted.as_mut()
+                && !wanted.remove(&id)
+            {
                 continue;
             }
-            envelope.attempts = None;
-            envelope.last_error = None;
-            envelope.dead_us = None;
-            let mut headers = HeaderMap::new();
-            headers.insert(ID_HEADER, id.as_str());
-            headers.insert(AVAILABLE_HEADER, now_us.to_string().as_str());
-            // Redriving again after a failure part way publishes each dead letter once.
-            headers.insert(MSG_ID_HEADER, format!("r:{sequence}").as_str());
-            self.publish(
-                &format!("redrive a dead letter of queue `{queue}`"),
-                &h.subject,
-                headers,
-                encode(&envelope, &data)?,
-            )
-            .await?;
-            dead_stream.delete_message(sequence).await.map_err(|e| {
-                backend(
-                    format_args!("cannot remove a redriven dead letter of queue `{queue}`"),
-                    e,
-                )
-            })?;
-            moved += 1;
+            if self.redrive_one(&h, &dead, &m, &id, now_us).await? {
+                moved += 1;
+            }
         }
         Ok(moved)
     }

@@ -6,19 +6,33 @@
 //! occurrence by compare-and-swap (never lowered), so `last_claimed` is one read and stays
 //! right however claims race. If a node dies between the two writes, `last_claimed` lags
 //! until the trigger's next claim; the claim itself still stops a second run.
+//!
+//! `prune(before)` lists the bucket's keys, and for each trigger purges (from the bucket's
+//! stream, so no delete marker stays behind) the claims of occurrences before `before`
+//! except its latest claim and the one `<trigger>` names; at most [`MAX_PRUNE`] claims per
+//! call, within [`PRUNE_TIME`] (the rest goes on the next call).
 
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream::kv::{CreateErrorKind, Operation, Store, UpdateErrorKind};
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures::StreamExt;
 
 use super::kv::MAX_CAS_ATTEMPTS;
 use super::names::escape_key;
 use super::{Inner, backend};
 use crate::StoreError;
 use crate::schedule::ScheduleStore;
+
+/// Most claims one `prune` removes (the rest go on the next call).
+const MAX_PRUNE: usize = 100_000;
+/// Most keys one `prune` reads.
+const MAX_PRUNE_SCAN: usize = 2_000_000;
+/// How long one `prune` may take, listing and removing together.
+const PRUNE_TIME: Duration = Duration::from_secs(60);
 
 /// Cron claims in a JetStream KV bucket.
 #[derive(Clone)]
@@ -76,6 +90,48 @@ impl NatsSchedules {
     }
 }
 
+impl NatsSchedules {
+    /// The claimed occurrences of each (escaped) trigger; bounded by [`MAX_PRUNE_SCAN`] keys
+    /// and `deadline`.
+    async fn list_claims(
+        &self,
+        deadline: Instant,
+    ) -> Result<HashMap<String, Vec<i64>>, StoreError> {
+        let failed = |e: &dyn std::fmt::Display| backend("cannot list the cron claims", e);
+        let listing = async {
+            let mut claims: HashMap<String, Vec<i64>> = HashMap::new();
+            let mut keys = self.store.keys().await.map_err(|e| failed(&e))?;
+            let mut read = 0usize;
+            while let Some(key) = keys.next().await {
+                let key = key.map_err(|e| failed(&e))?;
+                read += 1;
+                // `<trigger>.<occurrence>` is a claim; `<trigger>` alone holds the latest.
+                if let Some((trigger, occurrence)) = key.split_once('.')
+                    && let Ok(occurrence) = occurrence.parse::<i64>()
+                {
+                    claims
+                        .entry(trigger.to_owned())
+                        .or_default()
+                        .push(occurrence);
+                }
+                if read >= MAX_PRUNE_SCAN {
+                    tracing::warn!(
+                        keys = read,
+                        "pruning cron claims: stopped listing at the limit; the rest waits for the next prune"
+                    );
+                    break;
+                }
+            }
+            Ok::<_, StoreError>(claims)
+        };
+        tokio::time::timeout(deadline.saturating_duration_since(Instant::now()), listing)
+            .await
+            .map_err(|_| {
+                StoreError::Backend(format!("listing the cron claims took over {PRUNE_TIME:?}"))
+            })?
+    }
+}
+
 fn parse(value: &[u8]) -> Option<i64> {
     std::str::from_utf8(value).ok()?.parse().ok()
 }
@@ -117,5 +173,58 @@ impl ScheduleStore for NatsSchedules {
             )
         })?;
         Ok(value.as_deref().and_then(parse))
+    }
+
+    async fn prune(&self, before_us: i64) -> Result<u64, StoreError> {
+        let deadline = Instant::now() + PRUNE_TIME;
+        let claims = self.list_claims(deadline).await?;
+        let mut doomed = Vec::new();
+        for (trigger, mut occurrences) in claims {
+            occurrences.sort_unstable();
+            let Some(&latest) = occurrences.last() else {
+                continue;
+            };
+            // `<trigger>` may lag its latest claim (see the module doc): keep what it names too.
+            let named = match self.store.get(trigger.as_str()).await {
+                Ok(v) => v.as_deref().and_then(parse),
+                Err(e) => {
+                    return Err(backend(
+                        "cannot read the last claim of a cron trigger while pruning",
+                        e,
+                    ));
+                }
+            };
+            doomed.extend(
+                occurrences
+                    .into_iter()
+                    .filter(|&o| o < before_us && o < latest && Some(o) != named)
+                    .map(|o| format!("{trigger}.{o}")),
+            );
+            if doomed.len() >= MAX_PRUNE || Instant::now() >= deadline {
+                break;
+            }
+        }
+        doomed.truncate(MAX_PRUNE);
+        let mut removed = 0u64;
+        for key in doomed {
+            if Instant::now() >= deadline {
+                tracing::debug!(
+                    removed,
+                    "pruning cron claims took its time; the rest waits for the next prune"
+                );
+                break;
+            }
+            // A purge of the key's subject leaves no marker behind (a kv delete would).
+            let subject = format!("{}{key}", self.store.prefix);
+            let purged = self
+                .store
+                .stream
+                .purge()
+                .filter(subject)
+                .await
+                .map_err(|e| backend(format_args!("cannot remove the cron claim `{key}`"), e))?;
+            removed += purged.purged.min(1);
+        }
+        Ok(removed)
     }
 }

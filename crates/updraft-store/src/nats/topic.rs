@@ -17,8 +17,12 @@
 //!   when the publish is retried (within the queues' dedup window, 10 min by default), not
 //!   before; the caller saw no acknowledgement, so it retries (at-least-once).
 //! * **Read and replay** walk the stream with a short-lived ephemeral consumer from a
-//!   position or a time (in batches, bounded by what was pending when they started);
-//!   replayed copies carry no `Nats-Msg-Id`, so a replay always enqueues.
+//!   position or a time, in batches, bounded by what was pending when they started; a walk
+//!   ends when the consumer has nothing more pending (entries that aged out while it walked
+//!   are simply not there), and each batch must make progress within [`REQUEST_TIMEOUT`]
+//!   (however long the whole walk takes). Replayed copies carry `Nats-Msg-Id` =
+//!   `r:<replay id>:<position>` with a fresh id per replay, so a replay always enqueues, each
+//!   entry once.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -43,8 +47,9 @@ use crate::topic::{LogEntry, ReplayFrom, Subscription, TopicStore};
 const RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Entries fetched per round trip when walking a log.
 const BATCH: u64 = 256;
-/// How long one walk of a log may take.
-const WALK_TIMEOUT: Duration = Duration::from_secs(300);
+/// How often an empty batch is tried again while the consumer still counts entries, within
+/// [`REQUEST_TIMEOUT`].
+const EMPTY_BATCH_PAUSE: Duration = Duration::from_millis(50);
 
 /// The topic streams this process has opened.
 #[derive(Default)]
@@ -175,14 +180,17 @@ impl NatsTopics {
 }
 
 /// A walk through a topic's log with an ephemeral consumer, a batch at a time, bounded by
-/// what was pending when it started and by [`WALK_TIMEOUT`].
+/// what was pending when it started; each batch must make progress within
+/// [`REQUEST_TIMEOUT`].
 struct Walk<'a> {
     topic: &'a str,
     stream: &'a Stream,
     consumer: PullConsumer,
-    total: u64,
-    seen: u64,
-    deadline: Instant,
+    /// Most entries still to deliver (what was pending at the start, within the limit), so
+    /// a walk never chases what is appended after it began.
+    left: u64,
+    /// The consumer reported nothing more pending.
+    done: bool,
 }
 
 impl<'a> Walk<'a> {
@@ -210,48 +218,84 @@ impl<'a> Walk<'a> {
                     topic,
                     stream,
                     consumer,
-                    total: 0,
-                    seen: 0,
-                    deadline: Instant::now(),
+                    left: 0,
+                    done: true,
                 };
                 walk.finish().await;
                 return Err(read_failed(topic, e));
             }
         };
+        let left = pending.min(limit);
         Ok(Self {
             topic,
             stream,
             consumer,
-            total: pending.min(limit),
-            seen: 0,
-            deadline: Instant::now() + WALK_TIMEOUT,
+            left,
+            done: left == 0,
         })
     }
 
     /// The next entries; `None` at the end.
     async fn next(&mut self) -> Result<Option<Vec<LogEntry>>, StoreError> {
         let topic = self.topic;
-        if self.seen >= self.total {
+        if self.done || self.left == 0 {
             return Ok(None);
         }
-        if Instant::now() > self.deadline {
-            return Err(read_failed(
-                topic,
-                format_args!("took over {WALK_TIMEOUT:?}"),
-            ));
+        let want = self.left.min(BATCH) as usize;
+        let started = Instant::now();
+        for _ in 0..=(REQUEST_TIMEOUT.as_millis() / EMPTY_BATCH_PAUSE.as_millis()) {
+            let (entries, got, last_pending) = self.batch(want).await?;
+            if got > 0 {
+                self.left = self.left.saturating_sub(got);
+                self.done = last_pending == Some(0);
+                return Ok(Some(entries));
+            }
+            // Nothing came: the end of the log (entries counted at the start may have aged
+            // out since), unless the consumer still counts some.
+            let pending = self
+                .consumer
+                .info()
+                .await
+                .map_err(|e| read_failed(topic, e))?
+                .num_pending;
+            if pending == 0 {
+                self.done = true;
+                return Ok(None);
+            }
+            if started.elapsed() >= REQUEST_TIMEOUT {
+                return Err(read_failed(
+                    topic,
+                    format_args!(
+                        "no entry came in {REQUEST_TIMEOUT:?} while the reader counted {pending} more"
+                    ),
+                ));
+            }
+            tokio::time::sleep(EMPTY_BATCH_PAUSE).await;
         }
-        let want = (self.total - self.seen).min(BATCH) as usize;
+        Err(read_failed(
+            topic,
+            format_args!("no entry came in {REQUEST_TIMEOUT:?}"),
+        ))
+    }
+
+    /// One fetch of up to `want` entries, without waiting for entries that are not there:
+    /// the entries updraft wrote, how many came, and how many the last one said were left.
+    async fn batch(
+        &mut self,
+        want: usize,
+    ) -> Result<(Vec<LogEntry>, u64, Option<u64>), StoreError> {
+        let topic = self.topic;
         let mut batch = self
             .consumer
-            .batch()
+            .fetch()
             .max_messages(want)
-            .expires(REQUEST_TIMEOUT)
             .messages()
             .await
             .map_err(|e| read_failed(topic, e))?;
         let mut entries = Vec::with_capacity(want);
-        let mut got = 0;
-        while got < want {
+        let mut got = 0u64;
+        let mut last_pending = None;
+        for _ in 0..=want {
             let Some(m) = tokio::time::timeout(REQUEST_TIMEOUT, batch.next())
                 .await
                 .map_err(|_| read_failed(topic, "the server did not answer in time"))?
@@ -262,6 +306,7 @@ impl<'a> Walk<'a> {
             let info = m.info().map_err(|e| read_failed(topic, e))?;
             let (position, appended_us) = (info.stream_sequence, info.published.timestamp_micros());
             got += 1;
+            last_pending = Some(info.pending);
             match decode::<Envelope>(&m.payload) {
                 Some((envelope, data)) => entries.push(LogEntry {
                     position: i64::try_from(position).unwrap_or(i64::MAX),
@@ -277,14 +322,7 @@ impl<'a> Walk<'a> {
                 }
             }
         }
-        if got == 0 {
-            return Err(read_failed(
-                topic,
-                "the log ended before the entries it counted",
-            ));
-        }
-        self.seen += got as u64;
-        Ok(Some(entries))
+        Ok((entries, got, last_pending))
     }
 
     /// Removes the consumer (it would expire by itself a minute later).
@@ -398,6 +436,8 @@ impl TopicStore for NatsTopics {
             },
         };
         let mut walk = Walk::start(topic, &stream, from, u64::MAX).await?;
+        // Each copy is deduplicated per replay, so a batch sent twice enqueues once.
+        let replay_id = uuid::Uuid::now_v7().simple().to_string();
         let mut n = 0u64;
         let result = loop {
             let entries = match walk.next().await {
@@ -409,12 +449,13 @@ impl TopicStore for NatsTopics {
                 .into_iter()
                 .filter(|e| subscription.accepts(&e.event))
                 .map(|e| {
+                    let msg_id = format!("r:{replay_id}:{}", e.position);
                     let message = NewMessage {
                         event: e.event,
                         available_us: now_us,
                         idempotency_key: None,
                     };
-                    (message, None)
+                    (message, Some(msg_id))
                 })
                 .collect();
             match self
