@@ -153,15 +153,31 @@ impl ScheduleStore for NatsSchedules {
             Ok(_) => {}
             Err(e) if e.kind() == CreateErrorKind::AlreadyExists => return Ok(false),
             Err(e) => {
-                return Err(backend(
-                    format_args!(
-                        "cannot claim occurrence {occurrence_us} of cron trigger `{trigger}`"
-                    ),
-                    e,
-                ));
+                // The create may have landed with only its reply lost: if the stored claim
+                // is ours, we hold it.
+                let ours = matches!(
+                    self.store.get(key.as_str()).await,
+                    Ok(Some(v)) if v.as_ref() == claimant.as_bytes()
+                );
+                if !ours {
+                    return Err(backend(
+                        format_args!(
+                            "cannot claim occurrence {occurrence_us} of cron trigger `{trigger}`"
+                        ),
+                        e,
+                    ));
+                }
             }
         }
-        self.raise_last(trigger, occurrence_us).await?;
+        // The claim is ours whatever happens next: a lagging `last` only means a restart
+        // may queue this occurrence again, which its idempotency key makes harmless.
+        if let Err(e) = self.raise_last(trigger, occurrence_us).await {
+            tracing::warn!(
+                trigger,
+                occurrence_us,
+                "cannot record the latest cron claim: {e}"
+            );
+        }
         Ok(true)
     }
 
