@@ -187,9 +187,18 @@ function = "single"
 "#,
     );
     let server = start(&app);
-    let url = server.url("/single/sleep?ms=1500");
+    let url = server.url("/single/sleep?ms=3000");
     let busy = tokio::spawn(async move { client().get(url).send().await.unwrap() });
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // Wait until the first request holds the only slot (it logs as it starts sleeping).
+    assert!(
+        crate::eventually(Duration::from_secs(10), async || {
+            get(&server, "/_updraft/api/v1/logs?function=single")
+                .await
+                .1
+                .contains("sleeping 3000 ms")
+        })
+        .await
+    );
     let r = client()
         .get(server.url("/single/sleep?ms=1"))
         .send()
@@ -199,9 +208,12 @@ function = "single"
     assert_eq!(r.headers()["retry-after"], "1");
     assert!(r.text().await.unwrap().contains("concurrency limit (1)"));
     assert_eq!(busy.await.unwrap().status(), 200);
-    assert_eq!(
-        get(&server, "/single/sleep?ms=1").await.0,
-        200,
+    // The slot frees when the instance is dropped, just after its response went out.
+    assert!(
+        crate::eventually(Duration::from_secs(5), async || {
+            get(&server, "/single/sleep?ms=1").await.0 == 200
+        })
+        .await,
         "the slot is free again"
     );
 }
