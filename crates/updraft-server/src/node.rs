@@ -214,8 +214,15 @@ pub async fn start(
     })?;
     let addr = listener.local_addr()?;
     let mut crons = Vec::new();
+    // Each cron trigger's own queue, listed with the app's (so `updraft dlq` reaches it).
+    let mut queues = stores.queues.clone();
+    let mut cron_queues = Vec::new();
     for t in &plan.manifest.manifest.trigger.cron {
         let (cron, tz) = triggers::cron::parse(&t.schedule, t.timezone.as_deref())?;
+        let name = triggers::cron::queue_name(&t.function, &cron_key(&t.function, &t.schedule, tz));
+        let queue = stores.internal_queue(&name);
+        queues.insert(name, queue.clone());
+        cron_queues.push(queue);
         crons.push(CronTrigger {
             function: t.function.clone(),
             key: cron_key(&t.function, &t.schedule, tz),
@@ -232,7 +239,7 @@ pub async fn start(
         ready: AtomicBool::new(true),
         app_name: plan.manifest.manifest.app.name.clone(),
         functions,
-        queues: stores.queues.clone(),
+        queues,
         topics: stores.topics.clone(),
         async_jobs: stores.async_jobs.clone(),
         async_queue: stores.async_queue.clone(),
@@ -303,11 +310,18 @@ pub async fn start(
     spawn_retention(stores.clone(), stop_rx.clone());
     let schedules = stores.schedules.clone();
     let claimant = format!("{}:{}", addr, std::process::id());
-    for (i, t) in plan.manifest.manifest.trigger.cron.iter().enumerate() {
+    for (i, (t, queue)) in plan
+        .manifest
+        .manifest
+        .trigger
+        .cron
+        .iter()
+        .zip(cron_queues)
+        .enumerate()
+    {
         let function = event_function(&state.functions, "cron", i, &t.function, &manifest_path)?;
         let (cron, tz) = triggers::cron::parse(&t.schedule, t.timezone.as_deref())?;
         let key = cron_key(&t.function, &t.schedule, tz);
-        let queue = stores.internal_queue(&triggers::cron::queue_name(&t.function, &key));
         let plan = triggers::cron::CronPlan {
             key,
             schedule: t.schedule.clone(),

@@ -157,6 +157,32 @@ async fn a_failing_run_is_retried_with_backoff() {
         .await,
         "the retry of `{id}` succeeded"
     );
+    // A run that keeps failing is dead-lettered after 3 attempts, in the trigger's queue
+    // that `updraft dlq` lists.
+    set(&server, "cron-fail-until", "99").await;
+    let dead = async || {
+        let queues: serde_json::Value = crate::client()
+            .get(server.url("/_updraft/api/v1/queues"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        queues
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|q| q["name"].as_str().unwrap().starts_with("_cron.worker."))
+            .map_or(0, |q| q["dead"].as_u64().unwrap())
+    };
+    assert!(
+        crate::eventually(Duration::from_secs(30), async || dead().await >= 1).await,
+        "no cron run was dead-lettered"
+    );
+    let (code, out, err) = crate::cli(&server, &["dlq", "ls"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("_cron.worker."), "{out}");
 }
 
 #[tokio::test]
