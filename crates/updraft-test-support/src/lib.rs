@@ -114,6 +114,9 @@ pub struct Server {
     pub stderr: Captured,
 }
 
+/// How long `Server::start` waits for `listening on`.
+const START_LIMIT: Duration = Duration::from_secs(600);
+
 impl Server {
     /// Runs `bin up DIR --listen 127.0.0.1:0 EXTRA…` and waits until it listens.
     pub fn start(bin: &str, dir: &Path, extra: &[&str]) -> Self {
@@ -136,7 +139,10 @@ impl Server {
         let (tx, rx) = std::sync::mpsc::channel();
         let stdout = Captured::spawn(child.stdout.take().expect("stdout"), Some(tx));
         let stderr = Captured::spawn(child.stderr.take().expect("stderr"), None);
-        let deadline = Instant::now() + Duration::from_secs(120);
+        // `up` may first run a project's cargo build: a cold build of an example crate takes
+        // minutes on a loaded 2-core CI machine. A process that fails exits, and that is
+        // noticed at once, so the long limit only bounds a hang.
+        let deadline = Instant::now() + START_LIMIT;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left.min(Duration::from_millis(200))) {
@@ -162,7 +168,8 @@ impl Server {
                     if left.is_zero() {
                         let _ = child.kill();
                         return Err(format!(
-                            "updraft up did not listen within 120 s\nstderr:\n{}",
+                            "updraft up did not listen within {} s\nstderr:\n{}",
+                            START_LIMIT.as_secs(),
                             stderr.text()
                         ));
                     }
