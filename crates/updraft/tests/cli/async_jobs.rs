@@ -11,7 +11,7 @@ use updraft_test_support::{AppDir, Server, guests};
 use crate::{client, start};
 
 fn app(callback_port: u16) -> AppDir {
-    let app = AppDir::new(&format!(
+    crate::kitchen_and_worker(&format!(
         r#"
 [app]
 name = "async"
@@ -39,10 +39,7 @@ function = "kitchen"
 topic = "done"
 function = "listener"
 "#
-    ));
-    app.guest(guests::KITCHEN, "kitchen.wasm");
-    app.guest(guests::WORKER, "worker.wasm");
-    app
+    ))
 }
 
 /// A one-request HTTP server that hands back the body it received.

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use serde_json::json;
-use updraft_test_support::{AppDir, NatsServer, Server, guests, run};
+use updraft_test_support::{AppDir, NatsServer, Server, run};
 
 use crate::{bin, client, eventually, get};
 
@@ -49,9 +49,7 @@ function = "worker"
 
 /// A node: its own folder (records, logs, compile cache), the shared NATS for state.
 fn node(nats: &NatsServer) -> (AppDir, Server) {
-    let app = AppDir::new(APP);
-    app.guest(guests::KITCHEN, "kitchen.wasm");
-    app.guest(guests::WORKER, "worker.wasm");
+    let app = crate::kitchen_and_worker(APP);
     let server = Server::start(bin(), app.path(), &["--store", &nats.url()]);
     (app, server)
 }
@@ -162,9 +160,7 @@ async fn two_nodes_on_nats_share_kv_queues_topics_and_cron() {
 
 #[test]
 fn unknown_or_unreachable_stores_are_refused_clearly() {
-    let app = AppDir::new(APP);
-    app.guest(guests::KITCHEN, "kitchen.wasm");
-    app.guest(guests::WORKER, "worker.wasm");
+    let app = crate::kitchen_and_worker(APP);
     let dir = app.path().to_str().unwrap();
     let out = run(
         bin(),

@@ -3,12 +3,12 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use updraft_test_support::{AppDir, Server, guests};
+use updraft_test_support::{AppDir, Server};
 
 use crate::{bin, cli, eventually, get, start};
 
 fn app(schedule: &str) -> AppDir {
-    let app = AppDir::new(&format!(
+    crate::kitchen_and_worker(&format!(
         r#"
 [app]
 name = "cron"
@@ -31,10 +31,7 @@ function = "kitchen"
 schedule = "{schedule}"
 function = "worker"
 "#
-    ));
-    app.guest(guests::KITCHEN, "kitchen.wasm");
-    app.guest(guests::WORKER, "worker.wasm");
-    app
+    ))
 }
 
 /// The ids of the occurrences handled, and the handled count (equal when none ran twice).

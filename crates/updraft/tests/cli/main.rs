@@ -82,6 +82,15 @@ pub async fn eventually<F: AsyncFnMut() -> bool>(limit: Duration, mut check: F) 
     false
 }
 
+/// An app from `manifest` with the kitchen-sink guest as `kitchen.wasm` and the event
+/// worker as `worker.wasm`.
+pub fn kitchen_and_worker(manifest: &str) -> AppDir {
+    let app = AppDir::new(manifest);
+    app.guest(guests::KITCHEN, "kitchen.wasm");
+    app.guest(guests::WORKER, "worker.wasm");
+    app
+}
+
 pub fn start(app: &AppDir) -> Server {
     Server::start(bin(), app.path(), &[])
 }

@@ -6,15 +6,16 @@ use updraft_test_support::{Server, run};
 
 use crate::{bin, cli, eventually, get};
 
-#[tokio::test]
-async fn a_new_http_rust_project_builds_and_serves_outside_the_repo() {
+/// Runs `updraft new TEMPLATE NAME` in a fresh temp folder (outside this repository);
+/// returns the folder (kept while alive) and the project.
+fn new_project(template: &str, name: &str) -> (tempfile::TempDir, std::path::PathBuf) {
     let parent = tempfile::tempdir().unwrap();
     let out = run(
         bin(),
         &[
             "new",
-            "http-rust",
-            "hello-world",
+            template,
+            name,
             "--dir",
             parent.path().to_str().unwrap(),
         ],
@@ -25,7 +26,13 @@ async fn a_new_http_rust_project_builds_and_serves_outside_the_repo() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let dir = parent.path().join("hello-world");
+    let dir = parent.path().join(name);
+    (parent, dir)
+}
+
+#[tokio::test]
+async fn a_new_http_rust_project_builds_and_serves_outside_the_repo() {
+    let (_parent, dir) = new_project("http-rust", "hello-world");
     assert!(
         dir.join("updraft-sdk/wit/updraft.wit").is_file(),
         "the SDK and WIT are vendored"
@@ -50,24 +57,7 @@ fn logs(server: &Server, function: &str) -> String {
 
 #[tokio::test]
 async fn a_new_event_rust_project_builds_and_handles_work_from_a_topic_a_queue_and_cron() {
-    let parent = tempfile::tempdir().unwrap();
-    let out = run(
-        bin(),
-        &[
-            "new",
-            "event-rust",
-            "jobs",
-            "--dir",
-            parent.path().to_str().unwrap(),
-        ],
-        Duration::from_secs(30),
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let dir = parent.path().join("jobs");
+    let (_parent, dir) = new_project("event-rust", "jobs");
     for vendored in [
         "updraft-sdk/src/event.rs",
         "updraft-sdk/src/messaging.rs",

@@ -40,10 +40,7 @@ function = "worker"
 "#;
 
 fn app() -> AppDir {
-    let app = AppDir::new(APP);
-    app.guest(guests::KITCHEN, "kitchen.wasm");
-    app.guest(guests::WORKER, "worker.wasm");
-    app
+    crate::kitchen_and_worker(APP)
 }
 
 async fn enqueue(server: &Server, query: &str, data: &str) -> u16 {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use updraft_store::nats::NatsState;
-use updraft_test_support::{AppDir, NatsServer, Server, guests};
+use updraft_test_support::{AppDir, NatsServer, Server};
 
 use crate::{bin, client};
 
@@ -200,9 +200,7 @@ async fn kill_9_loses_nothing_acknowledged_on_nats() {
 async fn chaos(state: State) {
     let args = state.args();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let app = AppDir::new(APP);
-    app.guest(guests::KITCHEN, "kitchen.wasm");
-    app.guest(guests::WORKER, "worker.wasm");
+    let app = crate::kitchen_and_worker(APP);
     let mut rng = Lcg(0x5eed);
     let mut acknowledged: Vec<String> = Vec::new();
     let per_round = 1_000;

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use updraft_test_support::{AppDir, Server, guests};
+use updraft_test_support::{AppDir, Server};
 
 use crate::{client, get, start};
 
@@ -47,10 +47,7 @@ function = "eu"
 "#;
 
 fn app() -> AppDir {
-    let app = AppDir::new(APP);
-    app.guest(guests::KITCHEN, "kitchen.wasm");
-    app.guest(guests::WORKER, "worker.wasm");
-    app
+    crate::kitchen_and_worker(APP)
 }
 
 async fn handled(server: &Server, function: &str) -> usize {
