@@ -276,7 +276,13 @@ function = "allowed"
         "{}",
         server.stderr.text()
     );
-    assert!(server.stderr.text().contains("allowed_outbound_hosts"));
+    assert!(
+        server
+            .stderr
+            .wait_for("allowed_outbound_hosts", Duration::from_secs(5)),
+        "{}",
+        server.stderr.text()
+    );
 }
 
 #[tokio::test]

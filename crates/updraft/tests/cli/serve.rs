@@ -235,7 +235,14 @@ async fn guest_output_is_logged_with_the_invocation_id() {
     let logged = text.lines().find(|l| l.contains(&line)).unwrap();
     assert!(logged.contains(&format!("invocation={id}")), "{logged}");
     assert!(logged.contains("function=kitchen"), "{logged}");
-    assert!(text.contains(&format!("to stderr from {id}")), "{text}");
+    // The stderr line is logged right after the stdout one but may reach the pipe later.
+    assert!(
+        server
+            .stderr
+            .wait_for(&format!("to stderr from {id}"), Duration::from_secs(5)),
+        "{}",
+        server.stderr.text()
+    );
 }
 
 #[tokio::test]
@@ -280,8 +287,11 @@ async fn the_hello_example_builds_and_serves_from_a_clean_copy() {
     let dir = crate::copy_example("hello");
     // `updraft up` runs the example's own build command (cargo, wasm32-wasip2) first.
     let server = updraft_test_support::Server::start(crate::bin(), dir.path(), &[]);
+    // Build output goes to stderr, a different pipe from the listening line that `start` waits for.
     assert!(
-        server.stderr.text().contains("built `hello`"),
+        server
+            .stderr
+            .wait_for("built `hello`", Duration::from_secs(5)),
         "{}",
         server.stderr.text()
     );
