@@ -171,7 +171,7 @@ async fn an_acknowledged_enqueue_survives_kill_9_of_nats_server() {
     // A fresh connection, as a restarted node would make.
     let queues = state(&server, "durable").await.queue_store();
     let mut ids = Vec::new();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while ids.len() < 19 && std::time::Instant::now() < deadline {
         for m in queues
             .lease("jobs", 50, 2 * SEC, now_us())
@@ -360,16 +360,17 @@ async fn a_lease_that_fails_part_way_gives_the_fetched_messages_back() {
             Ok(leased) => assert!(leased.is_empty(), "{leased:?}"),
         }
         assert!(
-            started.elapsed() < std::time::Duration::from_secs(5),
+            started.elapsed() < std::time::Duration::from_secs(30),
             "no lease failed"
         );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     };
     assert!(failure.to_string().contains("`jobs`"), "{failure}");
     js.update_stream(config).await.expect("restore leases");
+    // Well within the 60 s lease the failed one asked for.
     let started = std::time::Instant::now();
     let mut got = Vec::new();
-    while got.len() < 2 && started.elapsed() < std::time::Duration::from_secs(5) {
+    while got.len() < 2 && started.elapsed() < std::time::Duration::from_secs(30) {
         got.extend(
             queues
                 .lease("jobs", 10, 60 * SEC, now_us())
@@ -390,11 +391,11 @@ async fn a_lease_that_fails_part_way_gives_the_fetched_messages_back() {
     );
 }
 
-/// `n` messages leased from `queue` (a fresh consumer may need a moment), within 5 s.
+/// `n` messages leased from `queue` (a fresh consumer may need a moment), within 30 s.
 async fn lease_n(queues: &dyn QueueStore, queue: &str, n: usize) -> Vec<updraft_store::Leased> {
     let started = std::time::Instant::now();
     let mut got = Vec::new();
-    while got.len() < n && started.elapsed() < std::time::Duration::from_secs(5) {
+    while got.len() < n && started.elapsed() < std::time::Duration::from_secs(30) {
         let max = u32::try_from(n - got.len()).expect("few");
         got.extend(
             queues
@@ -537,7 +538,6 @@ async fn a_replay_ends_where_the_log_ends_when_entries_vanish_under_it() {
         type_filter: None,
         subject_prefix: None,
     };
-    let started = std::time::Instant::now();
     let replay = {
         let topics = topics.clone();
         tokio::spawn(async move {
@@ -552,7 +552,7 @@ async fn a_replay_ends_where_the_log_ends_when_entries_vanish_under_it() {
         })
     };
     // Once the replay is under way, the rest of the log ages out (here: is purged) under it.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while queues.depth("copies", now_us()).await.expect("depth").ready < 256
         && std::time::Instant::now() < deadline
     {
@@ -565,6 +565,9 @@ async fn a_replay_ends_where_the_log_ends_when_entries_vanish_under_it() {
         .purge()
         .await
         .expect("purge");
+    // Timed from the purge: how long the first copies take depends on the machine's load;
+    // what matters is that the replay then ends without waiting out a read timeout (10 s).
+    let started = std::time::Instant::now();
     let n = replay
         .await
         .expect("join")

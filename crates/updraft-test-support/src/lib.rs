@@ -5,6 +5,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -56,7 +57,11 @@ impl AppDir {
 
 /// Output collected from a child's pipe by a background thread.
 #[derive(Clone, Default)]
-pub struct Captured(Arc<Mutex<String>>);
+pub struct Captured {
+    text: Arc<Mutex<String>>,
+    /// Set once the pipe reached its end (every writer closed it).
+    closed: Arc<AtomicBool>,
+}
 
 impl Captured {
     fn spawn(
@@ -64,7 +69,8 @@ impl Captured {
         tx: Option<std::sync::mpsc::Sender<String>>,
     ) -> Self {
         let captured = Captured::default();
-        let buf = captured.0.clone();
+        let buf = captured.text.clone();
+        let closed = captured.closed.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(reader).lines() {
                 let Ok(line) = line else { break };
@@ -76,6 +82,7 @@ impl Captured {
                     b.push('\n');
                 }
             }
+            closed.store(true, Ordering::Release);
         });
         captured
     }
@@ -87,7 +94,23 @@ impl Captured {
 
     /// Everything read so far.
     pub fn text(&self) -> String {
-        self.0.lock().map(|b| b.clone()).unwrap_or_default()
+        self.text.lock().map(|b| b.clone()).unwrap_or_default()
+    }
+
+    /// Waits until the pipe has ended and everything in it has been read, up to `timeout`.
+    /// After the child exits its last lines may still be in the pipe: a loaded machine can
+    /// take a while to schedule the reader thread.
+    pub fn wait_closed(&self, timeout: Duration) -> bool {
+        let end = Instant::now() + timeout;
+        loop {
+            if self.closed.load(Ordering::Acquire) {
+                return true;
+            }
+            if Instant::now() >= end {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     /// Waits until `needle` has been read, up to `timeout`.
@@ -116,6 +139,8 @@ pub struct Server {
 
 /// How long `Server::start` waits for `listening on`.
 const START_LIMIT: Duration = Duration::from_secs(600);
+/// How long, after a child exited, its pipes may take to be read to their end.
+const PIPE_DRAIN_LIMIT: Duration = Duration::from_secs(10);
 
 impl Server {
     /// Runs `bin up DIR --listen 127.0.0.1:0 EXTRA…` and waits until it listens.
@@ -158,7 +183,9 @@ impl Server {
                 }
                 Err(_) => {
                     if let Ok(Some(status)) = child.try_wait() {
-                        std::thread::sleep(Duration::from_millis(100));
+                        // The error is the last thing it wrote: read the pipes to their end.
+                        stdout.wait_closed(PIPE_DRAIN_LIMIT);
+                        stderr.wait_closed(PIPE_DRAIN_LIMIT);
                         return Err(format!(
                             "updraft up exited with {status} before listening\nstdout:\n{}\nstderr:\n{}",
                             stdout.text(),
@@ -257,7 +284,10 @@ pub fn run_with_env(bin: &str, args: &[&str], env: &[(&str, &str)], timeout: Dur
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    std::thread::sleep(Duration::from_millis(50));
+    // What it wrote last may still be in the pipes: read them to their end (bounded, in case
+    // a grandchild inherited them and keeps them open).
+    stdout.wait_closed(PIPE_DRAIN_LIMIT);
+    stderr.wait_closed(PIPE_DRAIN_LIMIT);
     Output {
         status,
         stdout: stdout.text().into_bytes(),

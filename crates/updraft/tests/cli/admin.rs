@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use updraft_test_support::{Server, run, run_with_env};
 
-use crate::{bin, cli, client, get, kitchen_app, start};
+use crate::{bin, cli, client, eventually, get, kitchen_app, start};
 
 fn app() -> updraft_test_support::AppDir {
     kitchen_app(
@@ -81,7 +81,7 @@ async fn invoke_sends_a_body_and_reports_the_invocation() {
     let id = v["invocation_id"].as_str().unwrap().to_owned();
     // The record appears (records are written in batches).
     let mut record = serde_json::Value::Null;
-    for _ in 0..50 {
+    eventually(Duration::from_secs(30), async || {
         let r = client()
             .get(server.url(&format!("/_updraft/api/v1/invocations/{id}")))
             .send()
@@ -89,10 +89,10 @@ async fn invoke_sends_a_body_and_reports_the_invocation() {
             .unwrap();
         if r.status() == 200 {
             record = r.json().await.unwrap();
-            break;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        !record.is_null()
+    })
+    .await;
     assert_eq!(record["function"], "kitchen", "{record}");
     assert_eq!(record["outcome"], "ok");
     assert!(record["instantiate_us"].as_i64().unwrap() > 0);
@@ -119,30 +119,40 @@ async fn logs_show_and_follow_guest_output_by_invocation() {
         .to_owned();
     let wanted = format!("to stdout from {id}");
     let mut out = String::new();
-    for _ in 0..50 {
+    eventually(Duration::from_secs(30), async || {
         out = cli(&server, &["logs", "--function", "kitchen"]).1;
-        if out.contains(&wanted) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        out.contains(&wanted)
+    })
+    .await;
     assert!(out.contains(&wanted) && out.contains("stdout:"), "{out}");
-    let (_, out, _) = cli(&server, &["logs", "--invocation", &id, "--output", "json"]);
-    let lines: Vec<serde_json::Value> = out
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    // Log lines and records are written in batches: the stderr line and the record may land
+    // in a later one than the stdout line.
+    let mut lines: Vec<serde_json::Value> = Vec::new();
+    eventually(Duration::from_secs(30), async || {
+        out = cli(&server, &["logs", "--invocation", &id, "--output", "json"]).1;
+        lines = out
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        lines.len() >= 2
+    })
+    .await;
     assert_eq!(lines.len(), 2, "{out}");
     assert!(lines.iter().any(|l| l["stream"] == "stderr"));
     // The invocation's record carries its logs too.
-    let detail: serde_json::Value = client()
-        .get(server.url(&format!("/_updraft/api/v1/invocations/{id}")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let mut detail = serde_json::Value::Null;
+    eventually(Duration::from_secs(30), async || {
+        let r = client()
+            .get(server.url(&format!("/_updraft/api/v1/invocations/{id}")))
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 200 {
+            detail = r.json().await.unwrap();
+        }
+        detail["logs"].as_array().is_some_and(|l| l.len() >= 2)
+    })
+    .await;
     assert_eq!(detail["logs"].as_array().unwrap().len(), 2, "{detail}");
     // Follow: a line logged after `logs -f` started shows up in its output.
     let mut follow = std::process::Command::new(bin())
@@ -161,13 +171,17 @@ async fn logs_show_and_follow_guest_output_by_invocation() {
         .spawn()
         .unwrap();
     let stdout = updraft_test_support::Captured::from_reader(follow.stdout.take().unwrap());
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    // Only log once it follows: it starts with the newest line (the first call's stderr one)
+    // and then asks for lines after it. Were the new call's lines stored before its first
+    // look, `--limit 1` would show only the last of them.
+    let following = stdout.wait_for(&id, Duration::from_secs(30));
+    assert!(following, "{}", stdout.text());
     let r = client().get(server.url("/k/log")).send().await.unwrap();
     let id2 = r.headers()["updraft-invocation-id"]
         .to_str()
         .unwrap()
         .to_owned();
-    let seen = stdout.wait_for(&format!("to stdout from {id2}"), Duration::from_secs(10));
+    let seen = stdout.wait_for(&format!("to stdout from {id2}"), Duration::from_secs(30));
     let _ = follow.kill();
     let _ = follow.wait();
     assert!(seen, "{}", stdout.text());

@@ -99,15 +99,16 @@ async fn respond_async_runs_later_and_reports_the_result() {
     let server = start(&app);
     let sent = Instant::now();
     let r = client()
-        .post(server.url("/k/sleep?ms=1500"))
+        .post(server.url("/k/sleep?ms=5000"))
         .header("prefer", "respond-async")
         .header("callback-url", format!("http://127.0.0.1:{port}/hook"))
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 202);
+    // Well before the 5 s of work (a loaded machine can take a while over the enqueue).
     assert!(
-        sent.elapsed() < Duration::from_millis(1000),
+        sent.elapsed() < Duration::from_millis(4000),
         "202 comes before the work is done"
     );
     assert_eq!(r.headers()["preference-applied"], "respond-async");
@@ -116,7 +117,7 @@ async fn respond_async_runs_later_and_reports_the_result() {
     assert_eq!(accepted["status"], "queued");
     assert_eq!(accepted["status_url"], location.as_str());
     let mut outcome = Value::Null;
-    let end = Instant::now() + Duration::from_secs(15);
+    let end = Instant::now() + Duration::from_secs(30);
     while Instant::now() < end {
         outcome = status(&server, &location).await;
         if outcome["status"] == "succeeded" {
@@ -133,10 +134,10 @@ async fn respond_async_runs_later_and_reports_the_result() {
     assert_eq!(outcome["response"]["body"], "slept\n");
     // The callback got the same outcome; the completion topic's subscriber got an event.
     let posted: Value =
-        serde_json::from_str(&callback.recv_timeout(Duration::from_secs(10)).unwrap()).unwrap();
+        serde_json::from_str(&callback.recv_timeout(Duration::from_secs(30)).unwrap()).unwrap();
     assert_eq!(posted["invocation_id"], accepted["invocation_id"]);
     assert_eq!(posted["status"], "succeeded");
-    let end = Instant::now() + Duration::from_secs(10);
+    let end = Instant::now() + Duration::from_secs(30);
     let mut seen = false;
     while !seen && Instant::now() < end {
         let r: Value = status(&server, "/_updraft/api/v1/invocations?function=listener").await;
@@ -160,7 +161,7 @@ async fn failures_and_bad_callbacks() {
         .unwrap();
     assert_eq!(r.status(), 202);
     let location = r.headers()["location"].to_str().unwrap().to_owned();
-    let end = Instant::now() + Duration::from_secs(15);
+    let end = Instant::now() + Duration::from_secs(30);
     let mut outcome = Value::Null;
     while Instant::now() < end {
         outcome = status(&server, &location).await;

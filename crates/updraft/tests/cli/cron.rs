@@ -53,16 +53,34 @@ async fn runs(server: &Server) -> (Vec<String>, u64) {
 async fn two_processes_on_one_store_run_each_occurrence_once() {
     let app = app("* * * * * *");
     let a = start(&app);
-    let b = Server::start(bin(), app.path(), &[]);
+    let mut b = Server::start(bin(), app.path(), &[]);
     let started = Instant::now();
-    tokio::time::sleep(Duration::from_secs(22)).await;
+    // Both processes race for at least 20 occurrences (about 20 s; more on a loaded machine,
+    // which may fire an occurrence late and skip it).
+    assert!(
+        eventually(Duration::from_secs(90), async || runs(&a).await.0.len()
+            >= 22)
+        .await,
+        "fewer than 22 runs in {} s",
+        started.elapsed().as_secs()
+    );
+    // Stop `b` cleanly: a kill could land between a run's `seen/` write and its count, or
+    // between its count and its ack (a redelivery then counts it twice).
+    b.signal(libc::SIGTERM);
+    assert!(b.wait(Duration::from_secs(30)).is_some(), "b did not stop");
     drop(b);
-    let (ids, count) = runs(&a).await;
+    // `a` keeps running one occurrence a second, and the keys and the count are two reads:
+    // wait for a pair that agrees (a run counted twice never does).
+    let (mut ids, mut count) = (Vec::new(), 0);
+    let agreed = eventually(Duration::from_secs(30), async || {
+        (ids, count) = runs(&a).await;
+        count == ids.len() as u64
+    })
+    .await;
     let elapsed = started.elapsed().as_secs();
     assert!(ids.len() >= 20, "{} runs in {elapsed} s", ids.len());
-    assert_eq!(
-        count,
-        ids.len() as u64,
+    assert!(
+        agreed,
         "an occurrence ran twice: {count} runs for {} occurrences",
         ids.len()
     );
@@ -73,27 +91,43 @@ async fn two_processes_on_one_store_run_each_occurrence_once() {
 #[tokio::test]
 async fn missed_occurrences_are_caught_up_once_and_flagged_past_due() {
     let app = app("*/2 * * * * *");
-    let server = start(&app);
-    let end = Instant::now() + Duration::from_secs(10);
-    while runs(&server).await.0.is_empty() && Instant::now() < end {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let mut server = start(&app);
+    assert!(
+        eventually(Duration::from_secs(30), async || !runs(&server)
+            .await
+            .0
+            .is_empty())
+        .await,
+        "the cron trigger never ran"
+    );
+    // Stop cleanly: a run cut by a kill keeps its lease past the restart, and the catch-up
+    // is skipped while a run is queued or running.
+    server.signal(libc::SIGTERM);
+    assert!(
+        server.wait(Duration::from_secs(30)).is_some(),
+        "not stopped"
+    );
     drop(server);
     // Several occurrences pass while nothing runs.
     tokio::time::sleep(Duration::from_secs(5)).await;
     let server = start(&app);
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    let (ids, _) = runs(&server).await;
-    let mut past_due = 0;
-    for id in &ids {
-        let (_, data) = get(&server, &format!("/k/kv/get?store=default&key={id}")).await;
-        if data.contains(r#""past_due":true"#) {
-            past_due += 1;
+    // The catch-up runs in the background after the start; wait for it.
+    let (mut ids, mut past_due) = (Vec::new(), 0);
+    let caught_up = eventually(Duration::from_secs(30), async || {
+        ids = runs(&server).await.0;
+        past_due = 0;
+        for id in &ids {
+            let (_, data) = get(&server, &format!("/k/kv/get?store=default&key={id}")).await;
+            if data.contains(r#""past_due":true"#) {
+                past_due += 1;
+            }
         }
-    }
-    assert_eq!(
-        past_due, 1,
-        "exactly one catch-up run for the missed occurrences: {ids:?}"
+        past_due >= 1
+    })
+    .await;
+    assert!(
+        caught_up && past_due == 1,
+        "exactly one catch-up run for the missed occurrences ({past_due}): {ids:?}"
     );
 }
 
@@ -137,7 +171,7 @@ async fn a_failing_run_is_retried_with_backoff() {
     };
     let mut id = None;
     assert!(
-        crate::eventually(Duration::from_secs(20), async || {
+        crate::eventually(Duration::from_secs(30), async || {
             id = retried(&worker_lines(&server).await);
             id.is_some()
         })
@@ -147,7 +181,7 @@ async fn a_failing_run_is_retried_with_backoff() {
     );
     let id = id.unwrap();
     assert!(
-        crate::eventually(Duration::from_secs(5), async || runs(&server)
+        crate::eventually(Duration::from_secs(30), async || runs(&server)
             .await
             .0
             .contains(&format!("seen/{id}")))
@@ -188,23 +222,26 @@ async fn a_run_cut_by_kill_9_runs_again_after_restart() {
     let server = start(&app);
     set(&server, "cron-sleep-ms", "4000").await;
     // Wait for a run that started after the sleep was set, then kill the process under it.
+    // A run reads the sleep just after it logs `handling`, so one already under way when it
+    // was set may not sleep: take only occurrences scheduled after the set (their run starts
+    // later still). A run's id ends in its occurrence's time in microseconds.
+    let set_at = chrono::Utc::now().timestamp_micros();
     let started = |lines: Vec<String>| {
         lines
             .into_iter()
             .filter(|l| l.starts_with("handling cron/worker/"))
             .map(|l| l.split(' ').nth(1).unwrap().to_owned())
-            .next_back()
+            .rfind(|id| {
+                id.rsplit('/')
+                    .next()
+                    .and_then(|t| t.parse::<i64>().ok())
+                    .is_some_and(|t| t > set_at)
+            })
     };
-    let before: HashSet<String> = runs(&server)
-        .await
-        .0
-        .iter()
-        .map(|k| k.trim_start_matches("seen/").to_owned())
-        .collect();
     let mut cut = None;
     assert!(
-        crate::eventually(Duration::from_secs(10), async || {
-            cut = started(worker_lines(&server).await).filter(|id| !before.contains(id));
+        crate::eventually(Duration::from_secs(30), async || {
+            cut = started(worker_lines(&server).await);
             cut.is_some()
         })
         .await
@@ -263,7 +300,7 @@ async fn ls_shows_each_cron_trigger_with_its_last_and_next_run() {
     );
 
     // Once it ran, the last run is a past occurrence and the next one comes after it.
-    let ran = eventually(Duration::from_secs(10), async || {
+    let ran = eventually(Duration::from_secs(30), async || {
         !runs(&server).await.0.is_empty()
     })
     .await;

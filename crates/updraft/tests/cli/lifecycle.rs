@@ -89,18 +89,31 @@ function = "hello"
 async fn sigterm_drains_in_flight_requests_and_exits_zero() {
     let app = kitchen_app("");
     let mut server = Server::start(bin(), app.path(), &["--grace", "10s"]);
-    let url = server.url("/k/sleep?ms=1500");
+    let url = server.url("/k/sleep?ms=4000");
     let started = Instant::now();
     let in_flight = tokio::spawn(async move { client().get(url).send().await.unwrap() });
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    server.signal(libc::SIGTERM);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    // New connections are refused while draining.
-    let refused = client().get(server.url("/k/sleep?ms=1")).send().await;
+    // Signal only once the request is in the function (it logs as it starts sleeping). An
+    // async wait: the request's task runs on this thread.
     assert!(
-        refused.is_err(),
-        "a new request was accepted during the drain"
+        crate::eventually(Duration::from_secs(30), async || server
+            .stderr
+            .text()
+            .contains("sleeping 4000 ms"))
+        .await,
+        "{}",
+        server.stderr.text()
     );
+    server.signal(libc::SIGTERM);
+    // New connections are refused while draining (once the signal has been handled).
+    let refused = crate::eventually(Duration::from_secs(10), async || {
+        client()
+            .get(server.url("/k/sleep?ms=1"))
+            .send()
+            .await
+            .is_err()
+    })
+    .await;
+    assert!(refused, "new requests were still accepted during the drain");
     let r = in_flight.await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.text().await.unwrap(), "slept\n");
@@ -109,7 +122,7 @@ async fn sigterm_drains_in_flight_requests_and_exits_zero() {
         .unwrap()
         .expect("updraft exited");
     assert!(status.success(), "{status}");
-    assert!(started.elapsed() >= Duration::from_millis(1400));
+    assert!(started.elapsed() >= Duration::from_millis(3900));
 }
 
 #[tokio::test]
@@ -118,17 +131,31 @@ async fn grace_period_cuts_off_work_that_runs_too_long() {
     let mut server = Server::start(bin(), app.path(), &["--grace", "500ms"]);
     let url = server.url("/k/sleep?ms=20000");
     let in_flight = tokio::spawn(async move { client().get(url).send().await });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Signal only once the request is in the function (it logs as it starts sleeping). An
+    // async wait: the request's task runs on this thread.
+    assert!(
+        crate::eventually(Duration::from_secs(30), async || server
+            .stderr
+            .text()
+            .contains("sleeping 20000 ms"))
+        .await,
+        "{}",
+        server.stderr.text()
+    );
     let started = Instant::now();
     server.signal(libc::SIGINT);
-    let status = tokio::task::spawn_blocking(move || {
-        let s = server.wait(Duration::from_secs(10));
-        (s, server.stderr.text())
+    let (status, took, cut_off, stderr) = tokio::task::spawn_blocking(move || {
+        let status = server.wait(Duration::from_secs(15));
+        let took = started.elapsed();
+        // Its last words may still be in the pipe when it has exited.
+        let cut_off = server.stderr.wait_for("cut off", Duration::from_secs(10));
+        (status, took, cut_off, server.stderr.text())
     })
     .await
     .unwrap();
-    assert!(status.0.expect("exited").success());
-    assert!(started.elapsed() < Duration::from_secs(5));
-    assert!(status.1.contains("cut off"), "{}", status.1);
+    assert!(status.expect("exited").success());
+    // Well before the 20 s the request would take.
+    assert!(took < Duration::from_secs(12), "{took:?}");
+    assert!(cut_off, "{stderr}");
     let _ = in_flight.await;
 }

@@ -112,7 +112,7 @@ pub fn start_no_build(app: &AppDir) -> Server {
 /// Polls `/_updraft/metrics` until it contains every needle (invocations are recorded when
 /// they finish, which may be just after the response). Returns the last scrape.
 pub async fn wait_metrics(server: &Server, needles: &[&str]) -> String {
-    let end = std::time::Instant::now() + Duration::from_secs(5);
+    let end = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         let (_, m) = get(server, "/_updraft/metrics").await;
         if needles.iter().all(|n| m.contains(n)) || std::time::Instant::now() > end {

@@ -88,7 +88,7 @@ async fn cqrs_commands_project_into_a_flattened_read_model() {
     let id = created["id"].as_str().unwrap().to_owned();
     let path = format!("/api/contacts/{id}");
     assert!(
-        eventually(Duration::from_secs(10), async || get(&server, &path)
+        eventually(Duration::from_secs(30), async || get(&server, &path)
             .await
             .0
             == 200)
@@ -115,7 +115,7 @@ async fn cqrs_commands_project_into_a_flattened_read_model() {
     let (status, _) = send(&server, Method::PUT, &path, contact("Paris")).await;
     assert_eq!(status, 202);
     assert!(
-        eventually(Duration::from_secs(10), async || {
+        eventually(Duration::from_secs(30), async || {
             get_json(&server, "/api/contacts?city=Paris").await.1[0]["version"] == 2
         })
         .await
@@ -164,7 +164,7 @@ async fn cqrs_commands_project_into_a_flattened_read_model() {
     let (status, _) = send(&server, Method::DELETE, &path, json!(null)).await;
     assert_eq!(status, 202);
     assert!(
-        eventually(Duration::from_secs(10), async || get(&server, &path)
+        eventually(Duration::from_secs(30), async || get(&server, &path)
             .await
             .0
             == 404)
@@ -207,7 +207,7 @@ async fn event_sourcing_balances_come_from_the_log_and_replay_rebuilds_them() {
     assert_eq!(status, 201, "{opened}");
     let id = opened["id"].as_str().unwrap().to_owned();
     assert!(
-        eventually(Duration::from_secs(10), async || account(&server, &id)
+        eventually(Duration::from_secs(30), async || account(&server, &id)
             .await["balance"]
             == 0)
         .await
@@ -218,7 +218,7 @@ async fn event_sourcing_balances_come_from_the_log_and_replay_rebuilds_them() {
         202
     );
     assert!(
-        eventually(Duration::from_secs(10), async || account(&server, &id)
+        eventually(Duration::from_secs(30), async || account(&server, &id)
             .await["balance"]
             == 5_000)
         .await
@@ -227,7 +227,7 @@ async fn event_sourcing_balances_come_from_the_log_and_replay_rebuilds_them() {
     assert_eq!(move_money(&server, &id, "withdraw", 800, "w1").await.0, 202);
     assert_eq!(move_money(&server, &id, "withdraw", 800, "w1").await.0, 202);
     assert!(
-        eventually(Duration::from_secs(10), async || account(&server, &id)
+        eventually(Duration::from_secs(30), async || account(&server, &id)
             .await["balance"]
             == 4_200)
         .await
@@ -250,7 +250,7 @@ async fn event_sourcing_balances_come_from_the_log_and_replay_rebuilds_them() {
     );
     let state = dir.path().join(".updraft/state.db");
     assert!(
-        eventually(Duration::from_secs(10), async || {
+        eventually(Duration::from_secs(30), async || {
             rows(&state, "SELECT key FROM kv WHERE namespace = 'alerts'").len() == 1
         })
         .await
@@ -260,7 +260,7 @@ async fn event_sourcing_balances_come_from_the_log_and_replay_rebuilds_them() {
         format!("large/{id}-w3")
     );
     assert!(
-        eventually(Duration::from_secs(10), async || account(&server, &id)
+        eventually(Duration::from_secs(30), async || account(&server, &id)
             .await["balance"]
             == 2_700)
         .await
@@ -290,7 +290,7 @@ async fn event_sourcing_balances_come_from_the_log_and_replay_rebuilds_them() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("replayed 4"), "{out}");
     assert!(
-        eventually(Duration::from_secs(10), async || account(&server, &id)
+        eventually(Duration::from_secs(30), async || account(&server, &id)
             .await
             == before)
         .await,
@@ -313,7 +313,7 @@ async fn scheduling_scrubs_the_legacy_database_on_a_timer() {
     );
     let report = async || get_json(&server, "/api/report").await.1;
     assert!(
-        eventually(Duration::from_secs(20), async || report().await["runs"]
+        eventually(Duration::from_secs(60), async || report().await["runs"]
             .as_u64()
             >= Some(1))
         .await,
@@ -374,7 +374,7 @@ async fn scheduling_scrubs_the_legacy_database_on_a_timer() {
     .await;
     assert_eq!(status, 201);
     assert!(
-        eventually(Duration::from_secs(15), async || {
+        eventually(Duration::from_secs(60), async || {
             get_json(&server, "/api/customers")
                 .await
                 .1
@@ -462,7 +462,7 @@ async fn async_jobs_make_thumbnails_in_the_background_and_notify() {
     // Completion reached `notify` through the completion topic.
     let mut notes = Value::Null;
     assert!(
-        eventually(Duration::from_secs(10), async || {
+        eventually(Duration::from_secs(30), async || {
             notes = get_json(&server, "/api/notifications").await.1;
             notes.as_array().is_some_and(|n| !n.is_empty())
         })

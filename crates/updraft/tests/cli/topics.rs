@@ -69,7 +69,7 @@ async fn handled(server: &Server, function: &str) -> usize {
 }
 
 async fn wait_handled(server: &Server, function: &str, n: usize) -> usize {
-    let end = Instant::now() + Duration::from_secs(15);
+    let end = Instant::now() + Duration::from_secs(30);
     loop {
         let got = handled(server, function).await;
         if got >= n || Instant::now() > end {
