@@ -115,6 +115,22 @@ fn update_leased(
         .map_err(backend)
 }
 
+/// Leases the oldest deliverable messages of `?1` at `?2`, until `?3`, at most `?4`.
+///
+/// The outer statement picks rows by `seq` (the rowid): with `queue = ?1` there, SQLite
+/// walked the queue's whole index on every lease, O(backlog) per call.
+fn lease_sql() -> String {
+    format!(
+        "UPDATE queue_messages
+         SET lease_token = lower(hex(randomblob(8))), available_us = ?3, attempts = attempts + 1
+         WHERE seq IN (
+             SELECT seq FROM queue_messages
+             WHERE queue = ?1 AND dead_us IS NULL AND available_us <= ?2
+             ORDER BY available_us, seq LIMIT ?4)
+         RETURNING seq, id, attempts, lease_token, enqueued_us, {EVENT_COLUMNS}"
+    )
+}
+
 #[async_trait]
 impl QueueStore for SqliteQueues {
     async fn enqueue(
@@ -162,15 +178,7 @@ impl QueueStore for SqliteQueues {
         let queue = queue.to_owned();
         self.db
             .write(move |c| {
-                let sql = format!(
-                    "UPDATE queue_messages
-                     SET lease_token = lower(hex(randomblob(8))), available_us = ?3, attempts = attempts + 1
-                     WHERE queue = ?1 AND id IN (
-                         SELECT id FROM queue_messages
-                         WHERE queue = ?1 AND dead_us IS NULL AND available_us <= ?2
-                         ORDER BY available_us, seq LIMIT ?4)
-                     RETURNING seq, id, attempts, lease_token, enqueued_us, {EVENT_COLUMNS}"
-                );
+                let sql = lease_sql();
                 let mut stmt = c.prepare_cached(&sql).map_err(backend)?;
                 let rows = stmt
                     .query_map(params![queue, now_us, now_us + lease_us, max], |r| {
@@ -409,6 +417,25 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = crate::sqlite::state::open(&dir.path().join("state.db")).unwrap();
         crate::conformance::queue::run(Arc::new(SqliteQueues::new(db))).await;
+    }
+
+    #[test]
+    fn a_lease_looks_up_only_the_rows_it_takes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        drop(crate::sqlite::state::open(&path).unwrap());
+        let c = Connection::open(&path).unwrap();
+        let plan: Vec<String> = c
+            .prepare(&format!("EXPLAIN QUERY PLAN {}", lease_sql()))
+            .unwrap()
+            .query_map(params!["q", 1, 2, 3], |r| r.get::<_, String>(3))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert!(
+            plan[0].contains("INTEGER PRIMARY KEY"),
+            "the leased rows are found by rowid, not by walking the queue: {plan:?}"
+        );
     }
 
     #[tokio::test]
