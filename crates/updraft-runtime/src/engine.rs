@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
 use wasmtime::component::Linker;
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 use crate::cache::ComponentCache;
@@ -227,10 +227,28 @@ fn config(settings: &EngineSettings, pooling: bool) -> Config {
             .total_stacks(n)
             .max_memory_size(usize::try_from(settings.max_memory).unwrap_or(usize::MAX))
             .linear_memory_keep_resident(settings.keep_resident)
-            .table_keep_resident(settings.keep_resident);
+            .table_keep_resident(settings.keep_resident)
+            .pagemap_scan(dirty_page_scan());
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     }
     config
+}
+
+/// Whether to reset instance memory by scanning for the pages it dirtied (Linux 6.7+
+/// `PAGEMAP_SCAN`) rather than memsetting the whole resident prefix of every memory. The
+/// memset was ~18% of updraft's CPU on the HTTP path and in a queue drain; the scan made
+/// hello 1.55x faster. Off when the host has swap: the scan looks for dirty pages that are
+/// *present*, so a dirty page swapped out would be neither reset nor decommitted, and the
+/// next instance in its slot could read it (wasmtime PR 14357).
+fn dirty_page_scan() -> Enabled {
+    match std::fs::read_to_string("/proc/swaps") {
+        // The first line is the header; any other is an active swap area.
+        Ok(swaps) if swaps.lines().skip(1).all(|l| l.trim().is_empty()) => Enabled::Auto,
+        _ => {
+            tracing::debug!("swap is on (or unknown): instance memory is reset by memset");
+            Enabled::No
+        }
+    }
 }
 
 /// Ticks the engine's epoch until `stop` is set. A plain thread: it must keep ticking even

@@ -115,6 +115,36 @@ function = "bomb"
 }
 
 #[tokio::test]
+async fn each_request_gets_memory_that_no_earlier_instance_touched() {
+    // Every `/leftover` call marks pages of a static buffer and first checks that none of an
+    // earlier instance's marks survived the reset of its pooled slot.
+    let app = kitchen_app("");
+    let server = start(&app);
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let url = server.url("/k/leftover");
+        tasks.spawn(async move {
+            let mut answers = Vec::new();
+            for _ in 0..40 {
+                let r = client().get(&url).send().await.unwrap();
+                answers.push((r.status().as_u16(), r.text().await.unwrap()));
+            }
+            answers
+        });
+    }
+    let mut answers = Vec::new();
+    while let Some(batch) = tasks.join_next().await {
+        answers.extend(batch.unwrap());
+    }
+    assert_eq!(answers.len(), 320);
+    let dirty: Vec<_> = answers
+        .iter()
+        .filter(|(s, body)| *s != 200 || body != "clean\n")
+        .collect();
+    assert!(dirty.is_empty(), "{dirty:?}");
+}
+
+#[tokio::test]
 async fn bodies_over_the_limit_get_413() {
     let app = kitchen_app("");
     let server = start(&app);

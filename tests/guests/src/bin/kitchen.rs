@@ -3,6 +3,7 @@
 //! memory bombs, outbound HTTP, logging, sleeping and streaming.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use wstd::http::body::{Body, Bytes};
 use wstd::http::{Client, Error, Request, Response, StatusCode};
@@ -33,6 +34,7 @@ async fn main(req: Request<Body>) -> Result<Response<Body>, Error> {
         .collect();
     let num = |k: &str, d: u64| query.get(k).and_then(|v| v.parse().ok()).unwrap_or(d);
     match op.as_str() {
+        "/leftover" => text(StatusCode::OK, leftover()),
         "/echo" => {
             let (_parts, body) = req.into_parts();
             Ok(Response::new(body))
@@ -295,5 +297,28 @@ async fn sql(
     match out {
         Ok(v) => json(&v),
         Err(e) => text(StatusCode::BAD_REQUEST, format!("sql error: {e:?}\n")),
+    }
+}
+
+/// 1 MiB of zero-initialised static memory (`.bss`), as 64-bit words.
+static SCRATCH: [AtomicU64; 1 << 17] = [const { AtomicU64::new(0) }; 1 << 17];
+
+/// Says whether this instance's memory is as fresh as the component's image: an earlier
+/// instance in the same pooled slot marked every other 4 KiB page of `SCRATCH` (many
+/// disjoint dirty regions), and a reset that missed any of them would show it here. Then
+/// marks them again for the next instance.
+fn leftover() -> String {
+    const WORDS_PER_PAGE: usize = 4096 / 8;
+    let dirty = SCRATCH
+        .iter()
+        .filter(|w| w.load(Ordering::Relaxed) != 0)
+        .count();
+    for page in SCRATCH.chunks(WORDS_PER_PAGE).step_by(2) {
+        page[0].store(0x5eed_5eed_5eed_5eed, Ordering::Relaxed);
+    }
+    if dirty == 0 {
+        "clean\n".into()
+    } else {
+        format!("{dirty} words left by an earlier instance\n")
     }
 }
