@@ -101,3 +101,48 @@ pub fn create(template: &str, name: &str, parent: &Path) -> anyhow::Result<std::
     }
     Ok(dir)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    use super::SDK;
+
+    fn files_under(root: &Path, dir: &Path, out: &mut Vec<String>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path: PathBuf = entry.unwrap().path();
+            if path.is_dir() {
+                files_under(root, &path, out);
+            } else {
+                let relative = path.strip_prefix(root).unwrap();
+                out.push(relative.to_string_lossy().replace('\\', "/"));
+            }
+        }
+    }
+
+    /// A module added to the SDK, or a WIT file, that templates do not vendor would make
+    /// every new project fail to build; this catches it here.
+    #[test]
+    fn templates_vendor_every_sdk_source_and_wit_file() {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let mut wanted = Vec::new();
+        files_under(&repo, &repo.join("crates/updraft-sdk/src"), &mut wanted);
+        files_under(&repo, &repo.join("wit"), &mut wanted);
+        let vendored: Vec<String> = SDK
+            .iter()
+            .map(|(dest, _)| {
+                let dest = dest.trim_start_matches("updraft-sdk/");
+                if dest.starts_with("wit/") {
+                    dest.to_owned()
+                } else {
+                    format!("crates/updraft-sdk/{dest}")
+                }
+            })
+            .collect();
+        let missing: Vec<_> = wanted.iter().filter(|f| !vendored.contains(f)).collect();
+        assert!(
+            missing.is_empty(),
+            "add these to `SDK` in templates.rs: {missing:?}"
+        );
+    }
+}
