@@ -132,7 +132,30 @@ pub fn copy_example(name: &str) -> tempfile::TempDir {
         .unwrap();
     let dst = tempfile::tempdir().unwrap();
     copy_tree(&src, dst.path());
+    share_wasm_target(dst.path());
     dst
+}
+
+/// Points the `target/` of each cargo workspace in a copied example (its root or one folder
+/// down) at one folder shared by every example, so their common wasm dependencies (wstd,
+/// serde, wit-bindgen, the SDK) are compiled once per test run, not once per example. The
+/// examples' binary names are distinct and cargo locks the folder while it builds.
+fn share_wasm_target(example: &std::path::Path) {
+    let shared = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("example-wasm");
+    std::fs::create_dir_all(&shared).unwrap();
+    let mut dirs = vec![example.to_path_buf()];
+    for entry in std::fs::read_dir(example).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_dir() {
+            dirs.push(entry.path());
+        }
+    }
+    for dir in dirs {
+        let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap_or_default();
+        if manifest.lines().any(|l| l.trim() == "[workspace]") {
+            std::os::unix::fs::symlink(&shared, dir.join("target")).unwrap();
+        }
+    }
 }
 
 fn copy_tree(src: &std::path::Path, dst: &std::path::Path) {
