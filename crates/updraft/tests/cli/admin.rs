@@ -7,6 +7,29 @@ use updraft_test_support::{Server, run, run_with_env};
 
 use crate::{bin, cli, client, eventually, get, kitchen_app, start};
 
+/// The invocation record of `id` once `ready` holds for it (records and their logs are
+/// written in batches), or the last one read after 30 s (`null` if none was found).
+async fn invocation_record(
+    server: &Server,
+    id: &str,
+    ready: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let mut record = serde_json::Value::Null;
+    eventually(Duration::from_secs(30), async || {
+        let r = client()
+            .get(server.url(&format!("/_updraft/api/v1/invocations/{id}")))
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 200 {
+            record = r.json().await.unwrap();
+        }
+        ready(&record)
+    })
+    .await;
+    record
+}
+
 fn app() -> updraft_test_support::AppDir {
     kitchen_app(
         r#"
@@ -80,19 +103,7 @@ async fn invoke_sends_a_body_and_reports_the_invocation() {
     );
     let id = v["invocation_id"].as_str().unwrap().to_owned();
     // The record appears (records are written in batches).
-    let mut record = serde_json::Value::Null;
-    eventually(Duration::from_secs(30), async || {
-        let r = client()
-            .get(server.url(&format!("/_updraft/api/v1/invocations/{id}")))
-            .send()
-            .await
-            .unwrap();
-        if r.status() == 200 {
-            record = r.json().await.unwrap();
-        }
-        !record.is_null()
-    })
-    .await;
+    let record = invocation_record(&server, &id, |r| !r.is_null()).await;
     assert_eq!(record["function"], "kitchen", "{record}");
     assert_eq!(record["outcome"], "ok");
     assert!(record["instantiate_us"].as_i64().unwrap() > 0);
@@ -140,17 +151,8 @@ async fn logs_show_and_follow_guest_output_by_invocation() {
     assert_eq!(lines.len(), 2, "{out}");
     assert!(lines.iter().any(|l| l["stream"] == "stderr"));
     // The invocation's record carries its logs too.
-    let mut detail = serde_json::Value::Null;
-    eventually(Duration::from_secs(30), async || {
-        let r = client()
-            .get(server.url(&format!("/_updraft/api/v1/invocations/{id}")))
-            .send()
-            .await
-            .unwrap();
-        if r.status() == 200 {
-            detail = r.json().await.unwrap();
-        }
-        detail["logs"].as_array().is_some_and(|l| l.len() >= 2)
+    let detail = invocation_record(&server, &id, |r| {
+        r["logs"].as_array().is_some_and(|l| l.len() >= 2)
     })
     .await;
     assert_eq!(detail["logs"].as_array().unwrap().len(), 2, "{detail}");

@@ -92,17 +92,8 @@ async fn sigterm_drains_in_flight_requests_and_exits_zero() {
     let url = server.url("/k/sleep?ms=4000");
     let started = Instant::now();
     let in_flight = tokio::spawn(async move { client().get(url).send().await.unwrap() });
-    // Signal only once the request is in the function (it logs as it starts sleeping). An
-    // async wait: the request's task runs on this thread.
-    assert!(
-        crate::eventually(Duration::from_secs(30), async || server
-            .stderr
-            .text()
-            .contains("sleeping 4000 ms"))
-        .await,
-        "{}",
-        server.stderr.text()
-    );
+    // Signal only once the request is in the function (it logs as it starts sleeping).
+    crate::stderr_shows(&server, "sleeping 4000 ms").await;
     server.signal(libc::SIGTERM);
     // New connections are refused while draining (once the signal has been handled).
     let refused = crate::eventually(Duration::from_secs(10), async || {
@@ -131,17 +122,8 @@ async fn grace_period_cuts_off_work_that_runs_too_long() {
     let mut server = Server::start(bin(), app.path(), &["--grace", "500ms"]);
     let url = server.url("/k/sleep?ms=20000");
     let in_flight = tokio::spawn(async move { client().get(url).send().await });
-    // Signal only once the request is in the function (it logs as it starts sleeping). An
-    // async wait: the request's task runs on this thread.
-    assert!(
-        crate::eventually(Duration::from_secs(30), async || server
-            .stderr
-            .text()
-            .contains("sleeping 20000 ms"))
-        .await,
-        "{}",
-        server.stderr.text()
-    );
+    // Signal only once the request is in the function (it logs as it starts sleeping).
+    crate::stderr_shows(&server, "sleeping 20000 ms").await;
     let started = Instant::now();
     server.signal(libc::SIGINT);
     let (status, took, cut_off, stderr) = tokio::task::spawn_blocking(move || {

@@ -222,15 +222,7 @@ function = "single"
     let busy = tokio::spawn(async move { client().get(url).send().await.unwrap() });
     // Wait until the first request holds the only slot (it logs as it starts sleeping; the
     // terminal gets the line at once, the logs API only after the next batch is stored).
-    assert!(
-        crate::eventually(Duration::from_secs(30), async || server
-            .stderr
-            .text()
-            .contains("sleeping 3000 ms"))
-        .await,
-        "{}",
-        server.stderr.text()
-    );
+    crate::stderr_shows(&server, "sleeping 3000 ms").await;
     let r = client()
         .get(server.url("/single/sleep?ms=1"))
         .send()

@@ -122,6 +122,21 @@ pub async fn wait_metrics(server: &Server, needles: &[&str]) -> String {
     }
 }
 
+/// Waits (up to 30 s) until `server` has logged `needle` to stderr, and fails the test with
+/// that output otherwise. Unlike `Captured::wait_for` it yields, so a request spawned on this
+/// test's single-threaded runtime keeps running meanwhile.
+pub async fn stderr_shows(server: &Server, needle: &str) {
+    assert!(
+        eventually(Duration::from_secs(30), async || server
+            .stderr
+            .text()
+            .contains(needle))
+        .await,
+        "no `{needle}` in:\n{}",
+        server.stderr.text()
+    );
+}
+
 /// Copies `examples/<name>` (without build output or state) into a temp folder, pointing
 /// relative `path = "…"` dependencies of its Cargo.toml files back at the repository.
 pub fn copy_example(name: &str) -> tempfile::TempDir {
