@@ -1,9 +1,10 @@
 //! Checks that go beyond types: names, cross-references and ranges.
 //!
-//! Route patterns are checked by the gateway's router, which owns their meaning.
+//! Trigger tables are checked by the trigger registry (`updraft-triggers`), which owns
+//! their keys; [`unknown_function`] and [`declared`] are here for its messages.
 
 use crate::error::ManifestError;
-use crate::types::{Function, HttpTrigger, Manifest};
+use crate::types::{Function, Manifest};
 use crate::values::is_variable_name;
 
 /// HTTP methods a route may list.
@@ -78,108 +79,6 @@ pub(crate) fn manifest(m: &Manifest) -> Result<(), ManifestError> {
             return Err(ManifestError::invalid(
                 format!("{kind}.{name}.max_attempts"),
                 "must be at least 1 (the first delivery counts)",
-            ));
-        }
-    }
-    for (i, t) in m.trigger.http.iter().enumerate() {
-        http_trigger(m, i, t)?;
-    }
-    let mut subscriptions = std::collections::BTreeSet::new();
-    for (i, t) in m.trigger.topic.iter().enumerate() {
-        let key = |k: &str| format!("trigger.topic[{i}].{k}");
-        if !m.topic.contains_key(&t.topic) {
-            return Err(ManifestError::invalid(
-                key("topic"),
-                format!(
-                    "topic `{}` is not declared; add a `[topic.{}]` table{}",
-                    t.topic,
-                    t.topic,
-                    declared(m.topic.keys())
-                ),
-            ));
-        }
-        if !m.function.contains_key(&t.function) {
-            return Err(unknown_function(m, key("function"), &t.function));
-        }
-        if !is_id(t.subscription_name()) {
-            return Err(ManifestError::invalid(
-                key("subscription"),
-                "subscription names use lowercase letters, digits and `-`, starting with a letter",
-            ));
-        }
-        if !subscriptions.insert((t.topic.clone(), t.subscription_name().to_owned())) {
-            return Err(ManifestError::invalid(
-                key("subscription"),
-                format!(
-                    "topic `{}` already has a subscription `{}`; give this trigger its own `subscription = \"...\"`",
-                    t.topic,
-                    t.subscription_name()
-                ),
-            ));
-        }
-        if t.batch == Some(0) || t.max_concurrency == Some(0) {
-            return Err(ManifestError::invalid(
-                format!("trigger.topic[{i}]"),
-                "`batch` and `max_concurrency` must be at least 1",
-            ));
-        }
-        if m.queue
-            .contains_key(&format!("{}.{}", t.topic, t.subscription_name()))
-        {
-            return Err(ManifestError::invalid(
-                key("subscription"),
-                "its delivery queue name is taken by a `[queue]`",
-            ));
-        }
-    }
-    for (i, t) in m.trigger.cron.iter().enumerate() {
-        let key = |k: &str| format!("trigger.cron[{i}].{k}");
-        if let Err(e) = parse_cron(&t.schedule) {
-            let field = bad_cron_field(&t.schedule)
-                .map(|f| format!("its {f} field is wrong: "))
-                .unwrap_or_default();
-            return Err(ManifestError::invalid(
-                key("schedule"),
-                format!(
-                    "`{}` is not a cron schedule ({field}{e}); write 5 fields (minute hour day-of-month month day-of-week), 6 with seconds first, or an alias like \"@hourly\"",
-                    t.schedule
-                ),
-            ));
-        }
-        if let Some(tz) = &t.timezone
-            && tz.parse::<chrono_tz::Tz>().is_err()
-        {
-            return Err(ManifestError::invalid(
-                key("timezone"),
-                format!(
-                    "`{tz}` is not an IANA time zone; write one like \"Europe/Berlin\" or \"UTC\""
-                ),
-            ));
-        }
-        if !m.function.contains_key(&t.function) {
-            return Err(unknown_function(m, key("function"), &t.function));
-        }
-    }
-    for (i, t) in m.trigger.queue.iter().enumerate() {
-        let key = |k: &str| format!("trigger.queue[{i}].{k}");
-        if !m.queue.contains_key(&t.queue) {
-            return Err(ManifestError::invalid(
-                key("queue"),
-                format!(
-                    "queue `{}` is not declared; add a `[queue.{}]` table{}",
-                    t.queue,
-                    t.queue,
-                    declared(m.queue.keys())
-                ),
-            ));
-        }
-        if !m.function.contains_key(&t.function) {
-            return Err(unknown_function(m, key("function"), &t.function));
-        }
-        if t.batch == Some(0) || t.max_concurrency == Some(0) {
-            return Err(ManifestError::invalid(
-                format!("trigger.queue[{i}]"),
-                "`batch` and `max_concurrency` must be at least 1",
             ));
         }
     }
@@ -305,76 +204,8 @@ fn function(m: &Manifest, id: &str, f: &Function) -> Result<(), ManifestError> {
     Ok(())
 }
 
-fn http_trigger(m: &Manifest, i: usize, t: &HttpTrigger) -> Result<(), ManifestError> {
-    let key = |k: &str| format!("trigger.http[{i}].{k}");
-    match (&t.function, &t.static_dir) {
-        (Some(_), Some(_)) => {
-            return Err(ManifestError::invalid(
-                key("static"),
-                "a route is served by a `function` or by `static` files, not both; split it into two routes",
-            ));
-        }
-        (None, None) => {
-            return Err(ManifestError::invalid(
-                format!("trigger.http[{i}]"),
-                "the route has neither `function` nor `static`; add `function = \"<id>\"`",
-            ));
-        }
-        (Some(f), None) if !m.function.contains_key(f) => {
-            return Err(unknown_function(m, key("function"), f));
-        }
-        _ => {}
-    }
-    if let Some(methods) = &t.methods {
-        if methods.is_empty() {
-            return Err(ManifestError::invalid(
-                key("methods"),
-                "an empty list matches nothing; list methods like [\"GET\"] or drop the key to allow all",
-            ));
-        }
-        for method in methods {
-            if !METHODS.contains(&method.to_ascii_uppercase().as_str()) {
-                return Err(ManifestError::invalid(
-                    key("methods"),
-                    format!(
-                        "`{method}` is not an HTTP method; use one of {}",
-                        METHODS.join(", ")
-                    ),
-                ));
-            }
-        }
-    }
-    Ok(())
-}
-
-fn parse_cron(s: &str) -> Result<croner::Cron, croner::errors::CronError> {
-    <croner::Cron as std::str::FromStr>::from_str(s)
-}
-
-/// Names the field that makes `schedule` invalid: the one whose replacement by `*` fixes it.
-fn bad_cron_field(schedule: &str) -> Option<&'static str> {
-    let fields: Vec<&str> = schedule.split_whitespace().collect();
-    let names: &[&str] = match fields.len() {
-        5 => &["minute", "hour", "day-of-month", "month", "day-of-week"],
-        6 => &[
-            "second",
-            "minute",
-            "hour",
-            "day-of-month",
-            "month",
-            "day-of-week",
-        ],
-        _ => return None,
-    };
-    (0..fields.len()).find_map(|i| {
-        let mut fixed = fields.clone();
-        fixed[i] = "*";
-        parse_cron(&fixed.join(" ")).is_ok().then_some(names[i])
-    })
-}
-
 /// A trigger names a function the manifest does not declare.
-fn unknown_function(m: &Manifest, key: String, name: &str) -> ManifestError {
+pub fn unknown_function(m: &Manifest, key: String, name: &str) -> ManifestError {
     ManifestError::invalid(
         key,
         format!(
@@ -392,7 +223,7 @@ pub fn is_id(s: &str) -> bool {
 }
 
 /// ` (declared: `a`, `b`)`, or nothing when none are.
-fn declared<'a>(known: impl Iterator<Item = &'a String>) -> String {
+pub fn declared<'a>(known: impl Iterator<Item = &'a String>) -> String {
     let list: Vec<String> = known.map(|k| format!("`{k}`")).collect();
     if list.is_empty() {
         String::new()

@@ -18,6 +18,7 @@ use updraft_gateway::headers::FunctionHeaders;
 use updraft_runtime::{EventFunction, Function, HttpError};
 use updraft_store::Event;
 use updraft_store::{InvocationQuery, InvocationRow, LogQuery, LogRow, ReplayFrom};
+use updraft_triggers::{InfoContext, TriggerInfo};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use crate::node::NodeState;
@@ -51,7 +52,7 @@ use crate::node::NodeState;
     components(schemas(
         AppInfo,
         FunctionInfo,
-        CronInfo,
+        TriggerInfo,
         RouteInfo,
         Invocation,
         InvocationDetail,
@@ -134,73 +135,10 @@ pub struct FunctionInfo {
     pub allowed_outbound_hosts: Vec<String>,
     /// The routes it serves.
     pub routes: Vec<RouteInfo>,
-    /// Its cron triggers, with their last and next run.
+    /// Every trigger that runs it: its routes, queues, topic subscriptions and cron
+    /// schedules (with their last and next run).
     #[serde(default)]
-    pub cron: Vec<CronInfo>,
-}
-
-/// A cron trigger of a function.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct CronInfo {
-    /// The schedule as written (five fields, or six with seconds first).
-    pub schedule: String,
-    /// The IANA time zone the schedule is read in (`UTC` unless `timezone` is set).
-    pub timezone: String,
-    /// The latest occurrence claimed to run (by any process on this state), RFC 3339 in UTC;
-    /// null before the first run.
-    pub last_run: Option<String>,
-    /// The next occurrence, RFC 3339 in UTC; null when the schedule has none.
-    pub next_run: Option<String>,
-}
-
-/// A cron trigger as the node runs it, for [`CronInfo`].
-pub(crate) struct CronTrigger {
-    /// The function it runs.
-    pub(crate) function: String,
-    /// Its key in the [`updraft_store::ScheduleStore`].
-    pub(crate) key: String,
-    /// The schedule as written.
-    pub(crate) schedule: String,
-    /// The parsed schedule.
-    pub(crate) cron: croner::Cron,
-    /// The zone it is read in.
-    pub(crate) tz: chrono_tz::Tz,
-}
-
-fn utc_rfc3339<Z: chrono::TimeZone>(t: &chrono::DateTime<Z>) -> String {
-    t.with_timezone(&chrono::Utc)
-        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
-
-impl CronTrigger {
-    /// Its schedule, zone, last claimed and next occurrence.
-    async fn info(
-        &self,
-        schedules: &dyn updraft_store::ScheduleStore,
-    ) -> Result<CronInfo, Response> {
-        let last = schedules.last_claimed(&self.key).await.map_err(|e| {
-            api_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!(
-                    "cannot read the last run of cron trigger `{}` of function `{}`: {e}",
-                    self.schedule, self.function
-                ),
-            )
-        })?;
-        let now = chrono::Utc::now().with_timezone(&self.tz);
-        Ok(CronInfo {
-            schedule: self.schedule.clone(),
-            timezone: self.tz.name().to_owned(),
-            last_run: last
-                .and_then(chrono::DateTime::from_timestamp_micros)
-                .map(|t| utc_rfc3339(&t)),
-            next_run: self
-                .cron
-                .find_next_occurrence(&now, false)
-                .ok()
-                .map(|t| utc_rfc3339(&t)),
-        })
-    }
+    pub triggers: Vec<TriggerInfo>,
 }
 
 /// One finished invocation.
@@ -348,10 +286,14 @@ async fn function_info(state: &NodeState, id: &str) -> Result<Option<FunctionInf
     let Some(f) = state.functions.get(id) else {
         return Ok(None);
     };
-    let mut cron = Vec::new();
-    for t in state.crons.iter().filter(|t| t.function == id) {
-        cron.push(t.info(&*state.schedules).await?);
-    }
+    let node = InfoContext {
+        schedules: &*state.schedules,
+    };
+    let triggers = state
+        .triggers
+        .info_for(id, &node)
+        .await
+        .map_err(|e| api_error(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))?;
     let spec = f.spec();
     Ok(Some(FunctionInfo {
         id: id.to_owned(),
@@ -383,7 +325,7 @@ async fn function_info(state: &NodeState, id: &str) -> Result<Option<FunctionInf
             .filter(|r| r.function.as_deref() == Some(id))
             .cloned()
             .collect(),
-        cron,
+        triggers,
     }))
 }
 
@@ -984,7 +926,7 @@ async fn replay(
     let Some(topic) = state.topics.get(&name) else {
         return unknown_topic(&name);
     };
-    let queue = crate::stores::subscription_queue(&name, &p.subscription);
+    let queue = updraft_triggers::topic::subscription_queue(&name, &p.subscription);
     let Some((subscription, notify)) = topic.subscriptions.iter().find(|(s, _)| s.queue == queue)
     else {
         return api_error(
@@ -1037,7 +979,7 @@ async fn async_status(
     Path(id): Path<String>,
 ) -> Response {
     match state.async_jobs.get(&id).await {
-        Ok(Some(job)) => Json(crate::triggers::asyncjobs::outcome_json(&job)).into_response(),
+        Ok(Some(job)) => Json(updraft_triggers::async_jobs::outcome_json(&job)).into_response(),
         Ok(None) => api_error(
             StatusCode::NOT_FOUND,
             format!("no async invocation `{id}` (results are kept 24 hours)"),

@@ -1,24 +1,23 @@
 //! From a validated manifest to what a node runs: function specs with their variables
-//! filled in, and the route table.
+//! filled in, the app's triggers and its route table.
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::Arc;
 
-use http::Method;
-use updraft_gateway::{Pattern, Route, Router};
-use updraft_manifest::{LoadedManifest, ManifestError};
+use updraft_gateway::Router;
+use updraft_manifest::{LoadedManifest, Manifest, ManifestError};
 use updraft_runtime::FunctionSpec;
+use updraft_triggers::{AppTriggers, RouteTarget};
 
 use crate::stores::AppStores;
 use crate::variables::Variables;
 
-/// What serves a route.
-#[derive(Debug, Clone)]
-pub enum RouteTarget {
-    /// A function, by id.
-    Function(String),
-    /// A folder of static files.
-    Static(PathBuf),
+/// Reads the manifest in `dir_or_file` and parses its triggers through the registry; errors
+/// name the file and the key.
+pub fn load_app(dir_or_file: &Path) -> Result<(LoadedManifest, AppTriggers), ManifestError> {
+    let manifest = Manifest::load(dir_or_file)?;
+    let triggers = AppTriggers::parse(&manifest)?;
+    Ok((manifest, triggers))
 }
 
 /// An app ready to start.
@@ -28,14 +27,17 @@ pub struct AppPlan {
     pub manifest: LoadedManifest,
     /// Every function, in id order.
     pub functions: Vec<FunctionSpec>,
+    /// Every trigger, parsed and checked.
+    pub triggers: AppTriggers,
     /// The route table.
     pub router: Router<RouteTarget>,
 }
 
 impl AppPlan {
-    /// Resolves variables, hands each function its stores, and builds the route table.
+    /// Resolves variables and hands each function its stores.
     pub fn new(
         manifest: LoadedManifest,
+        triggers: AppTriggers,
         variables: &Variables,
         stores: &AppStores,
     ) -> anyhow::Result<Self> {
@@ -66,57 +68,11 @@ impl AppPlan {
                 })
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let router = build_router(&manifest).map_err(|e| e.in_file(&manifest.path))?;
         Ok(Self {
             manifest,
             functions,
-            router,
+            router: triggers.declarations.router.clone(),
+            triggers,
         })
     }
-}
-
-fn build_router(manifest: &LoadedManifest) -> Result<Router<RouteTarget>, ManifestError> {
-    let mut router = Router::default();
-    for (i, trigger) in manifest.manifest.trigger.http.iter().enumerate() {
-        let key = format!("trigger.http[{i}].route");
-        let pattern = Pattern::parse(&trigger.route)
-            .map_err(|e| ManifestError::invalid(&key, e.to_string()))?;
-        let (target, default_methods) = match (&trigger.function, &trigger.static_dir) {
-            (Some(f), _) => (RouteTarget::Function(f.clone()), None),
-            (None, Some(dir)) => (
-                RouteTarget::Static(manifest.resolve(dir)),
-                Some(vec![Method::GET, Method::HEAD]),
-            ),
-            (None, None) => {
-                return Err(ManifestError::invalid(
-                    format!("trigger.http[{i}]"),
-                    "the route has neither `function` nor `static`; add `function = \"<id>\"`",
-                ));
-            }
-        };
-        let methods = match &trigger.methods {
-            Some(list) => Some(
-                list.iter()
-                    .map(|m| {
-                        Method::from_bytes(m.to_ascii_uppercase().as_bytes()).map_err(|_| {
-                            ManifestError::invalid(
-                                format!("trigger.http[{i}].methods"),
-                                format!("`{m}` is not an HTTP method"),
-                            )
-                        })
-                    })
-                    .collect::<Result<Vec<_>, _>>()?,
-            ),
-            None => default_methods,
-        };
-        router
-            .add(Route {
-                pattern,
-                methods,
-                target,
-                index: i,
-            })
-            .map_err(|e| ManifestError::invalid(&key, e.to_string()))?;
-    }
-    Ok(router)
 }

@@ -1,11 +1,12 @@
 //! Composes a node: the gateway's route table in front of the runtime's functions, the
 //! reserved `/_updraft/` endpoints, metrics, and the graceful drain.
 //!
-//! The CLI calls [`Variables::resolve`], [`AppPlan::new`], [`builder`] and [`node::start`];
+//! The CLI calls [`load_app`], [`Variables::resolve`], [`AppPlan::new`], [`builder`] and
+//! [`node::start`];
 //! nothing here parses command lines or prints for humans.
 //!
-//! To add a trigger kind: plan it in [`app`] from its manifest table, start it in
-//! [`node::start`] next to the HTTP listener, and stop it in the drain.
+//! Triggers are not here: each kind is a folder of `updraft-triggers` and a line in its
+//! registry; the node starts them all with its stop signal ([`updraft_triggers::AppTriggers`]).
 
 mod admin;
 pub mod admin_token;
@@ -19,10 +20,10 @@ pub mod node;
 pub mod recorder;
 pub mod stores;
 pub mod templates;
-pub mod triggers;
 pub mod variables;
 
-pub use app::{AppPlan, RouteTarget};
+pub use app::{AppPlan, load_app};
 pub use node::{LoadReport, NodeOptions, RunningNode, start};
 pub use stores::AppStores;
+pub use updraft_triggers::{AppTriggers, RouteTarget};
 pub use variables::Variables;

@@ -26,14 +26,14 @@ use updraft_runtime::{
 use updraft_store::RecordStore;
 use updraft_store::sqlite::SqliteRecords;
 
+use updraft_triggers::{AppTriggers, RouteTarget, StartContext, async_jobs};
+
 use crate::admin;
-use crate::api::{CronTrigger, RouteInfo};
-use crate::app::{AppPlan, RouteTarget};
+use crate::api::RouteInfo;
+use crate::app::AppPlan;
 use crate::body_limit::LimitedBody;
 use crate::recorder::Recorder;
 use crate::stores::AppStores;
-use crate::triggers;
-use crate::triggers::queue::Delivery;
 
 /// Default request body limit (DESIGN §9).
 pub const DEFAULT_MAX_BODY: u64 = 10 << 20;
@@ -98,8 +98,8 @@ pub(crate) struct NodeState {
     callback_hosts: Vec<updraft_manifest::AllowedHost>,
     pub(crate) routes: Vec<RouteInfo>,
     pub(crate) records: Arc<dyn RecordStore>,
-    /// The cron triggers, for their last and next run.
-    pub(crate) crons: Vec<CronTrigger>,
+    /// Every trigger, for what `ls` and the API show about it.
+    pub(crate) triggers: AppTriggers,
     pub(crate) schedules: Arc<dyn updraft_store::ScheduleStore>,
     pub(crate) admin_token: Option<String>,
     /// The `/_updraft/` router.
@@ -213,24 +213,33 @@ pub async fn start(
         )
     })?;
     let addr = listener.local_addr()?;
-    let mut crons = Vec::new();
-    // Each cron trigger's own queue, listed with the app's (so `updraft dlq` reaches it).
+    let (stop, stop_rx) = watch::channel(false);
+    // Declared queues and subscriptions; triggers add queues of their own (cron runs).
     let mut queues = stores.queues.clone();
-    let mut cron_queues = Vec::new();
-    for t in &plan.manifest.manifest.trigger.cron {
-        let (cron, tz) = triggers::cron::parse(&t.schedule, t.timezone.as_deref())?;
-        let name = triggers::cron::queue_name(&t.function, &cron_key(&t.function, &t.schedule, tz));
-        let queue = stores.internal_queue(&name);
-        queues.insert(name, queue.clone());
-        cron_queues.push(queue);
-        crons.push(CronTrigger {
-            function: t.function.clone(),
-            key: cron_key(&t.function, &t.schedule, tz),
-            schedule: t.schedule.clone(),
-            cron,
-            tz,
-        });
-    }
+    let platform_queue = |name: &str| stores.internal_queue(name);
+    plan.triggers.start(&mut StartContext {
+        app: &plan.manifest,
+        functions: &functions,
+        queues: &mut queues,
+        platform_queue: &platform_queue,
+        schedules: stores.schedules.clone(),
+        claimant: format!("{}:{}", addr, std::process::id()),
+        stop: stop_rx.clone(),
+    })?;
+    let runner = async_jobs::AsyncRunner {
+        jobs: stores.async_jobs.clone(),
+        queue: stores.async_queue.clone(),
+        functions: Arc::new(functions.clone()),
+        completion_topic: plan
+            .manifest
+            .manifest
+            .async_
+            .completion_topic
+            .as_ref()
+            .and_then(|t| stores.topics.get(t).cloned()),
+    };
+    async_jobs::spawn(runner, stop_rx.clone());
+    spawn_retention(stores.clone(), stop_rx.clone());
     let state = Arc::new(NodeState {
         router,
         runtime,
@@ -246,94 +255,11 @@ pub async fn start(
         callback_hosts: plan.manifest.manifest.async_.callback_hosts.clone(),
         routes: routes.clone(),
         records,
-        crons,
+        triggers: plan.triggers.clone(),
         schedules: stores.schedules.clone(),
         admin_token: options.admin_token.clone(),
         admin: admin::router(),
     });
-    let (stop, stop_rx) = watch::channel(false);
-    let manifest = &plan.manifest.manifest;
-    let queue_triggers = manifest.trigger.queue.iter().enumerate().map(|(i, t)| {
-        let decl = manifest.queue.get(&t.queue);
-        (
-            ("queue", i),
-            &t.function,
-            t.queue.clone(),
-            decl,
-            t.batch,
-            t.max_concurrency,
-        )
-    });
-    let topic_triggers = manifest.trigger.topic.iter().enumerate().map(|(i, t)| {
-        let queue = crate::stores::subscription_queue(&t.topic, t.subscription_name());
-        let decl = manifest.topic.get(&t.topic);
-        (
-            ("topic", i),
-            &t.function,
-            queue,
-            decl,
-            t.batch,
-            t.max_concurrency,
-        )
-    });
-    for ((kind, i), function, queue, decl, batch, max_concurrency) in
-        queue_triggers.chain(topic_triggers)
-    {
-        let function = event_function(&state.functions, kind, i, function, &manifest_path)?;
-        let (Some(decl), Some(queue)) = (decl, stores.queues.get(&queue)) else {
-            anyhow::bail!("`trigger.{kind}[{i}]` names a {kind} that is not declared");
-        };
-        let delivery = Delivery {
-            max_attempts: decl.attempts(),
-            lease: decl.lease_duration(),
-            backoff: decl.backoff_duration(),
-            max_backoff: decl.max_backoff_duration(),
-            batch: batch.unwrap_or(1),
-            concurrency: max_concurrency.unwrap_or(function.spec().max_concurrency),
-            trigger: kind,
-        };
-        triggers::queue::spawn(queue.clone(), function, delivery, stop_rx.clone());
-    }
-    let runner = triggers::asyncjobs::AsyncRunner {
-        jobs: stores.async_jobs.clone(),
-        queue: stores.async_queue.clone(),
-        functions: Arc::new(state.functions.clone()),
-        completion_topic: plan
-            .manifest
-            .manifest
-            .async_
-            .completion_topic
-            .as_ref()
-            .and_then(|t| stores.topics.get(t).cloned()),
-    };
-    triggers::asyncjobs::spawn(runner, stop_rx.clone());
-    spawn_retention(stores.clone(), stop_rx.clone());
-    let schedules = stores.schedules.clone();
-    let claimant = format!("{}:{}", addr, std::process::id());
-    for (i, (t, queue)) in plan
-        .manifest
-        .manifest
-        .trigger
-        .cron
-        .iter()
-        .zip(cron_queues)
-        .enumerate()
-    {
-        let function = event_function(&state.functions, "cron", i, &t.function, &manifest_path)?;
-        let (cron, tz) = triggers::cron::parse(&t.schedule, t.timezone.as_deref())?;
-        let key = cron_key(&t.function, &t.schedule, tz);
-        let plan = triggers::cron::CronPlan {
-            key,
-            schedule: t.schedule.clone(),
-            cron,
-            tz,
-            function: t.function.clone(),
-            claimant: claimant.clone(),
-            queue: queue.clone(),
-        };
-        triggers::queue::spawn(queue, function, triggers::cron::delivery(), stop_rx.clone());
-        triggers::cron::spawn(plan, schedules.clone(), stop_rx.clone());
-    }
     let done = tokio::spawn(async move {
         let drained = serve(listener, state, stop_rx, options.grace).await;
         // The node state (and with it every observer handle) is gone: flush the records.
@@ -347,28 +273,6 @@ pub async fn start(
         stop,
         done,
     })
-}
-
-/// A cron trigger's key in the `ScheduleStore`: its claims, and the last run `ls` shows.
-fn cron_key(function: &str, schedule: &str, tz: chrono_tz::Tz) -> String {
-    format!("{function}|{schedule}|{}", tz.name())
-}
-
-/// The event function a `[[trigger.<kind>]]` names, or an error saying why it is not one.
-fn event_function(
-    functions: &BTreeMap<String, Function>,
-    kind: &str,
-    index: usize,
-    name: &str,
-    manifest: &std::path::Path,
-) -> anyhow::Result<updraft_runtime::EventFunction> {
-    match functions.get(name) {
-        Some(Function::Event(f)) => Ok(f.clone()),
-        _ => anyhow::bail!(
-            "`trigger.{kind}[{index}]` in `{}` names function `{name}`, which is not an event function; a {kind} trigger needs a component exporting `updraft:platform/event-handler`",
-            manifest.display()
-        ),
-    }
 }
 
 async fn serve(
@@ -617,11 +521,7 @@ impl NodeState {
         };
         if let Err(e) = self
             .async_jobs
-            .submit(
-                job,
-                crate::triggers::asyncjobs::QUEUE,
-                updraft_runtime::now_us(),
-            )
+            .submit(job, async_jobs::QUEUE, updraft_runtime::now_us())
             .await
         {
             return error_response(

@@ -16,8 +16,10 @@ use updraft_store::sqlite::{
     Db, SqliteAsyncJobs, SqliteKv, SqliteQueues, SqliteSchedules, SqliteSql, SqliteTopics, state,
 };
 use updraft_store::{
-    AsyncStore, KvStore, Migration, QueueStore, ScheduleStore, SqlStore, Subscription, TopicStore,
+    AsyncStore, KvStore, Migration, QueueStore, ScheduleStore, SqlStore, TopicStore,
 };
+use updraft_triggers::TopicSubscription;
+use updraft_triggers::async_jobs::RETENTION as RESULT_RETENTION;
 
 /// How long idempotency keys are remembered (DESIGN §9: 10 min).
 const DEDUP_WINDOW_US: i64 = 10 * 60 * 1_000_000;
@@ -60,9 +62,13 @@ pub struct AppStores {
 }
 
 impl AppStores {
-    /// Opens every store `manifest` declares, platform state on `backend`, and applies
-    /// pending migrations.
-    pub async fn open(manifest: &LoadedManifest, backend: &StateBackend) -> anyhow::Result<Self> {
+    /// Opens every store `manifest` declares, platform state on `backend`, with the topic
+    /// subscriptions the triggers declared, and applies pending migrations.
+    pub async fn open(
+        manifest: &LoadedManifest,
+        backend: &StateBackend,
+        subscriptions: &[TopicSubscription],
+    ) -> anyhow::Result<Self> {
         let state_path = manifest.state_dir().join("state.db");
         let state = state::open(&state_path).with_context(|| {
             format!("cannot open the platform state `{}`", state_path.display())
@@ -95,31 +101,16 @@ impl AppStores {
         let retained_topics = topic_store.clone();
         let mut topics = BTreeMap::new();
         for name in manifest.manifest.topic.keys() {
-            let mut subscriptions = Vec::new();
-            for t in manifest
-                .manifest
-                .trigger
-                .topic
-                .iter()
-                .filter(|t| &t.topic == name)
-            {
-                let queue = subscription_queue(name, t.subscription_name());
-                let handle = queue_handle(&queue);
-                let filter = t.filter.clone().unwrap_or_default();
-                subscriptions.push((
-                    Subscription {
-                        queue: queue.clone(),
-                        type_filter: filter.ty,
-                        subject_prefix: filter.subject_prefix,
-                    },
-                    handle.notify.clone(),
-                ));
-                queues.insert(queue, handle);
+            let mut fans = Vec::new();
+            for s in subscriptions.iter().filter(|s| &s.topic == name) {
+                let handle = queue_handle(&s.subscription.queue);
+                fans.push((s.subscription.clone(), handle.notify.clone()));
+                queues.insert(s.subscription.queue.clone(), handle);
             }
             let topic = TopicHandle {
                 name: name.clone(),
                 store: topic_store.clone(),
-                subscriptions,
+                subscriptions: fans,
                 dedup_window_us: DEDUP_WINDOW_US,
             };
             topics.insert(name.clone(), Arc::new(topic));
@@ -144,7 +135,7 @@ impl AppStores {
         // Async invocations are stored and queued in one local commit, so their queue stays
         // in the node's own state whatever the backend.
         let async_queue = Arc::new(QueueHandle {
-            name: crate::triggers::asyncjobs::QUEUE.to_owned(),
+            name: updraft_triggers::async_jobs::QUEUE.to_owned(),
             store: local_queues,
             notify: Arc::new(Notify::new()),
             dedup_window_us: DEDUP_WINDOW_US,
@@ -177,7 +168,8 @@ impl AppStores {
     }
 
     /// Drops what is past its retention (DESIGN §9): expired idempotency keys and event
-    /// ids, topic log entries after 7 days, dead letters after 14, old cron claims.
+    /// ids, topic log entries after 7 days, dead letters after 14, old cron claims, async
+    /// results after 24 hours.
     /// Returns how many rows went.
     /// Each kind is pruned even when another fails; the failures are returned together.
     pub async fn prune(&self, now_us: i64) -> (u64, Vec<String>) {
@@ -195,6 +187,11 @@ impl AppStores {
         results.push((
             "cron claims",
             self.schedules.prune(now_us - CRON_CLAIM_RETENTION_US).await,
+        ));
+        let async_retention = i64::try_from(RESULT_RETENTION.as_micros()).unwrap_or(i64::MAX);
+        results.push((
+            "async results",
+            self.async_jobs.prune(now_us - async_retention).await,
         ));
         let mut total = 0;
         let mut errors = Vec::new();
@@ -280,11 +277,6 @@ fn allow<T: Clone>(all: &BTreeMap<String, T>, listed: &[String]) -> BTreeMap<Str
     all.iter()
         .map(|(name, v)| (name.clone(), listed.contains(name).then(|| v.clone())))
         .collect()
-}
-
-/// The queue a topic subscription delivers through.
-pub fn subscription_queue(topic: &str, subscription: &str) -> String {
-    format!("{topic}.{subscription}")
 }
 
 fn read_migrations(label: &str, dir: &Path) -> anyhow::Result<Vec<Migration>> {

@@ -1,8 +1,8 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use updraft_manifest::Manifest;
 use updraft_server::builder::{self, BuildStep};
+use updraft_server::load_app;
 
 use crate::output::Progress;
 
@@ -14,7 +14,8 @@ pub struct BuildArgs {
 }
 
 pub async fn run(args: BuildArgs) -> anyhow::Result<()> {
-    let manifest = Manifest::load(&args.dir)?;
+    // The whole manifest is checked, triggers too, before anything is built.
+    let (manifest, _) = load_app(&args.dir)?;
     let steps = builder::build_steps(&manifest)?;
     if steps.is_empty() {
         println!(

@@ -1,5 +1,5 @@
-//! `updraft ls`: the functions of the running app, their routes and their cron triggers with
-//! the last and next run.
+//! `updraft ls`: the functions of the running app, their routes and their other triggers
+//! (cron triggers with the last and next run).
 
 use crate::commands::client::{Client, ClientArgs, Output};
 
@@ -51,17 +51,11 @@ pub async fn run(args: LsArgs) -> anyhow::Result<()> {
                 routes.join("  ")
             }
         );
-        for c in f["cron"].as_array().into_iter().flatten() {
-            let field = |k: &str| c[k].as_str().unwrap_or("-").to_owned();
-            println!(
-                // Under the ROUTES column.
-                "{:55}cron `{}` {}  last {}  next {}",
-                "",
-                field("schedule"),
-                field("timezone"),
-                field("last_run"),
-                field("next_run")
-            );
+        // Routes are in their column; every other trigger goes under it.
+        for t in f["triggers"].as_array().into_iter().flatten() {
+            if t["kind"] != "http" {
+                println!("{:55}{}", "", t["summary"].as_str().unwrap_or(""));
+            }
         }
     }
     Ok(())

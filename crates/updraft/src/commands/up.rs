@@ -1,9 +1,9 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use updraft_manifest::{HumanDuration, Manifest, StateBackend, load_runtime_config};
+use updraft_manifest::{HumanDuration, StateBackend, load_runtime_config};
 use updraft_runtime::CacheOutcome;
-use updraft_server::{AppPlan, AppStores, NodeOptions, Variables, admin_token, builder};
+use updraft_server::{AppPlan, AppStores, NodeOptions, Variables, admin_token, builder, load_app};
 
 #[derive(Debug, clap::Args)]
 pub struct UpArgs {
@@ -34,7 +34,7 @@ fn parse_store(value: &str) -> Result<StateBackend, String> {
 }
 
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
-    let manifest = Manifest::load(&args.dir)?;
+    let (manifest, triggers) = load_app(&args.dir)?;
     if !args.no_build {
         let stale: Vec<_> = builder::build_steps(&manifest)?
             .into_iter()
@@ -51,12 +51,12 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             .map_err(anyhow::Error::msg)?,
     };
     println!("state: {}", backend.describe());
-    let stores = AppStores::open(&manifest, &backend).await?;
+    let stores = AppStores::open(&manifest, &backend, &triggers.declarations.subscriptions).await?;
     for migration in &stores.applied {
         println!("  applied migration {migration}");
     }
-    let event_triggers = describe_event_triggers(&manifest.manifest);
-    let plan = AppPlan::new(manifest, &variables, &stores)?;
+    let event_triggers = triggers.describe();
+    let plan = AppPlan::new(manifest, triggers, &variables, &stores)?;
     let admin_token = if args.listen.ip().is_loopback() {
         None
     } else {
@@ -120,45 +120,6 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         eprintln!("stopped; some requests were cut off at the end of the grace period");
     }
     Ok(())
-}
-
-/// One line per queue, topic and cron trigger, as `up` prints them.
-fn describe_event_triggers(manifest: &Manifest) -> Vec<String> {
-    let t = &manifest.trigger;
-    let queues = t
-        .queue
-        .iter()
-        .map(|q| format!("queue `{}`  ->  function `{}`", q.queue, q.function));
-    let topics = t.topic.iter().map(|s| {
-        let filter = s.filter.clone().unwrap_or_default();
-        let mut only = Vec::new();
-        if let Some(ty) = &filter.ty {
-            only.push(format!("type {ty}"));
-        }
-        if let Some(p) = &filter.subject_prefix {
-            only.push(format!("subject {p}*"));
-        }
-        let only = if only.is_empty() {
-            String::new()
-        } else {
-            format!(" ({})", only.join(", "))
-        };
-        format!(
-            "topic `{}` subscription `{}`{only}  ->  function `{}`",
-            s.topic,
-            s.subscription_name(),
-            s.function
-        )
-    });
-    let crons = t.cron.iter().map(|c| {
-        format!(
-            "cron `{}` ({})  ->  function `{}`",
-            c.schedule,
-            c.timezone.as_deref().unwrap_or("UTC"),
-            c.function
-        )
-    });
-    queues.chain(topics).chain(crons).collect()
 }
 
 async fn wait_for_signal() {

@@ -266,13 +266,19 @@ async fn a_run_cut_by_kill_9_runs_again_after_restart() {
     );
 }
 
-/// The `cron` entries of function `worker` in `updraft ls --output json`.
+/// The details of the cron triggers of function `worker` in `updraft ls --output json`.
 fn ls_cron(server: &Server) -> Vec<serde_json::Value> {
     let (code, out, err) = cli(server, &["ls", "--output", "json"]);
     assert_eq!(code, 0, "{err}");
     let functions: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
     let worker = functions.iter().find(|f| f["id"] == "worker").unwrap();
-    worker["cron"].as_array().unwrap().clone()
+    worker["triggers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["kind"] == "cron")
+        .map(|t| t["details"].clone())
+        .collect()
 }
 
 fn time(v: &serde_json::Value) -> chrono::DateTime<chrono::Utc> {

@@ -1,6 +1,10 @@
-//! `[[trigger.queue]]`: lease messages, run the function, ack on success, retry with
-//! exponential backoff and full jitter on failure, dead-letter after the last attempt. A
-//! lease is extended while the function runs.
+//! The one queue worker loop, shared by every trigger that consumes a queue (queue, topic,
+//! cron and async invocations): lease up to the free slots, keep the leases while the work
+//! runs, settle each message (ack, retry with exponential backoff and full jitter,
+//! dead-letter after the last attempt, or give it back unspent), wake up on local enqueues
+//! and poll for remote ones, and on drain stop leasing and let running work finish.
+//!
+//! What runs a batch is a [`Consumer`]; [`EventConsumer`] runs an event function.
 
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
@@ -12,8 +16,12 @@ use updraft_store::{Leased, QueueStore};
 
 /// Poll interval when no wake-up arrives (another process may have enqueued).
 const IDLE_POLL: Duration = Duration::from_millis(500);
+/// When a message given back unspent (no free instance) is due again.
+const RELEASE_DELAY: Duration = Duration::from_millis(200);
+/// Most messages leased at once.
+const MAX_LEASE: u32 = 256;
 
-/// How one queue trigger delivers.
+/// How one trigger's queue is delivered.
 #[derive(Debug, Clone)]
 pub struct Delivery {
     /// Deliveries in all.
@@ -28,8 +36,50 @@ pub struct Delivery {
     pub batch: u32,
     /// Invocations at once.
     pub concurrency: u32,
-    /// What records and metrics call the trigger: `queue`, `topic` or `cron`.
+    /// What records and metrics call the trigger: `queue`, `topic`, `cron`, `async`.
     pub trigger: &'static str,
+}
+
+impl Delivery {
+    /// The settings a `[queue.<name>]` or `[topic.<name>]` declares, with a trigger's own
+    /// batch and concurrency.
+    pub fn declared(
+        decl: &updraft_manifest::QueueDecl,
+        batch: u32,
+        concurrency: u32,
+        trigger: &'static str,
+    ) -> Self {
+        Self {
+            max_attempts: decl.attempts(),
+            lease: decl.lease_duration(),
+            backoff: decl.backoff_duration(),
+            max_backoff: decl.max_backoff_duration(),
+            batch,
+            concurrency,
+            trigger,
+        }
+    }
+}
+
+/// How to settle one leased message once its batch ran.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settle {
+    /// Done: remove it.
+    Ack,
+    /// Failed: retry with backoff, or dead-letter after the last attempt.
+    Fail(String),
+    /// Never ran (no free instance): due again shortly, without spending an attempt.
+    Release,
+    /// Leave it be: its lease runs out and it is delivered again (or someone else has it).
+    Keep,
+}
+
+/// What runs a leased batch.
+#[async_trait::async_trait]
+pub trait Consumer: Send + Sync + 'static {
+    /// Runs `batch` (its leases are kept meanwhile) and says how to settle each message,
+    /// in order. A missing entry is [`Settle::Keep`].
+    async fn consume(&self, batch: &[Leased]) -> Vec<Settle>;
 }
 
 pub(crate) fn micros(d: Duration) -> i64 {
@@ -56,10 +106,11 @@ pub fn retry_delay_us(delivery: &Delivery, attempts: u32) -> i64 {
     jitter(base.min(micros(delivery.max_backoff)))
 }
 
-/// Starts consuming `queue` with `function` until `stop` turns true.
+/// Consumes `queue` with `consumer` until `stop` turns true, then waits for running
+/// batches to finish.
 pub fn spawn(
     queue: Arc<QueueHandle>,
-    function: EventFunction,
+    consumer: Arc<dyn Consumer>,
     delivery: Delivery,
     mut stop: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
@@ -71,7 +122,7 @@ pub fn spawn(
             }
             let free = slots.available_permits() as u32;
             if free == 0 {
-                // Wait for an invocation to finish.
+                // Wait for a batch to finish.
                 tokio::select! {
                     permit = slots.clone().acquire_owned() => drop(permit),
                     changed = stop.changed() => if changed.is_err() { break },
@@ -82,7 +133,7 @@ pub fn spawn(
             let notified = queue.notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let want = free.saturating_mul(delivery.batch).min(256);
+            let want = free.saturating_mul(delivery.batch).min(MAX_LEASE);
             let leased = match queue
                 .store
                 .lease(&queue.name, want, micros(delivery.lease), now_us())
@@ -109,25 +160,25 @@ pub fn spawn(
                 let Ok(permit) = slots.clone().acquire_owned().await else {
                     return;
                 };
-                let (queue, function, delivery) =
-                    (queue.clone(), function.clone(), delivery.clone());
+                let (queue, consumer, delivery) =
+                    (queue.clone(), consumer.clone(), delivery.clone());
                 tokio::spawn(async move {
-                    deliver(&queue, &function, &delivery, batch).await;
+                    deliver(&queue, &*consumer, &delivery, batch).await;
                     drop(permit);
                 });
             }
         }
-        // Stop leasing; let running deliveries finish (the node's drain waits for them).
+        // Stop leasing; let running batches finish (the node's drain waits for them).
         let _ = slots.acquire_many(delivery.concurrency).await;
     })
 }
 
 /// Extends leases while work runs; stops when dropped (also on a panic).
-pub struct LeaseKeeper(tokio::task::JoinHandle<()>);
+struct LeaseKeeper(tokio::task::JoinHandle<()>);
 
 impl LeaseKeeper {
     /// Extends each `(id, token)` of `queue` every third of `lease`.
-    pub fn start(
+    fn start(
         store: Arc<dyn QueueStore>,
         queue: String,
         held: Vec<(String, String)>,
@@ -153,66 +204,42 @@ impl Drop for LeaseKeeper {
     }
 }
 
-/// Runs one batch and settles each message.
+/// Runs one batch with its leases kept, then settles each message.
 async fn deliver(
     queue: &QueueHandle,
-    function: &EventFunction,
+    consumer: &dyn Consumer,
     delivery: &Delivery,
     batch: Vec<Leased>,
 ) {
     let store = queue.store.clone();
-    // Keep the leases while the function runs.
-    let held: Vec<(String, String)> = batch
+    let held = batch
         .iter()
         .map(|m| (m.id.clone(), m.token.clone()))
         .collect();
     let keeper = LeaseKeeper::start(store.clone(), queue.name.clone(), held, delivery.lease);
-    let events = batch
-        .iter()
-        .map(|m| {
-            let mut e = m.event.clone();
-            e.extensions
-                .push(("attempt".to_owned(), m.attempts.to_string()));
-            e
-        })
-        .collect();
-    let id: Arc<str> = Arc::from(uuid::Uuid::now_v7().to_string());
-    let result = function.invoke(events, delivery.trigger, id).await;
+    let outcomes = consumer.consume(&batch).await;
     drop(keeper);
-    if let Err(EventError::Invoke(InvokeError::AtCapacity { .. })) = &result {
-        // The function never ran: give the messages back without spending an attempt.
-        let at = now_us() + micros(Duration::from_millis(200));
-        for m in &batch {
-            let _ = store.release(&queue.name, &m.id, &m.token, at).await;
-        }
-        return;
-    }
-    let failed: Vec<bool> = match &result {
-        Ok(()) => vec![false; batch.len()],
-        Err(EventError::Handler {
-            failed: Some(which),
-            ..
-        }) => (0..batch.len())
-            .map(|i| which.contains(&u32::try_from(i).unwrap_or(u32::MAX)))
-            .collect(),
-        Err(_) => vec![true; batch.len()],
-    };
-    let error = result
-        .as_ref()
-        .err()
-        .map(ToString::to_string)
-        .unwrap_or_default();
-    for (m, failed) in batch.iter().zip(failed) {
-        let settled = if !failed {
-            store.ack(&queue.name, &m.id, &m.token).await
-        } else if m.attempts >= delivery.max_attempts {
-            tracing::warn!(queue = %queue.name, message = %m.id, attempts = m.attempts, "dead-lettered: {error}");
-            store
-                .dead_letter(&queue.name, &m.id, &m.token, &error, now_us())
-                .await
-        } else {
-            let at = now_us() + retry_delay_us(delivery, m.attempts);
-            store.retry(&queue.name, &m.id, &m.token, at, &error).await
+    let mut failed = false;
+    for (i, m) in batch.iter().enumerate() {
+        let settled = match outcomes.get(i).unwrap_or(&Settle::Keep) {
+            Settle::Ack => store.ack(&queue.name, &m.id, &m.token).await,
+            Settle::Fail(error) if m.attempts >= delivery.max_attempts => {
+                failed = true;
+                tracing::warn!(queue = %queue.name, message = %m.id, attempts = m.attempts, "dead-lettered: {error}");
+                store
+                    .dead_letter(&queue.name, &m.id, &m.token, error, now_us())
+                    .await
+            }
+            Settle::Fail(error) => {
+                failed = true;
+                let at = now_us() + retry_delay_us(delivery, m.attempts);
+                store.retry(&queue.name, &m.id, &m.token, at, error).await
+            }
+            Settle::Release => {
+                let at = now_us() + micros(RELEASE_DELAY);
+                store.release(&queue.name, &m.id, &m.token, at).await
+            }
+            Settle::Keep => continue,
         };
         match settled {
             Ok(true) => {}
@@ -222,9 +249,62 @@ async fn deliver(
             Err(e) => tracing::error!(queue = %queue.name, message = %m.id, "cannot settle: {e}"),
         }
     }
-    if result.is_err() {
+    if failed {
         // A retry may be due before the idle poll.
         queue.notify.notify_waiters();
+    }
+}
+
+/// Runs an event function on each batch: the messages' events, each with an `attempt`
+/// extension. A handler error naming failed indexes fails only those.
+pub struct EventConsumer {
+    /// The function.
+    pub function: EventFunction,
+    /// What records and metrics call the trigger.
+    pub trigger: &'static str,
+}
+
+#[async_trait::async_trait]
+impl Consumer for EventConsumer {
+    async fn consume(&self, batch: &[Leased]) -> Vec<Settle> {
+        let events = batch
+            .iter()
+            .map(|m| {
+                let mut e = m.event.clone();
+                e.extensions
+                    .push(("attempt".to_owned(), m.attempts.to_string()));
+                e
+            })
+            .collect();
+        let id: Arc<str> = Arc::from(uuid::Uuid::now_v7().to_string());
+        let result = self.function.invoke(events, self.trigger, id).await;
+        match result {
+            Ok(()) => vec![Settle::Ack; batch.len()],
+            // The function never ran: give the messages back without spending an attempt.
+            Err(EventError::Invoke(InvokeError::AtCapacity { .. })) => {
+                vec![Settle::Release; batch.len()]
+            }
+            Err(e) => {
+                let error = e.to_string();
+                let failed = match &e {
+                    EventError::Handler {
+                        failed: Some(which),
+                        ..
+                    } => Some(which),
+                    _ => None,
+                };
+                (0..batch.len())
+                    .map(|i| {
+                        let index = u32::try_from(i).unwrap_or(u32::MAX);
+                        if failed.is_none_or(|which| which.contains(&index)) {
+                            Settle::Fail(error.clone())
+                        } else {
+                            Settle::Ack
+                        }
+                    })
+                    .collect()
+            }
+        }
     }
 }
 

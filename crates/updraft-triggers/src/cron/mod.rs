@@ -2,11 +2,12 @@
 //!
 //! Each occurrence is claimed in the platform state, so however many processes share it,
 //! one wins; the winner enqueues a `updraft.cron` event into the trigger's own queue
-//! (`_cron.<function>.<hash>`), keyed by the occurrence. A queue trigger with one slot runs it, so a cron run gets what
-//! every queued message gets: a lease kept while it runs, retries with backoff when the
-//! function fails, redelivery after a `kill -9`, dead letters (`updraft dlq ls`).
-//! An occurrence missed while nothing ran is caught up once, flagged `pastdue`; one that
-//! comes while the previous run is still queued or running is skipped (no pile-up).
+//! (`_cron.<function>.<hash>`), keyed by the occurrence. The shared worker loop runs it with
+//! one slot, so a cron run gets what every queued message gets: a lease kept while it runs,
+//! retries with backoff when the function fails, redelivery after a `kill -9`, dead letters
+//! (`updraft dlq ls`). An occurrence missed while nothing ran is caught up once, flagged
+//! `pastdue`; one that comes while the previous run is still queued or running is skipped
+//! (no pile-up). The schedule and zone are parsed once, when the manifest is read.
 
 use std::hash::Hasher;
 use std::sync::Arc;
@@ -14,12 +15,181 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use chrono_tz::Tz;
-use croner::Cron;
+use croner::Cron as Schedule;
+use serde::Deserialize;
 use tokio::sync::watch;
+use updraft_manifest::{LoadedManifest, ManifestError, unknown_function};
 use updraft_runtime::{QueueHandle, now_us};
 use updraft_store::{Event, NewMessage, ScheduleStore};
 
-use super::queue::Delivery;
+use crate::worker::{self, Delivery, EventConsumer};
+use crate::{At, InfoContext, StartContext, Trigger, TriggerInfo};
+
+/// One `[[trigger.cron]]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CronConfig {
+    /// 5 fields (minute hour day-of-month month day-of-week), 6 with seconds first, or an
+    /// alias (`@hourly`, `@daily`, `@weekly`, `@monthly`, `@yearly`).
+    pub schedule: String,
+    /// IANA time zone the schedule is read in (default `UTC`).
+    #[serde(default)]
+    pub timezone: Option<String>,
+    /// The event function to run.
+    pub function: String,
+}
+
+/// A checked cron trigger, its schedule parsed.
+pub struct Cron {
+    function: String,
+    schedule: String,
+    cron: Schedule,
+    tz: Tz,
+    /// Identifies the trigger in the claims table (and its queue's name).
+    key: String,
+}
+
+impl Trigger for Cron {
+    const KIND: &'static str = "cron";
+    type Config = CronConfig;
+
+    fn new(config: CronConfig, app: &LoadedManifest, at: At) -> Result<Self, ManifestError> {
+        let cron = parse_schedule(&config.schedule).map_err(|e| {
+            let field = bad_cron_field(&config.schedule)
+                .map(|f| format!("its {f} field is wrong: "))
+                .unwrap_or_default();
+            at.invalid(
+                "schedule",
+                format!(
+                    "`{}` is not a cron schedule ({field}{e}); write 5 fields (minute hour day-of-month month day-of-week), 6 with seconds first, or an alias like \"@hourly\"",
+                    config.schedule
+                ),
+            )
+        })?;
+        let tz = match &config.timezone {
+            None => Tz::UTC,
+            Some(tz) => tz.parse::<Tz>().map_err(|_| {
+                at.invalid(
+                    "timezone",
+                    format!(
+                        "`{tz}` is not an IANA time zone; write one like \"Europe/Berlin\" or \"UTC\""
+                    ),
+                )
+            })?,
+        };
+        if !app.manifest.function.contains_key(&config.function) {
+            return Err(unknown_function(
+                &app.manifest,
+                at.key("function"),
+                &config.function,
+            ));
+        }
+        Ok(Self {
+            key: format!("{}|{}|{}", config.function, config.schedule, tz.name()),
+            function: config.function,
+            schedule: config.schedule,
+            cron,
+            tz,
+        })
+    }
+
+    fn function(&self) -> Option<&str> {
+        Some(&self.function)
+    }
+
+    fn start(&self, at: At, node: &mut StartContext<'_>) -> anyhow::Result<()> {
+        let function = node.event_function(at, &self.function)?;
+        let queue = (node.platform_queue)(&queue_name(&self.function, &self.key));
+        // Listed with the app's queues, so `updraft dlq` reaches its dead letters.
+        node.queues.insert(queue.name.clone(), queue.clone());
+        let consumer = Arc::new(EventConsumer {
+            function,
+            trigger: Self::KIND,
+        });
+        worker::spawn(queue.clone(), consumer, delivery(), node.stop.clone());
+        let plan = CronPlan {
+            key: self.key.clone(),
+            schedule: self.schedule.clone(),
+            cron: self.cron.clone(),
+            tz: self.tz,
+            function: self.function.clone(),
+            claimant: node.claimant.clone(),
+            queue,
+        };
+        spawn(plan, node.schedules.clone(), node.stop.clone());
+        Ok(())
+    }
+
+    fn describe(&self) -> Option<String> {
+        Some(format!("cron `{}` ({})", self.schedule, self.tz.name()))
+    }
+
+    async fn info(&self, node: &InfoContext<'_>) -> anyhow::Result<TriggerInfo> {
+        let last = node.schedules.last_claimed(&self.key).await.map_err(|e| {
+            anyhow::anyhow!(
+                "cannot read the last run of cron trigger `{}` of function `{}`: {e}",
+                self.schedule,
+                self.function
+            )
+        })?;
+        let now = Utc::now().with_timezone(&self.tz);
+        let last_run = last
+            .and_then(DateTime::from_timestamp_micros)
+            .map(|t| utc_rfc3339(&t));
+        let next_run = self
+            .cron
+            .find_next_occurrence(&now, false)
+            .ok()
+            .map(|t| utc_rfc3339(&t));
+        Ok(TriggerInfo {
+            kind: Self::KIND.to_owned(),
+            summary: format!(
+                "cron `{}` {}  last {}  next {}",
+                self.schedule,
+                self.tz.name(),
+                last_run.as_deref().unwrap_or("-"),
+                next_run.as_deref().unwrap_or("-")
+            ),
+            details: serde_json::json!({
+                "schedule": self.schedule,
+                "timezone": self.tz.name(),
+                "last_run": last_run,
+                "next_run": next_run,
+            }),
+        })
+    }
+}
+
+fn utc_rfc3339<Z: TimeZone>(t: &DateTime<Z>) -> String {
+    t.with_timezone(&Utc)
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+fn parse_schedule(s: &str) -> Result<Schedule, croner::errors::CronError> {
+    s.parse()
+}
+
+/// Names the field that makes `schedule` invalid: the one whose replacement by `*` fixes it.
+fn bad_cron_field(schedule: &str) -> Option<&'static str> {
+    let fields: Vec<&str> = schedule.split_whitespace().collect();
+    let names: &[&str] = match fields.len() {
+        5 => &["minute", "hour", "day-of-month", "month", "day-of-week"],
+        6 => &[
+            "second",
+            "minute",
+            "hour",
+            "day-of-month",
+            "month",
+            "day-of-week",
+        ],
+        _ => return None,
+    };
+    (0..fields.len()).find_map(|i| {
+        let mut fixed = fields.clone();
+        fixed[i] = "*";
+        parse_schedule(&fixed.join(" ")).is_ok().then_some(names[i])
+    })
+}
 
 /// Deliveries of one occurrence before it is dead-lettered.
 const MAX_ATTEMPTS: u32 = 3;
@@ -27,26 +197,26 @@ const MAX_ATTEMPTS: u32 = 3;
 const ENQUEUE_TRIES: u32 = 5;
 
 /// One cron trigger, ready to fire.
-pub struct CronPlan {
+struct CronPlan {
     /// Identifies the trigger in the claims table.
-    pub key: String,
+    key: String,
     /// The schedule as written.
-    pub schedule: String,
+    schedule: String,
     /// The parsed schedule.
-    pub cron: Cron,
+    cron: Schedule,
     /// The time zone it is read in.
-    pub tz: Tz,
+    tz: Tz,
     /// The function it runs (for events and logs).
-    pub function: String,
+    function: String,
     /// Who claims (this process).
-    pub claimant: String,
+    claimant: String,
     /// The trigger's queue.
-    pub queue: Arc<QueueHandle>,
+    queue: Arc<QueueHandle>,
 }
 
 /// The queue a cron trigger's runs go through: stable across restarts and nodes for the
 /// same function, schedule and zone.
-pub fn queue_name(function: &str, key: &str) -> String {
+fn queue_name(function: &str, key: &str) -> String {
     // FNV-1a over the key's bytes: stable across processes and releases (unlike std's
     // default hasher, and unlike `Hash for str`, whose byte feed is not guaranteed).
     let mut h = Fnv(0xcbf2_9ce4_8422_2325);
@@ -68,7 +238,7 @@ impl Hasher for Fnv {
 }
 
 /// How cron runs are delivered: one at a time, retried twice with backoff.
-pub fn delivery() -> Delivery {
+fn delivery() -> Delivery {
     Delivery {
         max_attempts: MAX_ATTEMPTS,
         lease: Duration::from_secs(10),
@@ -85,7 +255,7 @@ fn micros(t: &DateTime<Tz>) -> i64 {
 }
 
 /// Starts the trigger until `stop` turns true.
-pub fn spawn(
+fn spawn(
     plan: CronPlan,
     store: Arc<dyn ScheduleStore>,
     mut stop: watch::Receiver<bool>,
@@ -249,20 +419,6 @@ fn event(plan: &CronPlan, at: &DateTime<Tz>, past_due: bool) -> Event {
     }
 }
 
-/// Parses a validated trigger's schedule and zone.
-pub fn parse(schedule: &str, timezone: Option<&str>) -> anyhow::Result<(Cron, Tz)> {
-    let cron: Cron = schedule
-        .parse()
-        .map_err(|e| anyhow::anyhow!("`{schedule}` is not a cron schedule: {e}"))?;
-    let tz = match timezone {
-        Some(tz) => tz
-            .parse::<Tz>()
-            .map_err(|_| anyhow::anyhow!("`{tz}` is not an IANA time zone"))?,
-        None => Tz::UTC,
-    };
-    Ok((cron, tz))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -270,7 +426,8 @@ mod tests {
     #[test]
     fn zones_shift_occurrences() {
         use chrono::TimeZone;
-        let (cron, tz) = parse("0 9 * * *", Some("Europe/Berlin")).unwrap();
+        let cron = parse_schedule("0 9 * * *").unwrap();
+        let tz: Tz = "Europe/Berlin".parse().unwrap();
         let from = Utc
             .with_ymd_and_hms(2026, 1, 15, 0, 0, 0)
             .unwrap()

@@ -1,6 +1,7 @@
 //! Async invocations: requests sent with `Prefer: respond-async` are stored and queued (the
-//! client gets `202` and a status URL); this worker runs them, keeps the outcome for
-//! `GET /_updraft/api/v1/async/<id>`, publishes a completion event and POSTs callbacks.
+//! client gets `202` and a status URL); this consumer runs them on the shared worker loop,
+//! keeps the outcome for `GET /_updraft/api/v1/async/<id>`, publishes a completion event
+//! and POSTs callbacks. It is not a manifest trigger: every node runs it.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -8,14 +9,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 use updraft_runtime::{
     Function, HttpError, HttpFunction, HttpInvocation, InvokeError, QueueHandle, TopicHandle,
     now_us,
 };
 use updraft_store::{AsyncJob, AsyncStore, Event, Leased};
 
-use super::queue::LeaseKeeper;
+use crate::worker::{self, Consumer, Delivery, Settle};
 
 /// The internal queue async jobs go through.
 pub const QUEUE: &str = "_updraft.async";
@@ -24,12 +25,10 @@ const MAX_RESULT: usize = 10 << 20;
 /// Jobs at once.
 const CONCURRENCY: u32 = 16;
 /// How long finished results are kept (DESIGN §9: 24 h).
-const RETENTION: Duration = Duration::from_secs(24 * 3600);
-/// First lease of a job, extended while it runs; a process that dies mid-run lets it run
-/// again after the lease in force runs out.
+pub const RETENTION: Duration = Duration::from_secs(24 * 3600);
+/// Lease of a job, extended while it runs; a process that dies mid-run lets it run again
+/// after the lease in force runs out.
 const LEASE: Duration = Duration::from_secs(10);
-/// How long a running job's lease lasts beyond the function's timeout.
-const LEASE_MARGIN: Duration = Duration::from_secs(5);
 /// Deliveries of one job; a job whose runs never finish (the process died during each, which
 /// may be the request's doing) fails after these instead of crashing every restart.
 const MAX_DELIVERIES: u32 = 3;
@@ -70,75 +69,35 @@ pub fn outcome_json(job: &AsyncJob) -> serde_json::Value {
     })
 }
 
-/// Starts the worker until `stop` turns true.
-pub fn spawn(runner: AsyncRunner, mut stop: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let slots = Arc::new(Semaphore::new(CONCURRENCY as usize));
-        let lease_us = i64::try_from(LEASE.as_micros()).unwrap_or(i64::MAX);
-        let mut last_prune: Option<tokio::time::Instant> = None;
-        loop {
-            if *stop.borrow() {
-                break;
-            }
-            if last_prune.is_none_or(|t| t.elapsed() > Duration::from_secs(3600)) {
-                last_prune = Some(tokio::time::Instant::now());
-                let cutoff = now_us() - i64::try_from(RETENTION.as_micros()).unwrap_or(0);
-                if let Err(e) = runner.jobs.prune(cutoff).await {
-                    tracing::warn!("cannot prune old async results: {e}");
-                }
-            }
-            let free = slots.available_permits() as u32;
-            if free == 0 {
-                tokio::select! {
-                    permit = slots.clone().acquire_owned() => drop(permit),
-                    changed = stop.changed() => if changed.is_err() { break },
-                }
-                continue;
-            }
-            let notified = runner.queue.notify.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            let leased = if free == 0 {
-                Vec::new()
-            } else {
-                match runner
-                    .queue
-                    .store
-                    .lease(QUEUE, free, lease_us, now_us())
-                    .await
-                {
-                    Ok(l) => l,
-                    Err(e) => {
-                        tracing::error!("cannot lease async jobs: {e}");
-                        Vec::new()
-                    }
-                }
-            };
-            if leased.is_empty() {
-                tokio::select! {
-                    _ = notified => {}
-                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-                    changed = stop.changed() => if changed.is_err() { break },
-                }
-                continue;
-            }
-            for message in leased {
-                let Ok(permit) = slots.clone().acquire_owned().await else {
-                    return;
-                };
-                let runner = runner.clone();
-                tokio::spawn(async move {
-                    runner.run(message).await;
-                    drop(permit);
-                });
-            }
+/// Starts running jobs until `stop` turns true.
+pub fn spawn(runner: AsyncRunner, stop: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+    let delivery = Delivery {
+        // Jobs settle themselves (`finish`); deliveries are capped by `MAX_DELIVERIES`.
+        max_attempts: u32::MAX,
+        lease: LEASE,
+        backoff: Duration::from_secs(1),
+        max_backoff: Duration::from_secs(60),
+        batch: 1,
+        concurrency: CONCURRENCY,
+        trigger: "async",
+    };
+    let queue = runner.queue.clone();
+    worker::spawn(queue, Arc::new(runner), delivery, stop)
+}
+
+#[async_trait::async_trait]
+impl Consumer for AsyncRunner {
+    async fn consume(&self, batch: &[Leased]) -> Vec<Settle> {
+        let mut settled = Vec::with_capacity(batch.len());
+        for message in batch {
+            settled.push(self.run(message).await);
         }
-        let _ = slots.acquire_many(CONCURRENCY).await;
-    })
+        settled
+    }
 }
 
 impl AsyncRunner {
-    async fn run(&self, message: Leased) {
+    async fn run(&self, message: &Leased) -> Settle {
         let id = message.event.id.clone();
         let job = match self.jobs.get(&id).await {
             Ok(Some(job)) if job.finished_us.is_none() => job,
@@ -146,24 +105,12 @@ impl AsyncRunner {
                 // Finished already (a redelivery after a crash past `finish`): announce again
                 // (the completion event is deduplicated by id) and ack.
                 self.announce(&job).await;
-                let _ = self
-                    .queue
-                    .store
-                    .ack(QUEUE, &message.id, &message.token)
-                    .await;
-                return;
+                return Settle::Ack;
             }
-            Ok(None) => {
-                let _ = self
-                    .queue
-                    .store
-                    .ack(QUEUE, &message.id, &message.token)
-                    .await;
-                return;
-            }
+            Ok(None) => return Settle::Ack,
             Err(e) => {
                 tracing::error!(invocation = %id, "cannot read async job: {e}");
-                return;
+                return Settle::Keep;
             }
         };
         let _ = self.jobs.start(&id).await;
@@ -178,38 +125,9 @@ impl AsyncRunner {
                 tracing::error!(invocation = %id, "async invocation given up: {:?}", done.error);
             }
             Some(Function::Http(f)) => {
-                // Hold the job for as long as the function may run, from now on: the first
-                // lease may be shorter than the keeper's first extension is away.
-                let lease = f.timeout() + LEASE_MARGIN;
-                let until = now_us() + super::queue::micros(lease);
-                match self
-                    .queue
-                    .store
-                    .extend(QUEUE, &message.id, &message.token, until)
-                    .await
-                {
-                    Ok(true) => {}
-                    Ok(false) => return, // another worker has it now
-                    Err(e) => {
-                        tracing::warn!(invocation = %id, "cannot extend the async job's lease: {e}");
-                        return;
-                    }
-                }
-                let _keeper = LeaseKeeper::start(
-                    self.queue.store.clone(),
-                    QUEUE.to_owned(),
-                    vec![(message.id.clone(), message.token.clone())],
-                    lease,
-                );
                 if !self.invoke(f, &job, &mut done).await {
                     // No free instance: put it back without finishing it.
-                    let at = now_us() + super::queue::micros(Duration::from_millis(200));
-                    let _ = self
-                        .queue
-                        .store
-                        .release(QUEUE, &message.id, &message.token, at)
-                        .await;
-                    return;
+                    return Settle::Release;
                 }
             }
             _ => {
@@ -222,16 +140,12 @@ impl AsyncRunner {
         }
         if let Err(e) = self.jobs.finish(&done, now_us()).await {
             tracing::error!(invocation = %id, "cannot record the async outcome: {e}");
-            return;
+            return Settle::Keep;
         }
         if let Ok(Some(stored)) = self.jobs.get(&id).await {
             self.announce(&stored).await;
         }
-        let _ = self
-            .queue
-            .store
-            .ack(QUEUE, &message.id, &message.token)
-            .await;
+        Settle::Ack
     }
 
     /// Runs the job; false when the function had no free instance (try again later).

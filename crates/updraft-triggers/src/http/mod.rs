@@ -1,0 +1,150 @@
+//! `[[trigger.http]]`: a route of the gateway, served by a function or by static files.
+//!
+//! It declares its route in the app's route table; the node's listener serves it.
+
+use std::path::PathBuf;
+
+use http::Method;
+use serde::Deserialize;
+use updraft_gateway::{Pattern, Route};
+use updraft_manifest::{LoadedManifest, METHODS, ManifestError, unknown_function};
+
+use crate::{At, Declarations, InfoContext, StartContext, Trigger, TriggerInfo};
+
+/// One `[[trigger.http]]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// `/literal/:param/...`
+    pub route: String,
+    /// Methods this route answers; all when absent.
+    #[serde(default)]
+    pub methods: Option<Vec<String>>,
+    /// The function that answers.
+    #[serde(default)]
+    pub function: Option<String>,
+    /// A folder of static files (an SPA); unknown paths fall back to `index.html`.
+    #[serde(default, rename = "static")]
+    pub static_dir: Option<PathBuf>,
+}
+
+/// What serves a route.
+#[derive(Debug, Clone)]
+pub enum RouteTarget {
+    /// A function, by id.
+    Function(String),
+    /// A folder of static files.
+    Static(PathBuf),
+}
+
+/// A checked HTTP route.
+pub struct Http {
+    pattern: Pattern,
+    methods: Option<Vec<Method>>,
+    target: RouteTarget,
+}
+
+impl Trigger for Http {
+    const KIND: &'static str = "http";
+    type Config = HttpConfig;
+
+    fn new(config: HttpConfig, app: &LoadedManifest, at: At) -> Result<Self, ManifestError> {
+        let (target, default_methods) = match (&config.function, &config.static_dir) {
+            (Some(_), Some(_)) => {
+                return Err(at.invalid(
+                    "static",
+                    "a route is served by a `function` or by `static` files, not both; split it into two routes",
+                ));
+            }
+            (None, None) => {
+                return Err(ManifestError::invalid(
+                    at.table(),
+                    "the route has neither `function` nor `static`; add `function = \"<id>\"`",
+                ));
+            }
+            (Some(f), None) if !app.manifest.function.contains_key(f) => {
+                return Err(unknown_function(&app.manifest, at.key("function"), f));
+            }
+            (Some(f), None) => (RouteTarget::Function(f.clone()), None),
+            (None, Some(dir)) => (
+                RouteTarget::Static(app.resolve(dir)),
+                Some(vec![Method::GET, Method::HEAD]),
+            ),
+        };
+        let methods = match &config.methods {
+            Some(list) => Some(methods(list, at)?),
+            None => default_methods,
+        };
+        let pattern = Pattern::parse(&config.route)
+            .map_err(|e| ManifestError::invalid(at.key("route"), e.to_string()))?;
+        Ok(Self {
+            pattern,
+            methods,
+            target,
+        })
+    }
+
+    fn function(&self) -> Option<&str> {
+        match &self.target {
+            RouteTarget::Function(f) => Some(f),
+            RouteTarget::Static(_) => None,
+        }
+    }
+
+    fn declare(&self, at: At, app: &mut Declarations) -> Result<(), ManifestError> {
+        app.router
+            .add(Route {
+                pattern: self.pattern.clone(),
+                methods: self.methods.clone(),
+                target: self.target.clone(),
+                index: at.index,
+            })
+            .map_err(|e| ManifestError::invalid(at.key("route"), e.to_string()))
+    }
+
+    fn start(&self, _at: At, _node: &mut StartContext<'_>) -> anyhow::Result<()> {
+        // The node's listener serves the route table.
+        Ok(())
+    }
+
+    fn describe(&self) -> Option<String> {
+        None // `up` prints the routes with the address they are served on
+    }
+
+    async fn info(&self, _node: &InfoContext<'_>) -> anyhow::Result<TriggerInfo> {
+        let methods = self.methods.as_ref().map_or_else(
+            || vec!["*".to_owned()],
+            |m| m.iter().map(|m| m.as_str().to_owned()).collect(),
+        );
+        Ok(TriggerInfo {
+            kind: Self::KIND.to_owned(),
+            summary: format!("{} {}", methods.join(","), self.pattern.as_str()),
+            details: serde_json::json!({ "route": self.pattern.as_str(), "methods": methods }),
+        })
+    }
+}
+
+fn methods(list: &[String], at: At) -> Result<Vec<Method>, ManifestError> {
+    if list.is_empty() {
+        return Err(at.invalid(
+            "methods",
+            "an empty list matches nothing; list methods like [\"GET\"] or drop the key to allow all",
+        ));
+    }
+    list.iter()
+        .map(|m| {
+            let upper = m.to_ascii_uppercase();
+            if !METHODS.contains(&upper.as_str()) {
+                return Err(at.invalid(
+                    "methods",
+                    format!(
+                        "`{m}` is not an HTTP method; use one of {}",
+                        METHODS.join(", ")
+                    ),
+                ));
+            }
+            Method::from_bytes(upper.as_bytes())
+                .map_err(|_| at.invalid("methods", format!("`{m}` is not an HTTP method")))
+        })
+        .collect()
+}
