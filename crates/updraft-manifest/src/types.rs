@@ -90,6 +90,12 @@ pub struct SqlDecl {
     /// A folder of `*.sql` files applied in name order at start, each once.
     #[serde(default)]
     pub migrations: Option<PathBuf>,
+    /// Most rows one query may return (default 100,000).
+    #[serde(default)]
+    pub max_rows: Option<u64>,
+    /// Most bytes of values one query may return (default `"32MiB"`).
+    #[serde(default)]
+    pub max_bytes: Option<ByteSize>,
 }
 
 /// `[async]`

@@ -16,7 +16,7 @@ use updraft_store::sqlite::{
     Db, SqliteAsyncJobs, SqliteKv, SqliteQueues, SqliteSchedules, SqliteSql, SqliteTopics, state,
 };
 use updraft_store::{
-    AsyncStore, KvStore, Migration, QueueStore, ScheduleStore, SqlStore, TopicStore,
+    AsyncStore, KvStore, Migration, QueueStore, ScheduleStore, SqlLimits, SqlStore, TopicStore,
 };
 use updraft_triggers::TopicSubscription;
 use updraft_triggers::async_jobs::RETENTION as RESULT_RETENTION;
@@ -122,7 +122,11 @@ impl AppStores {
                 Some(p) => manifest.resolve(p),
                 None => manifest.state_dir().join("sql").join(format!("{label}.db")),
             };
-            let db = SqliteSql::open(label, &path)?;
+            let defaults = SqlLimits::default();
+            let db = SqliteSql::open(label, &path)?.with_limits(SqlLimits {
+                max_rows: decl.max_rows.unwrap_or(defaults.max_rows),
+                max_bytes: decl.max_bytes.map_or(defaults.max_bytes, |b| b.0),
+            });
             if let Some(dir) = &decl.migrations {
                 let migrations = read_migrations(label, &manifest.resolve(dir))?;
                 for name in db.migrate(migrations).await? {

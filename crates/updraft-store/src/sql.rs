@@ -26,6 +26,24 @@ pub struct RowSet {
     pub rows: Vec<Vec<Value>>,
 }
 
+/// Caps on one query's result; past them the query fails with a message saying so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SqlLimits {
+    /// Rows at most (DESIGN §9: 100,000).
+    pub max_rows: u64,
+    /// Bytes of values at most (DESIGN §9: 32 MiB).
+    pub max_bytes: u64,
+}
+
+impl Default for SqlLimits {
+    fn default() -> Self {
+        Self {
+            max_rows: 100_000,
+            max_bytes: 32 << 20,
+        }
+    }
+}
+
 /// A migration: a named SQL script applied once.
 #[derive(Debug, Clone)]
 pub struct Migration {
@@ -55,6 +73,15 @@ pub enum SqlError {
         expected: usize,
         /// What was passed.
         given: usize,
+    },
+    /// The statement does something functions may not do (reach another file, control the
+    /// transaction, load an extension, change how the file is stored).
+    #[error("sql `{database}`: {message}")]
+    Refused {
+        /// The database label.
+        database: String,
+        /// What was refused and why.
+        message: String,
     },
     /// The backend failed.
     #[error("sql `{database}`: backend failed: {message}")]

@@ -39,11 +39,24 @@ fn error(e: SqlError) -> Error {
         SqlError::Statement { .. } | SqlError::ParameterCount { .. } => {
             Error::Invalid(e.to_string())
         }
+        SqlError::Refused { .. } => Error::AccessDenied(e.to_string()),
         SqlError::Backend { .. } => Error::Other(e.to_string()),
     }
 }
 
 impl InvocationState {
+    /// The guest's error for `e`; a refused statement is logged against the invocation.
+    fn sql_error(&self, e: SqlError) -> Error {
+        if let SqlError::Refused { .. } = &e {
+            tracing::warn!(
+                function = %self.outbound.function,
+                invocation = %self.outbound.invocation,
+                "{e}"
+            );
+        }
+        error(e)
+    }
+
     fn connection(&self, c: &Resource<Connection>) -> wasmtime::Result<Arc<dyn SqlStore>> {
         Ok(self.table.get(c)?.store.clone())
     }
@@ -90,7 +103,10 @@ impl wit::HostConnection for InvocationState {
     ) -> wasmtime::Result<Result<u64, Error>> {
         let store = self.connection(&c)?;
         let params = params.into_iter().map(to_store).collect();
-        Ok(store.execute(&statement, params).await.map_err(error))
+        Ok(store
+            .execute(&statement, params)
+            .await
+            .map_err(|e| self.sql_error(e)))
     }
 
     async fn query(
@@ -112,7 +128,7 @@ impl wit::HostConnection for InvocationState {
                     .map(|r| r.into_iter().map(to_wit).collect())
                     .collect(),
             })
-            .map_err(error))
+            .map_err(|e| self.sql_error(e)))
     }
 
     async fn execute_many(
@@ -126,7 +142,10 @@ impl wit::HostConnection for InvocationState {
             .into_iter()
             .map(|r| r.into_iter().map(to_store).collect())
             .collect();
-        Ok(store.execute_many(&statement, rows).await.map_err(error))
+        Ok(store
+            .execute_many(&statement, rows)
+            .await
+            .map_err(|e| self.sql_error(e)))
     }
 
     async fn drop(&mut self, c: Resource<Connection>) -> wasmtime::Result<()> {

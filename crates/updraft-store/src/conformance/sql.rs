@@ -10,6 +10,32 @@ pub async fn run(mut make: impl FnMut() -> Arc<dyn SqlStore>) {
     errors_name_the_database(make()).await;
     bulk_loads_are_atomic(make()).await;
     migrations_apply_once(make()).await;
+    transaction_control_is_refused(make()).await;
+}
+
+/// Every call is its own transaction: a guest cannot open, end or nest one (DESIGN §9).
+async fn transaction_control_is_refused(db: Arc<dyn SqlStore>) {
+    db.execute("CREATE TABLE t (x INTEGER)", vec![])
+        .await
+        .expect("create");
+    for statement in ["BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT s", "RELEASE s"] {
+        let e = db.execute(statement, vec![]).await.expect_err(statement);
+        assert!(
+            matches!(e, SqlError::Refused { .. }) && e.to_string().contains("sql `orders`"),
+            "{statement}: {e:?}"
+        );
+        let e = db.query(statement, vec![]).await.expect_err(statement);
+        assert!(matches!(e, SqlError::Refused { .. }), "{statement}: {e:?}");
+    }
+    // The database still works, outside any transaction a refused statement might have left.
+    db.execute("INSERT INTO t (x) VALUES (1)", vec![])
+        .await
+        .expect("insert");
+    let rows = db
+        .query("SELECT count(*) FROM t", vec![])
+        .await
+        .expect("count");
+    assert_eq!(rows.rows, vec![vec![Value::Int(1)]]);
 }
 
 async fn typed_round_trip(db: Arc<dyn SqlStore>) {

@@ -22,8 +22,12 @@ pub struct Db {
     inner: Arc<Inner>,
 }
 
+/// Runs on every connection a [`Db`] opens (hooks, limits).
+pub type ConnectionGuard = fn(&mut Connection) -> rusqlite::Result<()>;
+
 struct Inner {
     path: PathBuf,
+    guard: Option<ConnectionGuard>,
     writer: Mutex<Option<mpsc::Sender<Job>>>,
     readers: Mutex<Vec<Connection>>,
 }
@@ -41,7 +45,11 @@ fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
 }
 
-fn open_connection(path: &Path, write: bool) -> Result<Connection, StoreError> {
+fn open_connection(
+    path: &Path,
+    write: bool,
+    guard: Option<ConnectionGuard>,
+) -> Result<Connection, StoreError> {
     let flags = if write {
         OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
@@ -62,6 +70,10 @@ fn open_connection(path: &Path, write: bool) -> Result<Connection, StoreError> {
         .map_err(backend)?;
     conn.pragma_update(None, "foreign_keys", "on")
         .map_err(backend)?;
+    let mut conn = conn;
+    if let Some(guard) = guard {
+        guard(&mut conn).map_err(backend)?;
+    }
     Ok(conn)
 }
 
@@ -72,6 +84,16 @@ impl Db {
         path: &Path,
         setup: impl FnOnce(&mut Connection) -> rusqlite::Result<()>,
     ) -> Result<Self, StoreError> {
+        Self::open_guarded(path, setup, None)
+    }
+
+    /// [`Db::open`], with `guard` run on every connection (the writer's and each reader's)
+    /// right after it opens.
+    pub fn open_guarded(
+        path: &Path,
+        setup: impl FnOnce(&mut Connection) -> rusqlite::Result<()>,
+        guard: Option<ConnectionGuard>,
+    ) -> Result<Self, StoreError> {
         if let Some(dir) = path.parent()
             && !dir.as_os_str().is_empty()
         {
@@ -79,7 +101,7 @@ impl Db {
                 StoreError::Backend(format!("cannot create `{}`: {e}", dir.display()))
             })?;
         }
-        let mut conn = open_connection(path, true)?;
+        let mut conn = open_connection(path, true, guard)?;
         setup(&mut conn).map_err(backend)?;
         let (tx, rx) = mpsc::channel::<Job>();
         let name = format!(
@@ -95,6 +117,7 @@ impl Db {
         Ok(Self {
             inner: Arc::new(Inner {
                 path: path.to_path_buf(),
+                guard,
                 writer: Mutex::new(Some(tx)),
                 readers: Mutex::new(Vec::new()),
             }),
@@ -156,10 +179,12 @@ impl Db {
 
             let conn = match pooled {
                 Some(c) => c,
-                None => open_connection(&inner.path, false)?,
+                None => open_connection(&inner.path, false, inner.guard)?,
             };
             let result = f(&conn);
-            if let Ok(mut pool) = inner.readers.lock()
+            // A connection left inside a transaction would pin an old snapshot: drop it.
+            if conn.is_autocommit()
+                && let Ok(mut pool) = inner.readers.lock()
                 && pool.len() < MAX_IDLE_READERS
             {
                 pool.push(conn);

@@ -3,6 +3,7 @@
 
 mod asyncjobs;
 mod db;
+mod guest;
 mod kv;
 mod queue;
 mod records;
@@ -12,7 +13,7 @@ pub mod state;
 mod topic;
 
 pub use asyncjobs::SqliteAsyncJobs;
-pub use db::Db;
+pub use db::{ConnectionGuard, Db};
 pub use kv::SqliteKv;
 pub use queue::SqliteQueues;
 pub use records::SqliteRecords;

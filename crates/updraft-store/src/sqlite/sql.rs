@@ -1,20 +1,30 @@
-//! `SqlStore` on its own SQLite file.
+//! `SqlStore` on its own SQLite file, with functions' statements sandboxed
+//! ([`super::guest`]), cut off when their caller goes, and their results capped.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use rusqlite::types::{Value as SqlValue, ValueRef};
 use rusqlite::{Connection, Statement};
+use tokio::sync::Semaphore;
 
 use super::Db;
+use super::guest::{Cancel, as_guest, sandbox};
 use crate::StoreError;
-use crate::sql::{Migration, RowSet, SqlError, SqlStore, Value};
+use crate::sql::{Migration, RowSet, SqlError, SqlLimits, SqlStore, Value};
+
+/// Guest reads of one database running at once; more wait, so functions' queries never
+/// hold more than this many threads of the blocking pool the platform shares.
+const MAX_GUEST_READS: usize = 4;
 
 /// A user database in one SQLite file.
 #[derive(Clone)]
 pub struct SqliteSql {
     db: Db,
     label: String,
+    limits: SqlLimits,
+    reads: Arc<Semaphore>,
 }
 
 const MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS _updraft_migrations (
@@ -23,18 +33,25 @@ const MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS _updraft_migrations (
 )";
 
 impl SqliteSql {
-    /// Opens (creating) the database `label` at `path`.
+    /// Opens (creating) the database `label` at `path`, with the default result caps.
     pub fn open(label: &str, path: &Path) -> Result<Self, SqlError> {
-        let db = Db::open(path, |c| c.execute_batch(MIGRATIONS_TABLE)).map_err(|e| {
-            SqlError::Backend {
-                database: label.to_owned(),
-                message: e.to_string(),
-            }
+        let setup = |c: &mut Connection| c.execute_batch(MIGRATIONS_TABLE);
+        let db = Db::open_guarded(path, setup, Some(sandbox)).map_err(|e| SqlError::Backend {
+            database: label.to_owned(),
+            message: e.to_string(),
         })?;
         Ok(Self {
             db,
             label: label.to_owned(),
+            limits: SqlLimits::default(),
+            reads: Arc::new(Semaphore::new(MAX_GUEST_READS)),
         })
+    }
+
+    /// The same database with other result caps.
+    pub fn with_limits(mut self, limits: SqlLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
     fn labelled(&self, e: JobError) -> SqlError {
@@ -46,8 +63,29 @@ impl SqliteSql {
                 given,
             },
             JobError::Statement(message) => SqlError::Statement { database, message },
+            JobError::Refused(message) => SqlError::Refused { database, message },
+            JobError::TooLarge(what) => SqlError::Statement {
+                message: format!(
+                    "the result is over {what}; add a `LIMIT` or read it in pages (`max_rows` and `max_bytes` under `[sql.{database}]` raise the caps)"
+                ),
+                database,
+            },
             JobError::Backend(message) => SqlError::Backend { database, message },
         }
+    }
+
+    /// Runs `f` as a guest read on a reader, at most [`MAX_GUEST_READS`] at once.
+    async fn guest_read<R: Send + 'static>(
+        &self,
+        cancel: Cancel,
+        f: impl FnOnce(&Connection) -> Result<R, JobError> + Send + 'static,
+    ) -> Result<R, JobError> {
+        let _slot = self
+            .reads
+            .acquire()
+            .await
+            .map_err(|e| JobError::Backend(e.to_string()))?;
+        self.db.read(move |c| guest(&cancel, || f(c))).await
     }
 }
 
@@ -55,7 +93,18 @@ impl SqliteSql {
 enum JobError {
     ParameterCount { expected: usize, given: usize },
     Statement(String),
+    Refused(String),
+    TooLarge(String),
     Backend(String),
+}
+
+/// Runs `f` as a function's SQL: under the sandbox and `cancel`, its error replaced by what
+/// the sandbox refused, if it refused anything.
+fn guest<R>(cancel: &Cancel, f: impl FnOnce() -> Result<R, JobError>) -> Result<R, JobError> {
+    match as_guest(cancel, f) {
+        (Err(_), Some(refused)) => Err(JobError::Refused(refused)),
+        (result, _) => result,
+    }
 }
 
 impl From<StoreError> for JobError {
@@ -129,21 +178,44 @@ fn run_execute(conn: &Connection, sql: &str, params: &[Value]) -> Result<u64, Jo
     Ok(conn.changes())
 }
 
-fn run_query(conn: &Connection, sql: &str, params: &[Value]) -> Result<RowSet, JobError> {
+fn run_query(
+    conn: &Connection,
+    sql: &str,
+    params: &[Value],
+    limits: SqlLimits,
+) -> Result<RowSet, JobError> {
     let mut stmt = conn.prepare_cached(sql).map_err(stmt_err)?;
     bind(&mut stmt, params)?;
     let columns: Vec<String> = stmt.column_names().map(str::to_owned).collect();
     let width = columns.len();
     let mut rows = stmt.raw_query();
     let mut out = Vec::new();
+    let mut bytes = 0u64;
     while let Some(row) = rows.next().map_err(stmt_err)? {
+        if out.len() as u64 >= limits.max_rows {
+            return Err(JobError::TooLarge(format!("{} rows", limits.max_rows)));
+        }
         let mut values = Vec::with_capacity(width);
         for i in 0..width {
-            values.push(from_sql(row.get_ref(i).map_err(stmt_err)?));
+            let value = from_sql(row.get_ref(i).map_err(stmt_err)?);
+            bytes += value_size(&value);
+            values.push(value);
+        }
+        if bytes > limits.max_bytes {
+            return Err(JobError::TooLarge(format!("{} bytes", limits.max_bytes)));
         }
         out.push(values);
     }
     Ok(RowSet { columns, rows: out })
+}
+
+/// What a value costs in a result: its bytes, 8 for a number or null.
+fn value_size(v: &Value) -> u64 {
+    match v {
+        Value::Text(t) => t.len() as u64,
+        Value::Blob(b) => b.len() as u64,
+        Value::Null | Value::Int(_) | Value::Float(_) => 8,
+    }
 }
 
 fn is_read_only(conn: &Connection, sql: &str) -> bool {
@@ -154,38 +226,49 @@ fn is_read_only(conn: &Connection, sql: &str) -> bool {
 impl SqlStore for SqliteSql {
     async fn execute(&self, sql: &str, params: Vec<Value>) -> Result<u64, SqlError> {
         let sql = sql.to_owned();
+        let cancel = Cancel::default();
+        let _cancel_when_dropped = cancel.on_drop();
         self.db
-            .write(move |c| run_execute(c, &sql, &params))
+            .write(move |c| guest(&cancel, || run_execute(c, &sql, &params)))
             .await
             .map_err(|e| self.labelled(e))
     }
 
     async fn query(&self, sql: &str, params: Vec<Value>) -> Result<RowSet, SqlError> {
         let sql = sql.to_owned();
-        // Plain reads go to the reader pool; anything that writes (`RETURNING`) to the writer.
+        let limits = self.limits;
+        let cancel = Cancel::default();
+        let _cancel_when_dropped = cancel.on_drop();
+        // Plain reads go to a reader; anything that writes (`RETURNING`) to the writer.
         let probe = sql.clone();
         let read_only = self
-            .db
-            .read(move |c| Ok::<_, JobError>(is_read_only(c, &probe)))
+            .guest_read(cancel.clone(), move |c| Ok(is_read_only(c, &probe)))
             .await
             .unwrap_or(false);
         let result = if read_only {
-            self.db.read(move |c| run_query(c, &sql, &params)).await
+            self.guest_read(cancel, move |c| run_query(c, &sql, &params, limits))
+                .await
         } else {
-            self.db.write(move |c| run_query(c, &sql, &params)).await
+            self.db
+                .write(move |c| guest(&cancel, || run_query(c, &sql, &params, limits)))
+                .await
         };
         result.map_err(|e| self.labelled(e))
     }
 
     async fn execute_many(&self, sql: &str, rows: Vec<Vec<Value>>) -> Result<u64, SqlError> {
         let sql = sql.to_owned();
+        let cancel = Cancel::default();
+        let _cancel_when_dropped = cancel.on_drop();
         self.db
             .write(move |c| {
-                let mut total = 0;
-                for row in &rows {
-                    total += run_execute(c, &sql, row)?;
-                }
-                Ok(total)
+                guest(&cancel, || {
+                    let mut total = 0;
+                    for row in &rows {
+                        total += run_execute(c, &sql, row)?;
+                    }
+                    Ok(total)
+                })
             })
             .await
             .map_err(|e| self.labelled(e))

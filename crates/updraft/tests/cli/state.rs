@@ -299,3 +299,167 @@ function = "sdk"
         "{body}"
     );
 }
+
+/// Runs `statement` through the kitchen guest's `/sql/execute` or `/sql/query` on `orders`.
+async fn sql(
+    server: &updraft_test_support::Server,
+    op: &str,
+    statement: &str,
+    params: serde_json::Value,
+) -> (u16, String) {
+    let body = json!({ "sql": statement, "params": params }).to_string();
+    post(server, &format!("/k/sql/{op}?db=orders"), body).await
+}
+
+/// A function allowed one database cannot leave it: every way out through `execute` and
+/// through `query` is refused with what was refused, logged, and changes nothing.
+#[tokio::test]
+async fn guest_sql_cannot_leave_its_database_or_end_the_shared_transaction() {
+    let app = app();
+    let server = start(&app);
+    assert_eq!(
+        post(&server, "/k/kv/set?store=cache&key=balance", "100").await,
+        (200, "ok".into())
+    );
+    let state = app.path().join(".updraft/state.db");
+    let escape = app.path().join("escape.db");
+    let copy = app.path().join("copy.db");
+    let attempts = [
+        (
+            format!("ATTACH DATABASE '{}' AS p", state.display()),
+            "`ATTACH` is refused",
+        ),
+        (
+            format!("ATTACH DATABASE '{}' AS e", escape.display()),
+            "`ATTACH` is refused",
+        ),
+        ("DETACH DATABASE main".to_owned(), "`DETACH` is refused"),
+        (format!("VACUUM INTO '{}'", copy.display()), "sql `orders`"),
+        (
+            "SELECT load_extension('/tmp/evil')".to_owned(),
+            "`load_extension` is refused",
+        ),
+        (
+            "PRAGMA journal_mode = DELETE".to_owned(),
+            "`PRAGMA journal_mode` is refused",
+        ),
+        (
+            "PRAGMA writable_schema = ON".to_owned(),
+            "`PRAGMA writable_schema` is refused",
+        ),
+        (
+            "PRAGMA database_list".to_owned(),
+            "`PRAGMA database_list` is refused",
+        ),
+        ("BEGIN".to_owned(), "`BEGIN` is refused"),
+        ("COMMIT".to_owned(), "`COMMIT` is refused"),
+        ("ROLLBACK".to_owned(), "`ROLLBACK` is refused"),
+        ("SAVEPOINT a".to_owned(), "`SAVEPOINT` is refused"),
+        ("RELEASE a".to_owned(), "`RELEASE` is refused"),
+    ];
+    let mut tried = 0;
+    let mut denied = 0;
+    for (statement, why) in &attempts {
+        for op in ["execute", "query"] {
+            tried += 1;
+            let (status, body) = sql(&server, op, statement, json!([])).await;
+            assert!(
+                (400..500).contains(&status) && body.contains(why),
+                "{op} `{statement}` was not refused: {status} {body}"
+            );
+            denied += 1;
+        }
+    }
+    println!("guest SQL escapes: {tried} attempted, {denied} denied");
+    assert_eq!(tried, denied);
+    crate::stderr_shows(&server, "`ATTACH` is refused").await;
+    // Nothing outside the database changed, and the database still works.
+    assert!(!escape.exists(), "ATTACH created {}", escape.display());
+    assert!(!copy.exists(), "VACUUM INTO wrote {}", copy.display());
+    assert_eq!(
+        crate::get(&server, "/k/kv/get?store=cache&key=balance").await,
+        (200, "100".into())
+    );
+    let (s, body) = sql(
+        &server,
+        "execute",
+        "INSERT INTO items (name) VALUES ($1)",
+        json!(["after"]),
+    )
+    .await;
+    assert_eq!((s, body.as_str()), (200, r#"{"changed":1}"#));
+    let (s, body) = sql(
+        &server,
+        "query",
+        "SELECT name FROM items ORDER BY id",
+        json!([]),
+    )
+    .await;
+    assert_eq!(s, 200, "{body}");
+    assert!(body.contains(r#"[["seed"],["after"]]"#), "{body}");
+}
+
+/// A runaway statement is cut off at its function's deadline (the database's one writer is
+/// free again and nothing of it is kept), and a result over the caps is refused with how to
+/// page it.
+#[tokio::test]
+async fn guest_sql_is_cut_off_at_the_deadline_and_results_are_capped() {
+    let app = app();
+    let manifest = std::fs::read_to_string(app.path().join("updraft.toml")).unwrap();
+    let manifest = manifest
+        .replacen(
+            "sql = [\"orders\"]\n",
+            "sql = [\"orders\"]\ntimeout = \"2s\"\n",
+            1,
+        )
+        .replace("[sql.orders]\n", "[sql.orders]\nmax_rows = 1000\n");
+    app.write("updraft.toml", manifest);
+    let server = start(&app);
+    let endless = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n)";
+    let (s, body) = sql(
+        &server,
+        "execute",
+        &format!("INSERT INTO items (name) {endless} SELECT 'runaway' FROM n"),
+        json!([]),
+    )
+    .await;
+    assert_eq!(s, 504, "{body}");
+    // The writer is free: the next write commits promptly, and the runaway kept nothing.
+    let started = std::time::Instant::now();
+    let (s, body) = sql(
+        &server,
+        "execute",
+        "INSERT INTO items (name) VALUES ($1)",
+        json!(["next"]),
+    )
+    .await;
+    assert_eq!((s, body.as_str()), (200, r#"{"changed":1}"#));
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "the writer was held for {:?}",
+        started.elapsed()
+    );
+    let (_, body) = sql(&server, "query", "SELECT count(*) FROM items", json!([])).await;
+    assert!(body.contains("[[2]]"), "{body}");
+    // Over `max_rows`: refused, saying how to read it.
+    let (s, body) = sql(
+        &server,
+        "query",
+        &format!("{endless} SELECT i FROM n LIMIT 5000"),
+        json!([]),
+    )
+    .await;
+    assert_eq!(s, 400, "{body}");
+    assert!(
+        body.contains("over 1000 rows") && body.contains("LIMIT"),
+        "{body}"
+    );
+    let (s, body) = sql(
+        &server,
+        "query",
+        &format!("{endless} SELECT i FROM n LIMIT 1000"),
+        json!([]),
+    )
+    .await;
+    assert_eq!(s, 200, "{body}");
+}
