@@ -1,14 +1,17 @@
 //! Static SPA assets: files from a folder, with `index.html` for paths that name no file.
+//!
+//! Hidden names (`.env`, `.git/`, `.updraft/`: any path segment starting with `.`, however
+//! it is encoded) are never served: they answer 404.
 
 use std::path::{Path, PathBuf};
 
 use http::header::LOCATION;
-use http::{HeaderValue, Request, Response, Uri};
+use http::{HeaderValue, Request, Response, StatusCode, Uri};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 use tower_http::services::{ServeDir, ServeFile};
 
-use crate::body::{Body, BoxError};
+use crate::body::{Body, BoxError, error_response};
 
 /// A folder served under a route.
 #[derive(Debug, Clone)]
@@ -50,6 +53,13 @@ impl StaticSite {
     where
         B: Send + 'static,
     {
+        if names_hidden_file(raw_path_info) {
+            return error_response(
+                StatusCode::NOT_FOUND,
+                "hidden files (names starting with `.`) are never served",
+                None,
+            );
+        }
         let (mut parts, _body) = req.into_parts();
         let full_path = parts.uri.path().to_owned();
         // Where the route is mounted, for redirects ServeDir makes relative to the folder.
@@ -84,5 +94,46 @@ impl StaticSite {
             response.headers_mut().insert(LOCATION, v);
         }
         response
+    }
+}
+
+/// Whether any segment of `raw_path` (percent-encoded, as it arrived) names a hidden file or
+/// folder, or climbs out (`..`). A backslash counts as a separator too, as some servers
+/// treat it.
+fn names_hidden_file(raw_path: &str) -> bool {
+    percent_encoding::percent_decode_str(raw_path)
+        .decode_utf8_lossy()
+        .split(['/', '\\'])
+        .any(|segment| segment.starts_with('.') && segment != ".")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::names_hidden_file;
+
+    #[test]
+    fn hidden_names_are_found_however_they_are_written() {
+        for hidden in [
+            "/.env",
+            "/.updraft/admin-token",
+            "/%2eupdraft/state.db",
+            "/%2Eenv",
+            "/a/.git/config",
+            "/a/%2e%2e/.env",
+            "/a\\.env",
+            "/../x",
+        ] {
+            assert!(names_hidden_file(hidden), "{hidden}");
+        }
+        for shown in [
+            "/",
+            "/index.html",
+            "/docs/",
+            "/my%20photo.txt",
+            "/a.b/c.d",
+            "/x.",
+        ] {
+            assert!(!names_hidden_file(shown), "{shown}");
+        }
     }
 }

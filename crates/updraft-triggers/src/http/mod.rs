@@ -2,12 +2,12 @@
 //!
 //! It declares its route in the app's route table; the node's listener serves it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use http::Method;
 use serde::Deserialize;
 use updraft_gateway::{Pattern, Route};
-use updraft_manifest::{LoadedManifest, METHODS, ManifestError, unknown_function};
+use updraft_manifest::{LoadedManifest, MANIFEST_FILE, METHODS, ManifestError, unknown_function};
 
 use crate::{At, Declarations, InfoContext, StartContext, Trigger, TriggerInfo};
 
@@ -66,10 +66,14 @@ impl Trigger for Http {
                 return Err(unknown_function(&app.manifest, at.key("function"), f));
             }
             (Some(f), None) => (RouteTarget::Function(f.clone()), None),
-            (None, Some(dir)) => (
-                RouteTarget::Static(app.resolve(dir)),
-                Some(vec![Method::GET, Method::HEAD]),
-            ),
+            (None, Some(dir)) => {
+                let dir = app.resolve(dir);
+                check_static_dir(app, &dir, at)?;
+                (
+                    RouteTarget::Static(dir),
+                    Some(vec![Method::GET, Method::HEAD]),
+                )
+            }
         };
         let methods = match &config.methods {
             Some(list) => Some(methods(list, at)?),
@@ -122,6 +126,28 @@ impl Trigger for Http {
             details: serde_json::json!({ "route": self.pattern.as_str(), "methods": methods }),
         })
     }
+}
+
+/// A static folder must not hold the app itself: its manifest, its `.env` and its state
+/// (`.updraft/`: the database, the admin token) would be a request away.
+fn check_static_dir(app: &LoadedManifest, dir: &Path, at: At) -> Result<(), ManifestError> {
+    let (Ok(served), Ok(app_dir)) = (std::fs::canonicalize(dir), std::fs::canonicalize(&app.dir))
+    else {
+        return Ok(()); // a missing folder is reported when the route is served
+    };
+    if app_dir.starts_with(&served)
+        || served.join(MANIFEST_FILE).exists()
+        || served.join(".updraft").exists()
+    {
+        return Err(at.invalid(
+            "static",
+            format!(
+                "static folder `{}` holds the app itself (`{MANIFEST_FILE}`, `.env`, the state in `.updraft/`); serve a folder of public files only, such as \"web/dist\"",
+                dir.display()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn methods(list: &[String], at: At) -> Result<Vec<Method>, ManifestError> {

@@ -157,3 +157,15 @@ fn not_a_folder_with_a_manifest() {
     assert!(e.contains("cannot read manifest"), "{e}");
     assert!(e.contains("updraft.toml"), "{e}");
 }
+
+#[test]
+fn a_static_folder_that_holds_the_app_is_refused() {
+    for dir in [".", "..", "./"] {
+        let app = app_with(&format!(
+            "{ONE_FUNCTION}\n[[trigger.http]]\nroute = \"/files/...\"\nstatic = \"{dir}\"\n"
+        ));
+        let e = up_fails(&app);
+        assert!(e.contains("trigger.http[1].static"), "{dir}: {e}");
+        assert!(e.contains("holds the app itself"), "{dir}: {e}");
+    }
+}

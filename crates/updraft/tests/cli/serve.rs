@@ -338,6 +338,24 @@ function = "kitchen"
         (200, "percent".to_owned())
     );
     assert_eq!(get(&server, "/app").await, (200, "root index".to_owned()));
+    // Hidden files are never served, however the path is written.
+    app.write("web/.env", "SECRET=1");
+    app.write("web/.git/config", "secret");
+    for hidden in [
+        "/app/.env",
+        "/app/%2eenv",
+        "/app/%2Egit/config",
+        "/app/.git/config",
+        "/app/docs/../.env",
+        "/app/docs/%2e%2e/.env",
+    ] {
+        let (s, body) = get(&server, hidden).await;
+        assert_eq!(s, 404, "{hidden}: {body}");
+        assert!(
+            !body.contains("secret") && !body.contains("SECRET"),
+            "{hidden}: {body}"
+        );
+    }
     // An exact route beats the wildcard that would also match it.
     let (s, body) = get(&server, "/app/api").await;
     assert_eq!(s, 404, "the kitchen answers (no path-info op): {body}");
