@@ -1,5 +1,11 @@
 //! The reserved `/_updraft/` endpoints: health, readiness, metrics, the OpenAPI document,
 //! and the admin API (`api.rs`) under `/_updraft/api/v1`.
+//!
+//! A web page the user visits must not reach them: a request whose `Host` is a name other
+//! than `localhost` or one given with `--admin-host` is refused (DNS rebinding: an IP
+//! literal cannot be rebound), and so is a state-changing request whose `Origin` is not the
+//! host it was sent to (CSRF). User routes match any host; these checks cover
+//! `/_updraft/` only.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -30,6 +36,9 @@ pub(crate) fn router() -> axum::Router {
 }
 
 pub(crate) async fn handle(state: Arc<NodeState>, mut req: Request<Incoming>) -> Response<Body> {
+    if let Err(refused) = check_host_and_origin(&req, &state.admin_hosts) {
+        return error_response(StatusCode::FORBIDDEN, &refused, None);
+    }
     let router = state.admin.clone();
     req.extensions_mut().insert(state);
     match router.oneshot(req).await {
@@ -82,4 +91,126 @@ async fn not_found(req: axum::extract::Request) -> Response<Body> {
         ),
         None,
     )
+}
+
+/// Refuses a request for a host name this node was not told about, and a state-changing
+/// request from a page of another origin; says why and what to do.
+fn check_host_and_origin<B>(req: &Request<B>, admin_hosts: &[String]) -> Result<(), String> {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| req.uri().authority().map(|a| a.as_str().to_owned()));
+    if let Some(host) = &host
+        && !host_allowed(host, admin_hosts)
+    {
+        return Err(format!(
+            "`/_updraft/` answers requests for an IP address, `localhost` or a name given with `--admin-host`, not for `{host}`; if you reach updraft under that name, start it with `--admin-host {}`",
+            host_name(host)
+        ));
+    }
+    let changes_state = !matches!(
+        *req.method(),
+        http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
+    );
+    if changes_state && let Some(origin) = req.headers().get(header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or("null");
+        let same_origin = http::Uri::try_from(origin)
+            .ok()
+            .and_then(|u| u.authority().map(|a| a.as_str().to_ascii_lowercase()))
+            .is_some_and(|authority| {
+                host.as_deref()
+                    .is_some_and(|h| h.eq_ignore_ascii_case(&authority))
+                    || admin_hosts.contains(&host_name(&authority).to_owned())
+            });
+        if !same_origin {
+            return Err(format!(
+                "`/_updraft/` refuses state-changing requests from pages of other origins (`Origin: {origin}`); use the CLI or the dashboard served by this node"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `host` without its port: `example.com:80` → `example.com`, `[::1]:80` → `[::1]`.
+fn host_name(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host.split_inclusive(']').next().unwrap_or(host);
+    }
+    host.rsplit_once(':').map_or(host, |(name, _)| name)
+}
+
+/// An IP literal (cannot be rebound to another address), `localhost`, or a listed name.
+fn host_allowed(host: &str, admin_hosts: &[String]) -> bool {
+    let name = host_name(host).to_ascii_lowercase();
+    let literal = name.trim_start_matches('[').trim_end_matches(']');
+    literal.parse::<std::net::IpAddr>().is_ok()
+        || name == "localhost"
+        || name.ends_with(".localhost")
+        || admin_hosts.contains(&name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(host: &str, method: &str, origin: Option<&str>, hosts: &[&str]) -> bool {
+        let mut req = Request::builder()
+            .method(method)
+            .uri("/_updraft/api/v1/functions")
+            .header(header::HOST, host);
+        if let Some(o) = origin {
+            req = req.header(header::ORIGIN, o);
+        }
+        let hosts: Vec<String> = hosts.iter().map(|h| (*h).to_owned()).collect();
+        check_host_and_origin(&req.body(()).unwrap(), &hosts).is_ok()
+    }
+
+    #[test]
+    fn only_known_hosts_and_same_origin_writes_reach_the_admin_endpoints() {
+        for ok in [
+            "127.0.0.1:8080",
+            "localhost:8080",
+            "[::1]:8080",
+            "10.0.0.5",
+            "app.localhost:1",
+        ] {
+            assert!(check(ok, "GET", None, &[]), "{ok}");
+        }
+        for bad in [
+            "evil.example:8080",
+            "evil.example",
+            "localhost.evil.example:80",
+        ] {
+            assert!(!check(bad, "GET", None, &[]), "{bad}");
+        }
+        assert!(check("ops.internal:8080", "GET", None, &["ops.internal"]));
+        assert!(check(
+            "localhost:8080",
+            "POST",
+            Some("http://localhost:8080"),
+            &[]
+        ));
+        assert!(check("localhost:8080", "POST", None, &[]));
+        assert!(!check(
+            "localhost:8080",
+            "POST",
+            Some("http://evil.example"),
+            &[]
+        ));
+        assert!(!check("localhost:8080", "POST", Some("null"), &[]));
+        assert!(!check(
+            "localhost:8080",
+            "DELETE",
+            Some("http://localhost:3000"),
+            &[]
+        ));
+        assert!(check(
+            "localhost:8080",
+            "GET",
+            Some("http://evil.example"),
+            &[]
+        ));
+    }
 }

@@ -262,7 +262,7 @@ async fn require_token(
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
-        if given.map(str::as_bytes) != Some(token.as_bytes()) {
+        if !given.is_some_and(|given| crate::admin_token::matches(given, token)) {
             return api_error(
                 StatusCode::UNAUTHORIZED,
                 "the admin API needs `Authorization: Bearer <token>`; the token is in `.updraft/admin-token` or `UPDRAFT_ADMIN_TOKEN` (CLI: set `UPDRAFT_TOKEN`)",

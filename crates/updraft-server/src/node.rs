@@ -53,6 +53,9 @@ pub struct NodeOptions {
     pub max_instances: u32,
     /// Required as `Authorization: Bearer` on the admin API, when set.
     pub admin_token: Option<String>,
+    /// Host names `/_updraft/` answers besides IP literals and `localhost`
+    /// (`--admin-host`).
+    pub admin_hosts: Vec<String>,
 }
 
 impl Default for NodeOptions {
@@ -63,6 +66,7 @@ impl Default for NodeOptions {
             max_body: DEFAULT_MAX_BODY,
             max_instances: 1000,
             admin_token: None,
+            admin_hosts: Vec::new(),
         }
     }
 }
@@ -102,6 +106,8 @@ pub(crate) struct NodeState {
     pub(crate) triggers: AppTriggers,
     pub(crate) schedules: Arc<dyn updraft_store::ScheduleStore>,
     pub(crate) admin_token: Option<String>,
+    /// `--admin-host` names, lowercase.
+    pub(crate) admin_hosts: Vec<String>,
     /// The `/_updraft/` router.
     pub(crate) admin: axum::Router,
 }
@@ -258,6 +264,11 @@ pub async fn start(
         triggers: plan.triggers.clone(),
         schedules: stores.schedules.clone(),
         admin_token: options.admin_token.clone(),
+        admin_hosts: options
+            .admin_hosts
+            .iter()
+            .map(|h| h.to_ascii_lowercase())
+            .collect(),
         admin: admin::router(),
     });
     let done = tokio::spawn(async move {

@@ -27,6 +27,11 @@ pub struct UpArgs {
     /// The runtime config (default: `runtime.toml` beside `updraft.toml`, if present).
     #[arg(long)]
     pub runtime_config: Option<PathBuf>,
+    /// A host name `/_updraft/` answers besides IP addresses and `localhost` (repeatable);
+    /// requests naming other hosts are refused, so a web page cannot reach the admin API
+    /// through DNS rebinding.
+    #[arg(long = "admin-host", value_name = "NAME")]
+    pub admin_hosts: Vec<String>,
 }
 
 fn parse_store(value: &str) -> Result<StateBackend, String> {
@@ -73,6 +78,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         listen: args.listen,
         grace: args.grace.0,
         admin_token,
+        admin_hosts: args.admin_hosts,
         ..NodeOptions::default()
     };
     updraft_server::metrics::handle();

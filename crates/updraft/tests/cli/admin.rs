@@ -267,6 +267,84 @@ async fn outside_loopback_the_admin_api_needs_the_token() {
     );
 }
 
+/// A web page cannot reach `/_updraft/`: not through a rebound DNS name (`Host`), not by
+/// posting from another origin; user routes still answer any host.
+#[tokio::test]
+async fn the_admin_endpoints_refuse_foreign_hosts_and_origins() {
+    let app = app();
+    let server = Server::start(bin(), app.path(), &["--admin-host", "ops.internal"]);
+    let port = server.base.rsplit(':').next().unwrap().to_owned();
+    let status = async |host: &str, path: &str| {
+        let r = client()
+            .get(server.url(path))
+            .header("host", host)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    };
+    for path in ["/_updraft/api/v1/functions", "/_updraft/api/v1/invocations"] {
+        let (s, body) = status(&format!("rebound.example:{port}"), path).await;
+        assert_eq!(s, 403, "{path}: {body}");
+        assert!(
+            body.contains("`rebound.example:") && body.contains("--admin-host rebound.example"),
+            "{body}"
+        );
+        for ok in [
+            format!("localhost:{port}"),
+            format!("127.0.0.1:{port}"),
+            format!("ops.internal:{port}"),
+        ] {
+            assert_eq!(status(&ok, path).await.0, 200, "{ok} {path}");
+        }
+    }
+    // User routes match any host.
+    assert_eq!(status("rebound.example", "/k/sleep?ms=1").await.0, 200);
+    // State-changing requests from another origin are refused; same origin and no origin
+    // (the CLI) are not.
+    let invoke = async |origin: Option<&str>| {
+        let mut r = client()
+            .post(server.url("/_updraft/api/v1/functions/kitchen/invoke?path=/sleep%3Fms%3D1"))
+            .header("host", format!("localhost:{port}"));
+        if let Some(o) = origin {
+            r = r.header("origin", o);
+        }
+        let r = r.send().await.unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    };
+    let (s, body) = invoke(Some("http://evil.example")).await;
+    assert_eq!(s, 403, "{body}");
+    assert!(body.contains("Origin: http://evil.example"), "{body}");
+    assert_eq!(invoke(Some("null")).await.0, 403);
+    let (s, body) = invoke(Some(&format!("http://localhost:{port}"))).await;
+    assert_ne!(s, 403, "{body}");
+    let (s, body) = invoke(None).await;
+    assert_ne!(s, 403, "{body}");
+}
+
+/// An admin token file another user could read is made private at start.
+#[tokio::test]
+async fn an_existing_admin_token_file_is_made_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let app = app();
+    let path = app.path().join(".updraft/admin-token");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, "s3cret-token\n").unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let server = Server::start(bin(), app.path(), &["--listen", "0.0.0.0:0"]);
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    crate::stderr_shows(&server, "was readable by others").await;
+    let base = server.base.replace("0.0.0.0", "127.0.0.1");
+    let r = client()
+        .get(format!("{base}/_updraft/api/v1/functions"))
+        .bearer_auth("s3cret-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
 #[tokio::test]
 async fn openapi_document_is_served() {
     let app = app();
