@@ -1,5 +1,6 @@
 //! A request body that stops at the size limit and remembers that it did, so the gateway
-//! can answer 413 whatever the function made of the truncated body.
+//! can answer 413 whatever the function made of the truncated body. Its trailers lose
+//! every `updraft-*` field, as its headers do, so a client cannot forge them at the end.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -56,6 +57,13 @@ where
                     }
                     this.remaining -= len;
                 }
+                let frame = match frame.into_trailers() {
+                    Ok(mut trailers) => {
+                        updraft_gateway::headers::strip_reserved(&mut trailers);
+                        Frame::trailers(trailers)
+                    }
+                    Err(frame) => frame,
+                };
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
@@ -70,5 +78,34 @@ where
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http_body_util::{BodyExt, StreamBody};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn trailers_lose_updraft_fields_and_keep_the_rest() {
+        let mut trailers = http::HeaderMap::new();
+        trailers.insert("updraft-invocation-id", "forged".parse().unwrap());
+        trailers.insert("updraft-claim-sub", "admin".parse().unwrap());
+        trailers.insert("x-checksum", "abc".parse().unwrap());
+        let frames: Vec<Result<Frame<Bytes>, HttpError>> = vec![
+            Ok(Frame::data(Bytes::from_static(b"hello"))),
+            Ok(Frame::trailers(trailers)),
+        ];
+        let body = LimitedBody::new(
+            StreamBody::new(futures::stream::iter(frames)),
+            1024,
+            Arc::new(AtomicBool::new(false)),
+        );
+        let collected = body.collect().await.unwrap();
+        let trailers = collected.trailers().cloned().unwrap();
+        assert_eq!(trailers.len(), 1, "{trailers:?}");
+        assert_eq!(trailers["x-checksum"], "abc");
+        assert_eq!(collected.to_bytes(), "hello");
     }
 }

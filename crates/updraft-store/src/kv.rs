@@ -59,9 +59,12 @@ pub trait KvStore: Send + Sync + 'static {
         }
         Ok(out)
     }
-    /// Sets several keys, all or none.
+    /// Sets several keys. Every key and value is checked before any is written. Atomic
+    /// where the backend has multi-key transactions (SQLite: all or none); elsewhere (NATS)
+    /// keys are written in order and a failure part-way leaves the earlier ones written,
+    /// with an error saying how many. `wasi:keyvalue/batch` promises no atomicity either.
     async fn set_many(&self, entries: &[(String, Vec<u8>)]) -> Result<(), StoreError>;
-    /// Removes several keys, all or none.
+    /// Removes several keys; atomic as [`KvStore::set_many`] is.
     async fn delete_many(&self, keys: &[String]) -> Result<(), StoreError>;
 }
 

@@ -207,8 +207,10 @@ impl KvStore for NatsKv {
             check_key(k)?;
             check_value(v)?;
         }
-        for (k, v) in entries {
-            self.set(k, v).await?;
+        for (done, (k, v)) in entries.iter().enumerate() {
+            self.set(k, v)
+                .await
+                .map_err(|e| partly(e, done, entries.len()))?;
         }
         Ok(())
     }
@@ -217,9 +219,17 @@ impl KvStore for NatsKv {
         for k in keys {
             check_key(k)?;
         }
-        for k in keys {
-            self.delete(k).await?;
+        for (done, k) in keys.iter().enumerate() {
+            self.delete(k)
+                .await
+                .map_err(|e| partly(e, done, keys.len()))?;
         }
         Ok(())
     }
+}
+/// A batch that failed part-way: JetStream KV has no multi-key transaction.
+fn partly(e: StoreError, done: usize, of: usize) -> StoreError {
+    StoreError::Backend(format!(
+        "{done} of {of} keys were written before this failed (a batch on nats is not atomic): {e}"
+    ))
 }
