@@ -133,6 +133,14 @@ pub fn run(step: &BuildStep) -> anyhow::Result<Duration> {
     if !output.status.success() {
         let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
         text.push_str(&String::from_utf8_lossy(&output.stderr));
+        if let Some(target) = missing_target(&text) {
+            anyhow::bail!(
+                "function `{}`: the Rust target `{target}` is not installed for the toolchain that runs `{}`; run `rustup target add {target}` in `{}` and build again (rustc stopped at E0463: can't find crate for `std`)",
+                step.function,
+                step.command,
+                step.workdir.display()
+            );
+        }
         anyhow::bail!(
             "function `{}`: build command `{}` failed ({}); its output ends with:\n{}",
             step.function,
@@ -152,7 +160,32 @@ pub fn run(step: &BuildStep) -> anyhow::Result<Duration> {
     Ok(started.elapsed())
 }
 
+/// The compilation target rustc says is not installed (E0463 on `std` or `core`).
+fn missing_target(output: &str) -> Option<&str> {
+    if !output.contains("E0463") {
+        return None;
+    }
+    output.lines().find_map(|line| {
+        line.split_once("the `")
+            .and_then(|(_, rest)| rest.split_once("` target may not be installed"))
+            .map(|(target, _)| target)
+    })
+}
+
 fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_missing_target_is_found_in_rustc_output() {
+        let output = "   Compiling itoa v1.0.15\nerror[E0463]: can't find crate for `std`\n  |\n  = note: the `wasm32-wasip2` target may not be installed\n  = help: consider downloading the target with `rustup target add wasm32-wasip2`\n";
+        assert_eq!(super::missing_target(output), Some("wasm32-wasip2"));
+        assert_eq!(
+            super::missing_target("error[E0425]: cannot find value"),
+            None
+        );
+    }
 }

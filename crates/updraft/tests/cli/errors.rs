@@ -169,3 +169,46 @@ fn a_static_folder_that_holds_the_app_is_refused() {
         assert!(e.contains("holds the app itself"), "{dir}: {e}");
     }
 }
+
+/// A toolchain without the build's target (installed before `rust-toolchain.toml` asked
+/// for it): the error names the target and the `rustup` command, not only rustc's E0463.
+#[test]
+fn a_build_for_a_target_that_is_not_installed_says_how_to_add_it() {
+    let installed = run(
+        "rustup",
+        &["target", "list", "--installed"],
+        Duration::from_secs(60),
+    );
+    let installed = String::from_utf8_lossy(&installed.stdout).into_owned();
+    let target = [
+        "wasm32-wasip1",
+        "wasm32v1-none",
+        "riscv32i-unknown-none-elf",
+    ]
+    .into_iter()
+    .find(|t| !installed.lines().any(|l| l.trim() == *t))
+    .expect("one of the candidate targets is not installed");
+    let app = AppDir::new(&ONE_FUNCTION.replace(
+        "source = \"hello.wasm\"",
+        &format!(
+            "source = \"hello.wasm\"\n[function.hello.build]\ncommand = \"cargo build --offline --target {target}\"\nworkdir = \"hello\""
+        ),
+    ));
+    app.write(
+        "hello/Cargo.toml",
+        "[package]\nname = \"hello\"\nversion = \"0.1.0\"\nedition = \"2024\"\n[lib]\ncrate-type = [\"cdylib\"]\n",
+    );
+    app.write("hello/src/lib.rs", "pub fn answer() -> u32 { 42 }\n");
+    let out = run(
+        bin(),
+        &["build", app.path().to_str().unwrap()],
+        Duration::from_secs(120),
+    );
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{e}");
+    assert!(
+        e.contains(&format!("the Rust target `{target}` is not installed"))
+            && e.contains(&format!("rustup target add {target}")),
+        "{e}"
+    );
+}
