@@ -890,7 +890,7 @@ async fn read_events(
             format!("cannot read the body: {e}"),
         )
     })?;
-    let events = crate::cloudevents::parse(headers, &body)
+    let events = updraft_cloudevents::parse(headers, &body)
         .map_err(|e| api_error(StatusCode::BAD_REQUEST, e.to_string()))?;
     for e in &events {
         if let Err(m) = updraft_runtime::host::messaging::check_event(e, destination) {

@@ -14,7 +14,6 @@ pub mod api;
 pub mod app;
 mod body_limit;
 pub mod builder;
-pub mod cloudevents;
 pub mod metrics;
 pub mod node;
 pub mod recorder;

@@ -6,26 +6,7 @@ use async_trait::async_trait;
 
 use crate::StoreError;
 
-/// A CloudEvents 1.0 shaped event.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Event {
-    /// Unique per source.
-    pub id: String,
-    /// Where it comes from.
-    pub source: String,
-    /// What happened.
-    pub ty: String,
-    /// What it is about.
-    pub subject: Option<String>,
-    /// When, RFC 3339.
-    pub time: Option<String>,
-    /// The media type of `data`.
-    pub datacontenttype: Option<String>,
-    /// The payload.
-    pub data: Vec<u8>,
-    /// Other attributes.
-    pub extensions: Vec<(String, String)>,
-}
+pub use updraft_cloudevents::Event;
 
 /// A message to enqueue.
 #[derive(Debug, Clone)]

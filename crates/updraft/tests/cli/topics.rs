@@ -239,6 +239,56 @@ async fn malformed_cloudevents_and_unknown_topics_are_refused_clearly() {
     )
     .await;
     assert_eq!(s, 413, "{v}");
+    // Events that break the CloudEvents spec are refused, naming the attribute and the rule.
+    let base = r#""specversion":"1.0","source":"/s","type":"order.t""#;
+    for (body, needle) in [
+        (format!(r#"{{{base},"id":42}}"#), "`id` must be a string"),
+        (
+            format!(r#"{{{base},"id":"1","time":"lunchtime"}}"#),
+            "`time` `lunchtime` is not an RFC 3339",
+        ),
+        (
+            format!(r#"{{{base},"id":"1","data":"x","data_base64":"eA=="}}"#),
+            "both `data` and `data_base64`",
+        ),
+        (
+            format!(r#"{{{base},"id":"1","Bad_Name":"x"}}"#),
+            "`Bad_Name` is not a valid extension",
+        ),
+    ] {
+        let (s, v) = publish_ce(&server, "application/cloudevents+json", body.clone(), &[]).await;
+        assert_eq!(s, 400, "{body}: {v}");
+        assert!(v["error"].as_str().unwrap().contains(needle), "{body}: {v}");
+    }
+    let (s, v) = publish_ce(
+        &server,
+        "text/plain",
+        "x".into(),
+        &[
+            ("ce-specversion", "1.0"),
+            ("ce-id", "1"),
+            ("ce-source", "/s"),
+            ("ce-type", "t"),
+            ("ce-time", "lunchtime"),
+        ],
+    )
+    .await;
+    assert_eq!(s, 400, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("`ce-time`"), "{v}");
+    // A batch with one bad event is refused whole: its good event is not in the log.
+    let batch = format!(r#"[{{{base},"id":"good"}},{{{base},"id":7}}]"#);
+    let (s, v) = publish_ce(&server, "application/cloudevents-batch+json", batch, &[]).await;
+    assert_eq!(s, 400, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("event #1"), "{v}");
+    let replayed: Value = client()
+        .post(server.url("/_updraft/api/v1/topics/orders/replay?subscription=all&from_position=0"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(replayed["replayed"], 0, "nothing was published: {replayed}");
     let r = client()
         .post(
             server.url("/_updraft/api/v1/topics/orders/replay?subscription=ghost&from_position=0"),
