@@ -1,7 +1,7 @@
 //! Composes a node: the gateway's route table in front of the runtime's functions, the
 //! reserved `/_updraft/` endpoints, metrics, and the graceful drain.
 //!
-//! The CLI calls [`load_app`], [`Variables::resolve`], [`AppPlan::new`], [`builder`] and
+//! The CLI calls [`load_app`], [`Variables::resolve`], [`AppPlan::new`] and
 //! [`node::start`];
 //! nothing here parses command lines or prints for humans.
 //!
@@ -13,12 +13,10 @@ pub mod admin_token;
 pub mod api;
 pub mod app;
 mod body_limit;
-pub mod builder;
 pub mod metrics;
 pub mod node;
 pub mod recorder;
 pub mod stores;
-pub mod templates;
 pub mod variables;
 
 pub use app::{AppPlan, load_app};

@@ -1,7 +1,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use updraft_server::builder::{self, BuildStep};
+use updraft_build::builder::{self, BuildStep};
 use updraft_server::load_app;
 
 use crate::output::Progress;

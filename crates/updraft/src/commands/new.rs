@@ -1,6 +1,6 @@
 use std::path::PathBuf;
 
-use updraft_server::templates;
+use updraft_build::templates;
 
 #[derive(Debug, clap::Args)]
 pub struct NewArgs {

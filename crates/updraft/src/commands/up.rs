@@ -1,9 +1,10 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use updraft_build::builder;
 use updraft_manifest::{HumanDuration, StateBackend, load_runtime_config};
 use updraft_runtime::CacheOutcome;
-use updraft_server::{AppPlan, AppStores, NodeOptions, Variables, admin_token, builder, load_app};
+use updraft_server::{AppPlan, AppStores, NodeOptions, Variables, admin_token, load_app};
 
 #[derive(Debug, clap::Args)]
 pub struct UpArgs {
