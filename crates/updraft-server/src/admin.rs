@@ -21,7 +21,7 @@ use serde_json::json;
 use tower::ServiceExt;
 use updraft_gateway::{Body, BoxError, error_response};
 
-use crate::node::NodeState;
+use crate::state::NodeState;
 
 /// The reserved endpoints, built once per node. Handlers find the node's state in the
 /// request's extensions (so the router holds no reference back to the node).
@@ -39,12 +39,62 @@ pub(crate) async fn handle(state: Arc<NodeState>, mut req: Request<Incoming>) ->
     if let Err(refused) = check_host_and_origin(&req, &state.admin_hosts) {
         return error_response(StatusCode::FORBIDDEN, &refused, None);
     }
+    if let Err(unknown) = scope_to_app(&state, &mut req) {
+        return error_response(StatusCode::NOT_FOUND, &unknown, None);
+    }
     let router = state.admin.clone();
     req.extensions_mut().insert(state);
     match router.oneshot(req).await {
         Ok(response) => response.map(|b| b.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync()),
         Err(never) => match never {},
     }
+}
+
+/// The admin API is app-scoped: `/_updraft/api/v1/apps/<app>/<resource>` is served by the
+/// handler of `/_updraft/api/v1/<resource>` with that app in the request's extensions;
+/// `/_updraft/api/v1/apps/<app>` alone is its `app` summary. The unscoped paths are aliases
+/// for the node's only app (as under `updraft up`).
+/// Fails with what to ask instead when the path names no app on this node.
+fn scope_to_app<B>(state: &NodeState, req: &mut Request<B>) -> Result<(), String> {
+    const API: &str = "/_updraft/api/v1";
+    let path = req.uri().path().to_owned();
+    let Some(rest) = path.strip_prefix(API) else {
+        return Ok(()); // health, metrics, the OpenAPI document
+    };
+    let (app, resource) = match rest.strip_prefix("/apps/") {
+        Some(scoped) => {
+            let (name, resource) = scoped.split_once('/').unwrap_or((scoped, ""));
+            let resource = if resource.is_empty() {
+                "/app".to_owned()
+            } else {
+                format!("/{resource}")
+            };
+            let Some(app) = state.apps.get(name) else {
+                return Err(format!(
+                    "app `{name}` is not on this node; `GET {API}/apps` lists the apps it hosts"
+                ));
+            };
+            (app.clone(), resource)
+        }
+        None if rest == "/apps" => return Ok(()),
+        None => match state.only_app() {
+            Some(app) => (app.clone(), rest.to_owned()),
+            None => {
+                return Err(format!(
+                    "this node hosts several apps; name one: `{API}/apps/<app>{rest}`"
+                ));
+            }
+        },
+    };
+    let path_and_query = match req.uri().query() {
+        Some(q) => format!("{API}{resource}?{q}"),
+        None => format!("{API}{resource}"),
+    };
+    if let Ok(uri) = http::Uri::try_from(path_and_query) {
+        *req.uri_mut() = uri;
+    }
+    req.extensions_mut().insert(app);
+    Ok(())
 }
 
 async fn openapi() -> impl IntoResponse {
@@ -65,7 +115,10 @@ async fn readyz(Extension(state): Extension<Arc<NodeState>>) -> impl IntoRespons
     if state.ready.load(Ordering::Relaxed) {
         (
             StatusCode::OK,
-            Json(json!({ "status": "ready", "functions": state.functions.len() })),
+            Json(json!({
+                "status": "ready",
+                "functions": state.apps.values().map(|a| a.functions.len()).sum::<usize>(),
+            })),
         )
     } else {
         (

@@ -13,9 +13,11 @@ pub mod admin_token;
 pub mod api;
 pub mod app;
 mod body_limit;
+mod edge;
 pub mod metrics;
 pub mod node;
 pub mod recorder;
+mod state;
 pub mod stores;
 pub mod variables;
 

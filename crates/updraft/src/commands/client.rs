@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use serde::de::DeserializeOwned;
+use updraft_server::api::AppInfo;
 
 /// How results are printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -32,38 +33,74 @@ pub struct ClientArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "text", global = true)]
     pub output: Output,
+    /// The app to talk about (default: the only app the server hosts).
+    #[arg(long, env = "UPDRAFT_APP", global = true)]
+    pub app: Option<String>,
 }
 
-/// A client of the admin API.
+/// A client of one app's admin API (`/_updraft/api/v1/apps/<app>`).
 pub struct Client {
     base: String,
+    app: String,
     token: Option<String>,
     http: reqwest::Client,
 }
 
 impl Client {
-    pub fn new(args: &ClientArgs) -> anyhow::Result<Self> {
+    /// Connects to the server and settles which app the command is about.
+    pub async fn connect(args: &ClientArgs) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .build()
             .context("cannot set up the HTTP client")?;
-        Ok(Self {
+        let mut client = Self {
             base: args.server.trim_end_matches('/').to_owned(),
+            app: args.app.clone().unwrap_or_default(),
             token: args.token.clone(),
             http,
-        })
+        };
+        if client.app.is_empty() {
+            client.app = client.only_app().await?;
+        }
+        Ok(client)
     }
 
-    pub fn url(&self, path: &str) -> String {
-        format!("{}/_updraft/api/v1{path}", self.base)
+    /// The app a node hosts, when it hosts one.
+    async fn only_app(&self) -> anyhow::Result<String> {
+        let url = format!("{}/_updraft/api/v1/apps", self.base);
+        let req = self.authorized(self.http.get(&url));
+        let apps: Vec<AppInfo> = check(self.send(req).await?)
+            .await?
+            .json()
+            .await
+            .with_context(|| format!("unexpected answer from `{url}`"))?;
+        match apps.as_slice() {
+            [one] => Ok(one.name.clone()),
+            [] => anyhow::bail!("no app runs on `{}`", self.base),
+            many => anyhow::bail!(
+                "`{}` hosts several apps ({}); pick one with `--app` (or `UPDRAFT_APP`)",
+                self.base,
+                many.iter()
+                    .map(|a| format!("`{}`", a.name))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
     }
 
-    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        let r = self.http.request(method, self.url(path));
+    fn authorized(&self, r: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
         match &self.token {
             Some(t) => r.bearer_auth(t),
             None => r,
         }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}/_updraft/api/v1/apps/{}{path}", self.base, self.app)
+    }
+
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.authorized(self.http.request(method, self.url(path)))
     }
 
     /// Sends `req`; connection failures become a message about the server.

@@ -1,5 +1,7 @@
 //! `updraft dlq ls|show|redrive`: dead letters of queues and topic subscriptions.
 
+use updraft_server::api::{DeadLetterInfo, QueueInfo, Redriven};
+
 use crate::commands::client::{Client, ClientArgs, Output, check};
 
 #[derive(Debug, clap::Args)]
@@ -30,11 +32,11 @@ pub enum DlqCommand {
 }
 
 pub async fn run(args: DlqArgs) -> anyhow::Result<()> {
-    let client = Client::new(&args.client)?;
+    let client = Client::connect(&args.client).await?;
     let json = args.client.output == Output::Json;
     match args.command {
         DlqCommand::Ls => {
-            let queues: Vec<serde_json::Value> = client.get("/queues").await?;
+            let queues: Vec<QueueInfo> = client.get("/queues").await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&queues)?);
             } else {
@@ -45,16 +47,13 @@ pub async fn run(args: DlqArgs) -> anyhow::Result<()> {
                 for q in &queues {
                     println!(
                         "{:<32} {:>8} {:>8} {:>8}",
-                        q["name"].as_str().unwrap_or(""),
-                        q["ready"],
-                        q["waiting"],
-                        q["dead"]
+                        q.name, q.ready, q.waiting, q.dead
                     );
                 }
             }
         }
         DlqCommand::Show { queue } => {
-            let dead: Vec<serde_json::Value> =
+            let dead: Vec<DeadLetterInfo> =
                 client.get(&format!("/queues/{queue}/dead-letters")).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&dead)?);
@@ -62,13 +61,13 @@ pub async fn run(args: DlqArgs) -> anyhow::Result<()> {
                 for d in &dead {
                     println!(
                         "{}  event {} ({})  attempts {}  at {}\n    error: {}\n    data: {}",
-                        d["id"].as_str().unwrap_or(""),
-                        d["event_id"].as_str().unwrap_or(""),
-                        d["event_type"].as_str().unwrap_or(""),
-                        d["attempts"],
-                        d["dead_at"].as_str().unwrap_or(""),
-                        d["last_error"].as_str().unwrap_or("-"),
-                        d["data"].as_str().unwrap_or("")
+                        d.id,
+                        d.event_id,
+                        d.event_type,
+                        d.attempts,
+                        d.dead_at,
+                        d.last_error.as_deref().unwrap_or("-"),
+                        d.data
                     );
                 }
                 if dead.is_empty() {
@@ -82,11 +81,11 @@ pub async fn run(args: DlqArgs) -> anyhow::Result<()> {
             if let Some(id) = id {
                 req = req.query(&[("id", id)]);
             }
-            let v: serde_json::Value = check(client.send(req).await?).await?.json().await?;
+            let v: Redriven = check(client.send(req).await?).await?.json().await?;
             if json {
-                println!("{v}");
+                println!("{}", serde_json::to_string(&v)?);
             } else {
-                println!("redrove {} message(s) of `{queue}`", v["redriven"]);
+                println!("redrove {} message(s) of `{queue}`", v.redriven);
             }
         }
     }

@@ -2,6 +2,8 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use updraft_server::api::{Enqueued, Published, Replayed};
+
 use crate::commands::client::{Client, ClientArgs, Output, check};
 use crate::commands::invoke::read_body;
 
@@ -98,11 +100,17 @@ impl EventArgs {
 }
 
 pub async fn run(args: EventsArgs) -> anyhow::Result<()> {
-    let client = Client::new(&args.client)?;
-    let response = match args.command {
+    let client = Client::connect(&args.client).await?;
+    let json = args.client.output == Output::Json;
+    match args.command {
         EventsCommand::Publish { topic, event } => {
             let req = event.request(&client, &format!("/topics/{topic}/events"))?;
-            check(client.send(req).await?).await?
+            let v: Published = check(client.send(req).await?).await?.json().await?;
+            let text = format!(
+                "published {} (duplicates {}) at {:?}",
+                v.published, v.duplicates, v.positions
+            );
+            show(json, &v, text)
         }
         EventsCommand::Enqueue {
             queue,
@@ -113,7 +121,9 @@ pub async fn run(args: EventsArgs) -> anyhow::Result<()> {
             if let Some(d) = delay {
                 req = req.query(&[("delay", d)]);
             }
-            check(client.send(req).await?).await?
+            let v: Enqueued = check(client.send(req).await?).await?.json().await?;
+            let text = format!("enqueued {} (duplicates {})", v.enqueued, v.duplicates);
+            show(json, &v, text)
         }
         EventsCommand::Replay {
             topic,
@@ -131,24 +141,19 @@ pub async fn run(args: EventsArgs) -> anyhow::Result<()> {
             let req = client
                 .request(reqwest::Method::POST, &format!("/topics/{topic}/replay"))
                 .query(&query);
-            check(client.send(req).await?).await?
+            let v: Replayed = check(client.send(req).await?).await?.json().await?;
+            let text = format!("replayed {}", v.replayed);
+            show(json, &v, text)
         }
-    };
-    let value: serde_json::Value = response.json().await?;
-    match args.client.output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&value)?),
-        Output::Text => {
-            if let Some(n) = value.get("published") {
-                println!(
-                    "published {n} (duplicates {}) at {}",
-                    value["duplicates"], value["positions"]
-                );
-            } else if let Some(n) = value.get("enqueued") {
-                println!("enqueued {n} (duplicates {})", value["duplicates"]);
-            } else {
-                println!("replayed {}", value["replayed"]);
-            }
-        }
+    }
+}
+
+/// Prints an answer of the API: pretty JSON under `--output json`, else `text`.
+fn show<T: serde::Serialize>(json: bool, answer: &T, text: String) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(answer)?);
+    } else {
+        println!("{text}");
     }
     Ok(())
 }

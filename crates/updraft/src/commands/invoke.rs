@@ -44,7 +44,7 @@ pub fn read_body(data: Option<&str>) -> anyhow::Result<Vec<u8>> {
 }
 
 pub async fn run(args: InvokeArgs) -> anyhow::Result<()> {
-    let client = Client::new(&args.client)?;
+    let client = Client::connect(&args.client).await?;
     let path = format!("/functions/{}/invoke", args.function);
     let request = client
         .request(reqwest::Method::POST, &path)

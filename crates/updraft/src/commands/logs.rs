@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use updraft_server::api::LogLine;
+
 use crate::commands::client::{Client, ClientArgs, Output};
 
 #[derive(Debug, clap::Args)]
@@ -23,7 +25,7 @@ pub struct LogsArgs {
 }
 
 pub async fn run(args: LogsArgs) -> anyhow::Result<()> {
-    let client = Client::new(&args.client)?;
+    let client = Client::connect(&args.client).await?;
     let mut after: Option<i64> = None;
     loop {
         let mut query = vec![format!(
@@ -39,11 +41,10 @@ pub async fn run(args: LogsArgs) -> anyhow::Result<()> {
         if let Some(a) = after {
             query.push(format!("after={a}"));
         }
-        let lines: Vec<serde_json::Value> =
-            client.get(&format!("/logs?{}", query.join("&"))).await?;
+        let lines: Vec<LogLine> = client.get(&format!("/logs?{}", query.join("&"))).await?;
         for line in &lines {
             print_line(line, args.client.output)?;
-            after = line["seq"].as_i64().or(after);
+            after = Some(line.seq);
         }
         if !args.follow {
             return Ok(());
@@ -53,16 +54,12 @@ pub async fn run(args: LogsArgs) -> anyhow::Result<()> {
     }
 }
 
-fn print_line(line: &serde_json::Value, output: Output) -> anyhow::Result<()> {
+fn print_line(line: &LogLine, output: Output) -> anyhow::Result<()> {
     match output {
         Output::Json => println!("{}", serde_json::to_string(line)?),
         Output::Text => println!(
             "{} {} {} {}: {}",
-            line["time"].as_str().unwrap_or(""),
-            line["function"].as_str().unwrap_or(""),
-            line["invocation"].as_str().unwrap_or(""),
-            line["stream"].as_str().unwrap_or(""),
-            line["line"].as_str().unwrap_or("")
+            line.time, line.function, line.invocation, line.stream, line.line
         ),
     }
     Ok(())

@@ -72,6 +72,39 @@ async fn ls_lists_functions_and_routes_in_text_and_json() {
     assert_eq!(other["timeout_ms"], 2000);
 }
 
+/// The admin API is app-scoped (`/_updraft/api/v1/apps/<app>/…`); under `up` the unscoped
+/// paths are aliases of the one app, and the CLI finds the app itself or takes `--app`.
+#[tokio::test]
+async fn the_admin_api_is_app_scoped_with_unscoped_aliases_under_up() {
+    let app = app();
+    let server = start(&app);
+    let (s, body) = get(&server, "/_updraft/api/v1/apps").await;
+    assert_eq!(s, 200, "{body}");
+    let apps: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let name = apps[0]["name"].as_str().unwrap().to_owned();
+    assert_eq!(apps.as_array().unwrap().len(), 1, "{apps}");
+    let (s, scoped) = get(&server, &format!("/_updraft/api/v1/apps/{name}/functions")).await;
+    assert_eq!(s, 200, "{scoped}");
+    let (s, alias) = get(&server, "/_updraft/api/v1/functions").await;
+    assert_eq!((s, &alias), (200, &scoped));
+    let (s, one) = get(&server, &format!("/_updraft/api/v1/apps/{name}")).await;
+    assert_eq!(s, 200, "{one}");
+    assert!(one.contains(&format!(r#""name":"{name}""#)), "{one}");
+    let (s, body) = get(&server, "/_updraft/api/v1/apps/nope/functions").await;
+    assert_eq!(s, 404, "{body}");
+    assert!(
+        body.contains("app `nope` is not on this node") && body.contains("/_updraft/api/v1/apps"),
+        "{body}"
+    );
+    // The CLI: the only app by default, the one named by `--app`, and a clear error.
+    let (code, out, err) = cli(&server, &["ls", "--app", &name]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("kitchen"), "{out}");
+    let (code, _, err) = cli(&server, &["ls", "--app", "nope"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("app `nope` is not on this node"), "{err}");
+}
+
 #[tokio::test]
 async fn invoke_sends_a_body_and_reports_the_invocation() {
     let app = app();

@@ -1,0 +1,281 @@
+//! Functions and routes: what each function is and what runs it, and invoking one.
+
+use super::*;
+
+/// One route of the gateway.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RouteInfo {
+    /// Methods it answers (`["*"]` for all).
+    pub methods: Vec<String>,
+    /// The pattern.
+    pub route: String,
+    /// The function that answers, if any.
+    pub function: Option<String>,
+    /// The static folder that answers, if any.
+    pub static_dir: Option<String>,
+}
+
+impl RouteInfo {
+    /// A route of a table, with what serves it: a function or a static folder.
+    pub(crate) fn new<T>(
+        route: &updraft_gateway::Route<T>,
+        function: Option<String>,
+        static_dir: Option<String>,
+    ) -> Self {
+        Self {
+            methods: route.methods.as_ref().map_or_else(
+                || vec!["*".to_owned()],
+                |m| m.iter().map(|m| m.as_str().to_owned()).collect(),
+            ),
+            route: route.pattern.as_str().to_owned(),
+            function,
+            static_dir,
+        }
+    }
+}
+
+/// The app's routes, most specific first.
+fn route_infos(app: &AppState) -> Vec<RouteInfo> {
+    app.router
+        .routes()
+        .iter()
+        .map(|r| match &r.target {
+            Handler::Function(f) => RouteInfo::new(r, Some(f.id().to_owned()), None),
+            Handler::Static(site) => {
+                RouteInfo::new(r, None, Some(site.dir().display().to_string()))
+            }
+        })
+        .collect()
+}
+
+/// One function.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct FunctionInfo {
+    /// Its id.
+    pub id: String,
+    /// `http` (exports `wasi:http/incoming-handler`) or `event` (exports
+    /// `updraft:platform/event-handler`).
+    pub kind: String,
+    /// The component file.
+    pub source: String,
+    /// Wall-clock limit per invocation, in milliseconds.
+    pub timeout_ms: u64,
+    /// Memory cap per instance, in bytes.
+    pub memory_bytes: u64,
+    /// Instances at once.
+    pub max_concurrency: u32,
+    /// kv stores it may open.
+    pub kv: Vec<String>,
+    /// sql databases it may open.
+    pub sql: Vec<String>,
+    /// Where it may send HTTP requests.
+    pub allowed_outbound_hosts: Vec<String>,
+    /// The routes it serves.
+    pub routes: Vec<RouteInfo>,
+    /// Every trigger that runs it: its routes, queues, topic subscriptions and cron
+    /// schedules (with their last and next run).
+    #[serde(default)]
+    pub triggers: Vec<TriggerInfo>,
+}
+
+/// What the API says about function `id`; `Ok(None)` when there is none.
+pub(super) async fn function_info(
+    state: &AppState,
+    id: &str,
+) -> Result<Option<FunctionInfo>, Response> {
+    let Some(f) = state.functions.get(id) else {
+        return Ok(None);
+    };
+    let node = InfoContext {
+        schedules: &*state.schedules,
+    };
+    let triggers = state
+        .triggers
+        .info_for(id, &node)
+        .await
+        .map_err(|e| api_error(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))?;
+    let spec = f.spec();
+    Ok(Some(FunctionInfo {
+        id: id.to_owned(),
+        kind: f.kind().to_owned(),
+        source: spec.source.display().to_string(),
+        timeout_ms: u64::try_from(f.timeout().as_millis()).unwrap_or(u64::MAX),
+        memory_bytes: spec.memory,
+        max_concurrency: spec.max_concurrency,
+        kv: spec
+            .resources
+            .allowed_kv()
+            .into_iter()
+            .map(str::to_owned)
+            .collect(),
+        sql: spec
+            .resources
+            .allowed_sql()
+            .into_iter()
+            .map(str::to_owned)
+            .collect(),
+        allowed_outbound_hosts: spec
+            .allowed_outbound_hosts
+            .iter()
+            .map(|h| h.as_str().to_owned())
+            .collect(),
+        routes: route_infos(state)
+            .into_iter()
+            .filter(|r| r.function.as_deref() == Some(id))
+            .collect(),
+        triggers,
+    }))
+}
+
+#[utoipa::path(get, path = "/_updraft/api/v1/apps/{app}/functions", params(("app" = String, Path, description = "the app's name")), responses((status = 200, body = [FunctionInfo]), (status = 500, body = ApiError)))]
+pub(super) async fn functions(Extension(state): Extension<Arc<AppState>>) -> Response {
+    let mut all = Vec::new();
+    for id in state.functions.keys() {
+        match function_info(&state, id).await {
+            Ok(Some(info)) => all.push(info),
+            Ok(None) => {}
+            Err(response) => return response,
+        }
+    }
+    Json(all).into_response()
+}
+
+pub(super) fn unknown_function(id: &str) -> Response {
+    api_error(
+        StatusCode::NOT_FOUND,
+        format!("function `{id}` does not exist in this app; `updraft ls` lists the functions"),
+    )
+}
+
+#[utoipa::path(get, path = "/_updraft/api/v1/apps/{app}/functions/{id}", params(("app" = String, Path, description = "the app's name"), ("id" = String, Path, description = "function id")),
+    responses((status = 200, body = FunctionInfo), (status = 404, body = ApiError), (status = 500, body = ApiError)))]
+pub(super) async fn function(
+    Extension(state): Extension<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Response {
+    match function_info(&state, &id).await {
+        Ok(Some(info)) => Json(info).into_response(),
+        Ok(None) => unknown_function(&id),
+        Err(response) => response,
+    }
+}
+
+#[utoipa::path(get, path = "/_updraft/api/v1/apps/{app}/routes", params(("app" = String, Path, description = "the app's name")), responses((status = 200, body = [RouteInfo])))]
+pub(super) async fn routes(Extension(state): Extension<Arc<AppState>>) -> Json<Vec<RouteInfo>> {
+    Json(route_infos(&state))
+}
+
+/// How to shape the request a function receives from `invoke`.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct InvokeParams {
+    /// HTTP method the function sees (default `POST`).
+    pub method: Option<String>,
+    /// Path and query the function sees (default `/`).
+    pub path: Option<String>,
+}
+
+#[utoipa::path(post, path = "/_updraft/api/v1/apps/{app}/functions/{id}/invoke",
+    params(("app" = String, Path, description = "the app's name"), ("id" = String, Path, description = "function id"), InvokeParams),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "the request body the function receives"),
+    responses((status = 200, description = "whatever the function answers, with `updraft-invocation-id`"), (status = 404, body = ApiError)))]
+pub(super) async fn invoke(
+    Extension(state): Extension<Arc<AppState>>,
+    Path(id): Path<String>,
+    Query(params): Query<InvokeParams>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Response {
+    let function = match state.functions.get(&id).cloned() {
+        Some(Function::Http(f)) => f,
+        Some(Function::Event(f)) => return invoke_event(&f, &headers, body).await,
+        None => return unknown_function(&id),
+    };
+    let method = params
+        .method
+        .as_deref()
+        .unwrap_or("POST")
+        .to_ascii_uppercase();
+    let Ok(method) = http::Method::from_bytes(method.as_bytes()) else {
+        return api_error(
+            StatusCode::BAD_REQUEST,
+            format!("`{method}` is not an HTTP method"),
+        );
+    };
+    let path = params.path.unwrap_or_else(|| "/".to_owned());
+    let Ok(uri) = http::Uri::try_from(path.as_str()) else {
+        return api_error(StatusCode::BAD_REQUEST, format!("`{path}` is not a path"));
+    };
+    let mut req =
+        http::Request::new(body.map_err(|e| HttpError::InternalError(Some(e.to_string()))));
+    *req.method_mut() = method;
+    *req.uri_mut() = uri;
+    for name in [header::CONTENT_TYPE, header::CONTENT_LENGTH, header::ACCEPT] {
+        if let Some(v) = headers.get(&name) {
+            req.headers_mut().insert(name, v.clone());
+        }
+    }
+    let invocation_id: Arc<str> = Arc::from(uuid::Uuid::now_v7().to_string());
+    let fh = FunctionHeaders {
+        invocation_id: &invocation_id,
+        route: "(invoke)",
+        path_info: "",
+        params: &[],
+        client_addr: None,
+    };
+    let mut response = state.call(&function, req, &fh, invocation_id.clone()).await;
+    if let Ok(v) = http::HeaderValue::from_str(&invocation_id) {
+        response
+            .headers_mut()
+            .insert(updraft_gateway::headers::INVOCATION_ID, v);
+    }
+    response.into_response()
+}
+
+/// Runs an event function on one event whose data is the request body.
+pub(super) async fn invoke_event(
+    function: &EventFunction,
+    headers: &HeaderMap,
+    body: axum::body::Body,
+) -> Response {
+    let data = match axum::body::to_bytes(body, 10 << 20).await {
+        Ok(b) => b.to_vec(),
+        Err(e) => {
+            return api_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("cannot read the body: {e}"),
+            );
+        }
+    };
+    let id = uuid::Uuid::now_v7().to_string();
+    let event = Event {
+        id: id.clone(),
+        source: "/_updraft/api/v1/invoke".to_owned(),
+        ty: "updraft.invoke".to_owned(),
+        datacontenttype: headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+        data,
+        ..Event::default()
+    };
+    let result = function
+        .invoke(vec![event], "invoke", Arc::from(id.as_str()))
+        .await;
+    let (status, body) = match result {
+        Ok(()) => (
+            StatusCode::OK,
+            serde_json::json!({ "ok": true, "invocation_id": id }),
+        ),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            serde_json::json!({ "error": e.to_string(), "invocation_id": id }),
+        ),
+    };
+    let mut response = (status, Json(body)).into_response();
+    if let Ok(v) = http::HeaderValue::from_str(&id) {
+        response
+            .headers_mut()
+            .insert(updraft_gateway::headers::INVOCATION_ID, v);
+    }
+    response
+}

@@ -1,0 +1,238 @@
+//! The admin API, `/_updraft/api/v1`: the apps a node hosts, and per app
+//! (`/_updraft/api/v1/apps/<app>/…`) its functions and routes, invoke, invocation records
+//! and logs, queues, topics and async invocations, one module per resource. The CLI's
+//! client commands use these types to read the answers. Its OpenAPI document is generated
+//! from these handlers ([`ApiDoc`]) and checked in as `docs/openapi.json`.
+//!
+//! Handlers are registered on the unscoped paths and take the app from the request's
+//! extensions; `admin::scope_to_app` resolves `apps/<app>` (or the only app, for the
+//! unscoped aliases `updraft up` keeps) before routing. To add an endpoint: a handler in
+//! its resource's module with `#[utoipa::path]` on the app-scoped path, one `.route` line
+//! in [`router`], and its name in [`ApiDoc`].
+
+mod functions;
+mod invocations;
+mod queues;
+mod topics;
+
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use axum::Extension;
+use axum::Json;
+use axum::extract::{Path, Query, Request};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use http_body_util::BodyExt;
+use serde::{Deserialize, Serialize};
+use updraft_gateway::headers::FunctionHeaders;
+use updraft_runtime::{EventFunction, Function, HttpError};
+use updraft_store::Event;
+use updraft_store::{InvocationQuery, InvocationRow, LogQuery, LogRow, ReplayFrom};
+use updraft_triggers::{InfoContext, TriggerInfo};
+use utoipa::{IntoParams, OpenApi, ToSchema};
+
+use crate::state::{AppState, Handler, NodeState};
+
+pub use functions::*;
+pub use invocations::*;
+pub use queues::*;
+pub use topics::*;
+
+/// The API's OpenAPI document.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "updraft admin API",
+        version = "1",
+        description = "Functions, invocations, logs, queues, topics and async invocations of a running updraft node. Outside `updraft up` on loopback, send `Authorization: Bearer <token>`."
+    ),
+    paths(
+        apps,
+        app,
+        functions,
+        function,
+        routes,
+        invoke,
+        invocations,
+        invocation,
+        logs,
+        async_status,
+        topics,
+        publish,
+        replay,
+        queues,
+        enqueue,
+        dead_letters,
+        redrive
+    ),
+    components(schemas(
+        AppInfo,
+        FunctionInfo,
+        TriggerInfo,
+        RouteInfo,
+        Invocation,
+        InvocationDetail,
+        LogLine,
+        TopicInfo,
+        SubscriptionInfo,
+        Published,
+        Replayed,
+        QueueInfo,
+        Enqueued,
+        DeadLetterInfo,
+        Redriven,
+        ApiError
+    ))
+)]
+pub struct ApiDoc;
+
+/// An error answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApiError {
+    /// What went wrong and what to do.
+    pub error: String,
+}
+
+fn api_error(status: StatusCode, error: impl Into<String>) -> Response {
+    (
+        status,
+        Json(ApiError {
+            error: error.into(),
+        }),
+    )
+        .into_response()
+}
+
+/// The running app.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AppInfo {
+    /// `[app] name`.
+    pub name: String,
+    /// How many functions it has.
+    pub functions: usize,
+    /// How many routes it serves.
+    pub routes: usize,
+}
+
+fn rfc3339(us: i64) -> String {
+    let t = UNIX_EPOCH + Duration::from_micros(u64::try_from(us).unwrap_or(0));
+    humantime::format_rfc3339_micros(t).to_string()
+}
+
+/// The API routes, without auth (see [`require_token`]).
+pub(crate) fn router() -> axum::Router {
+    axum::Router::new()
+        .route("/_updraft/api/v1/apps", get(apps))
+        .route("/_updraft/api/v1/app", get(app))
+        .route("/_updraft/api/v1/functions", get(functions))
+        .route("/_updraft/api/v1/functions/{id}", get(function))
+        .route("/_updraft/api/v1/functions/{id}/invoke", post(invoke))
+        .route("/_updraft/api/v1/routes", get(routes))
+        .route("/_updraft/api/v1/invocations", get(invocations))
+        .route("/_updraft/api/v1/invocations/{id}", get(invocation))
+        .route("/_updraft/api/v1/logs", get(logs))
+        .route("/_updraft/api/v1/async/{id}", get(async_status))
+        .route("/_updraft/api/v1/topics", get(topics))
+        .route("/_updraft/api/v1/topics/{name}/events", post(publish))
+        .route("/_updraft/api/v1/topics/{name}/replay", post(replay))
+        .route("/_updraft/api/v1/queues", get(queues))
+        .route(
+            "/_updraft/api/v1/queues/{name}/dead-letters",
+            get(dead_letters),
+        )
+        .route("/_updraft/api/v1/queues/{name}/redrive", post(redrive))
+        .route("/_updraft/api/v1/queues/{name}/messages", post(enqueue))
+        .layer(axum::middleware::from_fn(require_token))
+}
+
+/// `Authorization: Bearer <token>` when the node has an admin token.
+async fn require_token(
+    Extension(state): Extension<Arc<NodeState>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    if let Some(token) = &state.admin_token {
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if !given.is_some_and(|given| crate::admin_token::matches(given, token)) {
+            return api_error(
+                StatusCode::UNAUTHORIZED,
+                "the admin API needs `Authorization: Bearer <token>`; the token is in `.updraft/admin-token` or `UPDRAFT_ADMIN_TOKEN` (CLI: set `UPDRAFT_TOKEN`)",
+            );
+        }
+    }
+    next.run(req).await
+}
+
+#[utoipa::path(get, path = "/_updraft/api/v1/apps", responses((status = 200, body = [AppInfo])))]
+async fn apps(Extension(node): Extension<Arc<NodeState>>) -> Json<Vec<AppInfo>> {
+    Json(node.apps.values().map(|a| app_info(a)).collect())
+}
+
+#[utoipa::path(get, path = "/_updraft/api/v1/apps/{app}", params(("app" = String, Path, description = "the app's name")),
+    responses((status = 200, body = AppInfo), (status = 404, body = ApiError)))]
+async fn app(Extension(state): Extension<Arc<AppState>>) -> Json<AppInfo> {
+    Json(app_info(&state))
+}
+
+fn app_info(app: &AppState) -> AppInfo {
+    AppInfo {
+        name: app.name.clone(),
+        functions: app.functions.len(),
+        routes: app.router.routes().len(),
+    }
+}
+
+/// The CloudEvents of a request body, checked against `destination`'s limits; the error
+/// response otherwise.
+async fn read_events(
+    destination: &str,
+    headers: &HeaderMap,
+    body: axum::body::Body,
+) -> Result<Vec<updraft_store::Event>, Response> {
+    let body = axum::body::to_bytes(body, 10 << 20).await.map_err(|e| {
+        api_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("cannot read the body: {e}"),
+        )
+    })?;
+    let events = updraft_cloudevents::parse(headers, &body)
+        .map_err(|e| api_error(StatusCode::BAD_REQUEST, e.to_string()))?;
+    for e in &events {
+        if let Err(m) = updraft_runtime::host::messaging::check_event(e, destination) {
+            let status = if e.ty.is_empty() {
+                StatusCode::BAD_REQUEST
+            } else {
+                StatusCode::PAYLOAD_TOO_LARGE
+            };
+            return Err(api_error(status, m));
+        }
+    }
+    Ok(events)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The checked-in document must match the code; run with `UPDATE_OPENAPI=1` to rewrite it.
+    #[test]
+    fn openapi_document_is_checked_in_and_current() {
+        let generated = ApiDoc::openapi().to_pretty_json().unwrap() + "\n";
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/openapi.json");
+        if std::env::var_os("UPDATE_OPENAPI").is_some() {
+            std::fs::write(&path, &generated).unwrap();
+        }
+        let checked_in = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            checked_in == generated,
+            "docs/openapi.json is out of date with the admin API; run `UPDATE_OPENAPI=1 cargo test -p updraft-server openapi` and commit it"
+        );
+    }
+}

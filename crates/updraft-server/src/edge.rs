@@ -1,0 +1,313 @@
+//! An app's HTTP path: route lookup, static folders, the body limit, updraft's headers,
+//! `Prefer: respond-async`, and turning invocation errors into status codes.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use updraft_gateway::headers::{FunctionHeaders, INVOCATION_ID};
+use updraft_gateway::{Body, BoxError, Lookup, error_response};
+use updraft_runtime::{HttpError, HttpFunction, HttpInvocation, InvokeError};
+use updraft_triggers::async_jobs;
+
+use crate::body_limit::LimitedBody;
+use crate::state::{AppState, Handler};
+
+impl AppState {
+    /// Answers a request for one of the app's routes.
+    pub(crate) async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        let path = req.uri().path().to_owned();
+        let id: Arc<str> = Arc::from(uuid::Uuid::now_v7().to_string());
+        let mut response = match self.router.lookup(req.method(), &path) {
+            Lookup::Found(m) => {
+                let handler = m.route.target.clone();
+                let route = m.route.pattern.as_str().to_owned();
+                match handler {
+                    Handler::Static(site) => site.serve(req, &m.raw_path_info).await,
+                    Handler::Function(f) => {
+                        let headers = FunctionHeaders {
+                            invocation_id: &id,
+                            route: &route,
+                            path_info: &m.path_info,
+                            params: &m.params,
+                            client_addr: Some(peer),
+                        };
+                        self.call(&f, req, &headers, id.clone()).await
+                    }
+                }
+            }
+            Lookup::MethodNotAllowed { allow } => {
+                let allow_list = allow
+                    .iter()
+                    .map(|m| m.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let mut r = error_response(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    &format!(
+                        "`{}` does not accept {}; it accepts {allow_list}",
+                        path,
+                        req.method()
+                    ),
+                    Some(&id),
+                );
+                if let Ok(v) = HeaderValue::from_str(&allow_list) {
+                    r.headers_mut().insert(header::ALLOW, v);
+                }
+                r
+            }
+            Lookup::NotFound => error_response(
+                StatusCode::NOT_FOUND,
+                &format!("no route matches `{} {path}`", req.method()),
+                Some(&id),
+            ),
+        };
+        if let Ok(v) = HeaderValue::from_str(&id) {
+            response.headers_mut().insert(INVOCATION_ID, v);
+        }
+        response
+    }
+
+    /// Runs `function` for `req`, with the body limit and updraft's headers.
+    pub(crate) async fn call<B>(
+        &self,
+        function: &HttpFunction,
+        mut req: Request<B>,
+        headers: &FunctionHeaders<'_>,
+        id: Arc<str>,
+    ) -> Response<Body>
+    where
+        B: http_body::Body<Data = bytes::Bytes> + Send + Unpin + 'static,
+        B::Error: Into<HttpError>,
+    {
+        if let Some(len) = content_length(&req)
+            && len > self.max_body
+        {
+            discard(req.into_body(), self.max_body.saturating_mul(4));
+            return self.too_large(&id);
+        }
+        headers.apply(req.headers_mut());
+        if wants_async(req.headers()) {
+            return self.submit_async(function, req, id).await;
+        }
+        if !req.headers().contains_key(header::HOST) {
+            // HTTP/2 carries the host in `:authority`; HTTP/1.0 may carry none.
+            let host = req
+                .uri()
+                .authority()
+                .map(|a| a.as_str().to_owned())
+                .unwrap_or_else(|| self.local_addr.to_string());
+            if let Ok(host) = HeaderValue::from_str(&host) {
+                req.headers_mut().insert(header::HOST, host);
+            }
+        }
+        let exceeded = Arc::new(AtomicBool::new(false));
+        let req = req.map(|b| LimitedBody::new(b, self.max_body, exceeded.clone()));
+        let result = function
+            .handle(
+                req,
+                HttpInvocation {
+                    id: id.clone(),
+                    https: false,
+                },
+            )
+            .await;
+        if exceeded.load(Ordering::Relaxed) {
+            return self.too_large(&id);
+        }
+        match result {
+            Ok(response) => response.map(|body| {
+                body.map_err(|code| -> BoxError {
+                    format!("function body failed: {code:?}").into()
+                })
+                .boxed_unsync()
+            }),
+            Err(err) => invoke_error_response(&err, &id),
+        }
+    }
+
+    /// Stores the request for the async worker and answers `202` with where to look.
+    async fn submit_async<B>(
+        &self,
+        function: &HttpFunction,
+        req: Request<B>,
+        id: Arc<str>,
+    ) -> Response<Body>
+    where
+        B: http_body::Body<Data = bytes::Bytes> + Send + Unpin + 'static,
+        B::Error: Into<HttpError>,
+    {
+        let (parts, mut body) = req.into_parts();
+        let mut bytes = Vec::new();
+        while let Some(frame) = body.frame().await {
+            match frame {
+                Ok(frame) => {
+                    if let Some(data) = frame.data_ref() {
+                        if (bytes.len() + data.len()) as u64 > self.max_body {
+                            return self.too_large(&id);
+                        }
+                        bytes.extend_from_slice(data);
+                    }
+                }
+                // The body limit, or a client that went away.
+                Err(_) => return self.too_large(&id),
+            }
+        }
+        let body = bytes;
+        let callback = parts
+            .headers
+            .get("callback-url")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        if let Some(url) = &callback
+            && !self.callback_allowed(url)
+        {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                &format!(
+                    "callback `{url}` is not allowed; add its `scheme://host:port` to `[async] callback_hosts` in updraft.toml"
+                ),
+                Some(&id),
+            );
+        }
+        let job = updraft_store::AsyncJob {
+            id: id.to_string(),
+            function: function.id().to_owned(),
+            method: parts.method.to_string(),
+            path: parts
+                .uri
+                .path_and_query()
+                .map_or("/", |p| p.as_str())
+                .to_owned(),
+            headers: parts
+                .headers
+                .iter()
+                .filter(|(k, _)| *k != "prefer" && *k != "callback-url")
+                .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_owned()))
+                .collect(),
+            body,
+            callback,
+            ..updraft_store::AsyncJob::default()
+        };
+        if let Err(e) = self
+            .async_jobs
+            .submit(job, async_jobs::QUEUE, updraft_runtime::now_us())
+            .await
+        {
+            return error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!("cannot store the async invocation: {e}"),
+                Some(&id),
+            );
+        }
+        self.async_queue.notify.notify_waiters();
+        let status_url = format!("/_updraft/api/v1/apps/{}/async/{id}", self.name);
+        let body = serde_json::json!({ "invocation_id": &*id, "status": "queued", "status_url": status_url });
+        let mut response = Response::new(updraft_gateway::full(body.to_string()));
+        *response.status_mut() = StatusCode::ACCEPTED;
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        headers.insert(
+            "preference-applied",
+            HeaderValue::from_static("respond-async"),
+        );
+        if let Ok(v) = HeaderValue::from_str(&status_url) {
+            headers.insert(header::LOCATION, v);
+        }
+        response
+    }
+
+    fn callback_allowed(&self, url: &str) -> bool {
+        let Ok(uri) = http::Uri::try_from(url) else {
+            return false;
+        };
+        let scheme = uri.scheme_str().unwrap_or("");
+        let (Some(host), Some(port)) = (
+            uri.host(),
+            uri.port_u16()
+                .or_else(|| updraft_manifest::values::default_port(scheme)),
+        ) else {
+            return false;
+        };
+        self.callback_hosts
+            .iter()
+            .any(|h| h.allows(scheme, host, port))
+    }
+
+    fn too_large(&self, id: &str) -> Response<Body> {
+        error_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!(
+                "request body is over the limit of {} bytes; send a smaller body",
+                self.max_body
+            ),
+            Some(id),
+        )
+    }
+}
+
+/// Reads and drops up to `cap` bytes of a refused body in the background, so a client that
+/// is still sending gets to read the error answer instead of a broken pipe.
+fn discard<B>(mut body: B, cap: u64)
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + Unpin + 'static,
+{
+    tokio::spawn(async move {
+        let mut read = 0u64;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while read <= cap {
+            match tokio::time::timeout_at(deadline, body.frame()).await {
+                Ok(Some(Ok(frame))) => {
+                    read += frame.data_ref().map_or(0, |d| d.len() as u64);
+                }
+                _ => break,
+            }
+        }
+    });
+}
+
+/// `Prefer: respond-async` (RFC 7240).
+fn wants_async(headers: &http::HeaderMap) -> bool {
+    headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| {
+            v.split(',')
+                .any(|p| p.trim().eq_ignore_ascii_case("respond-async"))
+        })
+}
+
+fn content_length<B>(req: &Request<B>) -> Option<u64> {
+    req.headers()
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+fn invoke_error_response(err: &InvokeError, id: &str) -> Response<Body> {
+    let status = match err {
+        InvokeError::AtCapacity { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        InvokeError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+        InvokeError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+        InvokeError::MemoryLimit { .. } | InvokeError::Failed { .. } => {
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+    };
+    let mut response = error_response(status, &err.to_string(), Some(id));
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    response
+}

@@ -1,0 +1,67 @@
+//! What a node holds while it serves, and what each app it hosts holds. Only types and
+//! lookups live here, so the request path (`edge`), the reserved endpoints (`admin`) and
+//! the admin API (`api`) all depend on this module and never on each other's callers.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use updraft_gateway::{Router, StaticSite};
+use updraft_runtime::{Function, HttpFunction, QueueHandle, Runtime, TopicHandle};
+use updraft_store::{AsyncStore, RecordStore, ScheduleStore};
+use updraft_triggers::AppTriggers;
+
+/// What answers a route.
+#[derive(Clone)]
+pub(crate) enum Handler {
+    Function(HttpFunction),
+    Static(Arc<StaticSite>),
+}
+
+/// A node: the engine, readiness, the reserved endpoints, and the apps it hosts.
+pub(crate) struct NodeState {
+    pub(crate) runtime: Runtime,
+    pub(crate) ready: AtomicBool,
+    pub(crate) admin_token: Option<String>,
+    /// `--admin-host` names, lowercase.
+    pub(crate) admin_hosts: Vec<String>,
+    /// The `/_updraft/` router.
+    pub(crate) admin: axum::Router,
+    /// The apps, by name.
+    pub(crate) apps: BTreeMap<String, Arc<AppState>>,
+}
+
+impl NodeState {
+    /// The app user routes go to. A node hosts one app today; a node hosting several will
+    /// choose here (by host or path prefix), and nowhere else.
+    pub(crate) fn app_for_routes(&self) -> Option<&Arc<AppState>> {
+        self.only_app()
+    }
+
+    /// The app when the node hosts exactly one (the unscoped admin paths under `up`).
+    pub(crate) fn only_app(&self) -> Option<&Arc<AppState>> {
+        match self.apps.len() {
+            1 => self.apps.values().next(),
+            _ => None,
+        }
+    }
+}
+
+/// One app on a node: its routes, functions, stores and triggers.
+pub(crate) struct AppState {
+    pub(crate) name: String,
+    pub(crate) router: Router<Handler>,
+    pub(crate) max_body: u64,
+    pub(crate) local_addr: SocketAddr,
+    pub(crate) functions: BTreeMap<String, Function>,
+    pub(crate) queues: BTreeMap<String, Arc<QueueHandle>>,
+    pub(crate) topics: BTreeMap<String, Arc<TopicHandle>>,
+    pub(crate) async_jobs: Arc<dyn AsyncStore>,
+    pub(crate) async_queue: Arc<QueueHandle>,
+    pub(crate) callback_hosts: Vec<updraft_manifest::AllowedHost>,
+    pub(crate) records: Arc<dyn RecordStore>,
+    /// Every trigger, for what `ls` and the API show about it.
+    pub(crate) triggers: AppTriggers,
+    pub(crate) schedules: Arc<dyn ScheduleStore>,
+}
