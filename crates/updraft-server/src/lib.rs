@@ -19,6 +19,7 @@ pub mod node;
 pub mod recorder;
 mod state;
 pub mod stores;
+pub mod up;
 pub mod variables;
 
 pub use app::{AppPlan, load_app};

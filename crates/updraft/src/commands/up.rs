@@ -2,9 +2,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use updraft_build::builder;
-use updraft_manifest::{HumanDuration, StateBackend, load_runtime_config};
+use updraft_manifest::{HumanDuration, StateBackend};
 use updraft_runtime::CacheOutcome;
-use updraft_server::{AppPlan, AppStores, NodeOptions, Variables, admin_token, load_app};
+use updraft_server::load_app;
+use updraft_server::up::{self, Up, UpEvent, UpOptions};
 
 #[derive(Debug, clap::Args)]
 pub struct UpArgs {
@@ -48,42 +49,26 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             .collect();
         super::build::build_all(stale).await?;
     }
-    let variables = Variables::resolve(&manifest)?;
-    let app_name = manifest.manifest.app.name.clone();
-    let state_dir = manifest.state_dir();
-    let backend = match args.store {
-        Some(b) => b,
-        None => load_runtime_config(&manifest.dir, args.runtime_config.as_deref())
-            .map_err(anyhow::Error::msg)?,
-    };
-    println!("state: {}", backend.describe());
-    let stores = AppStores::open(&manifest, &backend, &triggers.declarations.subscriptions).await?;
-    for migration in &stores.applied {
-        println!("  applied migration {migration}");
-    }
-    let event_triggers = triggers.describe();
-    let plan = AppPlan::new(manifest, triggers, &variables, &stores)?;
-    let admin_token = if args.listen.ip().is_loopback() {
-        None
-    } else {
-        let (token, created) = admin_token::load_or_create(&state_dir)?;
-        if created {
-            println!(
-                "admin token (shown once; also in `{}`): {token}",
-                state_dir.join("admin-token").display()
-            );
-        }
-        Some(token)
-    };
-    let options = NodeOptions {
+    let options = UpOptions {
         listen: args.listen,
         grace: args.grace.0,
-        admin_token,
+        store: args.store,
+        runtime_config: args.runtime_config,
         admin_hosts: args.admin_hosts,
-        ..NodeOptions::default()
     };
-    updraft_server::metrics::handle();
-    let node = updraft_server::start(plan, &stores, options).await?;
+    let Up {
+        node,
+        app: app_name,
+        event_triggers,
+    } = up::start(manifest, triggers, options, |event| match event {
+        UpEvent::State(backend) => println!("state: {backend}"),
+        UpEvent::Migration(name) => println!("  applied migration {name}"),
+        UpEvent::AdminTokenCreated { path, token } => println!(
+            "admin token (shown once; also in `{}`): {token}",
+            path.display()
+        ),
+    })
+    .await?;
 
     println!("app `{app_name}`");
     for report in &node.loaded {
