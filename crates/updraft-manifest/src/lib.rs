@@ -16,7 +16,6 @@
 //! `updraft-triggers` and one line in its registry.
 
 mod error;
-pub mod runtime;
 pub mod types;
 mod validate;
 pub mod values;
@@ -24,7 +23,6 @@ pub mod values;
 use std::path::{Path, PathBuf};
 
 pub use error::ManifestError;
-pub use runtime::{StateBackend, load_runtime_config};
 pub use types::*;
 pub use values::{AllowedHost, ByteSize, HumanDuration, Template};
 

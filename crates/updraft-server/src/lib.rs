@@ -12,6 +12,7 @@ mod admin;
 pub mod admin_token;
 pub mod api;
 pub mod app;
+pub mod backends;
 mod body_limit;
 mod edge;
 pub mod metrics;

@@ -1,7 +1,7 @@
-//! Opens what an app declares: the platform state (kv namespaces, queues, topics and cron
-//! claims: embedded SQLite in `.updraft/state.db`, or NATS JetStream shared by every node)
-//! and one SQLite file per `[sql.<label>]`, with its migrations applied. Invocation records,
-//! logs and async invocations always stay in the node's own `.updraft/state.db`.
+//! Opens what an app declares, on the backends its runtime config binds
+//! ([`crate::backends`]): the platform state (kv namespaces, queues, topics and cron
+//! claims) and each `[sql.<label>]`, with its migrations applied. Invocation records, logs
+//! and async invocations stay in the node's own `.updraft/state.db`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -9,15 +9,14 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use tokio::sync::Notify;
-use updraft_manifest::{Function, LoadedManifest, StateBackend};
+use updraft_manifest::{Function, LoadedManifest};
 use updraft_runtime::{QueueHandle, Resources, TopicHandle};
-use updraft_store::nats::{NatsOptions, NatsState};
-use updraft_store::sqlite::{
-    Db, SqliteAsyncJobs, SqliteKv, SqliteQueues, SqliteSchedules, SqliteSql, SqliteTopics, state,
-};
+use updraft_store::sqlite::{Db, SqliteAsyncJobs, SqliteQueues, state};
 use updraft_store::{
-    AsyncStore, KvStore, Migration, QueueStore, ScheduleStore, SqlLimits, SqlStore, TopicStore,
+    AsyncStore, KvStore, Migration, QueueStore, ScheduleStore, SqlStore, TopicStore,
 };
+
+use crate::backends::{RuntimeConfig, StateContext};
 use updraft_triggers::TopicSubscription;
 use updraft_triggers::async_jobs::RETENTION as RESULT_RETENTION;
 
@@ -62,11 +61,11 @@ pub struct AppStores {
 }
 
 impl AppStores {
-    /// Opens every store `manifest` declares, platform state on `backend`, with the topic
+    /// Opens every store `manifest` declares on the backends `runtime` binds, with the topic
     /// subscriptions the triggers declared, and applies pending migrations.
     pub async fn open(
         manifest: &LoadedManifest,
-        backend: &StateBackend,
+        runtime: &RuntimeConfig,
         subscriptions: &[TopicSubscription],
     ) -> anyhow::Result<Self> {
         let state_path = manifest.state_dir().join("state.db");
@@ -74,12 +73,12 @@ impl AppStores {
             format!("cannot open the platform state `{}`", state_path.display())
         })?;
         let local_queues: Arc<dyn QueueStore> = Arc::new(SqliteQueues::new(state.clone()));
-        let platform = match backend {
-            StateBackend::Sqlite => PlatformState::sqlite(&state, manifest),
-            StateBackend::Nats { url, replicas } => {
-                PlatformState::nats(url, *replicas, &manifest.manifest.app.name, manifest).await?
-            }
-        };
+        let platform = runtime
+            .open_state(&StateContext {
+                app: manifest,
+                local: &state,
+            })
+            .await?;
         let kv = platform.kv;
         let queue_store = platform.queues;
         let queue_stores = vec![queue_store.clone(), local_queues.clone()];
@@ -118,22 +117,14 @@ impl AppStores {
         let mut sql = BTreeMap::new();
         let mut applied = Vec::new();
         for (label, decl) in &manifest.manifest.sql {
-            let path = match &decl.path {
-                Some(p) => manifest.resolve(p),
-                None => manifest.state_dir().join("sql").join(format!("{label}.db")),
-            };
-            let defaults = SqlLimits::default();
-            let db = SqliteSql::open(label, &path)?.with_limits(SqlLimits {
-                max_rows: decl.max_rows.unwrap_or(defaults.max_rows),
-                max_bytes: decl.max_bytes.map_or(defaults.max_bytes, |b| b.0),
-            });
+            let db = runtime.open_sql(label, decl, manifest).await?;
             if let Some(dir) = &decl.migrations {
                 let migrations = read_migrations(label, &manifest.resolve(dir))?;
                 for name in db.migrate(migrations).await? {
                     applied.push(format!("{label}/{name}"));
                 }
             }
-            sql.insert(label.clone(), Arc::new(db) as Arc<dyn SqlStore>);
+            sql.insert(label.clone(), db);
         }
         let async_jobs: Arc<dyn AsyncStore> = Arc::new(SqliteAsyncJobs::new(state.clone()));
         // Async invocations are stored and queued in one local commit, so their queue stays
@@ -216,63 +207,6 @@ impl AppStores {
             queues: allow(&self.queues, &function.enqueue),
             topics: allow(&self.topics, &function.publish),
         }
-    }
-}
-
-/// The stores of platform state on one backend.
-struct PlatformState {
-    kv: BTreeMap<String, Arc<dyn KvStore>>,
-    queues: Arc<dyn QueueStore>,
-    topics: Arc<dyn TopicStore>,
-    schedules: Arc<dyn ScheduleStore>,
-}
-
-impl PlatformState {
-    fn sqlite(state: &Db, manifest: &LoadedManifest) -> Self {
-        Self {
-            kv: manifest
-                .manifest
-                .kv
-                .keys()
-                .map(|label| {
-                    let store: Arc<dyn KvStore> = Arc::new(SqliteKv::new(state.clone(), label));
-                    (label.clone(), store)
-                })
-                .collect(),
-            queues: Arc::new(SqliteQueues::new(state.clone())),
-            topics: Arc::new(SqliteTopics::new(state.clone())),
-            schedules: Arc::new(SqliteSchedules::new(state.clone())),
-        }
-    }
-
-    async fn nats(
-        url: &str,
-        replicas: usize,
-        app: &str,
-        manifest: &LoadedManifest,
-    ) -> anyhow::Result<Self> {
-        let options = NatsOptions { replicas };
-        let nats = NatsState::connect_with(url, app, options).await.with_context(|| {
-            format!("cannot open the platform state on nats; is a JetStream-enabled `nats-server -js` listening at `{url}`?")
-        })?;
-        let mut kv = BTreeMap::new();
-        for label in manifest.manifest.kv.keys() {
-            let store = nats
-                .kv_store(label)
-                .await
-                .with_context(|| format!("cannot open kv `{label}` on nats at `{url}`"))?;
-            kv.insert(label.clone(), store);
-        }
-        let schedules = nats
-            .schedule_store()
-            .await
-            .with_context(|| format!("cannot open the cron claims on nats at `{url}`"))?;
-        Ok(Self {
-            kv,
-            queues: nats.queue_store(),
-            topics: nats.topic_store(),
-            schedules,
-        })
     }
 }
 

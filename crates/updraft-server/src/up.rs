@@ -7,9 +7,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use updraft_manifest::{LoadedManifest, StateBackend, load_runtime_config};
+use updraft_manifest::LoadedManifest;
 use updraft_triggers::AppTriggers;
 
+use crate::backends::RuntimeConfig;
 use crate::{AppPlan, AppStores, NodeOptions, RunningNode, Variables, admin_token};
 
 /// How `up` runs the app.
@@ -19,8 +20,8 @@ pub struct UpOptions {
     pub listen: SocketAddr,
     /// How long in-flight work may take after a shutdown signal.
     pub grace: Duration,
-    /// Where platform state lives; `None` reads the runtime config.
-    pub store: Option<StateBackend>,
+    /// `--store`: `sqlite` or a NATS URL, in place of the runtime config's `[state]`.
+    pub store: Option<String>,
     /// The runtime config file (default: `runtime.toml` beside the manifest, if present).
     pub runtime_config: Option<PathBuf>,
     /// Host names `/_updraft/` answers besides IP literals and `localhost`.
@@ -63,13 +64,12 @@ pub async fn start(
     let variables = Variables::resolve(&manifest)?;
     let app = manifest.manifest.app.name.clone();
     let state_dir = manifest.state_dir();
-    let backend = match options.store {
-        Some(b) => b,
-        None => load_runtime_config(&manifest.dir, options.runtime_config.as_deref())
-            .map_err(anyhow::Error::msg)?,
-    };
-    report(UpEvent::State(backend.describe()));
-    let stores = AppStores::open(&manifest, &backend, &triggers.declarations.subscriptions).await?;
+    let mut runtime = RuntimeConfig::load(&manifest.dir, options.runtime_config.as_deref())?;
+    if let Some(store) = &options.store {
+        runtime = runtime.with_store(store)?;
+    }
+    report(UpEvent::State(runtime.describe_state()?));
+    let stores = AppStores::open(&manifest, &runtime, &triggers.declarations.subscriptions).await?;
     for migration in &stores.applied {
         report(UpEvent::Migration(migration.clone()));
     }

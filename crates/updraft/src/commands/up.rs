@@ -2,8 +2,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use updraft_build::builder;
-use updraft_manifest::{HumanDuration, StateBackend};
+use updraft_manifest::HumanDuration;
 use updraft_runtime::CacheOutcome;
+use updraft_server::backends::RuntimeConfig;
 use updraft_server::load_app;
 use updraft_server::up::{self, Up, UpEvent, UpOptions};
 
@@ -25,7 +26,7 @@ pub struct UpArgs {
     /// default, `.updraft/state.db`) or `nats://HOST:PORT` (JetStream, shared by every
     /// node of the app). Overrides `[state]` in the runtime config.
     #[arg(long, env = "UPDRAFT_STORE", value_parser = parse_store)]
-    pub store: Option<StateBackend>,
+    pub store: Option<String>,
     /// The runtime config (default: `runtime.toml` beside `updraft.toml`, if present).
     #[arg(long)]
     pub runtime_config: Option<PathBuf>,
@@ -36,8 +37,11 @@ pub struct UpArgs {
     pub admin_hosts: Vec<String>,
 }
 
-fn parse_store(value: &str) -> Result<StateBackend, String> {
-    StateBackend::parse(value)
+fn parse_store(value: &str) -> Result<String, String> {
+    RuntimeConfig::default()
+        .with_store(value)
+        .map(|_| value.trim().to_owned())
+        .map_err(|e| e.to_string())
 }
 
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
