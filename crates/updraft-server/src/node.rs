@@ -18,8 +18,6 @@ use tokio::sync::watch;
 use updraft_gateway::router::RESERVED_PREFIX;
 use updraft_gateway::{Body, StaticSite, error_response};
 use updraft_runtime::{CacheOutcome, EngineSettings, Function, Observer, Runtime};
-use updraft_store::RecordStore;
-use updraft_store::sqlite::SqliteRecords;
 use updraft_triggers::{RouteTarget, StartContext, async_jobs};
 
 use crate::admin;
@@ -101,7 +99,7 @@ pub async fn start(
     stores: &AppStores,
     options: NodeOptions,
 ) -> anyhow::Result<RunningNode> {
-    let records: Arc<dyn RecordStore> = Arc::new(SqliteRecords::new(stores.state.clone()));
+    let records = stores.records.clone();
     let (recorder, recorder_task) = Recorder::start(records.clone());
     let observer: Observer = recorder;
     let max_memory = plan

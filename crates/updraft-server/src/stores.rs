@@ -11,9 +11,9 @@ use anyhow::Context;
 use tokio::sync::Notify;
 use updraft_manifest::{Function, LoadedManifest};
 use updraft_runtime::{QueueHandle, Resources, TopicHandle};
-use updraft_store::sqlite::{Db, SqliteAsyncJobs, SqliteQueues, state};
+use updraft_store::sqlite::{SqliteAsyncJobs, SqliteQueues, SqliteRecords, state};
 use updraft_store::{
-    AsyncStore, KvStore, Migration, QueueStore, ScheduleStore, SqlStore, TopicStore,
+    AsyncStore, KvStore, Migration, QueueStore, RecordStore, ScheduleStore, SqlStore, TopicStore,
 };
 
 use crate::backends::{RuntimeConfig, StateContext};
@@ -33,8 +33,8 @@ const CRON_CLAIM_RETENTION_US: i64 = 7 * DAY_US;
 /// The app's open stores.
 #[derive(Clone)]
 pub struct AppStores {
-    /// `.updraft/state.db`.
-    pub state: Db,
+    /// This node's invocation records and captured logs.
+    pub records: Arc<dyn RecordStore>,
     /// Each `[kv.<label>]`.
     pub kv: BTreeMap<String, Arc<dyn KvStore>>,
     /// Each `[sql.<label>]`.
@@ -136,7 +136,7 @@ impl AppStores {
             dedup_window_us: DEDUP_WINDOW_US,
         });
         Ok(Self {
-            state,
+            records: Arc::new(SqliteRecords::new(state.clone())),
             kv,
             sql,
             queues,

@@ -41,7 +41,12 @@ pub struct AsyncJob {
 /// Where async invocations live.
 #[async_trait]
 pub trait AsyncStore: Send + Sync + 'static {
-    /// Stores `job` (status `queued`) and enqueues its id on `queue`, in one durable step.
+    /// Stores `job` (status `queued`) and enqueues its id on `queue`, so that once it returns
+    /// both are durable and neither exists without the other: one commit where the backend
+    /// has transactions (SQLite); elsewhere, store first, then enqueue with the job id as
+    /// the idempotency key, so a retried submit completes a cut-short one without a second
+    /// run. Submitting the same id again never queues a second run (the conformance suite
+    /// checks both).
     async fn submit(&self, job: AsyncJob, queue: &str, now_us: i64) -> Result<(), StoreError>;
     /// The job.
     async fn get(&self, id: &str) -> Result<Option<AsyncJob>, StoreError>;

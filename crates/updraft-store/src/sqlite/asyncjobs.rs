@@ -161,50 +161,25 @@ impl AsyncStore for SqliteAsyncJobs {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
     use crate::queue::QueueStore;
     use crate::sqlite::SqliteQueues;
 
     #[tokio::test]
-    async fn submit_queues_and_finish_records() {
+    async fn sqlite_async_jobs_pass_the_conformance_suite() {
         let dir = tempfile::tempdir().unwrap();
-        let db = crate::sqlite::state::open(&dir.path().join("s.db")).unwrap();
-        let jobs = SqliteAsyncJobs::new(db.clone());
-        let queues = SqliteQueues::new(db);
-        let job = AsyncJob {
-            id: "a1".into(),
-            function: "f".into(),
-            method: "POST".into(),
-            path: "/x?y=1".into(),
-            headers: vec![("content-type".into(), "text/plain".into())],
-            body: b"hi".to_vec(),
-            ..AsyncJob::default()
-        };
-        jobs.submit(job.clone(), "_async", 10).await.unwrap();
-        let leased = queues.lease("_async", 10, 1_000_000, 10).await.unwrap();
-        assert_eq!(leased[0].event.id, "a1", "queued in the same commit");
-        let stored = jobs.get("a1").await.unwrap().unwrap();
-        assert_eq!(
+        let path = dir.path().to_path_buf();
+        let mut n = 0;
+        crate::conformance::asyncjobs::run(move || {
+            n += 1;
+            let db = crate::sqlite::state::open(&path.join(format!("s{n}.db"))).unwrap();
             (
-                stored.status.as_str(),
-                stored.headers.clone(),
-                stored.body.clone()
-            ),
-            ("queued", job.headers.clone(), job.body.clone())
-        );
-        jobs.start("a1").await.unwrap();
-        assert_eq!(jobs.get("a1").await.unwrap().unwrap().status, "running");
-        let mut done = stored;
-        done.status = "succeeded".into();
-        done.response_status = Some(201);
-        done.response_body = b"made".to_vec();
-        jobs.finish(&done, 20).await.unwrap();
-        let got = jobs.get("a1").await.unwrap().unwrap();
-        assert_eq!(
-            (got.status.as_str(), got.response_status, got.finished_us),
-            ("succeeded", Some(201), Some(20))
-        );
-        assert_eq!(jobs.prune(21).await.unwrap(), 1);
-        assert!(jobs.get("a1").await.unwrap().is_none());
+                Arc::new(SqliteAsyncJobs::new(db.clone())) as Arc<dyn AsyncStore>,
+                Arc::new(SqliteQueues::new(db)) as Arc<dyn QueueStore>,
+            )
+        })
+        .await;
     }
 }

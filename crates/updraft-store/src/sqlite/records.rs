@@ -219,110 +219,20 @@ impl RecordStore for SqliteRecords {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
 
-    fn inv(id: &str, function: &str, started_us: i64) -> InvocationRow {
-        InvocationRow {
-            id: id.into(),
-            function: function.into(),
-            trigger: "http".into(),
-            started_us,
-            cold: false,
-            instantiate_us: 10,
-            duration_us: 100,
-            outcome: "ok".into(),
-            error: None,
-        }
-    }
-
-    fn log(invocation: &str, function: &str, line: &str, time_us: i64) -> LogRow {
-        LogRow {
-            seq: 0,
-            time_us,
-            function: function.into(),
-            invocation: invocation.into(),
-            stream: "stdout".into(),
-            line: line.into(),
-        }
-    }
-
     #[tokio::test]
-    async fn records_page_filter_follow_and_prune() {
+    async fn sqlite_records_pass_the_conformance_suite() {
         let dir = tempfile::tempdir().unwrap();
-        let store =
-            SqliteRecords::new(crate::sqlite::state::open(&dir.path().join("s.db")).unwrap());
-        store
-            .append(
-                vec![inv("a", "f", 1), inv("b", "g", 2), inv("c", "f", 3)],
-                vec![
-                    log("a", "f", "one", 1),
-                    log("b", "g", "two", 2),
-                    log("c", "f", "three", 3),
-                ],
-            )
-            .await
-            .unwrap();
-        let all = store
-            .invocations(InvocationQuery {
-                limit: 10,
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-        assert_eq!(
-            all.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
-            ["c", "b", "a"]
-        );
-        let f = store
-            .invocations(InvocationQuery {
-                function: Some("f".into()),
-                before_us: Some(3),
-                limit: 10,
-            })
-            .await
-            .unwrap();
-        assert_eq!(f.len(), 1);
-        assert_eq!(store.invocation("b").await.unwrap().unwrap().function, "g");
-        let recent = store
-            .logs(LogQuery {
-                limit: 2,
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-        assert_eq!(
-            recent.iter().map(|l| l.line.as_str()).collect::<Vec<_>>(),
-            ["two", "three"]
-        );
-        let after = store
-            .logs(LogQuery {
-                after: Some(recent[0].seq),
-                limit: 10,
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-        assert_eq!(after.len(), 1);
-        let by_inv = store
-            .logs(LogQuery {
-                invocation: Some("a".into()),
-                limit: 10,
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-        assert_eq!(by_inv[0].line, "one");
-        assert_eq!(store.prune(3, 2).await.unwrap(), 3);
-        assert_eq!(
-            store
-                .invocations(InvocationQuery {
-                    limit: 10,
-                    ..Default::default()
-                })
-                .await
-                .unwrap()
-                .len(),
-            1
-        );
+        let path = dir.path().to_path_buf();
+        let mut n = 0;
+        crate::conformance::records::run(move || {
+            n += 1;
+            let db = crate::sqlite::state::open(&path.join(format!("s{n}.db"))).unwrap();
+            Arc::new(SqliteRecords::new(db)) as Arc<dyn RecordStore>
+        })
+        .await;
     }
 }
