@@ -84,12 +84,16 @@ impl AppState {
         B: http_body::Body<Data = bytes::Bytes> + Send + Unpin + 'static,
         B::Error: Into<HttpError>,
     {
-        if let Some(len) = content_length(&req)
+        let declared = content_length(&req);
+        if let Some(len) = declared
             && len > self.max_body
         {
             discard(req.into_body(), self.max_body.saturating_mul(4));
             return self.too_large(&id);
         }
+        // A body of declared length cannot pass the limit once it is under it (hyper holds
+        // it to its length); only a streamed one can, after the answer has started.
+        let streamed = declared.is_none() && !req.body().is_end_stream();
         headers.apply(req.headers_mut());
         if wants_async(req.headers()) {
             return self.submit_async(function, req, id).await;
@@ -120,12 +124,25 @@ impl AppState {
             return self.too_large(&id);
         }
         match result {
-            Ok(response) => response.map(|body| {
-                body.map_err(|code| -> BoxError {
-                    format!("function body failed: {code:?}").into()
+            Ok(response) => {
+                let function = function.id().to_owned();
+                response.map(|body| {
+                    let body = body.map_err(|code| -> BoxError {
+                        format!("function body failed: {code:?}").into()
+                    });
+                    if !streamed {
+                        return body.boxed_unsync();
+                    }
+                    CutIfOverLimit {
+                        inner: body,
+                        exceeded,
+                        function,
+                        invocation: id.clone(),
+                        limit: self.max_body,
+                    }
+                    .boxed_unsync()
                 })
-                .boxed_unsync()
-            }),
+            }
             Err(err) => invoke_error_response(&err, &id),
         }
     }
@@ -310,4 +327,59 @@ fn invoke_error_response(err: &InvokeError, id: &str) -> Response<Body> {
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     }
     response
+}
+
+/// A response body that ends in an error, not cleanly, when the request body went over the
+/// limit after the response headers were sent: the function saw a cut-off request, so its
+/// answer must not pass for complete. An error makes hyper close an HTTP/1.1 connection
+/// without the last chunk and reset an HTTP/2 stream.
+struct CutIfOverLimit<B> {
+    inner: B,
+    exceeded: Arc<AtomicBool>,
+    function: String,
+    invocation: Arc<str>,
+    limit: u64,
+}
+
+impl<B> http_body::Body for CutIfOverLimit<B>
+where
+    B: http_body::Body<Data = bytes::Bytes, Error = BoxError> + Unpin,
+{
+    type Data = bytes::Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, BoxError>>> {
+        let this = &mut *self;
+        match std::pin::Pin::new(&mut this.inner).poll_frame(cx) {
+            std::task::Poll::Ready(None) if this.exceeded.load(Ordering::Relaxed) => {
+                tracing::warn!(
+                    function = %this.function,
+                    invocation = %this.invocation,
+                    "the request body went over the limit of {} bytes after the response started; the response is cut off",
+                    this.limit
+                );
+                metrics::counter!("updraft_responses_cut_total", "function" => this.function.clone(), "reason" => "request_body_limit").increment(1);
+                std::task::Poll::Ready(Some(Err(format!(
+                    "request body over the limit of {} bytes",
+                    this.limit
+                )
+                .into())))
+            }
+            other => other,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        // Never claim the end early: the limit check happens when the inner body ends.
+        false
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        let mut hint = self.inner.size_hint();
+        hint.set_upper(u64::MAX);
+        hint
+    }
 }

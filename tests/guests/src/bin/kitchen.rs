@@ -116,15 +116,33 @@ async fn main(req: Request<Body>) -> Result<Response<Body>, Error> {
         "/stream" => {
             let chunks = num("chunks", 5);
             let ms = num("ms", 50);
+            // `trap_after=N`: trap once N chunks went out (a body that breaks mid-way).
+            let trap_after = query.get("trap_after").and_then(|v| v.parse::<u64>().ok());
             let stream = futures_lite::stream::unfold(0u64, move |i| async move {
                 if i == chunks {
                     return None;
+                }
+                if trap_after == Some(i) {
+                    panic!("kitchen was asked to trap after {i} chunks");
                 }
                 wstd::task::sleep(wstd::time::Duration::from_millis(ms)).await;
                 Some((
                     Ok::<_, std::convert::Infallible>(Bytes::from(format!("chunk {i}\n"))),
                     i + 1,
                 ))
+            });
+            Ok(Response::new(Body::from_try_stream(stream)))
+        }
+        "/drain" => {
+            // Answers at once, then reads the request body into the answer's only line; a
+            // read error ends the answer cleanly, so only the gateway can tell it is cut.
+            let mut body = req.into_body();
+            let stream = futures_lite::stream::once_future(async move {
+                let read = match body.contents().await {
+                    Ok(bytes) => bytes.len().to_string(),
+                    Err(_) => "an error".to_owned(),
+                };
+                Ok::<_, std::convert::Infallible>(Bytes::from(format!("read {read}\n")))
             });
             Ok(Response::new(Body::from_try_stream(stream)))
         }
