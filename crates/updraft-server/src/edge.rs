@@ -116,7 +116,7 @@ impl AppState {
                 req,
                 HttpInvocation {
                     id: id.clone(),
-                    https: false,
+                    https: self.https,
                 },
             )
             .await;

@@ -24,7 +24,7 @@ pub mod up;
 pub mod variables;
 
 pub use app::{AppPlan, load_app};
-pub use node::{LoadReport, NodeOptions, RunningNode, start};
+pub use node::{LoadReport, NodeOptions, RunningNode, TlsFiles, start};
 pub use stores::AppStores;
 pub use updraft_triggers::{AppTriggers, RouteTarget};
 pub use variables::Variables;

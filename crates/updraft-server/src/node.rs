@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -48,6 +49,60 @@ pub struct NodeOptions {
     /// Host names `/_updraft/` answers besides IP literals and `localhost`
     /// (`--admin-host`).
     pub admin_hosts: Vec<String>,
+    /// Serve HTTPS with this certificate chain and key (PEM files), instead of HTTP.
+    pub tls: Option<TlsFiles>,
+}
+
+/// A certificate chain and its private key, as PEM files (`--tls-cert`, `--tls-key`).
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// The certificate, then any intermediates.
+    pub cert: PathBuf,
+    /// The private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
+impl TlsFiles {
+    /// A rustls acceptor offering HTTP/2 and HTTP/1.1; errors name the file and the fix.
+    fn acceptor(&self) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
+        use rustls_pki_types::pem::PemObject;
+        use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+        let certs = CertificateDer::pem_file_iter(&self.cert)
+            .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+            .with_context(|| {
+                format!(
+                    "cannot read the TLS certificate `{}`; give `--tls-cert` a PEM file (certificate first, then intermediates)",
+                    self.cert.display()
+                )
+            })?;
+        if certs.is_empty() {
+            anyhow::bail!(
+                "`{}` holds no PEM certificate; give `--tls-cert` a PEM file",
+                self.cert.display()
+            );
+        }
+        let key = PrivateKeyDer::from_pem_file(&self.key).with_context(|| {
+            format!(
+                "cannot read the TLS key `{}`; give `--tls-key` a PEM private key (PKCS#8, PKCS#1 or SEC1)",
+                self.key.display()
+            )
+        })?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .context("cannot set up TLS")?
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .with_context(|| {
+                format!(
+                    "the TLS key `{}` does not fit the certificate `{}`",
+                    self.key.display(),
+                    self.cert.display()
+                )
+            })?;
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+    }
 }
 
 impl Default for NodeOptions {
@@ -59,6 +114,7 @@ impl Default for NodeOptions {
             max_instances: 1000,
             admin_token: None,
             admin_hosts: Vec::new(),
+            tls: None,
         }
     }
 }
@@ -80,6 +136,8 @@ pub struct RunningNode {
     pub loaded: Vec<LoadReport>,
     /// The routes, most specific first.
     pub routes: Vec<RouteInfo>,
+    /// `https` under `--tls-cert`, else `http`.
+    pub scheme: &'static str,
     stop: watch::Sender<bool>,
     done: tokio::task::JoinHandle<bool>,
 }
@@ -161,6 +219,8 @@ pub async fn start(
             }),
     })?;
 
+    let tls = options.tls.as_ref().map(TlsFiles::acceptor).transpose()?;
+    let https = tls.is_some();
     let listener = TcpListener::bind(options.listen).await.with_context(|| {
         format!(
             "cannot listen on `{}`; pick another address with `--listen`",
@@ -200,6 +260,7 @@ pub async fn start(
         router,
         max_body: options.max_body,
         local_addr: addr,
+        https,
         functions,
         queues,
         topics: stores.topics.clone(),
@@ -223,7 +284,7 @@ pub async fn start(
         apps: BTreeMap::from([(app.name.clone(), app)]),
     });
     let done = tokio::spawn(async move {
-        let drained = serve(listener, state, stop_rx, options.grace).await;
+        let drained = serve(listener, state, tls, stop_rx, options.grace).await;
         // The node state (and with it every observer handle) is gone: flush the records.
         recorder_task.finish().await;
         drained
@@ -232,6 +293,7 @@ pub async fn start(
         addr,
         loaded,
         routes,
+        scheme: if https { "https" } else { "http" },
         stop,
         done,
     })
@@ -258,9 +320,13 @@ impl NodeState {
     }
 }
 
+/// How long a client has to complete the TLS handshake.
+const TLS_HANDSHAKE: Duration = Duration::from_secs(10);
+
 async fn serve(
     listener: TcpListener,
     state: Arc<NodeState>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     mut stop: watch::Receiver<bool>,
     grace: Duration,
 ) -> bool {
@@ -287,15 +353,32 @@ async fn serve(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let state = state.clone();
+                let node = state.clone();
                 let service = hyper::service::service_fn(move |req| {
-                    let state = state.clone();
-                    async move { Ok::<_, Infallible>(state.handle(req, peer).await) }
+                    let node = node.clone();
+                    async move { Ok::<_, Infallible>(node.handle(req, peer).await) }
                 });
-                let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                let conn = graceful.watch(conn);
+                let Some(tls) = tls.clone() else {
+                    let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                    let conn = graceful.watch(conn);
+                    tokio::spawn(async move {
+                        if let Err(err) = conn.await {
+                            tracing::debug!("connection from {peer} ended: {err}");
+                        }
+                    });
+                    continue;
+                };
+                // The handshake runs in the connection's task, bounded, so a slow or silent
+                // client never holds up the accept loop.
+                let (builder, watcher) = (builder.clone(), graceful.watcher());
                 tokio::spawn(async move {
-                    if let Err(err) = conn.await {
+                    let stream = match tokio::time::timeout(TLS_HANDSHAKE, tls.accept(stream)).await {
+                        Ok(Ok(stream)) => stream,
+                        Ok(Err(err)) => return tracing::debug!("TLS handshake with {peer} failed: {err}"),
+                        Err(_) => return tracing::debug!("TLS handshake with {peer} timed out"),
+                    };
+                    let conn = builder.serve_connection(TokioIo::new(stream), service);
+                    if let Err(err) = watcher.watch(conn.into_owned()).await {
                         tracing::debug!("connection from {peer} ended: {err}");
                     }
                 });

@@ -54,6 +54,8 @@ pub(crate) struct AppState {
     pub(crate) router: Router<Handler>,
     pub(crate) max_body: u64,
     pub(crate) local_addr: SocketAddr,
+    /// Served over TLS.
+    pub(crate) https: bool,
     pub(crate) functions: BTreeMap<String, Function>,
     pub(crate) queues: BTreeMap<String, Arc<QueueHandle>>,
     pub(crate) topics: BTreeMap<String, Arc<TopicHandle>>,

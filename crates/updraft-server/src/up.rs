@@ -11,7 +11,7 @@ use updraft_manifest::LoadedManifest;
 use updraft_triggers::AppTriggers;
 
 use crate::backends::RuntimeConfig;
-use crate::{AppPlan, AppStores, NodeOptions, RunningNode, Variables, admin_token};
+use crate::{AppPlan, AppStores, NodeOptions, RunningNode, TlsFiles, Variables, admin_token};
 
 /// How `up` runs the app.
 #[derive(Debug, Clone)]
@@ -26,6 +26,8 @@ pub struct UpOptions {
     pub runtime_config: Option<PathBuf>,
     /// Host names `/_updraft/` answers besides IP literals and `localhost`.
     pub admin_hosts: Vec<String>,
+    /// Serve HTTPS with these PEM files.
+    pub tls: Option<TlsFiles>,
 }
 
 /// Something `up` did on its way to serving, for the user to see.
@@ -92,6 +94,7 @@ pub async fn start(
         grace: options.grace,
         admin_token,
         admin_hosts: options.admin_hosts,
+        tls: options.tls,
         ..NodeOptions::default()
     };
     crate::metrics::handle();

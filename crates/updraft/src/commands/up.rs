@@ -5,8 +5,8 @@ use updraft_build::builder;
 use updraft_manifest::HumanDuration;
 use updraft_runtime::CacheOutcome;
 use updraft_server::backends::RuntimeConfig;
-use updraft_server::load_app;
 use updraft_server::up::{self, Up, UpEvent, UpOptions};
+use updraft_server::{TlsFiles, load_app};
 
 #[derive(Debug, clap::Args)]
 pub struct UpArgs {
@@ -35,6 +35,12 @@ pub struct UpArgs {
     /// through DNS rebinding.
     #[arg(long = "admin-host", value_name = "NAME")]
     pub admin_hosts: Vec<String>,
+    /// Serve HTTPS: the certificate chain (PEM), with `--tls-key`.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM), with `--tls-cert`.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 fn parse_store(value: &str) -> Result<String, String> {
@@ -59,6 +65,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         store: args.store,
         runtime_config: args.runtime_config,
         admin_hosts: args.admin_hosts,
+        tls: args
+            .tls_cert
+            .zip(args.tls_key)
+            .map(|(cert, key)| TlsFiles { cert, key }),
     };
     let Up {
         node,
@@ -94,8 +104,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             (None, None) => String::new(),
         };
         println!(
-            "  {:<12} http://{}{}  ->  {target}",
+            "  {:<12} {}://{}{}  ->  {target}",
             r.methods.join(","),
+            node.scheme,
             node.addr,
             r.route
         );
@@ -106,7 +117,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             println!("  {line}");
         }
     }
-    println!("listening on http://{}", node.addr);
+    println!("listening on {}://{}", node.scheme, node.addr);
 
     wait_for_signal().await;
     eprintln!("shutting down: finishing in-flight requests");

@@ -361,3 +361,134 @@ function = "kitchen"
     assert_eq!(s, 404, "the kitchen answers (no path-info op): {body}");
     assert!(body.contains("kitchen has no"), "{body}");
 }
+
+/// A self-signed certificate for `localhost` and 127.0.0.1, made with `openssl`.
+fn self_signed(app: &AppDir) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (cert, key) = (app.path().join("cert.pem"), app.path().join("key.pem"));
+    let out = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "2", "-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+        // A leaf, not a CA: webpki refuses a CA certificate as a server's own.
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .args(["-addext", "extendedKeyUsage=serverAuth"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (cert, key)
+}
+
+/// Sends one HTTP/1.1 GET over TLS, trusting only `ca`; returns the whole answer.
+async fn https_get(addr: &str, ca: &std::path::Path, path: &str) -> std::io::Result<String> {
+    use rustls_pki_types::pem::PemObject;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pki_types::CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = connector.connect(name, tcp).await?;
+    tls.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await?;
+    let mut answer = String::new();
+    tls.read_to_string(&mut answer).await?;
+    Ok(answer)
+}
+
+#[tokio::test]
+async fn tls_serves_functions_and_the_admin_api_over_https() {
+    let app = kitchen_app("");
+    let (cert, key) = self_signed(&app);
+    let server = updraft_test_support::Server::start(
+        crate::bin(),
+        app.path(),
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    assert!(server.base.starts_with("https://"), "{}", server.base);
+    let addr = server.base.trim_start_matches("https://").to_owned();
+    let answer = https_get(&addr, &cert, "/k/headers").await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        answer.contains(r#""uri":"https://"#),
+        "the function sees https: {answer}"
+    );
+    let answer = https_get(&addr, &cert, "/_updraft/healthz").await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // Nothing is served in clear on the TLS port.
+    let plain = client()
+        .get(format!("http://{addr}/k/headers"))
+        .send()
+        .await;
+    assert!(
+        plain.is_err() || plain.is_ok_and(|r| !r.status().is_success()),
+        "plain HTTP was served on the TLS port"
+    );
+    // And the listener is still up after a client that never finishes its handshake.
+    let _silent = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    assert!(
+        https_get(&addr, &cert, "/k/headers")
+            .await
+            .unwrap()
+            .starts_with("HTTP/1.1 200")
+    );
+}
+
+#[test]
+fn tls_files_that_do_not_fit_are_refused_with_the_file() {
+    let app = kitchen_app("");
+    let (cert, _) = self_signed(&app);
+    app.write("not-a-key.pem", "hello");
+    let out = updraft_test_support::run(
+        crate::bin(),
+        &[
+            "up",
+            app.path().to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            app.path().join("not-a-key.pem").to_str().unwrap(),
+        ],
+        Duration::from_secs(60),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("cannot read the TLS key")
+            && err.contains("not-a-key.pem")
+            && err.contains("--tls-key"),
+        "{err}"
+    );
+}
