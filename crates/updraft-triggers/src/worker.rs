@@ -146,6 +146,19 @@ pub fn spawn(
                     continue;
                 }
             };
+            // A delivery past the last attempt means earlier ones never settled: the process
+            // stopped during each run (a crash or a kill, perhaps caused by the message).
+            // Dead-letter it now instead of running it again forever.
+            let (leased, spent): (Vec<Leased>, Vec<Leased>) = leased
+                .into_iter()
+                .partition(|m| m.attempts <= delivery.max_attempts);
+            let dead_lettered = !spent.is_empty();
+            for m in spent {
+                dead_letter_unfinished(&queue, &m).await;
+            }
+            if leased.is_empty() && dead_lettered {
+                continue; // more may be ready behind them
+            }
             if leased.is_empty() {
                 tokio::select! {
                     _ = notified => {}
@@ -171,6 +184,22 @@ pub fn spawn(
         // Stop leasing; let running batches finish (the node's drain waits for them).
         let _ = slots.acquire_many(delivery.concurrency).await;
     })
+}
+
+/// Dead-letters a message whose earlier deliveries all ended without settling.
+async fn dead_letter_unfinished(queue: &QueueHandle, m: &Leased) {
+    let error = format!(
+        "delivered {} times without finishing: updraft stopped during each run (a crash or a kill), so the message may be what brings it down",
+        m.attempts - 1
+    );
+    tracing::error!(queue = %queue.name, message = %m.id, attempts = m.attempts, "dead-lettered: {error}");
+    if let Err(e) = queue
+        .store
+        .dead_letter(&queue.name, &m.id, &m.token, &error, now_us())
+        .await
+    {
+        tracing::error!(queue = %queue.name, message = %m.id, "cannot dead-letter: {e}");
+    }
 }
 
 /// Extends leases while work runs; stops when dropped (also on a panic).

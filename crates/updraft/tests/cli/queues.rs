@@ -371,3 +371,42 @@ async fn the_cli_and_the_admin_api_enqueue_cloudevents() {
     assert_eq!(r.status(), 400);
     assert!(r.text().await.unwrap().contains("source"));
 }
+
+/// A message whose every run ends with the process (here `kill -9` mid-run) is
+/// dead-lettered once its attempts are used up, instead of being leased forever.
+#[tokio::test]
+async fn a_message_that_never_finishes_is_dead_lettered_not_redelivered_forever() {
+    let app = crate::kitchen_and_worker(&APP.replace(
+        "max_attempts = 3\nbackoff = \"100ms\"\nmax_backoff = \"200ms\"\nlease = \"2s\"",
+        "max_attempts = 2\nbackoff = \"100ms\"\nmax_backoff = \"200ms\"\nlease = \"1s\"",
+    ));
+    let mut server = start(&app);
+    assert_eq!(enqueue(&server, "id=doomed", "sleep-600000").await, 202);
+    for attempt in 1..=2 {
+        let line = format!("handling doomed attempt {attempt} data sleep-600000");
+        assert!(
+            eventually(Duration::from_secs(60), async || server
+                .stdout
+                .text()
+                .contains(&line)
+                || server.stderr.text().contains(&line))
+            .await,
+            "attempt {attempt} never started"
+        );
+        server.signal(libc::SIGKILL);
+        drop(server);
+        server = start(&app);
+    }
+    // The third lease is past `max_attempts = 2`: dead-lettered, not run.
+    let dead = eventually(Duration::from_secs(60), async || {
+        let (_, body) = get(&server, "/_updraft/api/v1/queues/jobs/dead-letters").await;
+        body.contains("doomed") && body.contains("delivered 2 times without finishing")
+    })
+    .await;
+    assert!(dead, "the message was not dead-lettered");
+    assert!(
+        !server.stdout.text().contains("handling doomed attempt 3")
+            && !server.stderr.text().contains("handling doomed attempt 3"),
+        "the message ran a third time"
+    );
+}
