@@ -148,14 +148,29 @@ impl Server {
         Self::try_start(bin, dir, extra).unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// Like [`Server::start`], with extra environment variables.
+    pub fn start_with_env(bin: &str, dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::try_start_with_env(bin, dir, extra, env).unwrap_or_else(|e| panic!("{e}"))
+    }
+
     /// Like [`Server::start`], but returns what went wrong instead of panicking.
     pub fn try_start(bin: &str, dir: &Path, extra: &[&str]) -> Result<Self, String> {
+        Self::try_start_with_env(bin, dir, extra, &[])
+    }
+
+    fn try_start_with_env(
+        bin: &str,
+        dir: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Self, String> {
         let mut child = Command::new(bin)
             .arg("up")
             .arg(dir)
             .args(["--listen", "127.0.0.1:0"])
             .args(extra)
             .env("UPDRAFT_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

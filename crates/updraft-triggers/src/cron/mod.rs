@@ -330,10 +330,13 @@ async fn catch_up(plan: &CronPlan, store: &dyn ScheduleStore) {
 
 /// Claims occurrence `at` (one process wins), then queues its run unless the previous run
 /// is still queued or running.
+///
+/// A process that loses the claim queues the run too, keyed by the occurrence: the queue's
+/// dedup makes that a no-op when the winner queued it, and it is what runs the occurrence
+/// when the winner died between its claim and its enqueue.
 async fn fire(plan: &CronPlan, store: &dyn ScheduleStore, at: DateTime<Tz>, past_due: bool) {
-    match store.claim(&plan.key, micros(&at), &plan.claimant).await {
-        Ok(true) => {}
-        Ok(false) => return, // another process has it
+    let won = match store.claim(&plan.key, micros(&at), &plan.claimant).await {
+        Ok(won) => won,
         Err(e) => {
             tracing::error!(
                 function = plan.function,
@@ -341,21 +344,39 @@ async fn fire(plan: &CronPlan, store: &dyn ScheduleStore, at: DateTime<Tz>, past
             );
             return;
         }
+    };
+    if won && failpoint("cron-after-claim") {
+        // Tests arm this to die between the claim and the enqueue.
+        std::process::abort();
     }
     let queue = &plan.queue;
     match queue.store.depth(&queue.name, now_us()).await {
-        Ok(depth) if depth.ready + depth.waiting > 0 => tracing::warn!(
-            function = plan.function,
-            "skipping the {at} run of cron `{}`: the previous run is still going",
-            plan.schedule
-        ),
+        Ok(depth) if depth.ready + depth.waiting > 0 => {
+            if won {
+                tracing::warn!(
+                    function = plan.function,
+                    "skipping the {at} run of cron `{}`: the previous run is still going",
+                    plan.schedule
+                );
+            }
+        }
         Ok(_) => enqueue(plan, &at, past_due).await,
         Err(e) => {
-            // Claimed, so nobody else will run it: better a possible overlap than a lost run.
+            // Whether the previous run is going is unknown: better an overlap than a lost run.
             tracing::warn!(function = plan.function, "cannot read the cron queue: {e}");
             enqueue(plan, &at, past_due).await;
         }
     }
+}
+
+/// Whether the failure point `name` is armed (`UPDRAFT_FAILPOINT=<name>`): tests use it
+/// to kill a process at a precise step. Never set in production.
+fn failpoint(name: &str) -> bool {
+    static ARMED: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    ARMED
+        .get_or_init(|| std::env::var("UPDRAFT_FAILPOINT").ok())
+        .as_deref()
+        == Some(name)
 }
 
 /// Queues the run of occurrence `at`, keyed by the occurrence.

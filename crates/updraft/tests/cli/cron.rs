@@ -331,3 +331,52 @@ async fn ls_shows_each_cron_trigger_with_its_last_and_next_run() {
         "{line}"
     );
 }
+
+/// A process that dies between claiming an occurrence and queueing its run (a failure point
+/// armed in it) does not lose the run: the other process on the same state runs it, once.
+#[tokio::test]
+async fn a_claim_whose_process_dies_before_the_enqueue_still_runs_once() {
+    let app = app("* * * * * *");
+    let b = start(&app);
+    let mut a = Server::start_with_env(
+        bin(),
+        app.path(),
+        &[],
+        &[("UPDRAFT_FAILPOINT", "cron-after-claim")],
+    );
+    let claimant = format!("{}:{}", a.base.trim_start_matches("http://"), a.pid());
+    // `a` aborts right after the first occurrence it wins.
+    assert!(
+        a.wait(Duration::from_secs(90)).is_some(),
+        "the armed process never won a claim"
+    );
+    let state = rusqlite::Connection::open(app.path().join(".updraft/state.db")).unwrap();
+    let lost: Vec<i64> = state
+        .prepare("SELECT occurrence_us FROM cron_claims WHERE claimant = ?1")
+        .unwrap()
+        .query_map([&claimant], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(lost.len(), 1, "claims of {claimant}: {lost:?}");
+    let id = format!("seen/cron/worker/{}", lost[0]);
+    assert!(
+        eventually(Duration::from_secs(60), async || runs(&b)
+            .await
+            .0
+            .contains(&id))
+        .await,
+        "the occurrence claimed by the dead process never ran: {:?}",
+        runs(&b).await.0
+    );
+    // Once: the handled count matches the distinct occurrences.
+    assert!(
+        eventually(Duration::from_secs(30), async || {
+            let (ids, count) = runs(&b).await;
+            ids.len() as u64 == count
+        })
+        .await,
+        "an occurrence ran twice: {:?}",
+        runs(&b).await
+    );
+}
