@@ -34,6 +34,33 @@ fn log(invocation: &str, function: &str, line: &str, time_us: i64) -> LogRow {
 /// Runs the suite. `make` returns a fresh, empty store each call.
 pub async fn run(mut make: impl FnMut() -> Arc<dyn RecordStore>) {
     page_filter_follow_and_prune(make()).await;
+    pruning_many_rows_removes_them_all(make()).await;
+}
+
+/// More expired rows than a backend prunes at once (SQLite: 2,000 a write) all go, and the
+/// young ones stay.
+async fn pruning_many_rows_removes_them_all(store: Arc<dyn RecordStore>) {
+    let old: Vec<LogRow> = (0..5_000).map(|i| log("old", "f", "x", i)).collect();
+    let invocations: Vec<InvocationRow> =
+        (0..4_500).map(|i| inv(&format!("i{i}"), "f", i)).collect();
+    store.append(invocations, old).await.expect("append");
+    store
+        .append(
+            vec![inv("young", "f", 10_000)],
+            vec![log("young", "f", "y", 10_000)],
+        )
+        .await
+        .expect("append");
+    assert_eq!(store.prune(5_000, 5_000).await.expect("prune"), 9_500);
+    let left = store
+        .logs(LogQuery {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .expect("logs");
+    assert_eq!(left.len(), 1);
+    assert!(store.invocation("young").await.expect("get").is_some());
 }
 
 async fn page_filter_follow_and_prune(store: Arc<dyn RecordStore>) {

@@ -149,13 +149,14 @@ impl AsyncStore for SqliteAsyncJobs {
     }
 
     async fn prune(&self, before_us: i64) -> Result<u64, StoreError> {
-        self.db
-            .write(move |c| {
-                c.execute("DELETE FROM async_jobs WHERE finished_us < ?1", [before_us])
-                    .map(|n| n as u64)
-                    .map_err(backend)
-            })
-            .await
+        // In batches: a day of stored requests and answers can be large.
+        super::delete_in_batches(
+            &self.db,
+            "DELETE FROM async_jobs WHERE id IN (
+                 SELECT id FROM async_jobs WHERE finished_us < ?1 LIMIT ?2)",
+            before_us,
+        )
+        .await
     }
 }
 

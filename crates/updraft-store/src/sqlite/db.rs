@@ -1,10 +1,10 @@
 //! One SQLite file: a writer thread that commits queued writes together, and readers.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OpenFlags};
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::StoreError;
 
@@ -12,6 +12,9 @@ use crate::StoreError;
 const MAX_GROUP: usize = 512;
 /// Idle reader connections kept open.
 const MAX_IDLE_READERS: usize = 4;
+/// Writes waiting for the writer thread; more callers wait for room (backpressure)
+/// instead of queueing without bound.
+const MAX_QUEUED_WRITES: usize = 4_096;
 
 type Completion = Box<dyn FnOnce(Option<&StoreError>) + Send>;
 type Job = Box<dyn FnOnce(&mut Connection) -> Completion + Send>;
@@ -103,7 +106,7 @@ impl Db {
         }
         let mut conn = open_connection(path, true, guard)?;
         setup(&mut conn).map_err(backend)?;
-        let (tx, rx) = mpsc::channel::<Job>();
+        let (tx, rx) = mpsc::channel::<Job>(MAX_QUEUED_WRITES);
         let name = format!(
             "sqlite-writer-{}",
             path.file_name()
@@ -158,6 +161,7 @@ impl Db {
             .ok_or_else(|| StoreError::Backend("database is closed".into()))?;
         sender
             .send(job)
+            .await
             .map_err(|_| StoreError::Backend("the writer thread has stopped".into()))?;
         rx.await.map_err(|_| {
             E::from(StoreError::Backend(
@@ -206,8 +210,8 @@ fn run_in_savepoint<R, E: From<StoreError>>(
     Ok(r)
 }
 
-fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>) {
-    while let Ok(first) = rx.recv() {
+fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Job>) {
+    while let Some(first) = rx.blocking_recv() {
         let mut jobs = vec![first];
         while jobs.len() < MAX_GROUP {
             match rx.try_recv() {

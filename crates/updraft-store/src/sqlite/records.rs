@@ -200,20 +200,22 @@ impl RecordStore for SqliteRecords {
         invocations_before_us: i64,
         logs_before_us: i64,
     ) -> Result<u64, StoreError> {
-        self.db
-            .write(move |c| {
-                let a = c
-                    .execute(
-                        "DELETE FROM invocations WHERE started_us < ?1",
-                        [invocations_before_us],
-                    )
-                    .map_err(backend)?;
-                let b = c
-                    .execute("DELETE FROM logs WHERE time_us < ?1", [logs_before_us])
-                    .map_err(backend)?;
-                Ok((a + b) as u64)
-            })
-            .await
+        // In batches, each its own write: an hour of busy logs must not hold the writer
+        // (and with it every ack and 202 of the node) in one long transaction.
+        let invocations = super::delete_in_batches(
+            &self.db,
+            "DELETE FROM invocations WHERE id IN (
+                 SELECT id FROM invocations WHERE started_us < ?1 LIMIT ?2)",
+            invocations_before_us,
+        )
+        .await?;
+        let logs = super::delete_in_batches(
+            &self.db,
+            "DELETE FROM logs WHERE seq IN (SELECT seq FROM logs WHERE time_us < ?1 LIMIT ?2)",
+            logs_before_us,
+        )
+        .await?;
+        Ok(invocations + logs)
     }
 }
 
