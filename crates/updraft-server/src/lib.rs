@@ -1,12 +1,18 @@
 //! Composes a node: the gateway's route table in front of the runtime's functions, the
 //! reserved `/_updraft/` endpoints, metrics, and the graceful drain.
 //!
-//! The CLI calls [`load_app`], [`Variables::resolve`], [`AppPlan::new`] and
-//! [`node::start`];
-//! nothing here parses command lines or prints for humans.
+//! The CLI calls [`load_app`] and [`up::start`] (or [`Variables::resolve`],
+//! [`AppPlan::new`] and [`node::start`] one by one); nothing here parses command lines or
+//! prints for humans.
 //!
-//! Triggers are not here: each kind is a folder of `updraft-triggers` and a line in its
-//! registry; the node starts them all with its stop signal ([`updraft_triggers::AppTriggers`]).
+//! Where to add things:
+//! * a trigger kind: not here; a folder of `updraft-triggers` and a line in its registry;
+//!   the node starts them all with its stop signal ([`updraft_triggers::AppTriggers`]);
+//! * a state or sql backend: a type implementing [`backends::StateBackend`] or
+//!   [`backends::SqlBackend`] and a line in [`backends::STATE_BACKENDS`] /
+//!   [`backends::SQL_BACKENDS`];
+//! * an admin endpoint: a handler in its resource's module under [`api`], a `.route` line
+//!   in its router and its name in [`api::ApiDoc`].
 
 mod admin;
 pub mod admin_token;

@@ -7,9 +7,13 @@
 //! * [`SqlStore`]: a user database (`[sql.<label>]`), one SQLite file each on the embedded
 //!   backend, never the platform's own file.
 //!
+//! * [`QueueStore`], [`TopicStore`], [`ScheduleStore`]: queues, topic logs, cron claims;
+//!   [`RecordStore`], [`AsyncStore`]: a node's invocation records and async invocations.
+//!
 //! The traits use no backend types. A backend is done when its conformance suite
-//! ([`conformance`]) passes against the real thing: add a module with the backend, and a test
-//! that calls `conformance::kv::run` (or `sql::run`) with a factory for it.
+//! ([`conformance`]) passes against the real thing: add a module with the backend, a test
+//! that calls `conformance::<trait>::run` with a factory for it, and register its maker in
+//! `updraft-server`'s `backends` (one line).
 
 pub mod asyncjobs;
 pub mod conformance;

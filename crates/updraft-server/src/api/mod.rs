@@ -8,7 +8,7 @@
 //! extensions; `admin::scope_to_app` resolves `apps/<app>` (or the only app, for the
 //! unscoped aliases `updraft up` keeps) before routing. To add an endpoint: a handler in
 //! its resource's module with `#[utoipa::path]` on the app-scoped path, one `.route` line
-//! in [`router`], and its name in [`ApiDoc`].
+//! in `router`, and its name in [`ApiDoc`].
 
 mod functions;
 mod invocations;
