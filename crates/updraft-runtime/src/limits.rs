@@ -20,6 +20,11 @@ impl Limiter {
             hit_memory_cap: false,
         }
     }
+
+    /// Bytes of linear memory one instance may have.
+    pub(crate) fn memory_cap(&self) -> usize {
+        self.memory_cap
+    }
 }
 
 impl ResourceLimiter for Limiter {

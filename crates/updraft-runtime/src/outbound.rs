@@ -75,10 +75,12 @@ impl WasiHttpHooks for OutboundPolicy {
     }
 }
 
+/// `scheme://authority` of `uri`, as a denial logs it (the authority cut short: a guest
+/// chooses its length).
 fn authority_of(uri: &http::Uri) -> String {
     format!(
         "{}://{}",
         uri.scheme_str().unwrap_or("https"),
-        uri.authority().map(|a| a.as_str()).unwrap_or("")
+        crate::host::shown(uri.authority().map(|a| a.as_str()).unwrap_or(""))
     )
 }

@@ -7,11 +7,13 @@ use wasmtime::component::Resource;
 
 use super::generated::updraft::platform::kv as platform_kv;
 use super::generated::wasi::keyvalue::{atomics, batch, store};
-use super::{Denied, lookup};
+use super::{Denied, lookup, shown};
 use crate::state::InvocationState;
 
 /// Keys per `list-keys` page.
 const LIST_PAGE: u32 = 1000;
+/// Keys `get-many` reads from the store at a time.
+const GET_MANY_CHUNK: usize = 16;
 
 /// An open kv store, as a guest holds it.
 pub struct Bucket {
@@ -49,12 +51,13 @@ impl store::Host for InvocationState {
                         "is not in its `kv` list; add it to `kv = [...]`",
                     ),
                 };
+                let name = shown(&identifier);
                 tracing::warn!(
                     function = %self.outbound.function,
                     invocation = %self.outbound.invocation,
-                    "function `{}` opened kv store `{identifier}`, which {}",
+                    "function `{}` opened kv store `{name}`, which {}",
                     self.outbound.function,
-                    why.replace("LABEL", &identifier)
+                    why.replace("LABEL", &name)
                 );
                 return Ok(Err(err));
             }
@@ -173,12 +176,31 @@ impl batch::Host for InvocationState {
         keys: Vec<String>,
     ) -> wasmtime::Result<Result<Vec<Option<(String, Vec<u8>)>>, store::Error>> {
         let store = self.bucket(&b)?.store.clone();
-        Ok(store.get_many(&keys).await.map_err(error).map(|values| {
-            keys.into_iter()
-                .zip(values)
-                .map(|(k, v)| v.map(|v| (k, v)))
-                .collect()
-        }))
+        // The answer must fit in the guest's memory. Reading it all first would let a few
+        // bytes of repeated keys make the host hold one copy of a large value per key.
+        let budget = self.limiter.memory_cap();
+        let mut out = Vec::new();
+        let mut total = 0usize;
+        for chunk in keys.chunks(GET_MANY_CHUNK) {
+            let values = match store.get_many(chunk).await {
+                Ok(values) => values,
+                Err(e) => return Ok(Err(error(e))),
+            };
+            for (key, value) in chunk.iter().zip(values) {
+                total = total
+                    .saturating_add(key.len())
+                    .saturating_add(value.as_ref().map_or(0, Vec::len));
+                if total > budget {
+                    return Ok(Err(store::Error::Other(format!(
+                        "get-many of {} keys reads more than the function's memory limit of {} MiB; read fewer keys at a time",
+                        keys.len(),
+                        budget >> 20
+                    ))));
+                }
+                out.push(value.map(|v| (key.clone(), v)));
+            }
+        }
+        Ok(Ok(out))
     }
 
     async fn set_many(

@@ -8,7 +8,7 @@ use updraft_store::{Event, NewMessage, QueueStore, Subscription, TopicStore};
 
 use super::generated::updraft::platform::messaging::{self as wit, Error};
 use super::generated::updraft::platform::types;
-use super::{Denied, lookup};
+use super::{Denied, lookup, shown};
 use crate::state::InvocationState;
 
 /// Largest event (data plus attributes) a queue takes.
@@ -150,6 +150,7 @@ impl wit::Host for InvocationState {
         let handle = match lookup(&self.resources.queues, &queue) {
             Ok(h) => h,
             Err(denied) => {
+                let queue = shown(&queue);
                 let err = match denied {
                     Denied::Unknown => Error::NoSuchQueue(format!(
                         "queue `{queue}` is not declared; add a `[queue.{queue}]` table to updraft.toml"
@@ -205,6 +206,7 @@ impl wit::Host for InvocationState {
         let handle = match lookup(&self.resources.topics, &topic) {
             Ok(h) => h,
             Err(denied) => {
+                let topic = shown(&topic);
                 let err = match denied {
                     Denied::Unknown => Error::NoSuchTopic(format!(
                         "topic `{topic}` is not declared; add a `[topic.{topic}]` table to updraft.toml"

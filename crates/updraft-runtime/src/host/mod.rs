@@ -82,6 +82,20 @@ fn allowed<T: ?Sized>(m: &BTreeMap<String, Option<Arc<T>>>) -> Vec<&str> {
         .collect()
 }
 
+/// Characters of a name chosen by a guest that a log line or message repeats.
+const SHOWN_NAME_CHARS: usize = 100;
+
+/// A guest-chosen name (a label, a queue, a host) as denials log it: cut after
+/// [`SHOWN_NAME_CHARS`] characters, so a guest cannot turn each refusal into megabytes of log.
+pub(crate) fn shown(name: &str) -> std::borrow::Cow<'_, str> {
+    match name.char_indices().nth(SHOWN_NAME_CHARS) {
+        None => std::borrow::Cow::Borrowed(name),
+        Some((cut, _)) => {
+            std::borrow::Cow::Owned(format!("{}… ({} bytes)", &name[..cut], name.len()))
+        }
+    }
+}
+
 /// Why a label cannot be opened.
 pub(crate) enum Denied {
     /// The app declares no such label.

@@ -6,7 +6,7 @@ use updraft_store::{SqlError, SqlStore, Value};
 use wasmtime::component::Resource;
 
 use super::generated::updraft::platform::sql::{self as wit, Error};
-use super::{Denied, lookup};
+use super::{Denied, lookup, shown};
 use crate::state::InvocationState;
 
 /// An open database, as a guest holds it.
@@ -72,6 +72,7 @@ impl wit::HostConnection for InvocationState {
         let store = match lookup(&self.resources.sql, &label) {
             Ok(s) => s,
             Err(denied) => {
+                let label = shown(&label);
                 let err = match denied {
                     Denied::Unknown => Error::NoSuchDatabase(format!(
                         "sql database `{label}` is not declared; add a `[sql.{label}]` table to updraft.toml"

@@ -11,6 +11,7 @@ mod async_jobs;
 mod cluster;
 mod cron;
 mod errors;
+mod escape;
 mod lifecycle;
 mod limits;
 mod new;
