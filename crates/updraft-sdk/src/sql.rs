@@ -82,6 +82,16 @@ impl Database {
             .map_err(err)
     }
 
+    /// Runs several statements, each with its parameters, in one transaction; returns the
+    /// rows each changed. All or nothing.
+    pub fn batch(&self, statements: &[(&str, Vec<Value>)]) -> Result<Vec<u64>> {
+        let statements: Vec<(String, Vec<Value>)> = statements
+            .iter()
+            .map(|(sql, params)| ((*sql).to_owned(), params.clone()))
+            .collect();
+        self.conn.batch(&statements).map_err(err)
+    }
+
     /// Runs one statement per parameter row, in one transaction.
     pub fn execute_many(&self, statement: &str, rows: &[Vec<Value>]) -> Result<u64> {
         self.conn.execute_many(statement, rows).map_err(err)

@@ -104,6 +104,10 @@ pub trait SqlStore: Send + Sync + 'static {
     /// Runs one statement once per parameter row, all in one transaction; returns the rows
     /// changed in total. On error nothing is changed.
     async fn execute_many(&self, sql: &str, rows: Vec<Vec<Value>>) -> Result<u64, SqlError>;
+    /// Runs several statements, each with its parameters, in order and in one transaction;
+    /// returns the rows each changed. On error nothing is changed, and the error says which
+    /// statement failed.
+    async fn batch(&self, statements: Vec<(String, Vec<Value>)>) -> Result<Vec<u64>, SqlError>;
     /// Applies the migrations not applied before, in order, each in its own transaction;
     /// returns the names it applied.
     async fn migrate(&self, migrations: Vec<Migration>) -> Result<Vec<String>, SqlError>;

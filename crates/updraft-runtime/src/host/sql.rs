@@ -149,6 +149,19 @@ impl wit::HostConnection for InvocationState {
             .map_err(|e| self.sql_error(e)))
     }
 
+    async fn batch(
+        &mut self,
+        c: Resource<Connection>,
+        statements: Vec<(String, Vec<wit::Value>)>,
+    ) -> wasmtime::Result<Result<Vec<u64>, Error>> {
+        let store = self.connection(&c)?;
+        let statements = statements
+            .into_iter()
+            .map(|(sql, params)| (sql, params.into_iter().map(to_store).collect()))
+            .collect();
+        Ok(store.batch(statements).await.map_err(|e| self.sql_error(e)))
+    }
+
     async fn drop(&mut self, c: Resource<Connection>) -> wasmtime::Result<()> {
         self.table.delete(c)?;
         Ok(())

@@ -181,6 +181,41 @@ async fn bulk_loads_are_atomic(db: Arc<dyn SqlStore>) {
         .await
         .expect("count");
     assert_eq!(count.rows[0][0], Value::Int(1000));
+    // A batch of statements is one transaction too: the failing third undoes the first two.
+    let changed = db
+        .batch(vec![
+            (
+                "UPDATE t SET v = $1 WHERE id < 10".into(),
+                vec![Value::Text("a".into())],
+            ),
+            ("DELETE FROM t WHERE id >= $1".into(), vec![Value::Int(990)]),
+        ])
+        .await
+        .expect("batch");
+    assert_eq!(changed, [10, 10]);
+    let err = db
+        .batch(vec![
+            ("DELETE FROM t WHERE id < 100".into(), vec![]),
+            ("UPDATE t SET v = 'b'".into(), vec![]),
+            ("UPDATE t SET v = NULL WHERE id = 500".into(), vec![]),
+        ])
+        .await
+        .expect_err("constraint");
+    assert!(
+        err.to_string().contains("statement #2") && err.to_string().contains("NOT NULL"),
+        "{err}"
+    );
+    let count = db
+        .query("SELECT count(*), min(id) FROM t WHERE v = 'a'", vec![])
+        .await
+        .expect("count");
+    assert_eq!(count.rows[0], [Value::Int(10), Value::Int(0)]);
+    // Transaction control inside a batch is refused like anywhere else.
+    let err = db
+        .batch(vec![("COMMIT".into(), vec![])])
+        .await
+        .expect_err("commit");
+    assert!(matches!(err, SqlError::Refused { .. }), "{err:?}");
 }
 
 async fn migrations_apply_once(db: Arc<dyn SqlStore>) {

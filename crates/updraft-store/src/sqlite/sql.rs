@@ -274,6 +274,30 @@ impl SqlStore for SqliteSql {
             .map_err(|e| self.labelled(e))
     }
 
+    async fn batch(&self, statements: Vec<(String, Vec<Value>)>) -> Result<Vec<u64>, SqlError> {
+        let cancel = Cancel::default();
+        let _cancel_when_dropped = cancel.on_drop();
+        self.db
+            .write(move |c| {
+                guest(&cancel, || {
+                    statements
+                        .iter()
+                        .enumerate()
+                        .map(|(i, (sql, params))| {
+                            run_execute(c, sql, params).map_err(|e| match e {
+                                JobError::Statement(m) => {
+                                    JobError::Statement(format!("statement #{i} of the batch: {m}"))
+                                }
+                                other => other,
+                            })
+                        })
+                        .collect()
+                })
+            })
+            .await
+            .map_err(|e| self.labelled(e))
+    }
+
     async fn migrate(&self, migrations: Vec<Migration>) -> Result<Vec<String>, SqlError> {
         let mut applied = Vec::new();
         for m in migrations {

@@ -463,3 +463,47 @@ async fn guest_sql_is_cut_off_at_the_deadline_and_results_are_capped() {
     .await;
     assert_eq!(s, 200, "{body}");
 }
+
+/// `batch`: several statements in one transaction from a guest; a failing one undoes the
+/// others and is named.
+#[tokio::test]
+async fn a_guest_batch_is_one_transaction() {
+    let app = app();
+    let server = start(&app);
+    let batch = |statements: serde_json::Value| json!({ "batch": statements }).to_string();
+    let (s, body) = post(
+        &server,
+        "/k/sql/batch?db=orders",
+        batch(json!([
+            { "sql": "INSERT INTO items (name, price) VALUES ($1, $2)", "params": ["a", 1] },
+            { "sql": "UPDATE items SET price = price * 2 WHERE name = $1", "params": ["a"] },
+        ])),
+    )
+    .await;
+    assert_eq!((s, body.as_str()), (200, r#"{"changed":[1,1]}"#));
+    let (s, body) = post(
+        &server,
+        "/k/sql/batch?db=orders",
+        batch(json!([
+            { "sql": "DELETE FROM items", "params": [] },
+            { "sql": "INSERT INTO items (name) VALUES (NULL)", "params": [] },
+        ])),
+    )
+    .await;
+    assert_eq!(s, 400, "{body}");
+    assert!(
+        body.contains("statement #1") && body.contains("NOT NULL"),
+        "{body}"
+    );
+    let (_, body) = sql(
+        &server,
+        "query",
+        "SELECT name, price FROM items ORDER BY id",
+        json!([]),
+    )
+    .await;
+    assert!(
+        body.contains(r#"[["seed",1.5],["a",2.0]]"#),
+        "nothing was deleted: {body}"
+    );
+}

@@ -258,7 +258,7 @@ async fn kv(
     }
 }
 
-/// `/sql/{execute,query}?db=D` with a JSON body `{"sql": "...", "params": [...]}`.
+/// `/sql/{execute,query,batch}?db=D` with a JSON body `{"sql": "...", "params": [...]}`.
 async fn sql(
     op: &str,
     q: &BTreeMap<String, String>,
@@ -272,20 +272,42 @@ async fn sql(
     let mut body = req.into_body();
     let input: serde_json::Value = body.json().await?;
     let statement = input["sql"].as_str().unwrap_or_default().to_owned();
-    let params: Vec<Value> = input["params"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|p| match p {
-            serde_json::Value::Null => Value::Null,
-            serde_json::Value::Number(n) if n.is_i64() => Value::Integer(n.as_i64().unwrap_or(0)),
-            serde_json::Value::Number(n) => Value::Real(n.as_f64().unwrap_or(0.0)),
-            serde_json::Value::String(s) => Value::Text(s),
-            other => Value::Text(other.to_string()),
-        })
-        .collect();
+    let params_of = |input: &serde_json::Value| -> Vec<Value> {
+        input["params"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| match p {
+                serde_json::Value::Null => Value::Null,
+                serde_json::Value::Number(n) if n.is_i64() => {
+                    Value::Integer(n.as_i64().unwrap_or(0))
+                }
+                serde_json::Value::Number(n) => Value::Real(n.as_f64().unwrap_or(0.0)),
+                serde_json::Value::String(s) => Value::Text(s),
+                other => Value::Text(other.to_string()),
+            })
+            .collect()
+    };
+    let params = params_of(&input);
     let out = match op {
+        // `{"batch": [{"sql": …, "params": […]}, …]}`: one transaction.
+        "/sql/batch" => {
+            let statements: Vec<(String, Vec<Value>)> = input["batch"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .map(|s| {
+                    (
+                        s["sql"].as_str().unwrap_or_default().to_owned(),
+                        params_of(s),
+                    )
+                })
+                .collect();
+            conn.batch(&statements)
+                .map(|changed| serde_json::json!({ "changed": changed }))
+        }
         "/sql/execute" => conn
             .execute(&statement, &params)
             .map(|n| serde_json::json!({ "changed": n })),
