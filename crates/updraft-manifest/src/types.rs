@@ -190,6 +190,48 @@ pub struct Function {
     /// How many instances may run at once; more requests get 503 + `Retry-After`.
     #[serde(default)]
     pub max_concurrency: Option<u32>,
+    /// Whether `Prefer: respond-async` requests are stored and run later (202): `true`, or
+    /// `{ max_queued, max_bytes, keep_headers }`. Without it the preference is ignored and
+    /// the request runs at once.
+    #[serde(default, rename = "async")]
+    pub async_: Option<AsyncSetting>,
+}
+
+/// `async = true | { max_queued = 1000, max_bytes = "256MiB", keep_headers = [...] }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum AsyncSetting {
+    /// `async = true` (the defaults) or `false`.
+    On(bool),
+    /// The caps and headers, spelled out.
+    With(AsyncLimits),
+}
+
+/// Caps on a function's stored async invocations (DESIGN §9 defaults).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AsyncLimits {
+    /// Invocations stored and not finished at most (default 1,000); past it, 503.
+    #[serde(default)]
+    pub max_queued: Option<u32>,
+    /// Request bytes stored and not finished at most (default `"256MiB"`); past it, 503.
+    #[serde(default)]
+    pub max_bytes: Option<ByteSize>,
+    /// Request headers kept with the stored request besides the usual ones; `authorization`
+    /// and `cookie` are dropped unless listed here.
+    #[serde(default)]
+    pub keep_headers: Vec<String>,
+}
+
+/// What an async-enabled function allows, with defaults applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AsyncPolicy {
+    /// Unfinished invocations at most.
+    pub max_queued: u32,
+    /// Unfinished request bytes at most.
+    pub max_bytes: u64,
+    /// Sensitive headers to keep, lowercase.
+    pub keep_headers: Vec<String>,
 }
 
 impl Function {
@@ -206,6 +248,24 @@ impl Function {
     /// The concurrency cap in force.
     pub fn concurrency(&self) -> u32 {
         self.max_concurrency.unwrap_or(DEFAULT_MAX_CONCURRENCY)
+    }
+
+    /// Its async policy, or `None` when `Prefer: respond-async` is to be ignored.
+    pub fn async_policy(&self) -> Option<AsyncPolicy> {
+        let limits = match &self.async_ {
+            None | Some(AsyncSetting::On(false)) => return None,
+            Some(AsyncSetting::On(true)) => AsyncLimits::default(),
+            Some(AsyncSetting::With(limits)) => limits.clone(),
+        };
+        Some(AsyncPolicy {
+            max_queued: limits.max_queued.unwrap_or(1_000),
+            max_bytes: limits.max_bytes.map_or(256 << 20, |b| b.0),
+            keep_headers: limits
+                .keep_headers
+                .iter()
+                .map(|h| h.to_ascii_lowercase())
+                .collect(),
+        })
     }
 }
 

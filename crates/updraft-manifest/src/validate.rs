@@ -107,6 +107,14 @@ fn function(m: &Manifest, id: &str, f: &Function) -> Result<(), ManifestError> {
             "the build command is empty; give the command that produces `source`, or drop `[build]`",
         ));
     }
+    if let Some(crate::types::AsyncSetting::With(limits)) = &f.async_
+        && limits.max_queued == Some(0)
+    {
+        return Err(ManifestError::invalid(
+            key("async.max_queued"),
+            "must be at least 1; to refuse async invocations, drop `async`",
+        ));
+    }
     if f.max_concurrency == Some(0) {
         return Err(ManifestError::invalid(
             key("max_concurrency"),

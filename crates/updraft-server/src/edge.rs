@@ -14,6 +14,8 @@ use updraft_gateway::{Body, BoxError, Lookup, error_response};
 use updraft_runtime::{HttpError, HttpFunction, HttpInvocation, InvokeError};
 use updraft_triggers::async_jobs;
 
+use updraft_manifest::AsyncPolicy;
+
 use crate::body_limit::LimitedBody;
 use crate::state::{AppState, Handler};
 
@@ -95,11 +97,19 @@ impl AppState {
         // it to its length); only a streamed one can, after the answer has started.
         let streamed = declared.is_none() && !req.body().is_end_stream();
         headers.apply(req.headers_mut());
-        if wants_async(req.headers()) {
-            return self.submit_async(function, req, id).await;
+        // `Prefer` is a preference: a function that did not opt in runs at once.
+        if wants_async(req.headers())
+            && let Some(policy) = self.async_policies.get(function.id())
+        {
+            return self.submit_async(function, policy, req, id).await;
         }
-        if !req.headers().contains_key(header::HOST) {
-            // HTTP/2 carries the host in `:authority`; HTTP/1.0 may carry none.
+        if req
+            .headers()
+            .get(header::HOST)
+            .is_none_or(HeaderValue::is_empty)
+        {
+            // HTTP/2 carries the host in `:authority`; HTTP/1.0 may carry none, and a request
+            // without an authority sends an empty one (RFC 9112 §3.2).
             let host = req
                 .uri()
                 .authority()
@@ -151,6 +161,7 @@ impl AppState {
     async fn submit_async<B>(
         &self,
         function: &HttpFunction,
+        policy: &AsyncPolicy,
         req: Request<B>,
         id: Arc<str>,
     ) -> Response<Body>
@@ -158,9 +169,57 @@ impl AppState {
         B: http_body::Body<Data = bytes::Bytes> + Send + Unpin + 'static,
         B::Error: Into<HttpError>,
     {
+        let (queued, queued_bytes) = match self.async_jobs.pending(function.id()).await {
+            Ok(pending) => pending,
+            Err(e) => {
+                return self.async_unavailable(
+                    &format!("cannot count the waiting async invocations: {e}"),
+                    &id,
+                );
+            }
+        };
+        if queued >= u64::from(policy.max_queued) {
+            return self.async_unavailable(
+                &format!(
+                    "function `{}` has {queued} async invocations waiting, its `async.max_queued`; try again later",
+                    function.id()
+                ),
+                &id,
+            );
+        }
+        let room = policy.max_bytes.saturating_sub(queued_bytes);
         let (parts, mut body) = req.into_parts();
         let mut bytes = Vec::new();
-        while let Some(frame) = body.frame().await {
+        let deadline = tokio::time::Instant::now() + ASYNC_BODY_DEADLINE;
+        loop {
+            let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+                Ok(Some(frame)) => frame,
+                Ok(None) => break,
+                Err(_) => {
+                    return error_response(
+                        StatusCode::REQUEST_TIMEOUT,
+                        &format!(
+                            "the request body was not received within {}s; send it faster or without `Prefer: respond-async`",
+                            ASYNC_BODY_DEADLINE.as_secs()
+                        ),
+                        Some(&id),
+                    );
+                }
+            };
+            if let Ok(frame) = &frame
+                && let Some(data) = frame.data_ref()
+                && (bytes.len() + data.len()) as u64 > room
+                && (bytes.len() + data.len()) as u64 <= self.max_body
+            {
+                return self.async_unavailable(
+                    &format!(
+                        "function `{}` holds {queued_bytes} bytes of waiting async requests, near its `async.max_bytes` of {}; try again later",
+                        function.id(),
+                        policy.max_bytes
+                    ),
+                    &id,
+                );
+            }
             match frame {
                 Ok(frame) => {
                     if let Some(data) = frame.data_ref() {
@@ -170,8 +229,18 @@ impl AppState {
                         bytes.extend_from_slice(data);
                     }
                 }
-                // The body limit, or a client that went away.
-                Err(_) => return self.too_large(&id),
+                Err(e) => {
+                    return match e.into() {
+                        HttpError::HttpRequestBodySize(_) => self.too_large(&id),
+                        // Bad chunked framing, or a client that went away before the length
+                        // it announced.
+                        e => error_response(
+                            StatusCode::BAD_REQUEST,
+                            &format!("the request body could not be read: {e}"),
+                            Some(&id),
+                        ),
+                    };
+                }
             }
         }
         let body = bytes;
@@ -204,6 +273,11 @@ impl AppState {
                 .headers
                 .iter()
                 .filter(|(k, _)| *k != "prefer" && *k != "callback-url")
+                // Credentials are not stored unless the function asks for them.
+                .filter(|(k, _)| {
+                    !SENSITIVE_HEADERS.contains(&k.as_str())
+                        || policy.keep_headers.iter().any(|h| h == k.as_str())
+                })
                 .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_owned()))
                 .collect(),
             body,
@@ -241,6 +315,14 @@ impl AppState {
         response
     }
 
+    fn async_unavailable(&self, why: &str, id: &str) -> Response<Body> {
+        let mut response = error_response(StatusCode::SERVICE_UNAVAILABLE, why, Some(id));
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        response
+    }
+
     fn callback_allowed(&self, url: &str) -> bool {
         let Ok(uri) = http::Uri::try_from(url) else {
             return false;
@@ -269,6 +351,11 @@ impl AppState {
         )
     }
 }
+
+/// How long an async request's body may take to arrive (DESIGN §9: 30 s, else 408).
+const ASYNC_BODY_DEADLINE: Duration = Duration::from_secs(30);
+/// Request headers a stored async invocation drops unless its function keeps them.
+const SENSITIVE_HEADERS: &[&str] = &["authorization", "cookie", "proxy-authorization"];
 
 /// Reads and drops up to `cap` bytes of a refused body in the background, so a client that
 /// is still sending gets to read the error answer instead of a broken pipe.

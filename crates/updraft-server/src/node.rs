@@ -267,6 +267,13 @@ pub async fn start(
         async_jobs: stores.async_jobs.clone(),
         async_queue: stores.async_queue.clone(),
         callback_hosts: plan.manifest.manifest.async_.callback_hosts.clone(),
+        async_policies: plan
+            .manifest
+            .manifest
+            .function
+            .iter()
+            .filter_map(|(id, f)| Some((id.clone(), f.async_policy()?)))
+            .collect(),
         records,
         triggers: plan.triggers.clone(),
         schedules: stores.schedules.clone(),

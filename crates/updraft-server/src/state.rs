@@ -62,6 +62,8 @@ pub(crate) struct AppState {
     pub(crate) async_jobs: Arc<dyn AsyncStore>,
     pub(crate) async_queue: Arc<QueueHandle>,
     pub(crate) callback_hosts: Vec<updraft_manifest::AllowedHost>,
+    /// The functions that take `Prefer: respond-async`, with their caps.
+    pub(crate) async_policies: BTreeMap<String, updraft_manifest::AsyncPolicy>,
     pub(crate) records: Arc<dyn RecordStore>,
     /// Every trigger, for what `ls` and the API show about it.
     pub(crate) triggers: AppTriggers,

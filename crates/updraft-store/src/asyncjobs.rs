@@ -50,6 +50,9 @@ pub trait AsyncStore: Send + Sync + 'static {
     async fn submit(&self, job: AsyncJob, queue: &str, now_us: i64) -> Result<(), StoreError>;
     /// The job.
     async fn get(&self, id: &str) -> Result<Option<AsyncJob>, StoreError>;
+    /// How many of `function`'s jobs are not finished, and the bytes of their request bodies
+    /// (what its `async` caps count).
+    async fn pending(&self, function: &str) -> Result<(u64, u64), StoreError>;
     /// Marks it running.
     async fn start(&self, id: &str) -> Result<(), StoreError>;
     /// Records its outcome (`succeeded` or `failed`); the first outcome recorded stays.

@@ -47,6 +47,12 @@ async fn submit_queues_and_finish_records(
         ),
         ("queued", job.headers.clone(), job.body.clone())
     );
+    assert_eq!(
+        jobs.pending("f").await.expect("pending"),
+        (1, 2),
+        "one unfinished job of 2 body bytes"
+    );
+    assert_eq!(jobs.pending("g").await.expect("pending"), (0, 0));
     jobs.start("a1").await.expect("async store");
     assert_eq!(
         jobs.get("a1")
@@ -61,6 +67,11 @@ async fn submit_queues_and_finish_records(
     done.response_status = Some(201);
     done.response_body = b"made".to_vec();
     jobs.finish(&done, 20).await.expect("async store");
+    assert_eq!(
+        jobs.pending("f").await.expect("pending"),
+        (0, 0),
+        "finished"
+    );
     let got = jobs
         .get("a1")
         .await

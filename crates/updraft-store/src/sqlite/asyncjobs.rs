@@ -112,6 +112,22 @@ impl AsyncStore for SqliteAsyncJobs {
             .await
     }
 
+    async fn pending(&self, function: &str) -> Result<(u64, u64), StoreError> {
+        let function = function.to_owned();
+        self.db
+            .read(move |c| {
+                // `finished_us IS NULL` walks the index on finished_us: only unfinished rows.
+                c.query_row(
+                    "SELECT count(*), coalesce(sum(length(body)), 0) FROM async_jobs
+                     WHERE finished_us IS NULL AND function = ?1",
+                    [function],
+                    |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
+                )
+                .map_err(backend)
+            })
+            .await
+    }
+
     async fn start(&self, id: &str) -> Result<(), StoreError> {
         let id = id.to_owned();
         self.db

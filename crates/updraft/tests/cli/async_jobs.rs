@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use updraft_test_support::{AppDir, Server, guests};
 
-use crate::{client, start};
+use crate::{client, eventually, start};
 
 fn app(callback_port: u16) -> AppDir {
     crate::kitchen_and_worker(&format!(
@@ -26,6 +26,7 @@ callback_hosts = ["http://127.0.0.1:{callback_port}"]
 
 [function.kitchen]
 source = "kitchen.wasm"
+async = true
 
 [function.listener]
 source = "worker.wasm"
@@ -219,6 +220,7 @@ name = "async-crash"
 
 [function.kitchen]
 source = "kitchen.wasm"
+async = true
 timeout = "8s"
 
 [[trigger.http]]
@@ -261,4 +263,98 @@ function = "kitchen"
     );
     let error = outcome["error"].as_str().unwrap();
     assert!(error.contains("gave up after 3 deliveries"), "{error}");
+}
+
+/// `Prefer: respond-async` is opt-in per function and bounded: a function without `async`
+/// answers at once; past `max_queued` the answer is 503 with `Retry-After`; credentials are
+/// not stored unless the function keeps them.
+#[tokio::test]
+async fn respond_async_is_opt_in_bounded_and_keeps_no_credentials() {
+    let app = AppDir::new(
+        r#"
+[app]
+name = "async-caps"
+
+[function.kitchen]
+source = "kitchen.wasm"
+async = { max_queued = 1 }
+
+[function.keeper]
+source = "kitchen.wasm"
+async = { keep_headers = ["Authorization"] }
+
+[function.plain]
+source = "kitchen.wasm"
+
+[[trigger.http]]
+route = "/k/..."
+function = "kitchen"
+
+[[trigger.http]]
+route = "/keep/..."
+function = "keeper"
+
+[[trigger.http]]
+route = "/plain/..."
+function = "plain"
+"#,
+    );
+    app.guest(guests::KITCHEN, "kitchen.wasm");
+    let server = start(&app);
+    let async_post = |path: &str| {
+        client()
+            .post(server.url(path))
+            .header("prefer", "respond-async")
+            .header("authorization", "Bearer secret-token")
+            .header("cookie", "session=abc")
+            .header("x-kept", "yes")
+    };
+    // Not opted in: the preference is ignored and the function answers now.
+    let r = async_post("/plain/sleep?ms=1").send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get("preference-applied").is_none());
+    assert_eq!(r.text().await.unwrap(), "slept\n");
+    // One waiting invocation at most: the second is refused while the first runs.
+    let first = async_post("/k/sleep?ms=4000").send().await.unwrap();
+    assert_eq!(first.status(), 202);
+    let r = async_post("/k/sleep?ms=1").send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "5");
+    assert!(r.text().await.unwrap().contains("async.max_queued"));
+    // Stored requests drop credentials unless the function keeps them.
+    let outcome = |location: String| {
+        let server = &server;
+        async move {
+            let mut outcome = Value::Null;
+            eventually(Duration::from_secs(60), async || {
+                outcome = status(server, &location).await;
+                outcome["status"] == "succeeded"
+            })
+            .await;
+            outcome
+        }
+    };
+    let location = first.headers()["location"].to_str().unwrap().to_owned();
+    assert_eq!(outcome(location).await["status"], "succeeded");
+    let r = async_post("/k/headers").send().await.unwrap();
+    assert_eq!(r.status(), 202);
+    let seen = outcome(r.headers()["location"].to_str().unwrap().to_owned()).await;
+    let body = seen["response"]["body"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(body.contains("x-kept"), "{seen}");
+    assert!(
+        !body.contains("secret-token") && !body.contains("session=abc"),
+        "credentials were stored: {body}"
+    );
+    let r = async_post("/keep/headers").send().await.unwrap();
+    assert_eq!(r.status(), 202);
+    let seen = outcome(r.headers()["location"].to_str().unwrap().to_owned()).await;
+    let body = seen["response"]["body"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(body.contains("secret-token"), "kept: {body}");
+    assert!(!body.contains("session=abc"), "cookie not kept: {body}");
 }

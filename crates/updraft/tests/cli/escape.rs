@@ -252,6 +252,7 @@ enqueue = ["jobs"]
 publish = ["news"]
 allowed_outbound_hosts = ["http://127.0.0.1:{a}", "http://localhost:{l}"]
 memory = "32MiB"
+async = true
 [function.kitchen.variables]
 greeting = "{{{{ greeting }}}}"
 
