@@ -61,11 +61,13 @@ const CONTEXT: [&str; 8] = [
 
 /// Parses the events in a request, whichever mode it uses.
 pub fn parse(headers: &HeaderMap, body: &[u8]) -> Result<Vec<Event>, CloudEventError> {
-    let content_type = headers
+    let sent_type = headers
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_ascii_lowercase();
+        .unwrap_or("");
+    // The mode is chosen case-insensitively; binary mode keeps the type as sent (parameter
+    // values such as a multipart boundary are case-sensitive).
+    let content_type = sent_type.to_ascii_lowercase();
     if content_type.starts_with("application/cloudevents-batch+json") {
         let value: Value =
             serde_json::from_slice(body).map_err(|e| err(format!("the batch is not JSON: {e}")))?;
@@ -88,7 +90,7 @@ pub fn parse(headers: &HeaderMap, body: &[u8]) -> Result<Vec<Event>, CloudEventE
             .map_err(|e| err(format!("the CloudEvent is not JSON: {e}")))?;
         Ok(vec![structured(value)?])
     } else {
-        Ok(vec![binary(headers, body, &content_type)?])
+        Ok(vec![binary(headers, body, sent_type)?])
     }
 }
 
@@ -325,6 +327,21 @@ fn binary(headers: &HeaderMap, body: &[u8], content_type: &str) -> Result<Event,
             .map(|s| s.into_owned())
             .map_err(|_| err(format!("`{raw}` does not percent-decode to UTF-8")))
     };
+    // An attribute has one value: a `ce-*` header sent twice is refused, not half read.
+    let mut names: Vec<&str> = headers
+        .keys()
+        .map(http::HeaderName::as_str)
+        .filter(|k| k.starts_with("ce-"))
+        .collect();
+    names.sort_unstable();
+    if let Some(twice) = names
+        .iter()
+        .find(|n| headers.get_all(**n).iter().count() > 1)
+    {
+        return Err(err(format!(
+            "`{twice}` is sent more than once; a CloudEvent attribute has one value"
+        )));
+    }
     let header = |name: &str| -> Result<Option<String>, CloudEventError> {
         match headers.get(format!("ce-{name}")) {
             Some(v) => Ok(Some(decode(v)?).filter(|v| !v.is_empty())),
@@ -372,6 +389,104 @@ fn binary(headers: &HeaderMap, body: &[u8], content_type: &str) -> Result<Event,
         extensions,
     })
 }
+
+/// Binary-mode values are percent-encoded: space, `"`, `%`, controls and non-ASCII (HTTP
+/// binding §3.1.3.2).
+const BINARY_ESCAPED: &percent_encoding::AsciiSet =
+    &percent_encoding::CONTROLS.add(b' ').add(b'"').add(b'%');
+
+impl Event {
+    /// The event in the JSON format (structured mode, `application/cloudevents+json`), which
+    /// [`parse`] reads back to the same event. `data` goes as JSON when the content type is
+    /// JSON and the bytes are JSON as [`parse`] writes it, as a string when it is text of
+    /// another type, else as `data_base64`.
+    pub fn to_structured(&self) -> Value {
+        let mut map = Map::new();
+        // Extensions first, so none can stand in for a context attribute.
+        for (name, value) in &self.extensions {
+            map.insert(name.clone(), value.clone().into());
+        }
+        map.insert("specversion".into(), "1.0".into());
+        map.insert("id".into(), self.id.clone().into());
+        map.insert("source".into(), self.source.clone().into());
+        map.insert("type".into(), self.ty.clone().into());
+        let optional = [
+            ("subject", &self.subject),
+            ("time", &self.time),
+            ("datacontenttype", &self.datacontenttype),
+        ];
+        for (name, value) in optional {
+            if let Some(v) = value {
+                map.insert(name.into(), v.clone().into());
+            }
+        }
+        if !self.data.is_empty() {
+            let json = self.datacontenttype.as_deref().is_some_and(is_json);
+            let as_json = serde_json::from_slice::<Value>(&self.data)
+                .ok()
+                .filter(|v| json && v.to_string().as_bytes() == self.data);
+            let as_text = std::str::from_utf8(&self.data).ok().filter(|_| !json);
+            let (name, value) = match (as_json, as_text) {
+                (Some(v), _) => ("data", v),
+                (None, Some(text)) => ("data", Value::String(text.to_owned())),
+                (None, None) => (
+                    "data_base64",
+                    Value::String(base64::engine::general_purpose::STANDARD.encode(&self.data)),
+                ),
+            };
+            map.insert(name.into(), value);
+        }
+        Value::Object(map)
+    }
+
+    /// The event in binary mode: `ce-*` headers (percent-encoded) and `content-type`, with
+    /// `data` as the body; an empty `subject` is left out, as binary mode reads it. Refused when `datacontenttype` is no header value, or is a
+    /// CloudEvents JSON type (binary mode cannot carry it: [`parse`] would read the body as
+    /// a structured event).
+    pub fn to_binary(&self) -> Result<(HeaderMap, Vec<u8>), CloudEventError> {
+        let mut headers = HeaderMap::new();
+        let mut put = |name: &str, value: &str| -> Result<(), CloudEventError> {
+            let header = http::HeaderName::from_bytes(format!("ce-{name}").as_bytes())
+                .map_err(|_| err(format!("`ce-{name}` is not a header name")))?;
+            let value = percent_encoding::utf8_percent_encode(value, BINARY_ESCAPED).to_string();
+            let value = http::HeaderValue::from_str(&value)
+                .map_err(|_| err(format!("`ce-{name}` is not a header value")))?;
+            headers.insert(header, value);
+            Ok(())
+        };
+        put("specversion", "1.0")?;
+        put("id", &self.id)?;
+        put("source", &self.source)?;
+        put("type", &self.ty)?;
+        // Binary mode reads an empty header as absent.
+        if let Some(subject) = self.subject.as_deref().filter(|s| !s.is_empty()) {
+            put("subject", subject)?;
+        }
+        if let Some(time) = &self.time {
+            put("time", time)?;
+        }
+        for (name, value) in &self.extensions {
+            put(name, value)?;
+        }
+        if let Some(ct) = &self.datacontenttype {
+            if ct
+                .to_ascii_lowercase()
+                .starts_with("application/cloudevents")
+            {
+                return Err(err(format!(
+                    "datacontenttype `{ct}` cannot be sent in binary mode; send the event structured"
+                )));
+            }
+            let value = http::HeaderValue::from_str(ct)
+                .map_err(|_| err(format!("datacontenttype `{ct}` is not a header value")))?;
+            headers.insert(http::header::CONTENT_TYPE, value);
+        }
+        Ok((headers, self.data.clone()))
+    }
+}
+
+#[cfg(test)]
+mod properties;
 
 #[cfg(test)]
 mod tests {
@@ -554,6 +669,70 @@ mod tests {
         let e = binary(("ce-trace_id", "x")).unwrap_err().to_string();
         assert!(e.contains("`ce-trace_id` is not a valid extension"), "{e}");
         assert!(binary(("ce-time", "2026-12-06T10%3A00%3A00Z")).is_ok());
+    }
+
+    #[test]
+    fn events_encode_to_what_parses_back() {
+        let structured = headers(&[("content-type", "application/cloudevents+json")]);
+        let event = Event {
+            id: "1".into(),
+            source: "/s".into(),
+            ty: "t".into(),
+            subject: Some("caf\u{e9} 100%".into()),
+            time: Some("2026-12-06T10:00:00Z".into()),
+            datacontenttype: Some("application/json".into()),
+            data: br#"{"a":[1,2]}"#.to_vec(),
+            extensions: vec![("region".into(), "eu west".into())],
+        };
+        let json = event.to_structured();
+        assert_eq!(json["data"]["a"][1], 2, "{json}");
+        let again = parse(&structured, json.to_string().as_bytes()).unwrap();
+        assert_eq!(again, std::slice::from_ref(&event));
+        let (h, body) = event.to_binary().unwrap();
+        assert_eq!(h["ce-subject"], "caf%C3%A9%20100%25");
+        assert_eq!(parse(&h, &body).unwrap(), std::slice::from_ref(&event));
+        // Bytes that are not text go as base64; text of another type as a string.
+        for (ct, data, key) in [
+            ("application/octet-stream", vec![0xff, 0, 1], "data_base64"),
+            ("text/plain", b"hi".to_vec(), "data"),
+            ("application/json", b"{ \"a\": 1 }".to_vec(), "data_base64"),
+        ] {
+            let e = Event {
+                datacontenttype: Some(ct.into()),
+                data: data.clone(),
+                ..event.clone()
+            };
+            let json = e.to_structured();
+            assert!(json.get(key).is_some(), "{ct}: {json}");
+            assert_eq!(
+                parse(&structured, json.to_string().as_bytes()).unwrap()[0].data,
+                data
+            );
+        }
+        let e = Event {
+            datacontenttype: Some("application/cloudevents+json".into()),
+            ..event
+        };
+        assert!(e.to_binary().is_err());
+    }
+
+    #[test]
+    fn binary_mode_keeps_the_content_type_and_refuses_repeated_attributes() {
+        let mut h = headers(&[
+            ("ce-specversion", "1.0"),
+            ("ce-id", "1"),
+            ("ce-source", "/s"),
+            ("ce-type", "t"),
+            ("content-type", "multipart/mixed; boundary=AbC"),
+        ]);
+        let e = parse(&h, b"").unwrap();
+        assert_eq!(
+            e[0].datacontenttype.as_deref(),
+            Some("multipart/mixed; boundary=AbC")
+        );
+        h.append("ce-id", "2".parse().unwrap());
+        let e = parse(&h, b"").unwrap_err().to_string();
+        assert!(e.contains("`ce-id` is sent more than once"), "{e}");
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The gateway: the one front door in front of every function.
 //!
 //! It owns the route table ([`router`]), the headers updraft sets for functions and strips
-//! from clients ([`headers`]), static SPA assets ([`static_files`]) and the JSON error
+//! from clients ([`headers`]), what a request must be before a function sees it
+//! ([`request`]), static SPA assets ([`static_files`]) and the JSON error
 //! answers every route shares ([`body`]). The server crate feeds it routes from
 //! `[[trigger.http]]` and serves requests through it.
 //!
@@ -10,6 +11,9 @@
 
 pub mod body;
 pub mod headers;
+#[cfg(test)]
+mod properties;
+pub mod request;
 pub mod router;
 pub mod static_files;
 

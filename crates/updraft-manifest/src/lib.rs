@@ -16,6 +16,8 @@
 //! `updraft-triggers` and one line in its registry.
 
 mod error;
+#[cfg(test)]
+mod properties;
 pub mod types;
 mod validate;
 pub mod values;

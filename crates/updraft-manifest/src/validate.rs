@@ -42,15 +42,16 @@ pub(crate) fn manifest(m: &Manifest) -> Result<(), ManifestError> {
             ));
         }
     }
-    for label in
+    for (table, label) in
         m.kv.keys()
-            .chain(m.sql.keys())
-            .chain(m.queue.keys())
-            .chain(m.topic.keys())
+            .map(|l| ("kv", l))
+            .chain(m.sql.keys().map(|l| ("sql", l)))
+            .chain(m.queue.keys().map(|l| ("queue", l)))
+            .chain(m.topic.keys().map(|l| ("topic", l)))
     {
         if !is_id(label) && !is_variable_name(label) {
             return Err(ManifestError::invalid(
-                label.clone(),
+                format!("{table}.{label}"),
                 "resource labels use lowercase letters, digits, `-` and `_`, starting with a letter",
             ));
         }

@@ -24,49 +24,55 @@ impl AppState {
     pub(crate) async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
         let path = req.uri().path().to_owned();
         let id: Arc<str> = Arc::from(uuid::Uuid::now_v7().to_string());
-        let mut response = match self.router.lookup(req.method(), &path) {
-            Lookup::Found(m) => {
-                let handler = m.route.target.clone();
-                let route = m.route.pattern.as_str().to_owned();
-                match handler {
-                    Handler::Static(site) => site.serve(req, &m.raw_path_info).await,
-                    Handler::Function(f) => {
-                        let headers = FunctionHeaders {
-                            invocation_id: &id,
-                            route: &route,
-                            path_info: &m.path_info,
-                            params: &m.params,
-                            client_addr: Some(peer),
-                        };
-                        self.call(&f, req, &headers, id.clone()).await
+        let mut response = if let Err(why) = updraft_gateway::request::check(&req) {
+            // A target without a path, or a `Host` that is no authority: a function would
+            // fail on it before its code runs.
+            error_response(StatusCode::BAD_REQUEST, &why, Some(&id))
+        } else {
+            match self.router.lookup(req.method(), &path) {
+                Lookup::Found(m) => {
+                    let handler = m.route.target.clone();
+                    let route = m.route.pattern.as_str().to_owned();
+                    match handler {
+                        Handler::Static(site) => site.serve(req, &m.raw_path_info).await,
+                        Handler::Function(f) => {
+                            let headers = FunctionHeaders {
+                                invocation_id: &id,
+                                route: &route,
+                                path_info: &m.path_info,
+                                params: &m.params,
+                                client_addr: Some(peer),
+                            };
+                            self.call(&f, req, &headers, id.clone()).await
+                        }
                     }
                 }
-            }
-            Lookup::MethodNotAllowed { allow } => {
-                let allow_list = allow
-                    .iter()
-                    .map(|m| m.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                let mut r = error_response(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    &format!(
-                        "`{}` does not accept {}; it accepts {allow_list}",
-                        path,
-                        req.method()
-                    ),
-                    Some(&id),
-                );
-                if let Ok(v) = HeaderValue::from_str(&allow_list) {
-                    r.headers_mut().insert(header::ALLOW, v);
+                Lookup::MethodNotAllowed { allow } => {
+                    let allow_list = allow
+                        .iter()
+                        .map(|m| m.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    let mut r = error_response(
+                        StatusCode::METHOD_NOT_ALLOWED,
+                        &format!(
+                            "`{}` does not accept {}; it accepts {allow_list}",
+                            path,
+                            req.method()
+                        ),
+                        Some(&id),
+                    );
+                    if let Ok(v) = HeaderValue::from_str(&allow_list) {
+                        r.headers_mut().insert(header::ALLOW, v);
+                    }
+                    r
                 }
-                r
+                Lookup::NotFound => error_response(
+                    StatusCode::NOT_FOUND,
+                    &format!("no route matches `{} {path}`", req.method()),
+                    Some(&id),
+                ),
             }
-            Lookup::NotFound => error_response(
-                StatusCode::NOT_FOUND,
-                &format!("no route matches `{} {path}`", req.method()),
-                Some(&id),
-            ),
         };
         if let Ok(v) = HeaderValue::from_str(&id) {
             response.headers_mut().insert(INVOCATION_ID, v);

@@ -23,6 +23,8 @@ mod body_limit;
 mod edge;
 pub mod metrics;
 pub mod node;
+#[cfg(test)]
+mod properties;
 pub mod recorder;
 mod state;
 pub mod stores;

@@ -314,6 +314,10 @@ impl NodeState {
             .strip_prefix(RESERVED_PREFIX)
             .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
         {
+            // An app checks this itself, answering with an invocation id.
+            if let Err(why) = updraft_gateway::request::check(&req) {
+                return error_response(StatusCode::BAD_REQUEST, &why, None);
+            }
             return admin::handle(self.clone(), req).await;
         }
         match self.app_for_routes() {

@@ -252,6 +252,11 @@ impl RuntimeConfig {
         Self::parse(&text, Some(&path))
     }
 
+    /// Parses runtime config text that comes from no file (the fuzz target and properties).
+    pub fn parse_str(text: &str) -> anyhow::Result<Self> {
+        Self::parse(text, None)
+    }
+
     fn parse(text: &str, file: Option<&Path>) -> anyhow::Result<Self> {
         let parsed: RuntimeFile =
             toml::from_str(text).map_err(|e| anyhow::anyhow!("{}: {e}", shown(file)))?;

@@ -14,6 +14,7 @@ mod errors;
 mod escape;
 mod lifecycle;
 mod limits;
+mod malformed;
 mod new;
 mod queues;
 mod reliability;
