@@ -583,6 +583,7 @@ fn acceptable(answer: &Answer) -> bool {
             status,
             body,
             bodiless,
+            ..
         } => match status {
             400..=499 => true,
             // `Prefer: respond-async` is accepted for the guest to run later.
