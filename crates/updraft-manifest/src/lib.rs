@@ -15,6 +15,7 @@
 //! `docs/manifest.md`. A trigger kind needs nothing here: it is a folder in
 //! `updraft-triggers` and one line in its registry.
 
+pub mod allow;
 mod error;
 #[cfg(test)]
 mod properties;
@@ -24,6 +25,7 @@ pub mod values;
 
 use std::path::{Path, PathBuf};
 
+pub use allow::{ALLOW_LISTS, AllowList};
 pub use error::ManifestError;
 pub use types::*;
 pub use values::{AllowedHost, ByteSize, HumanDuration, Template};

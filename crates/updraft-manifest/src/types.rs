@@ -31,6 +31,9 @@ pub struct Manifest {
     /// `[sql.<label>]`: SQL databases.
     #[serde(default)]
     pub sql: BTreeMap<String, SqlDecl>,
+    /// `[bucket.<name>]`: object storage (a folder, or S3 through the runtime config).
+    #[serde(default)]
+    pub bucket: BTreeMap<String, BucketDecl>,
     /// `[queue.<name>]`: durable queues.
     #[serde(default)]
     pub queue: BTreeMap<String, QueueDecl>,
@@ -78,6 +81,19 @@ pub struct VariableDecl {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KvDecl {}
+
+/// `[bucket.<name>]`: a bucket of objects. Embedded, it is a plain folder other programs may
+/// also drop files into; `runtime.toml` may put it on S3-compatible storage instead.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BucketDecl {
+    /// The folder (relative to the manifest); default `.updraft/buckets/<name>`.
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// Largest object (default `"5GiB"`).
+    #[serde(default)]
+    pub max_object_size: Option<ByteSize>,
+}
 
 /// `[sql.<label>]`: a SQL database of the app's own.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -167,6 +183,9 @@ pub struct Function {
     /// The sql databases it may open, by label.
     #[serde(default)]
     pub sql: Vec<String>,
+    /// The buckets it may read and write.
+    #[serde(default)]
+    pub buckets: Vec<String>,
     /// The queues it may enqueue to.
     #[serde(default)]
     pub enqueue: Vec<String>,

@@ -3,6 +3,7 @@
 //! Trigger tables are checked by the trigger registry (`updraft-triggers`), which owns
 //! their keys; [`unknown_function`] and [`declared`] are here for its messages.
 
+use crate::allow::ALLOW_LISTS;
 use crate::error::ManifestError;
 use crate::types::{Function, Manifest};
 use crate::values::is_variable_name;
@@ -42,12 +43,9 @@ pub(crate) fn manifest(m: &Manifest) -> Result<(), ManifestError> {
             ));
         }
     }
-    for (table, label) in
-        m.kv.keys()
-            .map(|l| ("kv", l))
-            .chain(m.sql.keys().map(|l| ("sql", l)))
-            .chain(m.queue.keys().map(|l| ("queue", l)))
-            .chain(m.topic.keys().map(|l| ("topic", l)))
+    for (table, label) in ALLOW_LISTS
+        .iter()
+        .flat_map(|list| m.declared(list).into_iter().map(|l| (list.table, l)))
     {
         if !is_id(label) && !is_variable_name(label) {
             return Err(ManifestError::invalid(
@@ -148,48 +146,20 @@ fn function(m: &Manifest, id: &str, f: &Function) -> Result<(), ManifestError> {
             format!("{mem} is too small for a component; give at least \"1MiB\""),
         ));
     }
-    for (i, label) in f.kv.iter().enumerate() {
-        if !m.kv.contains_key(label) {
-            return Err(ManifestError::invalid(
-                key(&format!("kv[{i}]")),
-                format!(
-                    "kv store `{label}` is not declared; add a `[kv.{label}]` table{}",
-                    declared(m.kv.keys())
-                ),
-            ));
-        }
-    }
-    for (i, label) in f.sql.iter().enumerate() {
-        if !m.sql.contains_key(label) {
-            return Err(ManifestError::invalid(
-                key(&format!("sql[{i}]")),
-                format!(
-                    "sql database `{label}` is not declared; add a `[sql.{label}]` table{}",
-                    declared(m.sql.keys())
-                ),
-            ));
-        }
-    }
-    for (i, name) in f.enqueue.iter().enumerate() {
-        if !m.queue.contains_key(name) {
-            return Err(ManifestError::invalid(
-                key(&format!("enqueue[{i}]")),
-                format!(
-                    "queue `{name}` is not declared; add a `[queue.{name}]` table{}",
-                    declared(m.queue.keys())
-                ),
-            ));
-        }
-    }
-    for (i, name) in f.publish.iter().enumerate() {
-        if !m.topic.contains_key(name) {
-            return Err(ManifestError::invalid(
-                key(&format!("publish[{i}]")),
-                format!(
-                    "topic `{name}` is not declared; add a `[topic.{name}]` table{}",
-                    declared(m.topic.keys())
-                ),
-            ));
+    for list in ALLOW_LISTS {
+        let declared_names = m.declared(list);
+        for (i, name) in f.allowed(list).iter().enumerate() {
+            if !declared_names.contains(&name.as_str()) {
+                return Err(ManifestError::invalid(
+                    key(&format!("{}[{i}]", list.key)),
+                    format!(
+                        "{} `{name}` is not declared; add a `[{}.{name}]` table{}",
+                        list.noun,
+                        list.table,
+                        declared(declared_names.iter())
+                    ),
+                ));
+            }
         }
     }
     for (name, template) in &f.variables {
@@ -232,7 +202,7 @@ pub fn is_id(s: &str) -> bool {
 }
 
 /// ` (declared: `a`, `b`)`, or nothing when none are.
-pub fn declared<'a>(known: impl Iterator<Item = &'a String>) -> String {
+pub fn declared<K: std::fmt::Display>(known: impl Iterator<Item = K>) -> String {
     let list: Vec<String> = known.map(|k| format!("`{k}`")).collect();
     if list.is_empty() {
         String::new()

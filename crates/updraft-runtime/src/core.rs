@@ -13,6 +13,7 @@ use wasmtime_wasi_config::WasiConfigVariables;
 use wasmtime_wasi_http::WasiHttpCtx;
 
 use crate::error::InvokeError;
+use crate::host::Caller;
 use crate::limits::Limiter;
 use crate::logs::{InvocationLog, LogStream};
 use crate::outbound::OutboundPolicy;
@@ -146,6 +147,10 @@ impl FunctionCore {
             config: inner.config.clone(),
             limiter: Limiter::new(inner.spec.memory),
             resources: inner.spec.resources.clone(),
+            caller: Caller {
+                function: inner.id.clone(),
+                invocation: invocation.clone(),
+            },
         };
         let mut store = Store::new(engine, state);
         store.limiter(|s| &mut s.limiter);

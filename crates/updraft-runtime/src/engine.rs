@@ -109,10 +109,7 @@ impl Runtime {
         wasmtime_wasi_config::add_to_linker(&mut linker, |s: &mut InvocationState| {
             wasmtime_wasi_config::WasiConfig::from(&*s.config)
         })?;
-        crate::host::generated::Bindings::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
-            &mut linker,
-            |s: &mut InvocationState| s,
-        )?;
+        crate::host::link_all(&mut linker)?;
         let ticker_stop = Arc::new(AtomicBool::new(false));
         spawn_epoch_ticker(&engine, ticker_stop.clone());
         let cache = ComponentCache::new(settings.cache_dir.clone());

@@ -10,9 +10,10 @@
 //! * [`InvocationObserver`] is how the rest of the node hears about invocations (metrics,
 //!   logs, records) without the runtime knowing about any of them.
 //!
-//! To add a host interface (a binding): put its WIT in `wit/`, implement it in a module
-//! here, keep its per-invocation state in [`state::InvocationState`], and link it in
-//! [`Runtime::new`]; the function's manifest allow-list decides what each instance gets.
+//! To add a host interface (a binding): put its WIT in `wit/`, implement it on
+//! [`host::BindingCtx`] in a module of [`host`], and add its `link` to `host::BINDINGS`
+//! (one line); its allow-list is one entry of `updraft_manifest::ALLOW_LISTS`, and what
+//! each instance gets arrives as [`host::Grants`] in [`Resources`].
 
 mod cache;
 mod core;

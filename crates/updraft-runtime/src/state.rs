@@ -8,7 +8,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_config::WasiConfigVariables;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-use crate::host::Resources;
+use crate::host::{Caller, Resources};
 use crate::limits::Limiter;
 use crate::outbound::OutboundPolicy;
 
@@ -21,6 +21,7 @@ pub struct InvocationState {
     pub(crate) config: Arc<WasiConfigVariables>,
     pub(crate) limiter: Limiter,
     pub(crate) resources: Arc<Resources>,
+    pub(crate) caller: Caller,
 }
 
 impl WasiView for InvocationState {

@@ -8,9 +8,9 @@
 //! Where to add things:
 //! * a trigger kind: not here; a folder of `updraft-triggers` and a line in its registry;
 //!   the node starts them all with its stop signal ([`updraft_triggers::AppTriggers`]);
-//! * a state or sql backend: a type implementing [`backends::StateBackend`] or
-//!   [`backends::SqlBackend`] and a line in [`backends::STATE_BACKENDS`] /
-//!   [`backends::SQL_BACKENDS`];
+//! * a state, sql or bucket backend: a type implementing [`backends::StateBackend`] or
+//!   [`backends::LabelBackend`] and a line in [`backends::STATE_BACKENDS`] /
+//!   [`backends::SQL_BACKENDS`] / [`backends::BUCKET_BACKENDS`];
 //! * an admin endpoint: a handler in its resource's module under [`api`], a `.route` line
 //!   in its router and its name in [`api::ApiDoc`].
 

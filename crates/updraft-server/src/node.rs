@@ -264,6 +264,7 @@ pub async fn start(
         functions,
         queues,
         topics: stores.topics.clone(),
+        buckets: stores.buckets.clone(),
         async_jobs: stores.async_jobs.clone(),
         async_queue: stores.async_queue.clone(),
         callback_hosts: plan.manifest.manifest.async_.callback_hosts.clone(),

@@ -59,6 +59,7 @@ pub(crate) struct AppState {
     pub(crate) functions: BTreeMap<String, Function>,
     pub(crate) queues: BTreeMap<String, Arc<QueueHandle>>,
     pub(crate) topics: BTreeMap<String, Arc<TopicHandle>>,
+    pub(crate) buckets: BTreeMap<String, Arc<dyn updraft_store::BlobStore>>,
     pub(crate) async_jobs: Arc<dyn AsyncStore>,
     pub(crate) async_queue: Arc<QueueHandle>,
     pub(crate) callback_hosts: Vec<updraft_manifest::AllowedHost>,

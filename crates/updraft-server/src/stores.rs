@@ -1,6 +1,6 @@
 //! Opens what an app declares, on the backends its runtime config binds
 //! ([`crate::backends`]): the platform state (kv namespaces, queues, topics and cron
-//! claims) and each `[sql.<label>]`, with its migrations applied. Invocation records, logs
+//! claims), each `[sql.<label>]` with its migrations applied, and each `[bucket.<name>]`. Invocation records, logs
 //! and async invocations stay in the node's own `.updraft/state.db`.
 
 use std::collections::BTreeMap;
@@ -9,8 +9,10 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use tokio::sync::Notify;
-use updraft_manifest::{Function, LoadedManifest};
+use updraft_manifest::{AllowList, Function, LoadedManifest, allow};
+use updraft_runtime::host::Grants;
 use updraft_runtime::{QueueHandle, Resources, TopicHandle};
+use updraft_store::blob::BlobStore;
 use updraft_store::sqlite::{SqliteAsyncJobs, SqliteQueues, SqliteRecords, state};
 use updraft_store::{
     AsyncStore, KvStore, Migration, QueueStore, RecordStore, ScheduleStore, SqlStore, TopicStore,
@@ -39,6 +41,8 @@ pub struct AppStores {
     pub kv: BTreeMap<String, Arc<dyn KvStore>>,
     /// Each `[sql.<label>]`.
     pub sql: BTreeMap<String, Arc<dyn SqlStore>>,
+    /// Each `[bucket.<name>]`.
+    pub buckets: BTreeMap<String, Arc<dyn BlobStore>>,
     /// Each `[queue.<name>]`, and each topic subscription's delivery queue
     /// (`<topic>.<subscription>`), with the store it lives in and its wake-up.
     pub queues: BTreeMap<String, Arc<QueueHandle>>,
@@ -126,6 +130,13 @@ impl AppStores {
             }
             sql.insert(label.clone(), db);
         }
+        let mut buckets = BTreeMap::new();
+        for (name, decl) in &manifest.manifest.bucket {
+            buckets.insert(
+                name.clone(),
+                runtime.open_bucket(name, decl, manifest).await?,
+            );
+        }
         let async_jobs: Arc<dyn AsyncStore> = Arc::new(SqliteAsyncJobs::new(state.clone()));
         // Async invocations are stored and queued in one local commit, so their queue stays
         // in the node's own state whatever the backend.
@@ -139,6 +150,7 @@ impl AppStores {
             records: Arc::new(SqliteRecords::new(state.clone())),
             kv,
             sql,
+            buckets,
             queues,
             topics,
             async_jobs,
@@ -199,22 +211,24 @@ impl AppStores {
         (total, errors)
     }
 
-    /// What `function` may open: every declared label, with a store only where it is listed.
+    /// What `function` may reach: every declared resource of each allow-list, with a
+    /// handle only where the function lists it.
     pub fn resources_for(&self, function: &Function) -> Resources {
-        Resources {
-            kv: allow(&self.kv, &function.kv),
-            sql: allow(&self.sql, &function.sql),
-            queues: allow(&self.queues, &function.enqueue),
-            topics: allow(&self.topics, &function.publish),
-        }
+        Resources::default()
+            .with(grants(allow::KV, &self.kv, function))
+            .with(grants(allow::SQL, &self.sql, function))
+            .with(grants(allow::BUCKETS, &self.buckets, function))
+            .with(grants(allow::ENQUEUE, &self.queues, function))
+            .with(grants(allow::PUBLISH, &self.topics, function))
     }
 }
 
-/// Every entry of `all`, kept only where `listed` names it.
-fn allow<T: Clone>(all: &BTreeMap<String, T>, listed: &[String]) -> BTreeMap<String, Option<T>> {
-    all.iter()
-        .map(|(name, v)| (name.clone(), listed.contains(name).then(|| v.clone())))
-        .collect()
+fn grants<T: ?Sized>(
+    list: AllowList,
+    declared: &BTreeMap<String, Arc<T>>,
+    function: &Function,
+) -> Grants<T> {
+    Grants::new(list, declared, function.allowed(&list))
 }
 
 fn read_migrations(label: &str, dir: &Path) -> anyhow::Result<Vec<Migration>> {

@@ -16,18 +16,24 @@
 //! `updraft-server`'s `backends` (one line).
 
 pub mod asyncjobs;
+pub mod blob;
 pub mod conformance;
 mod error;
+pub mod fs;
 pub mod kv;
 pub mod nats;
 pub mod queue;
 pub mod records;
+pub mod s3;
 pub mod schedule;
 pub mod sql;
 pub mod sqlite;
 pub mod topic;
 
 pub use asyncjobs::{AsyncJob, AsyncStore};
+pub use blob::{
+    BlobError, BlobStore, ByteStream, ObjectMeta, ObjectPage, PutCondition, PutOptions,
+};
 pub use error::StoreError;
 pub use kv::{KeyPage, KvStore};
 pub use queue::{DeadLetter, Event, Leased, NewMessage, QueueDepth, QueueStore};

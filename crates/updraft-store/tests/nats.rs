@@ -1,6 +1,8 @@
 //! The NATS JetStream backends against a real, private `nats-server` (one per test, each on
 //! its own port and store folder; see `updraft_test_support::NatsServer`).
 
+mod blob;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub mod nats;
+pub mod s3;
 pub use nats::NatsServer;
 
 /// Paths of the built guest components.

@@ -42,6 +42,8 @@ enum Command {
     Events(commands::events::EventsArgs),
     /// Dead letters: list queues, show and redrive their dead letters.
     Dlq(commands::dlq::DlqArgs),
+    /// Objects of the app's buckets: put, get, ls, rm.
+    Blob(commands::blob::BlobArgs),
 }
 
 fn main() -> ExitCode {
@@ -68,6 +70,7 @@ fn main() -> ExitCode {
             Command::Logs(args) => commands::logs::run(args).await,
             Command::Events(args) => commands::events::run(args).await,
             Command::Dlq(args) => commands::dlq::run(args).await,
+            Command::Blob(args) => commands::blob::run(args).await,
         }
     });
     match result {

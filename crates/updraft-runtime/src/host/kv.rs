@@ -7,7 +7,11 @@ use wasmtime::component::Resource;
 
 use super::generated::updraft::platform::kv as platform_kv;
 use super::generated::wasi::keyvalue::{atomics, batch, store};
-use super::{Denied, lookup, shown};
+use updraft_manifest::allow::KV;
+use wasmtime::component::Linker;
+
+use super::generated::wasi::keyvalue as wasi_kv;
+use super::{Binding, BindingCtx};
 use crate::state::InvocationState;
 
 /// Keys per `list-keys` page.
@@ -27,39 +31,37 @@ fn error(e: StoreError) -> store::Error {
     store::Error::Other(e.to_string())
 }
 
-impl InvocationState {
+/// Links `wasi:keyvalue` (store, atomics, batch) and `updraft:platform/kv`.
+pub(crate) fn link(linker: &mut Linker<InvocationState>) -> wasmtime::Result<()> {
+    wasi_kv::store::add_to_linker::<_, Binding>(linker, InvocationState::binding_ctx)?;
+    wasi_kv::atomics::add_to_linker::<_, Binding>(linker, InvocationState::binding_ctx)?;
+    wasi_kv::batch::add_to_linker::<_, Binding>(linker, InvocationState::binding_ctx)?;
+    platform_kv::add_to_linker::<_, Binding>(linker, InvocationState::binding_ctx)?;
+    Ok(())
+}
+
+impl BindingCtx<'_> {
     fn bucket(&self, b: &Resource<Bucket>) -> wasmtime::Result<&Bucket> {
         Ok(self.table.get(b)?)
     }
 }
 
-impl store::Host for InvocationState {
+impl store::Host for BindingCtx<'_> {
     async fn open(
         &mut self,
         identifier: String,
     ) -> wasmtime::Result<Result<Resource<Bucket>, store::Error>> {
-        let store = match lookup(&self.resources.kv, &identifier) {
+        let store = match self
+            .resources
+            .open::<dyn KvStore>(&KV, self.caller, &identifier)
+        {
             Ok(s) => s,
-            Err(denied) => {
-                let (err, why) = match denied {
-                    Denied::Unknown => (
-                        store::Error::NoSuchStore,
-                        "is not declared; add a `[kv.LABEL]` table",
-                    ),
-                    Denied::NotAllowed => (
-                        store::Error::AccessDenied,
-                        "is not in its `kv` list; add it to `kv = [...]`",
-                    ),
-                };
-                let name = shown(&identifier);
-                tracing::warn!(
-                    function = %self.outbound.function,
-                    invocation = %self.outbound.invocation,
-                    "function `{}` opened kv store `{name}`, which {}",
-                    self.outbound.function,
-                    why.replace("LABEL", &name)
-                );
-                return Ok(Err(err));
+            Err(denial) => {
+                return Ok(Err(if denial.undeclared {
+                    store::Error::NoSuchStore
+                } else {
+                    store::Error::AccessDenied
+                }));
             }
         };
         let bucket = Bucket {
@@ -71,7 +73,7 @@ impl store::Host for InvocationState {
     }
 }
 
-impl store::HostBucket for InvocationState {
+impl store::HostBucket for BindingCtx<'_> {
     async fn get(
         &mut self,
         b: Resource<Bucket>,
@@ -144,7 +146,7 @@ impl store::HostBucket for InvocationState {
     }
 }
 
-impl atomics::Host for InvocationState {
+impl atomics::Host for BindingCtx<'_> {
     async fn increment(
         &mut self,
         b: Resource<Bucket>,
@@ -169,7 +171,7 @@ impl atomics::Host for InvocationState {
     }
 }
 
-impl batch::Host for InvocationState {
+impl batch::Host for BindingCtx<'_> {
     async fn get_many(
         &mut self,
         b: Resource<Bucket>,
@@ -178,7 +180,7 @@ impl batch::Host for InvocationState {
         let store = self.bucket(&b)?.store.clone();
         // The answer must fit in the guest's memory. Reading it all first would let a few
         // bytes of repeated keys make the host hold one copy of a large value per key.
-        let budget = self.limiter.memory_cap();
+        let budget = self.memory_cap;
         let mut out = Vec::new();
         let mut total = 0usize;
         for chunk in keys.chunks(GET_MANY_CHUNK) {
@@ -222,7 +224,7 @@ impl batch::Host for InvocationState {
     }
 }
 
-impl platform_kv::Host for InvocationState {
+impl platform_kv::Host for BindingCtx<'_> {
     async fn list_by_prefix(
         &mut self,
         b: Resource<Bucket>,

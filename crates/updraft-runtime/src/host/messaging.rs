@@ -8,8 +8,17 @@ use updraft_store::{Event, NewMessage, QueueStore, Subscription, TopicStore};
 
 use super::generated::updraft::platform::messaging::{self as wit, Error};
 use super::generated::updraft::platform::types;
-use super::{Denied, lookup, shown};
+use updraft_manifest::allow::{ENQUEUE, PUBLISH};
+use wasmtime::component::Linker;
+
+use super::{Binding, BindingCtx};
 use crate::state::InvocationState;
+
+/// Links `updraft:platform/messaging` and the event types it uses.
+pub(crate) fn link(linker: &mut Linker<InvocationState>) -> wasmtime::Result<()> {
+    types::add_to_linker::<_, Binding>(linker, InvocationState::binding_ctx)?;
+    wit::add_to_linker::<_, Binding>(linker, InvocationState::binding_ctx)
+}
 
 /// Largest event (data plus attributes) a queue takes.
 pub const MAX_EVENT_BYTES: usize = 1 << 20;
@@ -138,35 +147,29 @@ fn size(e: &Event) -> usize {
             .sum::<usize>()
 }
 
-impl types::Host for InvocationState {}
+impl types::Host for BindingCtx<'_> {}
 
-impl wit::Host for InvocationState {
+impl wit::Host for BindingCtx<'_> {
     async fn enqueue(
         &mut self,
         queue: String,
         event: types::Event,
         options: wit::EnqueueOptions,
     ) -> wasmtime::Result<Result<(), Error>> {
-        let handle = match lookup(&self.resources.queues, &queue) {
+        let handle = match self
+            .resources
+            .open::<QueueHandle>(&ENQUEUE, self.caller, &queue)
+        {
             Ok(h) => h,
-            Err(denied) => {
-                let queue = shown(&queue);
-                let err = match denied {
-                    Denied::Unknown => Error::NoSuchQueue(format!(
-                        "queue `{queue}` is not declared; add a `[queue.{queue}]` table to updraft.toml"
-                    )),
-                    Denied::NotAllowed => Error::AccessDenied(format!(
-                        "function `{}` may not enqueue to `{queue}`; add it to the function's `enqueue = [...]`",
-                        self.outbound.function
-                    )),
-                };
-                if let Error::NoSuchQueue(m) | Error::AccessDenied(m) = &err {
-                    tracing::warn!(function = %self.outbound.function, invocation = %self.outbound.invocation, "{m}");
-                }
-                return Ok(Err(err));
+            Err(denial) => {
+                return Ok(Err(if denial.undeclared {
+                    Error::NoSuchQueue(denial.message)
+                } else {
+                    Error::AccessDenied(denial.message)
+                }));
             }
         };
-        let event = from_wit(event, &self.outbound.function);
+        let event = from_wit(event, &self.caller.function);
         if let Err(m) = check_event(&event, &queue) {
             return Ok(Err(if event.ty.is_empty() {
                 Error::Other(m)
@@ -203,26 +206,20 @@ impl wit::Host for InvocationState {
         topic: String,
         event: types::Event,
     ) -> wasmtime::Result<Result<(), Error>> {
-        let handle = match lookup(&self.resources.topics, &topic) {
+        let handle = match self
+            .resources
+            .open::<TopicHandle>(&PUBLISH, self.caller, &topic)
+        {
             Ok(h) => h,
-            Err(denied) => {
-                let topic = shown(&topic);
-                let err = match denied {
-                    Denied::Unknown => Error::NoSuchTopic(format!(
-                        "topic `{topic}` is not declared; add a `[topic.{topic}]` table to updraft.toml"
-                    )),
-                    Denied::NotAllowed => Error::AccessDenied(format!(
-                        "function `{}` may not publish to `{topic}`; add it to the function's `publish = [...]`",
-                        self.outbound.function
-                    )),
-                };
-                if let Error::NoSuchTopic(m) | Error::AccessDenied(m) = &err {
-                    tracing::warn!(function = %self.outbound.function, invocation = %self.outbound.invocation, "{m}");
-                }
-                return Ok(Err(err));
+            Err(denial) => {
+                return Ok(Err(if denial.undeclared {
+                    Error::NoSuchTopic(denial.message)
+                } else {
+                    Error::AccessDenied(denial.message)
+                }));
             }
         };
-        let event = from_wit(event, &self.outbound.function);
+        let event = from_wit(event, &self.caller.function);
         if let Err(m) = check_event(&event, &topic) {
             return Ok(Err(if event.ty.is_empty() {
                 Error::Other(m)

@@ -1,15 +1,29 @@
-//! Host implementations of updraft's own WIT (`wit/updraft.wit`, world `bindings`):
-//! `wasi:keyvalue` and `updraft:platform/kv` over [`KvStore`], `updraft:platform/sql` over
-//! [`SqlStore`]. Each checks the function's allow-list when a store or database is opened.
+//! Host bindings: updraft's own WIT (`wit/updraft.wit`, world `bindings`), one module per
+//! binding.
+//!
+//! A binding owns its WIT interfaces, the guest resources it keeps in the invocation's
+//! table and its linking: it implements the generated host traits on [`BindingCtx`] (what
+//! a binding sees of one invocation: the function's [`Resources`], the resource table and
+//! the caller) and adds a `link` function to [`BINDINGS`]. What a function may reach is its
+//! manifest allow-lists ([`updraft_manifest::ALLOW_LISTS`]), handed in as [`Grants`] and
+//! checked in one place, [`Grants::open`], which also logs each denial.
+//!
+//! To add a binding: its WIT in `wit/updraft.wit` (imported by world `bindings`), a module
+//! here implementing the traits on `BindingCtx` with a `link` function, one line in
+//! [`BINDINGS`], and its allow-list in `updraft-manifest`'s `allow.rs`.
 
 mod kv;
 pub mod messaging;
 mod sql;
 
+use std::any::Any;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use updraft_store::{KvStore, SqlStore};
+use updraft_manifest::AllowList;
+use wasmtime::component::{HasData, Linker, ResourceTable};
+
+use crate::state::InvocationState;
 
 pub use kv::Bucket;
 pub use messaging::{QueueHandle, TopicHandle};
@@ -24,62 +38,196 @@ pub mod generated {
         with: {
             "wasi:keyvalue/store.bucket": super::Bucket,
             "updraft:platform/sql.connection": super::Connection,
+            // The streams are wasmtime-wasi's own, so `wasi:io` works on them as on any other.
+            "wasi:io": wasmtime_wasi::p2::bindings::io,
         },
         require_store_data_send: true,
     });
 }
 
-/// The stores and databases an app declares, and which of them one function may use.
+/// A binding's linking step.
+type Link = fn(&mut Linker<InvocationState>) -> wasmtime::Result<()>;
+
+/// Every binding, linked into every component's linker (a guest that imports none of an
+/// interface never sees it).
+const BINDINGS: &[(&str, Link)] = &[
+    ("kv", kv::link),
+    ("sql", sql::link),
+    ("messaging", messaging::link),
+];
+
+/// Links every binding of [`BINDINGS`].
+pub(crate) fn link_all(linker: &mut Linker<InvocationState>) -> anyhow::Result<()> {
+    for (name, link) in BINDINGS {
+        link(linker).map_err(|e| {
+            anyhow::Error::from(e).context(format!("cannot link the `{name}` binding"))
+        })?;
+    }
+    Ok(())
+}
+
+/// Who is calling: named in every denial and log line.
+#[derive(Clone)]
+pub(crate) struct Caller {
+    pub(crate) function: Arc<str>,
+    pub(crate) invocation: Arc<str>,
+}
+
+/// What a binding sees of one invocation.
+pub struct BindingCtx<'a> {
+    pub(crate) resources: &'a Resources,
+    pub(crate) table: &'a mut ResourceTable,
+    pub(crate) caller: &'a Caller,
+    /// The instance's memory cap: what a binding may hand back in one answer.
+    pub(crate) memory_cap: usize,
+}
+
+/// The [`HasData`] of every binding: each sees a [`BindingCtx`].
+pub(crate) struct Binding;
+
+impl HasData for Binding {
+    type Data<'a> = BindingCtx<'a>;
+}
+
+impl InvocationState {
+    /// The view [`BINDINGS`] link with.
+    pub(crate) fn binding_ctx(&mut self) -> BindingCtx<'_> {
+        BindingCtx {
+            resources: &self.resources,
+            table: &mut self.table,
+            caller: &self.caller,
+            memory_cap: self.limiter.memory_cap(),
+        }
+    }
+}
+
+/// One allow-list of a function: every name the app declares, with a handle only where the
+/// function lists it.
+pub struct Grants<T: ?Sized> {
+    list: AllowList,
+    by_name: BTreeMap<String, Option<Arc<T>>>,
+}
+
+impl<T: ?Sized> Grants<T> {
+    /// Grants from every declared resource and the names the function lists.
+    pub fn new(list: AllowList, declared: &BTreeMap<String, Arc<T>>, listed: &[String]) -> Self {
+        let by_name = declared
+            .iter()
+            .map(|(name, v)| (name.clone(), listed.contains(name).then(|| v.clone())))
+            .collect();
+        Self { list, by_name }
+    }
+
+    /// The names the function may use.
+    pub fn allowed(&self) -> Vec<&str> {
+        self.by_name
+            .iter()
+            .filter(|(_, v)| v.is_some())
+            .map(|(k, _)| k.as_str())
+            .collect()
+    }
+
+    /// The resource `name`, or why the caller may not have it (logged against the
+    /// invocation).
+    pub(crate) fn open(&self, caller: &Caller, name: &str) -> Result<Arc<T>, Denial> {
+        let shown = shown(name);
+        let denial = match self.by_name.get(name) {
+            Some(Some(handle)) => return Ok(handle.clone()),
+            None => Denial {
+                undeclared: true,
+                message: self.list.undeclared(&shown),
+            },
+            Some(None) => Denial {
+                undeclared: false,
+                message: self.list.not_listed(&caller.function, &shown),
+            },
+        };
+        tracing::warn!(
+            function = %caller.function,
+            invocation = %caller.invocation,
+            "{}",
+            denial.message
+        );
+        Err(denial)
+    }
+}
+
+/// Why a name cannot be opened; the message names it and the fix.
+pub(crate) struct Denial {
+    /// No resource table declares it (else: declared, but not in the function's list).
+    pub(crate) undeclared: bool,
+    pub(crate) message: String,
+}
+
+/// A [`Grants`] of any type, as [`Resources`] keeps it.
+trait AnyGrants: Send + Sync {
+    fn allowed(&self) -> Vec<&str>;
+    fn as_any(&self) -> &dyn Any;
+}
+
+impl<T: ?Sized + Send + Sync + 'static> AnyGrants for Grants<T> {
+    fn allowed(&self) -> Vec<&str> {
+        Grants::allowed(self)
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+/// Everything a function may reach, one [`Grants`] per allow-list.
 #[derive(Clone, Default)]
 pub struct Resources {
-    /// Every `[kv.<label>]`; `Some` when the function lists it in `kv = [...]`.
-    pub kv: BTreeMap<String, Option<Arc<dyn KvStore>>>,
-    /// Every `[sql.<label>]`; `Some` when the function lists it in `sql = [...]`.
-    pub sql: BTreeMap<String, Option<Arc<dyn SqlStore>>>,
-    /// Every `[queue.<name>]`; `Some` when the function lists it in `enqueue = [...]`.
-    pub queues: BTreeMap<String, Option<Arc<QueueHandle>>>,
-    /// Every `[topic.<name>]`; `Some` when the function lists it in `publish = [...]`.
-    pub topics: BTreeMap<String, Option<Arc<TopicHandle>>>,
+    lists: BTreeMap<&'static str, Arc<dyn AnyGrants>>,
 }
 
 impl Resources {
-    /// The kv stores the function may open.
-    pub fn allowed_kv(&self) -> Vec<&str> {
-        allowed(&self.kv)
+    /// Adds the grants of one allow-list.
+    pub fn with<T: ?Sized + Send + Sync + 'static>(mut self, grants: Grants<T>) -> Self {
+        self.lists.insert(grants.list.key, Arc::new(grants));
+        self
     }
 
-    /// The sql databases the function may open.
-    pub fn allowed_sql(&self) -> Vec<&str> {
-        allowed(&self.sql)
+    /// The resource `name` of allow-list `list`, or why the caller may not have it. A list
+    /// never added declares nothing.
+    pub(crate) fn open<T: ?Sized + Send + Sync + 'static>(
+        &self,
+        list: &AllowList,
+        caller: &Caller,
+        name: &str,
+    ) -> Result<Arc<T>, Denial> {
+        match self
+            .lists
+            .get(list.key)
+            .and_then(|g| g.as_any().downcast_ref::<Grants<T>>())
+        {
+            Some(grants) => grants.open(caller, name),
+            None => Grants::<T> {
+                list: *list,
+                by_name: BTreeMap::new(),
+            }
+            .open(caller, name),
+        }
     }
 
-    /// The queues the function may enqueue to.
-    pub fn allowed_queues(&self) -> Vec<&str> {
-        allowed(&self.queues)
-    }
-
-    /// The topics the function may publish to.
-    pub fn allowed_topics(&self) -> Vec<&str> {
-        allowed(&self.topics)
+    /// Every allow-list with the names the function may use, by manifest key.
+    pub fn allow_lists(&self) -> BTreeMap<String, Vec<String>> {
+        self.lists
+            .iter()
+            .map(|(key, grants)| {
+                (
+                    (*key).to_owned(),
+                    grants.allowed().into_iter().map(str::to_owned).collect(),
+                )
+            })
+            .collect()
     }
 }
 
 impl std::fmt::Debug for Resources {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Resources")
-            .field("kv", &self.allowed_kv())
-            .field("sql", &self.allowed_sql())
-            .field("queues", &self.allowed_queues())
-            .field("topics", &self.allowed_topics())
-            .finish()
+        f.debug_map().entries(self.allow_lists()).finish()
     }
-}
-
-fn allowed<T: ?Sized>(m: &BTreeMap<String, Option<Arc<T>>>) -> Vec<&str> {
-    m.iter()
-        .filter(|(_, v)| v.is_some())
-        .map(|(k, _)| k.as_str())
-        .collect()
 }
 
 /// Characters of a name chosen by a guest that a log line or message repeats.
@@ -93,25 +241,5 @@ pub(crate) fn shown(name: &str) -> std::borrow::Cow<'_, str> {
         Some((cut, _)) => {
             std::borrow::Cow::Owned(format!("{}… ({} bytes)", &name[..cut], name.len()))
         }
-    }
-}
-
-/// Why a label cannot be opened.
-pub(crate) enum Denied {
-    /// The app declares no such label.
-    Unknown,
-    /// The app declares it, but this function does not list it.
-    NotAllowed,
-}
-
-/// Looks `label` up in a function's allow-list.
-pub(crate) fn lookup<T: ?Sized>(
-    map: &BTreeMap<String, Option<Arc<T>>>,
-    label: &str,
-) -> Result<Arc<T>, Denied> {
-    match map.get(label) {
-        None => Err(Denied::Unknown),
-        Some(None) => Err(Denied::NotAllowed),
-        Some(Some(store)) => Ok(store.clone()),
     }
 }

@@ -6,8 +6,16 @@ use updraft_store::{SqlError, SqlStore, Value};
 use wasmtime::component::Resource;
 
 use super::generated::updraft::platform::sql::{self as wit, Error};
-use super::{Denied, lookup, shown};
+use updraft_manifest::allow::SQL;
+use wasmtime::component::Linker;
+
+use super::{Binding, BindingCtx};
 use crate::state::InvocationState;
+
+/// Links `updraft:platform/sql`.
+pub(crate) fn link(linker: &mut Linker<InvocationState>) -> wasmtime::Result<()> {
+    wit::add_to_linker::<_, Binding>(linker, InvocationState::binding_ctx)
+}
 
 /// An open database, as a guest holds it.
 pub struct Connection {
@@ -44,13 +52,13 @@ fn error(e: SqlError) -> Error {
     }
 }
 
-impl InvocationState {
+impl BindingCtx<'_> {
     /// The guest's error for `e`; a refused statement is logged against the invocation.
     fn sql_error(&self, e: SqlError) -> Error {
         if let SqlError::Refused { .. } = &e {
             tracing::warn!(
-                function = %self.outbound.function,
-                invocation = %self.outbound.invocation,
+                function = %self.caller.function,
+                invocation = %self.caller.invocation,
                 "{e}"
             );
         }
@@ -62,35 +70,24 @@ impl InvocationState {
     }
 }
 
-impl wit::Host for InvocationState {}
+impl wit::Host for BindingCtx<'_> {}
 
-impl wit::HostConnection for InvocationState {
+impl wit::HostConnection for BindingCtx<'_> {
     async fn open(
         &mut self,
         label: String,
     ) -> wasmtime::Result<Result<Resource<Connection>, Error>> {
-        let store = match lookup(&self.resources.sql, &label) {
+        let store = match self
+            .resources
+            .open::<dyn SqlStore>(&SQL, self.caller, &label)
+        {
             Ok(s) => s,
-            Err(denied) => {
-                let label = shown(&label);
-                let err = match denied {
-                    Denied::Unknown => Error::NoSuchDatabase(format!(
-                        "sql database `{label}` is not declared; add a `[sql.{label}]` table to updraft.toml"
-                    )),
-                    Denied::NotAllowed => Error::AccessDenied(format!(
-                        "function `{}` may not use sql database `{label}`; add it to the function's `sql = [...]`",
-                        self.outbound.function
-                    )),
-                };
-                tracing::warn!(
-                    function = %self.outbound.function,
-                    invocation = %self.outbound.invocation,
-                    "{}",
-                    match &err {
-                        Error::NoSuchDatabase(m) | Error::AccessDenied(m) | Error::Invalid(m) | Error::Other(m) => m,
-                    }
-                );
-                return Ok(Err(err));
+            Err(denial) => {
+                return Ok(Err(if denial.undeclared {
+                    Error::NoSuchDatabase(denial.message)
+                } else {
+                    Error::AccessDenied(denial.message)
+                }));
             }
         };
         Ok(Ok(self.table.push(Connection { store })?))

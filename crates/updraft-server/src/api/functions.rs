@@ -1,5 +1,7 @@
 //! Functions and routes: what each function is and what runs it, and invoking one.
 
+use std::collections::BTreeMap;
+
 use super::*;
 
 /// One route of the gateway.
@@ -64,10 +66,10 @@ pub struct FunctionInfo {
     pub memory_bytes: u64,
     /// Instances at once.
     pub max_concurrency: u32,
-    /// kv stores it may open.
-    pub kv: Vec<String>,
-    /// sql databases it may open.
-    pub sql: Vec<String>,
+    /// Its allow-lists, by manifest key (`kv`, `sql`, `enqueue`, `publish`, …): the
+    /// resources it may reach.
+    #[serde(flatten)]
+    pub allow: BTreeMap<String, Vec<String>>,
     /// Where it may send HTTP requests.
     pub allowed_outbound_hosts: Vec<String>,
     /// The routes it serves.
@@ -102,18 +104,7 @@ pub(super) async fn function_info(
         timeout_ms: u64::try_from(f.timeout().as_millis()).unwrap_or(u64::MAX),
         memory_bytes: spec.memory,
         max_concurrency: spec.max_concurrency,
-        kv: spec
-            .resources
-            .allowed_kv()
-            .into_iter()
-            .map(str::to_owned)
-            .collect(),
-        sql: spec
-            .resources
-            .allowed_sql()
-            .into_iter()
-            .map(str::to_owned)
-            .collect(),
+        allow: spec.resources.allow_lists(),
         allowed_outbound_hosts: spec
             .allowed_outbound_hosts
             .iter()

@@ -1,6 +1,6 @@
 //! The admin API, `/_updraft/api/v1`: the apps a node hosts, and per app
 //! (`/_updraft/api/v1/apps/<app>/…`) its functions and routes, invoke, invocation records
-//! and logs, queues, topics and async invocations, one module per resource. The CLI's
+//! and logs, queues, topics, buckets and async invocations, one module per resource. The CLI's
 //! client commands use these types to read the answers. Its OpenAPI document is generated
 //! from these handlers ([`ApiDoc`]) and checked in as `docs/openapi.json`.
 //!
@@ -10,6 +10,7 @@
 //! its resource's module with `#[utoipa::path]` on the app-scoped path, one `.route` line
 //! in `router`, and its name in [`ApiDoc`].
 
+mod buckets;
 mod functions;
 mod invocations;
 mod queues;
@@ -36,6 +37,7 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use crate::state::{AppState, Handler, NodeState};
 
+pub use buckets::*;
 pub use functions::*;
 pub use invocations::*;
 pub use queues::*;
@@ -47,7 +49,7 @@ pub use topics::*;
     info(
         title = "updraft admin API",
         version = "1",
-        description = "Functions, invocations, logs, queues, topics and async invocations of a running updraft node. Outside `updraft up` on loopback, send `Authorization: Bearer <token>`."
+        description = "Functions, invocations, logs, queues, topics, buckets and async invocations of a running updraft node. Outside `updraft up` on loopback, send `Authorization: Bearer <token>`."
     ),
     paths(
         apps,
@@ -66,7 +68,12 @@ pub use topics::*;
         queues,
         enqueue,
         dead_letters,
-        redrive
+        redrive,
+        buckets,
+        list_objects,
+        get_object,
+        put_object,
+        delete_object
     ),
     components(schemas(
         AppInfo,
@@ -84,6 +91,9 @@ pub use topics::*;
         Enqueued,
         DeadLetterInfo,
         Redriven,
+        BucketInfo,
+        ObjectInfo,
+        ObjectList,
         ApiError
     ))
 )]
@@ -145,6 +155,12 @@ pub(crate) fn router() -> axum::Router {
         )
         .route("/_updraft/api/v1/queues/{name}/redrive", post(redrive))
         .route("/_updraft/api/v1/queues/{name}/messages", post(enqueue))
+        .route("/_updraft/api/v1/buckets", get(buckets))
+        .route("/_updraft/api/v1/buckets/{name}/objects", get(list_objects))
+        .route(
+            "/_updraft/api/v1/buckets/{name}/objects/{*object}",
+            get(get_object).put(put_object).delete(delete_object),
+        )
         .layer(axum::middleware::from_fn(require_token))
 }
 

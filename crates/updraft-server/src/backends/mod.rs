@@ -8,15 +8,22 @@
 //! replicas = 3
 //! [sql.orders]
 //! type = "sqlite"              # the only sql backend so far
+//! [bucket.uploads]
+//! type = "s3"                  # "fs" (default: the manifest's folder) or "s3"
+//! endpoint = "http://127.0.0.1:9000"
+//! region = "us-east-1"
+//! bucket = "uploads"
 //! ```
 //!
 //! `updraft up --store nats://HOST:PORT` is a shortcut for `[state]` and wins over the file.
 //!
-//! Each backend is a type implementing [`StateBackend`] or [`SqlBackend`], with its own
-//! config struct parsed from its table (unknown keys are errors naming the table). To add
-//! one: a module (or a crate) with the type, and one line in [`STATE_BACKENDS`] or
-//! [`SQL_BACKENDS`].
+//! Each backend is a type implementing [`StateBackend`] or [`LabelBackend`] (a backend of
+//! one kind of labelled resource: sql databases, buckets), with its own config struct
+//! parsed from its table (unknown keys are errors naming the table). To add one: a module
+//! (or a crate) with the type, and one line in [`STATE_BACKENDS`], [`SQL_BACKENDS`] or
+//! [`BUCKET_BACKENDS`].
 
+mod buckets;
 mod nats;
 mod sqlite;
 
@@ -29,7 +36,8 @@ use std::sync::Arc;
 use anyhow::Context;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use updraft_manifest::{LoadedManifest, SqlDecl};
+use updraft_manifest::{BucketDecl, LoadedManifest, SqlDecl};
+use updraft_store::blob::BlobStore;
 use updraft_store::sqlite::Db;
 use updraft_store::{KvStore, QueueStore, ScheduleStore, SqlStore, TopicStore};
 
@@ -72,19 +80,24 @@ pub trait StateBackend: 'static {
     ) -> impl Future<Output = anyhow::Result<PlatformState>> + Send;
 }
 
-/// A backend of `[sql.<label>]` databases. Implement it and list it in [`SQL_BACKENDS`].
-pub trait SqlBackend: 'static {
-    /// `[sql.<label>] type = "<TYPE>"`.
+/// A backend of one kind of labelled resource (`[sql.<label>]`, `[bucket.<label>]`).
+/// Implement it and list it in [`SQL_BACKENDS`] or [`BUCKET_BACKENDS`].
+pub trait LabelBackend: 'static {
+    /// `[<table>.<label>] type = "<TYPE>"`.
     const TYPE: &'static str;
-    /// The rest of the `[sql.<label>]` table of the runtime config.
+    /// What the manifest declares about the resource.
+    type Decl: Sync + 'static;
+    /// The store it opens (`dyn SqlStore`, `dyn BlobStore`).
+    type Store: ?Sized + 'static;
+    /// The rest of the runtime config's table; use `#[serde(deny_unknown_fields)]`.
     type Config: DeserializeOwned + Send;
-    /// Opens database `label` as the manifest declares it (`decl`).
+    /// Opens resource `label` as the manifest declares it (`decl`).
     fn open(
         label: &str,
-        decl: &SqlDecl,
+        decl: &Self::Decl,
         config: Self::Config,
         app: &LoadedManifest,
-    ) -> impl Future<Output = anyhow::Result<Arc<dyn SqlStore>>> + Send;
+    ) -> impl Future<Output = anyhow::Result<Arc<Self::Store>>> + Send;
 }
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -100,17 +113,17 @@ pub struct StateKind {
     ) -> BoxFuture<'a, anyhow::Result<PlatformState>>,
 }
 
-/// A registered sql backend.
-pub struct SqlKind {
+/// A registered backend of labelled resources that declare `D` and open an `S`.
+pub struct LabelKind<D: 'static, S: ?Sized + 'static> {
     /// Its `type`.
     pub name: &'static str,
     #[allow(clippy::type_complexity)]
     open: for<'a> fn(
         &'a str,
-        &'a SqlDecl,
+        &'a D,
         &'a BackendTable,
         &'a LoadedManifest,
-    ) -> BoxFuture<'a, anyhow::Result<Arc<dyn SqlStore>>>,
+    ) -> BoxFuture<'a, anyhow::Result<Arc<S>>>,
 }
 
 const fn state_kind<B: StateBackend>() -> StateKind {
@@ -126,8 +139,8 @@ const fn state_kind<B: StateBackend>() -> StateKind {
     }
 }
 
-const fn sql_kind<B: SqlBackend>() -> SqlKind {
-    SqlKind {
+const fn label_kind<B: LabelBackend>() -> LabelKind<B::Decl, B::Store> {
+    LabelKind {
         name: B::TYPE,
         open: |label, decl, table, app| {
             Box::pin(async move {
@@ -145,7 +158,14 @@ pub const STATE_BACKENDS: &[StateKind] = &[
 ];
 
 /// Every sql backend. To add one, add a line.
-pub const SQL_BACKENDS: &[SqlKind] = &[sql_kind::<sqlite::SqliteDatabase>()];
+pub const SQL_BACKENDS: &[LabelKind<SqlDecl, dyn SqlStore>] =
+    &[label_kind::<sqlite::SqliteDatabase>()];
+
+/// Every bucket backend. To add one, add a line.
+pub const BUCKET_BACKENDS: &[LabelKind<BucketDecl, dyn BlobStore>] = &[
+    label_kind::<buckets::FolderBucket>(),
+    label_kind::<buckets::S3Bucket>(),
+];
 
 /// One backend table of the runtime config: its `type` and the rest of its keys.
 #[derive(Debug, Clone)]
@@ -177,10 +197,10 @@ impl BackendTable {
         })
     }
 
-    fn default_sqlite(key: String) -> Self {
+    fn default_of(key: String, kind: &str) -> Self {
         Self {
             key,
-            kind: "sqlite".to_owned(),
+            kind: kind.to_owned(),
             rest: toml::Table::new(),
             file: None,
         }
@@ -213,6 +233,8 @@ struct RuntimeFile {
     state: Option<toml::Table>,
     #[serde(default)]
     sql: BTreeMap<String, toml::Table>,
+    #[serde(default)]
+    bucket: BTreeMap<String, toml::Table>,
 }
 
 /// The runtime config of an app: which backend holds each label.
@@ -222,13 +244,16 @@ pub struct RuntimeConfig {
     pub state: BackendTable,
     /// `[sql.<label>]`.
     pub sql: BTreeMap<String, BackendTable>,
+    /// `[bucket.<label>]`.
+    pub bucket: BTreeMap<String, BackendTable>,
 }
 
 impl Default for RuntimeConfig {
     fn default() -> Self {
         Self {
-            state: BackendTable::default_sqlite("[state]".to_owned()),
+            state: BackendTable::default_of("[state]".to_owned(), "sqlite"),
             sql: BTreeMap::new(),
+            bucket: BTreeMap::new(),
         }
     }
 }
@@ -268,6 +293,12 @@ impl RuntimeConfig {
             let key = format!("[sql.{label}]");
             config
                 .sql
+                .insert(label, BackendTable::new(key, table, file)?);
+        }
+        for (label, table) in parsed.bucket {
+            let key = format!("[bucket.{label}]");
+            config
+                .bucket
                 .insert(label, BackendTable::new(key, table, file)?);
         }
         Ok(config)
@@ -322,21 +353,52 @@ impl RuntimeConfig {
         decl: &SqlDecl,
         app: &LoadedManifest,
     ) -> anyhow::Result<Arc<dyn SqlStore>> {
-        let default = BackendTable::default_sqlite(format!("[sql.{label}]"));
-        let table = self.sql.get(label).unwrap_or(&default);
-        let kind = SQL_BACKENDS
-            .iter()
-            .find(|k| k.name == table.kind)
-            .ok_or_else(|| {
-                table.invalid(format!(
-                    "unknown `{} type = \"{}\"`; use {}",
-                    table.key,
-                    table.kind,
-                    names(SQL_BACKENDS.iter().map(|k| k.name))
-                ))
-            })?;
-        (kind.open)(label, decl, table, app).await
+        open_label("sql", "sqlite", SQL_BACKENDS, &self.sql, label, decl, app).await
     }
+
+    /// Opens `[bucket.<label>]` on its configured backend (a folder when the runtime config
+    /// does not name one).
+    pub async fn open_bucket(
+        &self,
+        label: &str,
+        decl: &BucketDecl,
+        app: &LoadedManifest,
+    ) -> anyhow::Result<Arc<dyn BlobStore>> {
+        open_label(
+            "bucket",
+            "fs",
+            BUCKET_BACKENDS,
+            &self.bucket,
+            label,
+            decl,
+            app,
+        )
+        .await
+    }
+}
+
+/// Opens `[<table>.<label>]` on the backend its runtime-config table names, or on
+/// `default` when there is none.
+async fn open_label<D, S: ?Sized>(
+    table_name: &str,
+    default: &str,
+    kinds: &[LabelKind<D, S>],
+    tables: &BTreeMap<String, BackendTable>,
+    label: &str,
+    decl: &D,
+    app: &LoadedManifest,
+) -> anyhow::Result<Arc<S>> {
+    let fallback = BackendTable::default_of(format!("[{table_name}.{label}]"), default);
+    let table = tables.get(label).unwrap_or(&fallback);
+    let kind = kinds.iter().find(|k| k.name == table.kind).ok_or_else(|| {
+        table.invalid(format!(
+            "unknown `{} type = \"{}\"`; use {}",
+            table.key,
+            table.kind,
+            names(kinds.iter().map(|k| k.name))
+        ))
+    })?;
+    (kind.open)(label, decl, table, app).await
 }
 
 fn names<'a>(names: impl Iterator<Item = &'a str>) -> String {

@@ -9,7 +9,7 @@ use updraft_manifest::{LoadedManifest, SqlDecl};
 use updraft_store::sqlite::{SqliteKv, SqliteQueues, SqliteSchedules, SqliteSql, SqliteTopics};
 use updraft_store::{KvStore, SqlLimits, SqlStore};
 
-use super::{PlatformState, SqlBackend, StateBackend, StateContext};
+use super::{LabelBackend, PlatformState, StateBackend, StateContext};
 
 /// `[state] type = "sqlite"` (the default).
 pub struct SqliteState;
@@ -50,8 +50,10 @@ impl StateBackend for SqliteState {
 /// `[sql.<label>] type = "sqlite"` (the default): a SQLite file of its own.
 pub struct SqliteDatabase;
 
-impl SqlBackend for SqliteDatabase {
+impl LabelBackend for SqliteDatabase {
     const TYPE: &'static str = "sqlite";
+    type Decl = SqlDecl;
+    type Store = dyn SqlStore;
     type Config = NoConfig;
 
     async fn open(

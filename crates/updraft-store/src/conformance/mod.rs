@@ -2,6 +2,7 @@
 //! They panic on the first failure, so call them from a `#[test]`.
 
 pub mod asyncjobs;
+pub mod blob;
 pub mod kv;
 pub mod queue;
 pub mod records;

@@ -1,5 +1,5 @@
 //! `updraft ls`: the functions of the running app, their routes and their other triggers
-//! (cron triggers with the last and next run).
+//! (cron triggers with the last and next run), and what each may reach.
 
 use updraft_server::api::FunctionInfo;
 
@@ -44,6 +44,20 @@ pub async fn run(args: LsArgs) -> anyhow::Result<()> {
         for t in f.triggers.iter().filter(|t| t.kind != "http") {
             println!("{:55}{}", "", t.summary);
         }
+        if let Some(reach) = reach(f) {
+            println!("{:55}may use {reach}", "");
+        }
     }
     Ok(())
+}
+
+/// `kv cache, sql orders, enqueue jobs`: the function's non-empty allow-lists.
+fn reach(f: &FunctionInfo) -> Option<String> {
+    let parts: Vec<String> = f
+        .allow
+        .iter()
+        .filter(|(_, names)| !names.is_empty())
+        .map(|(key, names)| format!("{key} {}", names.join(",")))
+        .collect();
+    (!parts.is_empty()).then(|| parts.join("; "))
 }

@@ -1,3 +1,4 @@
+pub mod blob;
 pub mod build;
 pub mod client;
 pub mod dlq;

@@ -59,6 +59,7 @@ async fn ls_lists_functions_and_routes_in_text_and_json() {
         out.contains("other") && out.contains("GET,PUT /other/:id"),
         "{out}"
     );
+    assert!(out.contains("may use kv cache"), "{out}");
     let (code, out, _) = cli(&server, &["ls", "--output", "json"]);
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -69,6 +70,10 @@ async fn ls_lists_functions_and_routes_in_text_and_json() {
         .find(|f| f["id"] == "other")
         .unwrap();
     assert_eq!(other["kv"], serde_json::json!(["cache"]));
+    // Every allow-list is reported, from the same list the manifest checks.
+    for key in ["sql", "enqueue", "publish"] {
+        assert_eq!(other[key], serde_json::json!([]), "{key}: {other}");
+    }
     assert_eq!(other["timeout_ms"], 2000);
 }
 

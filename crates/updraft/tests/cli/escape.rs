@@ -724,22 +724,22 @@ async fn stores(ctx: &Ctx, t: &mut Tally) {
         (
             "vault",
             "AccessDenied",
-            "opened kv store `vault`, which is not in its `kv` list",
+            "may not open kv store `vault`; add it to the function's `kv = [...]`",
         ),
         (
             "nope",
             "NoSuchStore",
-            "opened kv store `nope`, which is not declared",
+            "kv store `nope` is not declared",
         ),
         (
             "Vault",
             "NoSuchStore",
-            "opened kv store `Vault`, which is not declared",
+            "kv store `Vault` is not declared",
         ),
         (
             "cache/../vault",
             "NoSuchStore",
-            "opened kv store `cache/../vault`, which is not declared",
+            "kv store `cache/../vault` is not declared",
         ),
     ] {
         let r = call(s, &format!("/k/kv/get?store={store}&key=gold")).await;

@@ -8,6 +8,7 @@
 
 mod admin;
 mod async_jobs;
+mod buckets;
 mod cluster;
 mod cron;
 mod errors;

@@ -153,7 +153,7 @@ async fn kv_limits_and_allow_lists() {
     assert!(
         server
             .stderr
-            .wait_for("is not in its `kv` list", std::time::Duration::from_secs(5))
+            .wait_for("may not open kv store", std::time::Duration::from_secs(5))
     );
 }
 
