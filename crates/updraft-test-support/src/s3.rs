@@ -8,7 +8,7 @@
 //! [`MOTO_VERSION`].
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
@@ -16,13 +16,12 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::Captured;
+use crate::tools::{free_port, pip_install, tools_dir};
 
 /// The moto release installed into the tools folder.
 pub const MOTO_VERSION: &str = "5.2.1";
 /// How long a start may take before it counts as failed.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long `pip install` may take.
-const INSTALL_TIMEOUT: Duration = Duration::from_secs(300);
 /// How long one request of ours (readiness, bucket creation) may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -192,25 +191,10 @@ fn request(port: u16, method: &str, path: &str) -> Result<(u16, String), String>
     Ok((status, body))
 }
 
-fn free_port() -> Result<u16, String> {
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("bind: {e}"))?;
-    listener
-        .local_addr()
-        .map(|a| a.port())
-        .map_err(|e| format!("local addr: {e}"))
-}
-
 /// How to run moto (see the module doc), found once per process.
 fn launcher() -> Result<Launcher, String> {
     static LAUNCHER: OnceLock<Result<Launcher, String>> = OnceLock::new();
     LAUNCHER.get_or_init(find_launcher).clone()
-}
-
-fn tools_dir() -> PathBuf {
-    let target = option_env!("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"));
-    target.join("tools").join("moto")
 }
 
 fn installed(tools: &Path) -> bool {
@@ -239,7 +223,7 @@ fn find_launcher() -> Result<Launcher, String> {
             ))
         };
     }
-    let tools = tools_dir();
+    let tools = tools_dir("moto");
     if installed(&tools) {
         return Ok(Launcher::Module(tools));
     }
@@ -258,58 +242,9 @@ fn find_launcher() -> Result<Launcher, String> {
     }
 }
 
-/// Installs PyPI's `moto[server]` into `tools`, once across processes (a file lock).
+/// Installs PyPI's `moto[server]` into `tools`, once across processes.
 fn install(tools: &Path) -> Result<(), String> {
-    let parent = tools.parent().unwrap_or(tools);
-    std::fs::create_dir_all(parent).map_err(|e| format!("create {}: {e}", parent.display()))?;
-    let lock_path = parent.join("moto.lock");
-    let lock = std::fs::File::create(&lock_path)
-        .map_err(|e| format!("create {}: {e}", lock_path.display()))?;
-    use std::os::fd::AsRawFd;
-    // SAFETY: flock(2) on a descriptor we own for the duration of the call.
-    if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
-        return Err(format!("cannot lock {}", lock_path.display()));
-    }
-    if installed(tools) {
-        return Ok(()); // another process installed it while we waited
-    }
-    eprintln!(
-        "installing moto_server (PyPI moto[server]=={MOTO_VERSION}) into {}",
-        tools.display()
-    );
-    let mut child = Command::new("python3")
-        .args(["-m", "pip", "install", "--quiet", "--upgrade", "--target"])
-        .arg(tools)
-        .arg(format!("moto[server]=={MOTO_VERSION}"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("spawn python3 -m pip: {e}"))?;
-    let out = Captured::from_reader(child.stdout.take().ok_or("pip stdout")?);
-    let err = Captured::from_reader(child.stderr.take().ok_or("pip stderr")?);
-    let deadline = Instant::now() + INSTALL_TIMEOUT;
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) if status.success() => return Ok(()),
-            Ok(Some(status)) => {
-                out.wait_closed(Duration::from_secs(5));
-                err.wait_closed(Duration::from_secs(5));
-                return Err(format!(
-                    "pip install moto[server] failed with {status}\n{}{}",
-                    out.text(),
-                    err.text()
-                ));
-            }
-            Ok(None) if Instant::now() > deadline => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!(
-                    "pip install moto[server] did not finish within {INSTALL_TIMEOUT:?}"
-                ));
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(100)),
-            Err(e) => return Err(format!("wait for pip: {e}")),
-        }
-    }
+    pip_install(tools, &format!("moto[server]=={MOTO_VERSION}"), || {
+        installed(tools)
+    })
 }
