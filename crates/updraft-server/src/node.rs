@@ -232,11 +232,14 @@ pub async fn start(
     // Declared queues and subscriptions; triggers add queues of their own (cron runs).
     let mut queues = stores.queues.clone();
     let platform_queue = |name: &str| stores.internal_queue(name);
+    let internal_kv = |name: &str| stores.internal_kv(name);
     plan.triggers.start(&mut StartContext {
         app: &plan.manifest,
         functions: &functions,
         queues: &mut queues,
         platform_queue: &platform_queue,
+        internal_kv: &internal_kv,
+        buckets: &stores.buckets,
         schedules: stores.schedules.clone(),
         claimant: format!("{}:{}", addr, std::process::id()),
         stop: stop_rx.clone(),

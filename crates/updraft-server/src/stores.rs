@@ -13,7 +13,7 @@ use updraft_manifest::{AllowList, Function, LoadedManifest, allow};
 use updraft_runtime::host::Grants;
 use updraft_runtime::{QueueHandle, Resources, TopicHandle};
 use updraft_store::blob::BlobStore;
-use updraft_store::sqlite::{SqliteAsyncJobs, SqliteQueues, SqliteRecords, state};
+use updraft_store::sqlite::{Db, SqliteAsyncJobs, SqliteKv, SqliteQueues, SqliteRecords, state};
 use updraft_store::{
     AsyncStore, KvStore, Migration, QueueStore, RecordStore, ScheduleStore, SqlStore, TopicStore,
 };
@@ -62,6 +62,8 @@ pub struct AppStores {
     platform_queues: Arc<dyn QueueStore>,
     /// The store of topic logs, for retention.
     topic_store: Arc<dyn TopicStore>,
+    /// The node's own `.updraft/state.db`.
+    local: Db,
 }
 
 impl AppStores {
@@ -158,6 +160,7 @@ impl AppStores {
             schedules: platform.schedules,
             applied,
             platform_queues: queue_store.clone(),
+            local: state.clone(),
             queue_stores,
             topic_store: retained_topics,
         })
@@ -172,6 +175,11 @@ impl AppStores {
             notify: Arc::new(Notify::new()),
             dedup_window_us: DEDUP_WINDOW_US,
         })
+    }
+
+    /// A kv namespace of updraft's own (a file trigger's index) in the node's own state.
+    pub fn internal_kv(&self, namespace: &str) -> Arc<dyn KvStore> {
+        Arc::new(SqliteKv::new(self.local.clone(), namespace))
     }
 
     /// Drops what is past its retention (DESIGN §9): expired idempotency keys and event

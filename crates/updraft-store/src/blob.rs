@@ -177,6 +177,12 @@ pub trait BlobStore: Send + Sync + 'static {
     fn max_object_bytes(&self) -> u64 {
         DEFAULT_MAX_OBJECT_BYTES
     }
+
+    /// The folder the objects are files in, when they are (so a file trigger can watch it
+    /// instead of polling); `None` for remote stores.
+    fn local_root(&self) -> Option<&std::path::Path> {
+        None
+    }
 }
 
 /// A body of one chunk (`Bytes::new()` for an empty object).

@@ -99,6 +99,10 @@ impl FsBlobStore {
 
 #[async_trait]
 impl BlobStore for FsBlobStore {
+    fn local_root(&self) -> Option<&Path> {
+        Some(&self.root)
+    }
+
     async fn head(&self, name: &str) -> Result<Option<ObjectMeta>, BlobError> {
         check_name(name)?;
         let owned = name.to_owned();

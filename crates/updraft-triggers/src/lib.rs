@@ -16,6 +16,7 @@
 
 pub mod async_jobs;
 pub mod cron;
+pub mod file;
 pub mod http;
 pub mod queue;
 pub mod topic;
@@ -32,7 +33,8 @@ use tokio::sync::watch;
 use updraft_gateway::Router;
 use updraft_manifest::{LoadedManifest, Manifest, ManifestError};
 use updraft_runtime::{EventFunction, Function, QueueHandle};
-use updraft_store::{ScheduleStore, Subscription};
+use updraft_store::blob::BlobStore;
+use updraft_store::{KvStore, ScheduleStore, Subscription};
 
 pub use http::RouteTarget;
 
@@ -118,6 +120,7 @@ pub const KINDS: &[Kind] = &[
     kind::<queue::Queue>(),
     kind::<topic::Topic>(),
     kind::<cron::Cron>(),
+    kind::<file::File>(),
 ];
 
 fn parse_table<T: Trigger>(
@@ -170,6 +173,10 @@ pub struct StartContext<'a> {
     pub queues: &'a mut BTreeMap<String, Arc<QueueHandle>>,
     /// Makes a queue of updraft's own in the platform state, shared by every node.
     pub platform_queue: &'a dyn Fn(&str) -> Arc<QueueHandle>,
+    /// Makes a kv namespace of updraft's own (a file trigger's index).
+    pub internal_kv: &'a dyn Fn(&str) -> Arc<dyn KvStore>,
+    /// Every `[bucket.<name>]`, open.
+    pub buckets: &'a BTreeMap<String, Arc<dyn BlobStore>>,
     /// Claims of cron occurrences.
     pub schedules: Arc<dyn ScheduleStore>,
     /// Who this process is, for claims (`addr:pid`).
@@ -202,7 +209,7 @@ pub struct InfoContext<'a> {
 /// One trigger of a function, as `updraft ls` and the admin API show it.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TriggerInfo {
-    /// `http`, `queue`, `topic` or `cron`.
+    /// `http`, `queue`, `topic`, `cron` or `file`.
     pub kind: String,
     /// One line about it, as `updraft ls` prints it.
     pub summary: String,
@@ -364,6 +371,7 @@ mod tests {
 name = "shop"
 [queue.jobs]
 [topic.orders]
+[bucket.uploads]
 [function.hello]
 source = "hello.wasm"
 [function.worker]
@@ -382,6 +390,7 @@ source = "worker.wasm"
             ("queue", "queue = \"jobs\"\nfunction = \"worker\""),
             ("topic", "topic = \"orders\"\nfunction = \"worker\""),
             ("cron", "schedule = \"@hourly\"\nfunction = \"worker\""),
+            ("file", "bucket = \"uploads\"\nfunction = \"worker\""),
         ];
         let names: Vec<&str> = KINDS.iter().map(|k| k.name).collect();
         assert_eq!(

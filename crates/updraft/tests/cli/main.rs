@@ -13,6 +13,7 @@ mod cluster;
 mod cron;
 mod errors;
 mod escape;
+mod files;
 mod lifecycle;
 mod limits;
 mod malformed;

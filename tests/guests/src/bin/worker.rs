@@ -1,7 +1,8 @@
 //! An event function for the queue tests. Each event's data says what to do:
 //! `fail` (always), `fail-until-N` (until delivery N), `sleep-MS`, anything else succeeds.
 //! Successes are recorded in the `default` kv store: `seen/<event id>` = data, and a
-//! `count` of handled events. Cron events (whose data the test cannot choose) follow kv
+//! `count` of handled events. File events (`updraft.file.*`) also count per object:
+//! `file/<change>/<name>`; an object whose name contains `fail-always` fails them. Cron events (whose data the test cannot choose) follow kv
 //! keys instead: `cron-fail-until` = N fails them until delivery N, `cron-sleep-ms` = MS
 //! makes each run take that long.
 
@@ -43,7 +44,10 @@ impl Guest for Worker {
             if cron && let Some(ms) = number("cron-sleep-ms") {
                 std::thread::sleep(std::time::Duration::from_millis(ms));
             }
+            let file_change = e.type_.strip_prefix("updraft.file.");
             let fails = data == "fail"
+                || (file_change.is_some()
+                    && e.subject.as_deref().is_some_and(|s| s.contains("fail-always")))
                 || (cron && number("cron-fail-until").is_some_and(|n| u64::from(attempt(e)) < n))
                 || data
                     .strip_prefix("fail-until-")
@@ -65,6 +69,14 @@ impl Guest for Worker {
                     message: format!("{e:?}"),
                     failed: None,
                 })?;
+            if let (Some(change), Some(name)) = (file_change, e.subject.as_deref()) {
+                atomics::increment(&bucket, &format!("file/{change}/{name}"), 1).map_err(|e| {
+                    HandlerError {
+                        message: format!("{e:?}"),
+                        failed: None,
+                    }
+                })?;
+            }
             atomics::increment(&bucket, "count", 1).map_err(|e| HandlerError {
                 message: format!("{e:?}"),
                 failed: None,
