@@ -295,6 +295,52 @@ fn write_files(dest: &Path, round: usize, n: usize) -> usize {
     n
 }
 
+/// On S3 the trigger finds changes by listing every `poll`; the same events fire.
+#[tokio::test]
+async fn an_s3_bucket_fires_by_listing() {
+    let s3 = updraft_test_support::s3::S3Server::start();
+    let bucket = s3.new_bucket();
+    let app = app("events = [\"created\", \"modified\", \"deleted\"]");
+    app.write(
+        "runtime.toml",
+        format!(
+            "[bucket.uploads]\ntype = \"s3\"\nendpoint = \"{}\"\nbucket = \"{bucket}\"\n",
+            s3.url()
+        ),
+    );
+    let server = Server::start_with_env(
+        bin(),
+        app.path(),
+        &[],
+        &[
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+        ],
+    );
+    let put = |name: &str, body: &str| {
+        let file = app.write("upload.tmp", body);
+        let (code, _, err) = cli(
+            &server,
+            &["blob", "put", "uploads", name, file.to_str().unwrap()],
+        );
+        assert_eq!(code, 0, "{err}");
+    };
+    put("a.csv", "1");
+    assert!(handled(&server, 1, Duration::from_secs(20)).await);
+    put("a.csv", "22");
+    let (code, _, err) = cli(&server, &["blob", "rm", "uploads", "a.csv"]);
+    assert_eq!(code, 0, "{err}");
+    // The rewrite and the delete may fall into one listing: the delete still fires.
+    assert!(
+        eventually(Duration::from_secs(20), async || {
+            fired(&server, "deleted", "a.csv").await == 1
+        })
+        .await
+    );
+    assert_eq!(fired(&server, "created", "a.csv").await, 1);
+    assert!(!folder(&app).join("a.csv").exists());
+}
+
 #[test]
 fn a_file_trigger_on_an_undeclared_bucket_names_the_fix() {
     let app = kitchen_and_worker(
