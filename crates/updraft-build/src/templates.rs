@@ -20,6 +20,7 @@ macro_rules! embed {
 const SDK: &[File] = embed![
     "updraft-sdk/Cargo.toml" => "crates/updraft-sdk/Cargo.toml",
     "updraft-sdk/src/lib.rs" => "crates/updraft-sdk/src/lib.rs",
+    "updraft-sdk/src/blob.rs" => "crates/updraft-sdk/src/blob.rs",
     "updraft-sdk/src/event.rs" => "crates/updraft-sdk/src/event.rs",
     "updraft-sdk/src/http.rs" => "crates/updraft-sdk/src/http.rs",
     "updraft-sdk/src/kv.rs" => "crates/updraft-sdk/src/kv.rs",
@@ -34,6 +35,11 @@ const SDK: &[File] = embed![
     "updraft-sdk/wit/deps/keyvalue/batch.wit" => "wit/deps/keyvalue/batch.wit",
     "updraft-sdk/wit/deps/keyvalue/watch.wit" => "wit/deps/keyvalue/watch.wit",
     "updraft-sdk/wit/deps/keyvalue/world.wit" => "wit/deps/keyvalue/world.wit",
+    "updraft-sdk/wit/deps/blobstore/blobstore.wit" => "wit/deps/blobstore/blobstore.wit",
+    "updraft-sdk/wit/deps/blobstore/container.wit" => "wit/deps/blobstore/container.wit",
+    "updraft-sdk/wit/deps/blobstore/types.wit" => "wit/deps/blobstore/types.wit",
+    "updraft-sdk/wit/deps/blobstore/world.wit" => "wit/deps/blobstore/world.wit",
+    "updraft-sdk/wit/deps/io/io.wit" => "wit/deps/io/io.wit",
 ];
 
 const HTTP_RUST: &[File] = embed![

@@ -16,6 +16,7 @@
 //!
 //! * [`kv`]: the stores listed in the function's `kv = [...]`.
 //! * [`sql`]: the databases listed in its `sql = [...]`.
+//! * [`blob`]: the buckets listed in its `buckets = [...]`, objects streamed both ways.
 //! * [`variables`]: its `[function.<id>.variables]`.
 //! * [`http`]: responses and the `updraft-*` request headers.
 //! * [`event`]: event functions (queue, topic and cron triggers) with
@@ -24,6 +25,7 @@
 //!
 //! Build with `cargo build --release --target wasm32-wasip2`.
 
+pub mod blob;
 pub mod event;
 pub mod http;
 pub mod kv;
@@ -36,6 +38,12 @@ pub mod bindings {
     wit_bindgen::generate!({
         path: "wit",
         world: "updraft:platform/imports",
+        // `wasi:io` is `wasip2`'s (what `wstd` uses), so blob streams work with both.
+        with: {
+            "wasi:io/error@0.2.12": wasip2::io::error,
+            "wasi:io/poll@0.2.12": wasip2::io::poll,
+            "wasi:io/streams@0.2.12": wasip2::io::streams,
+        },
         generate_all,
     });
 }

@@ -12,6 +12,7 @@
 //! here implementing the traits on `BindingCtx` with a `link` function, one line in
 //! [`BINDINGS`], and its allow-list in `updraft-manifest`'s `allow.rs`.
 
+mod blob;
 mod kv;
 pub mod messaging;
 mod sql;
@@ -25,6 +26,7 @@ use wasmtime::component::{HasData, Linker, ResourceTable};
 
 use crate::state::InvocationState;
 
+pub use blob::{Container, IncomingValue, ObjectNames, OutgoingValue};
 pub use kv::Bucket;
 pub use messaging::{QueueHandle, TopicHandle};
 pub use sql::Connection;
@@ -38,6 +40,10 @@ pub mod generated {
         with: {
             "wasi:keyvalue/store.bucket": super::Bucket,
             "updraft:platform/sql.connection": super::Connection,
+            "wasi:blobstore/container.container": super::Container,
+            "wasi:blobstore/container.stream-object-names": super::ObjectNames,
+            "wasi:blobstore/types.outgoing-value": super::OutgoingValue,
+            "wasi:blobstore/types.incoming-value": super::IncomingValue,
             // The streams are wasmtime-wasi's own, so `wasi:io` works on them as on any other.
             "wasi:io": wasmtime_wasi::p2::bindings::io,
         },
@@ -54,6 +60,7 @@ const BINDINGS: &[(&str, Link)] = &[
     ("kv", kv::link),
     ("sql", sql::link),
     ("messaging", messaging::link),
+    ("blob", blob::link),
 ];
 
 /// Links every binding of [`BINDINGS`].

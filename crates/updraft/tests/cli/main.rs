@@ -8,6 +8,7 @@
 
 mod admin;
 mod async_jobs;
+mod blob_binding;
 mod buckets;
 mod cluster;
 mod cron;

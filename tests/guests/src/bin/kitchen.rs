@@ -1,6 +1,7 @@
 //! A test function that does whatever its path (after the route's `/...`) asks, so one
 //! component can exercise every runtime behaviour: echo, headers, env, traps, loops,
-//! memory bombs, outbound HTTP, logging, sleeping and streaming.
+//! memory bombs, outbound HTTP, logging, sleeping, streaming, and the kv, sql, messaging and
+//! bucket bindings.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -196,6 +197,8 @@ async fn main(req: Request<Body>) -> Result<Response<Body>, Error> {
             }
         }
         op if op.starts_with("/sql/") => sql(op, &query, req).await,
+        op if op.starts_with("/blob/raw-") => blob_raw(op, &query, req).await,
+        op if op.starts_with("/blob/") => blob(op, &query, req).await,
         other => text(StatusCode::NOT_FOUND, format!("kitchen has no `{other}`\n")),
     }
 }
@@ -337,6 +340,407 @@ async fn sql(
     match out {
         Ok(v) => json(&v),
         Err(e) => text(StatusCode::BAD_REQUEST, format!("sql error: {e:?}\n")),
+    }
+}
+
+/// The byte at `offset` of a generated object (`/blob/big-put`): the test computes the same.
+fn pattern(offset: u64) -> u8 {
+    (offset % 251) as u8
+}
+
+/// `s` with `%XX` escapes decoded (object names in tests carry `/`, `..` and NUL).
+fn percent_decoded(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn info_json(i: &updraft_sdk::blob::ObjectInfo) -> serde_json::Value {
+    serde_json::json!({
+        "name": i.name,
+        "size": i.size,
+        "etag": i.etag,
+        "content_type": i.content_type,
+        "modified_us": i.modified_us,
+    })
+}
+
+/// `/blob/{put,get,info,ls,rm,big-put,big-get}?bucket=B&name=N…`: the bucket binding through
+/// the SDK.
+async fn blob(
+    op: &str,
+    q: &BTreeMap<String, String>,
+    req: Request<Body>,
+) -> Result<Response<Body>, Error> {
+    use std::io::{Read, Write};
+
+    use sha2::{Digest, Sha256};
+    use updraft_sdk::blob::{Bucket, Condition};
+
+    let arg = |k: &str| percent_decoded(q.get(k).map_or("", String::as_str));
+    let bucket = match Bucket::open(&arg("bucket")) {
+        Ok(b) => b,
+        Err(e) => return text(StatusCode::FORBIDDEN, format!("open failed: {e}\n")),
+    };
+    let name = arg("name");
+    let failed =
+        |e: updraft_sdk::Error| text(StatusCode::BAD_REQUEST, format!("blob error: {e}\n"));
+    match op {
+        "/blob/put" => {
+            let condition = match (q.get("if_none_match"), q.get("if_match")) {
+                (Some(_), _) => Condition::IfAbsent,
+                (None, Some(etag)) => Condition::IfMatch(etag.clone()),
+                (None, None) => Condition::Always,
+            };
+            let mut body = req.into_body();
+            let bytes = body.contents().await?.to_vec();
+            let mut w = match bucket.writer_with(
+                &name,
+                q.get("content_type").map(String::as_str),
+                condition,
+            ) {
+                Ok(w) => w,
+                Err(e) => return failed(e),
+            };
+            if let Err(e) = w.write_all(&bytes) {
+                return text(StatusCode::BAD_REQUEST, format!("blob error: {e}\n"));
+            }
+            match w.finish_if() {
+                Ok(Some(info)) => json(&info_json(&info)),
+                Ok(None) => text(
+                    StatusCode::PRECONDITION_FAILED,
+                    format!("condition failed for `{name}`\n"),
+                ),
+                Err(e) => failed(e),
+            }
+        }
+        "/blob/get" => {
+            let reader = match bucket.reader(&name) {
+                Ok(Some(r)) => r,
+                Ok(None) => return text(StatusCode::NOT_FOUND, format!("no object `{name}`\n")),
+                Err(e) => return failed(e),
+            };
+            let content_type = reader.info().content_type.clone();
+            let chunks = futures_lite::stream::unfold(Some(reader), |reader| async move {
+                let mut reader = reader?;
+                let mut buf = vec![0u8; 64 * 1024];
+                match reader.read(&mut buf) {
+                    Ok(0) => None,
+                    Ok(n) => {
+                        buf.truncate(n);
+                        Some((Ok(Bytes::from(buf)), Some(reader)))
+                    }
+                    Err(e) => Some((Err(e), None)),
+                }
+            });
+            let mut response = Response::builder();
+            if let Some(t) = content_type {
+                response = response.header("content-type", t);
+            }
+            Ok(response.body(Body::from_try_stream(chunks))?)
+        }
+        "/blob/info" => match bucket.info(&name) {
+            Ok(Some(info)) => json(&info_json(&info)),
+            Ok(None) => text(StatusCode::NOT_FOUND, format!("no object `{name}`\n")),
+            Err(e) => failed(e),
+        },
+        "/blob/ls" => {
+            let limit = q.get("limit").and_then(|v| v.parse().ok()).unwrap_or(1000);
+            let cursor = q.get("cursor").map(|c| percent_decoded(c));
+            match bucket.list_page(&arg("prefix"), cursor.as_deref(), limit) {
+                Ok(page) => json(&serde_json::json!({
+                    "names": page.objects.iter().map(|o| o.name.clone()).collect::<Vec<_>>(),
+                    "objects": page.objects.iter().map(info_json).collect::<Vec<_>>(),
+                    "cursor": page.cursor,
+                })),
+                Err(e) => failed(e),
+            }
+        }
+        "/blob/ls-all" => {
+            let mut names = Vec::new();
+            for object in bucket.list(&arg("prefix")) {
+                match object {
+                    Ok(o) => names.push(o.name),
+                    Err(e) => return failed(e),
+                }
+            }
+            json(&serde_json::json!({ "names": names }))
+        }
+        "/blob/rm" => match bucket.delete(&name) {
+            Ok(existed) => json(&serde_json::json!({ "existed": existed })),
+            Err(e) => failed(e),
+        },
+        "/blob/get-whole" => match bucket.get(&name) {
+            Ok(Some(bytes)) => json(&serde_json::json!({
+                "size": bytes.len(),
+                "sha256": hex(&Sha256::digest(&bytes)),
+            })),
+            Ok(None) => text(StatusCode::NOT_FOUND, format!("no object `{name}`\n")),
+            Err(e) => failed(e),
+        },
+        "/blob/big-put" => {
+            // `mb` MiB of `pattern`, written 64 KiB at a time: never all in memory.
+            let total = q.get("mb").and_then(|v| v.parse::<u64>().ok()).unwrap_or(1) << 20;
+            let mut w = match bucket.writer(&name) {
+                Ok(w) => w,
+                Err(e) => return failed(e),
+            };
+            // `trap_at_mb=N`: the function fails once N MiB went out (nothing may be stored).
+            let trap_at = q
+                .get("trap_at_mb")
+                .and_then(|v| v.parse::<u64>().ok())
+                .map(|m| m << 20);
+            let mut hash = Sha256::new();
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut offset = 0u64;
+            while offset < total {
+                if trap_at == Some(offset) {
+                    panic!("kitchen was asked to trap after {offset} bytes of `{name}`");
+                }
+                let n = (total - offset).min(buf.len() as u64) as usize;
+                for (i, b) in buf[..n].iter_mut().enumerate() {
+                    *b = pattern(offset + i as u64);
+                }
+                hash.update(&buf[..n]);
+                if let Err(e) = w.write_all(&buf[..n]) {
+                    return text(StatusCode::BAD_REQUEST, format!("blob error: {e}\n"));
+                }
+                offset += n as u64;
+            }
+            match w.finish() {
+                Ok(info) => json(&serde_json::json!({
+                    "size": info.size,
+                    "etag": info.etag,
+                    "sha256": hex(&hash.finalize()),
+                })),
+                Err(e) => failed(e),
+            }
+        }
+        "/blob/big-get" => {
+            let mut reader = match bucket.reader(&name) {
+                Ok(Some(r)) => r,
+                Ok(None) => return text(StatusCode::NOT_FOUND, format!("no object `{name}`\n")),
+                Err(e) => return failed(e),
+            };
+            let mut hash = Sha256::new();
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut size = 0u64;
+            loop {
+                match reader.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        hash.update(&buf[..n]);
+                        size += n as u64;
+                    }
+                    Err(e) => return text(StatusCode::BAD_REQUEST, format!("blob error: {e}\n")),
+                }
+            }
+            json(&serde_json::json!({ "size": size, "sha256": hex(&hash.finalize()) }))
+        }
+        other => text(StatusCode::NOT_FOUND, format!("kitchen has no `{other}`\n")),
+    }
+}
+
+/// `/blob/raw-{put,get,ls,exists,create,copy}`: the raw `wasi:blobstore@0.2.0-draft`
+/// bindings, called the way an off-the-shelf guest does (the draft's order for a write: the
+/// body, then `write-data`, then `finish`).
+async fn blob_raw(
+    op: &str,
+    q: &BTreeMap<String, String>,
+    req: Request<Body>,
+) -> Result<Response<Body>, Error> {
+    use wasi::blobstore::blobstore;
+    use wasi::blobstore::types::{IncomingValue, ObjectId, OutgoingValue};
+    use wasi::io::streams::StreamError;
+
+    let arg = |k: &str| percent_decoded(q.get(k).map_or("", String::as_str));
+    let name = arg("name");
+    let failed = |e: String| text(StatusCode::BAD_REQUEST, format!("blobstore error: {e}\n"));
+    match op {
+        "/blob/raw-exists" => {
+            return match blobstore::container_exists(&arg("bucket")) {
+                Ok(b) => text(StatusCode::OK, format!("{b}\n")),
+                Err(e) => failed(e),
+            };
+        }
+        "/blob/raw-create" => {
+            return match blobstore::create_container(&arg("bucket")) {
+                Ok(_) => text(StatusCode::OK, "created\n".into()),
+                Err(e) => failed(e),
+            };
+        }
+        "/blob/raw-copy" => {
+            let src = ObjectId {
+                container: arg("bucket"),
+                object: name,
+            };
+            let dest = ObjectId {
+                container: arg("to_bucket"),
+                object: arg("to_name"),
+            };
+            let result = if q.contains_key("move") {
+                blobstore::move_object(&src, &dest)
+            } else {
+                blobstore::copy_object(&src, &dest)
+            };
+            return match result {
+                Ok(()) => text(StatusCode::OK, "ok\n".into()),
+                Err(e) => failed(e),
+            };
+        }
+        _ => {}
+    }
+    let container = match blobstore::get_container(&arg("bucket")) {
+        Ok(c) => c,
+        Err(e) => return text(StatusCode::FORBIDDEN, format!("open failed: {e}\n")),
+    };
+    match op {
+        "/blob/raw-put" => {
+            let mut body = req.into_body();
+            let bytes = body.contents().await?.to_vec();
+            let value = OutgoingValue::new_outgoing_value();
+            {
+                let Ok(stream) = value.outgoing_value_write_body() else {
+                    return failed("no body stream".into());
+                };
+                for chunk in bytes.chunks(4096) {
+                    if let Err(e) = stream.blocking_write_and_flush(chunk) {
+                        return failed(format!("write failed: {e:?}"));
+                    }
+                }
+            }
+            if let Err(e) = container.write_data(&name, &value) {
+                return failed(e);
+            }
+            match OutgoingValue::finish(value) {
+                Ok(()) => text(StatusCode::OK, format!("wrote {} bytes\n", bytes.len())),
+                Err(e) => failed(e),
+            }
+        }
+        "/blob/raw-big-put" => {
+            // `mb` MiB of `pattern` in the draft's order: the body before the name, so the
+            // host holds it aside (in a temporary file) until `write-data`.
+            let total = q.get("mb").and_then(|v| v.parse::<u64>().ok()).unwrap_or(1) << 20;
+            let value = OutgoingValue::new_outgoing_value();
+            {
+                let Ok(stream) = value.outgoing_value_write_body() else {
+                    return failed("no body stream".into());
+                };
+                let pollable = stream.subscribe();
+                let mut buf = vec![0u8; 64 * 1024];
+                let mut offset = 0u64;
+                while offset < total {
+                    let permit = match stream.check_write() {
+                        Ok(0) => {
+                            pollable.block();
+                            continue;
+                        }
+                        Ok(n) => n,
+                        Err(e) => return failed(format!("check-write failed: {e:?}")),
+                    };
+                    let n = (total - offset).min(permit).min(buf.len() as u64) as usize;
+                    for (i, b) in buf[..n].iter_mut().enumerate() {
+                        *b = pattern(offset + i as u64);
+                    }
+                    if let Err(e) = stream.write(&buf[..n]) {
+                        return failed(format!("write failed: {e:?}"));
+                    }
+                    offset += n as u64;
+                }
+            }
+            if let Err(e) = container.write_data(&name, &value) {
+                return failed(e);
+            }
+            match OutgoingValue::finish(value) {
+                Ok(()) => text(StatusCode::OK, format!("wrote {total} bytes\n")),
+                Err(e) => failed(e),
+            }
+        }
+        "/blob/raw-get" => {
+            let end = q
+                .get("end")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(u64::MAX);
+            let start = q.get("start").and_then(|v| v.parse().ok()).unwrap_or(0);
+            let value = match container.get_data(&name, start, end) {
+                Ok(v) => v,
+                Err(e) => return failed(e),
+            };
+            if q.contains_key("sync") {
+                return match IncomingValue::incoming_value_consume_sync(value) {
+                    Ok(bytes) => Ok(Response::new(bytes.into())),
+                    Err(e) => failed(e),
+                };
+            }
+            let stream = match IncomingValue::incoming_value_consume_async(value) {
+                Ok(s) => s,
+                Err(e) => return failed(e),
+            };
+            let mut out = Vec::new();
+            loop {
+                match stream.blocking_read(64 * 1024) {
+                    Ok(bytes) => out.extend_from_slice(&bytes),
+                    Err(StreamError::Closed) => break,
+                    Err(StreamError::LastOperationFailed(e)) => {
+                        return failed(e.to_debug_string());
+                    }
+                }
+            }
+            Ok(Response::new(out.into()))
+        }
+        "/blob/raw-ls" => {
+            let names = match container.list_objects() {
+                Ok(n) => n,
+                Err(e) => return failed(e),
+            };
+            let mut all = Vec::new();
+            loop {
+                match names.read_stream_object_names(2) {
+                    Ok((batch, end)) => {
+                        all.extend(batch);
+                        if end {
+                            break;
+                        }
+                    }
+                    Err(e) => return failed(e),
+                }
+            }
+            let info = match container.object_info(&name) {
+                Ok(m) => {
+                    serde_json::json!({ "name": m.name, "container": m.container, "size": m.size })
+                }
+                Err(e) => serde_json::json!({ "error": e }),
+            };
+            json(
+                &serde_json::json!({ "names": all, "info": info, "has": container.has_object(&name).ok() }),
+            )
+        }
+        "/blob/raw-clear" => match container.clear() {
+            Ok(()) => text(StatusCode::OK, "cleared\n".into()),
+            Err(e) => failed(e),
+        },
+        other => text(StatusCode::NOT_FOUND, format!("kitchen has no `{other}`\n")),
     }
 }
 
