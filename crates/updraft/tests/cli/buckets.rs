@@ -9,6 +9,28 @@ use updraft_test_support::{AppDir, Server};
 
 use crate::{bin, cli, kitchen_app};
 
+/// Puts `[bucket.uploads]` of `app` on a fresh bucket of `s3` (with `extra` keys) and
+/// starts the app with an access key.
+pub fn start_on_s3(app: &AppDir, s3: &S3Server, extra: &str) -> Server {
+    app.write(
+        "runtime.toml",
+        format!(
+            "[bucket.uploads]\ntype = \"s3\"\nendpoint = \"{}\"\nbucket = \"{}\"\n{extra}\n",
+            s3.url(),
+            s3.new_bucket()
+        ),
+    );
+    Server::start_with_env(
+        bin(),
+        app.path(),
+        &[],
+        &[
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+        ],
+    )
+}
+
 fn bucket_app(extra: &str) -> AppDir {
     kitchen_app(&format!("\n[bucket.uploads]\n{extra}"))
 }
@@ -256,24 +278,8 @@ fn an_unknown_bucket_backend_names_the_choices() {
 #[tokio::test]
 async fn blob_commands_round_trip_on_s3() {
     let s3 = S3Server::start();
-    let name = s3.new_bucket();
     let app = bucket_app("");
-    app.write(
-        "runtime.toml",
-        format!(
-            "[bucket.uploads]\ntype = \"s3\"\nendpoint = \"{}\"\nbucket = \"{name}\"\nprefix = \"app\"\n",
-            s3.url()
-        ),
-    );
-    let server = Server::start_with_env(
-        bin(),
-        app.path(),
-        &[],
-        &[
-            ("AWS_ACCESS_KEY_ID", "test"),
-            ("AWS_SECRET_ACCESS_KEY", "test"),
-        ],
-    );
+    let server = start_on_s3(&app, &s3, "prefix = \"app\"");
     round_trip(&server, &app);
     // Nothing went to a local folder.
     assert!(

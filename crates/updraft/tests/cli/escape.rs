@@ -726,16 +726,8 @@ async fn stores(ctx: &Ctx, t: &mut Tally) {
             "AccessDenied",
             "may not open kv store `vault`; add it to the function's `kv = [...]`",
         ),
-        (
-            "nope",
-            "NoSuchStore",
-            "kv store `nope` is not declared",
-        ),
-        (
-            "Vault",
-            "NoSuchStore",
-            "kv store `Vault` is not declared",
-        ),
+        ("nope", "NoSuchStore", "kv store `nope` is not declared"),
+        ("Vault", "NoSuchStore", "kv store `Vault` is not declared"),
         (
             "cache/../vault",
             "NoSuchStore",

@@ -299,24 +299,8 @@ fn write_files(dest: &Path, round: usize, n: usize) -> usize {
 #[tokio::test]
 async fn an_s3_bucket_fires_by_listing() {
     let s3 = updraft_test_support::s3::S3Server::start();
-    let bucket = s3.new_bucket();
     let app = app("events = [\"created\", \"modified\", \"deleted\"]");
-    app.write(
-        "runtime.toml",
-        format!(
-            "[bucket.uploads]\ntype = \"s3\"\nendpoint = \"{}\"\nbucket = \"{bucket}\"\n",
-            s3.url()
-        ),
-    );
-    let server = Server::start_with_env(
-        bin(),
-        app.path(),
-        &[],
-        &[
-            ("AWS_ACCESS_KEY_ID", "test"),
-            ("AWS_SECRET_ACCESS_KEY", "test"),
-        ],
-    );
+    let server = crate::buckets::start_on_s3(&app, &s3, "");
     let put = |name: &str, body: &str| {
         let file = app.write("upload.tmp", body);
         let (code, _, err) = cli(

@@ -47,7 +47,9 @@ impl Guest for Worker {
             let file_change = e.type_.strip_prefix("updraft.file.");
             let fails = data == "fail"
                 || (file_change.is_some()
-                    && e.subject.as_deref().is_some_and(|s| s.contains("fail-always")))
+                    && e.subject
+                        .as_deref()
+                        .is_some_and(|s| s.contains("fail-always")))
                 || (cron && number("cron-fail-until").is_some_and(|n| u64::from(attempt(e)) < n))
                 || data
                     .strip_prefix("fail-until-")
