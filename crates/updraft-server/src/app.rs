@@ -64,7 +64,7 @@ impl AppPlan {
                     max_concurrency: f.concurrency(),
                     allowed_outbound_hosts: f.allowed_outbound_hosts.clone(),
                     variables: vars,
-                    resources: Arc::new(stores.resources_for(f)),
+                    resources: Arc::new(stores.resources_for(id, f)),
                 })
             })
             .collect::<anyhow::Result<Vec<_>>>()?;

@@ -240,6 +240,7 @@ pub async fn start(
         platform_queue: &platform_queue,
         internal_kv: &internal_kv,
         buckets: &stores.buckets,
+        writers: stores.writers.clone(),
         schedules: stores.schedules.clone(),
         claimant: format!("{}:{}", addr, std::process::id()),
         stop: stop_rx.clone(),

@@ -14,6 +14,7 @@ use updraft_runtime::host::Grants;
 use updraft_runtime::{QueueHandle, Resources, TopicHandle};
 use updraft_store::blob::BlobStore;
 use updraft_store::sqlite::{Db, SqliteAsyncJobs, SqliteKv, SqliteQueues, SqliteRecords, state};
+use updraft_store::writers::{Attributed, Writers};
 use updraft_store::{
     AsyncStore, KvStore, Migration, QueueStore, RecordStore, ScheduleStore, SqlStore, TopicStore,
 };
@@ -43,6 +44,8 @@ pub struct AppStores {
     pub sql: BTreeMap<String, Arc<dyn SqlStore>>,
     /// Each `[bucket.<name>]`.
     pub buckets: BTreeMap<String, Arc<dyn BlobStore>>,
+    /// Which function wrote what through its buckets (the file triggers' loop guard).
+    pub writers: Arc<Writers>,
     /// Each `[queue.<name>]`, and each topic subscription's delivery queue
     /// (`<topic>.<subscription>`), with the store it lives in and its wake-up.
     pub queues: BTreeMap<String, Arc<QueueHandle>>,
@@ -153,6 +156,7 @@ impl AppStores {
             kv,
             sql,
             buckets,
+            writers: Arc::default(),
             queues,
             topics,
             async_jobs,
@@ -175,6 +179,22 @@ impl AppStores {
             notify: Arc::new(Notify::new()),
             dedup_window_us: DEDUP_WINDOW_US,
         })
+    }
+
+    /// The buckets as function `id` reaches them: its writes are recorded in `writers`.
+    fn buckets_of(&self, id: &str) -> BTreeMap<String, Arc<dyn BlobStore>> {
+        self.buckets
+            .iter()
+            .map(|(name, store)| {
+                let attributed: Arc<dyn BlobStore> = Arc::new(Attributed::new(
+                    store.clone(),
+                    name,
+                    id,
+                    self.writers.clone(),
+                ));
+                (name.clone(), attributed)
+            })
+            .collect()
     }
 
     /// A kv namespace of updraft's own (a file trigger's index) in the node's own state.
@@ -221,11 +241,11 @@ impl AppStores {
 
     /// What `function` may reach: every declared resource of each allow-list, with a
     /// handle only where the function lists it.
-    pub fn resources_for(&self, function: &Function) -> Resources {
+    pub fn resources_for(&self, id: &str, function: &Function) -> Resources {
         Resources::default()
             .with(grants(allow::KV, &self.kv, function))
             .with(grants(allow::SQL, &self.sql, function))
-            .with(grants(allow::BUCKETS, &self.buckets, function))
+            .with(grants(allow::BUCKETS, &self.buckets_of(id), function))
             .with(grants(allow::ENQUEUE, &self.queues, function))
             .with(grants(allow::PUBLISH, &self.topics, function))
     }

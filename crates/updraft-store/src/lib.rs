@@ -29,6 +29,7 @@ pub mod schedule;
 pub mod sql;
 pub mod sqlite;
 pub mod topic;
+pub mod writers;
 
 pub use asyncjobs::{AsyncJob, AsyncStore};
 pub use blob::{

@@ -177,6 +177,8 @@ pub struct StartContext<'a> {
     pub internal_kv: &'a dyn Fn(&str) -> Arc<dyn KvStore>,
     /// Every `[bucket.<name>]`, open.
     pub buckets: &'a BTreeMap<String, Arc<dyn BlobStore>>,
+    /// What functions wrote through their buckets (a file trigger skips its own function's).
+    pub writers: Arc<updraft_store::writers::Writers>,
     /// Claims of cron occurrences.
     pub schedules: Arc<dyn ScheduleStore>,
     /// Who this process is, for claims (`addr:pid`).

@@ -225,6 +225,7 @@ impl Trigger for File {
         );
         let plan = scan::Plan {
             bucket_name: self.config.bucket.clone(),
+            function: self.config.function.clone(),
             key: key.clone(),
             prefix: self.config.prefix.clone(),
             suffix: self.config.suffix.clone(),
@@ -240,6 +241,7 @@ impl Trigger for File {
             index,
             queue,
             self.status.clone(),
+            node.writers.clone(),
             node.stop.clone(),
         );
         Ok(())

@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{Notify, watch};
 use updraft_runtime::QueueHandle;
 use updraft_store::blob::{BlobStore, ObjectMeta, is_hidden};
+use updraft_store::writers::{DELETED, Writers};
 use updraft_store::{Event, KvStore, NewMessage};
 
 use super::{Change, Existing};
@@ -28,6 +29,8 @@ const RECHECK: Duration = Duration::from_millis(200);
 /// What a scanner needs to know.
 pub(crate) struct Plan {
     pub(crate) bucket_name: String,
+    /// The trigger's function: changes it made itself do not fire (the loop guard).
+    pub(crate) function: String,
     pub(crate) key: String,
     pub(crate) prefix: String,
     pub(crate) suffix: String,
@@ -87,6 +90,7 @@ pub(crate) fn spawn(
     index: Arc<dyn KvStore>,
     queue: Arc<QueueHandle>,
     status: Arc<Status>,
+    writers: Arc<Writers>,
     stop: watch::Receiver<bool>,
 ) {
     tokio::spawn(async move {
@@ -96,6 +100,7 @@ pub(crate) fn spawn(
             index,
             queue,
             status,
+            writers,
             known: HashMap::new(),
             pending: HashMap::new(),
         };
@@ -109,6 +114,7 @@ struct Scanner {
     index: Arc<dyn KvStore>,
     queue: Arc<QueueHandle>,
     status: Arc<Status>,
+    writers: Arc<Writers>,
     /// The index, in memory.
     known: HashMap<String, Entry>,
     /// Changes not yet finished: what was seen and since when it has not changed.
@@ -297,6 +303,7 @@ impl Scanner {
         let messages: Vec<NewMessage> = changes
             .iter()
             .filter(|(change, _)| self.plan.events.contains(change))
+            .filter(|(change, meta)| !self.own(*change, meta))
             .map(|(change, meta)| self.message(*change, meta, now))
             .collect();
         for chunk in messages.chunks(500) {
@@ -312,6 +319,20 @@ impl Scanner {
             self.queue.notify.notify_waiters();
         }
         Ok(())
+    }
+
+    /// Whether the trigger's own function made this change (then it does not fire).
+    fn own(&self, change: Change, meta: &ObjectMeta) -> bool {
+        let etag = match change {
+            Change::Deleted => DELETED,
+            _ => meta.etag.as_str(),
+        };
+        self.writers.take_own(
+            &self.plan.bucket_name,
+            &meta.name,
+            etag,
+            &self.plan.function,
+        )
     }
 
     fn message(&self, change: Change, meta: &ObjectMeta, now_us: i64) -> NewMessage {

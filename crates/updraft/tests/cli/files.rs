@@ -295,6 +295,62 @@ fn write_files(dest: &Path, round: usize, n: usize) -> usize {
     n
 }
 
+/// A function that writes into the bucket its own trigger watches does not trigger itself;
+/// the same object written by anyone else still fires.
+#[tokio::test]
+async fn a_trigger_never_fires_for_what_its_own_function_wrote() {
+    let app = kitchen_and_worker(
+        r#"
+[app]
+name = "files"
+[kv.default]
+[bucket.uploads]
+
+[function.kitchen]
+source = "kitchen.wasm"
+kv = ["default"]
+buckets = ["uploads"]
+
+[function.worker]
+source = "worker.wasm"
+kv = ["default"]
+buckets = ["uploads"]
+
+[[trigger.http]]
+route = "/k/..."
+function = "kitchen"
+
+[[trigger.file]]
+bucket = "uploads"
+function = "worker"
+poll = "300ms"
+settle = "400ms"
+"#,
+    );
+    let server = crate::start(&app);
+    drop_file(&app, "job.in", "1");
+    // The worker handles job.in and writes job.in.out; that write does not fire.
+    assert!(handled(&server, 1, Duration::from_secs(15)).await);
+    assert!(
+        eventually(Duration::from_secs(10), async || folder(&app)
+            .join("job.in.out")
+            .exists())
+        .await
+    );
+    stays(&server, 1).await;
+    assert_eq!(fired(&server, "created", "job.in.out").await, 0);
+    // Another function writing the same bucket does fire it.
+    let r = crate::client()
+        .post(server.url("/k/blob/put?bucket=uploads&name=from-kitchen.txt"))
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+    assert!(handled(&server, 2, Duration::from_secs(15)).await);
+    assert_eq!(fired(&server, "created", "from-kitchen.txt").await, 1);
+}
+
 /// On S3 the trigger finds changes by listing every `poll`; the same events fire.
 #[tokio::test]
 async fn an_s3_bucket_fires_by_listing() {

@@ -2,7 +2,9 @@
 //! `fail` (always), `fail-until-N` (until delivery N), `sleep-MS`, anything else succeeds.
 //! Successes are recorded in the `default` kv store: `seen/<event id>` = data, and a
 //! `count` of handled events. File events (`updraft.file.*`) also count per object:
-//! `file/<change>/<name>`; an object whose name contains `fail-always` fails them. Cron events (whose data the test cannot choose) follow kv
+//! `file/<change>/<name>`; an object whose name contains `fail-always` fails them, and a
+//! created object named `*.in` makes the worker write `<name>.out` beside it in the same
+//! bucket (its own write, which its file trigger must not fire for). Cron events (whose data the test cannot choose) follow kv
 //! keys instead: `cron-fail-until` = N fails them until delivery N, `cron-sleep-ms` = MS
 //! makes each run take that long.
 
@@ -17,6 +19,29 @@ use updraft::platform::types::{Event, HandlerError};
 use wasi::keyvalue::{atomics, store};
 
 struct Worker;
+
+/// Writes `<name>.out` into the bucket the file event `e` came from.
+fn write_beside(e: &Event, name: &str) -> Result<(), String> {
+    use wasi::blobstore::{blobstore, types::OutgoingValue};
+    let bucket = e
+        .extensions
+        .iter()
+        .find(|(k, _)| k == "bucket")
+        .map(|(_, v)| v.clone())
+        .ok_or("a file event without its `bucket` extension")?;
+    let container = blobstore::get_container(&bucket)?;
+    let value = OutgoingValue::new_outgoing_value();
+    {
+        let stream = value
+            .outgoing_value_write_body()
+            .map_err(|()| "no body stream".to_owned())?;
+        stream
+            .blocking_write_and_flush(b"done")
+            .map_err(|e| format!("{e:?}"))?;
+    }
+    container.write_data(&format!("{name}.out"), &value)?;
+    OutgoingValue::finish(value)
+}
 
 fn attempt(e: &Event) -> u32 {
     e.extensions
@@ -71,6 +96,15 @@ impl Guest for Worker {
                     message: format!("{e:?}"),
                     failed: None,
                 })?;
+            if let (Some("created"), Some(name)) = (file_change, e.subject.as_deref())
+                && name.ends_with(".in")
+                && let Err(message) = write_beside(e, name)
+            {
+                return Err(HandlerError {
+                    message,
+                    failed: None,
+                });
+            }
             if let (Some(change), Some(name)) = (file_change, e.subject.as_deref()) {
                 atomics::increment(&bucket, &format!("file/{change}/{name}"), 1).map_err(|e| {
                     HandlerError {
