@@ -235,20 +235,24 @@ async fn a_failing_file_is_retried_then_dead_lettered_and_the_file_stays() {
     assert!(folder(&app).join("fail-always.csv").exists());
 }
 
+fn soak_rounds() -> usize {
+    std::env::var("UPDRAFT_SOAK_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(2)
+}
+
 /// Rounds of `kill -9` while files are dropped and handled (two here; `scripts/soak` runs
 /// more with `UPDRAFT_SOAK_ROUNDS`): every file is handled at least once, duplicates are
 /// counted and printed.
 #[tokio::test]
 async fn kill_9_while_files_are_dropped_loses_none() {
-    let rounds: usize = std::env::var("UPDRAFT_SOAK_ROUNDS")
-        .ok()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(2);
+    let rounds = soak_rounds();
     let per_round = 200;
     let app = app("batch = 10");
     let dest = folder(&app).join("drop");
     std::fs::create_dir_all(&dest).unwrap();
-    let mut dropped = 0usize;
+    let mut names = Vec::new();
     for round in 0..rounds {
         let server = crate::start(&app);
         let writer = {
@@ -259,40 +263,104 @@ async fn kill_9_while_files_are_dropped_loses_none() {
         let killed_at = 60 + (round * 97) % 200;
         tokio::time::sleep(Duration::from_millis(killed_at as u64)).await;
         server.signal(libc::SIGKILL);
-        dropped += writer.join().unwrap();
+        names.extend(writer.join().unwrap());
         drop(server);
     }
     let server = crate::start(&app);
-    let all = dropped as u64;
+    check_soak("file kill -9 soak (folder)", &server, rounds, &names).await;
+}
+
+/// The same on an S3 bucket, with objects uploaded through updraft's admin API: every
+/// upload updraft acknowledged is handled at least once.
+#[tokio::test]
+async fn kill_9_while_objects_are_uploaded_to_s3_loses_none() {
+    let s3 = updraft_test_support::s3::S3Server::start();
+    let rounds = soak_rounds();
+    let app = app("batch = 10");
+    // Writes runtime.toml for a fresh S3 bucket (the node it starts is not needed).
+    crate::buckets::start_on_s3(&app, &s3, "").signal(libc::SIGKILL);
+    let mut names = Vec::new();
+    for round in 0..rounds {
+        let server = Server::start_with_env(
+            bin(),
+            app.path(),
+            &[],
+            &[
+                ("AWS_ACCESS_KEY_ID", "test"),
+                ("AWS_SECRET_ACCESS_KEY", "test"),
+            ],
+        );
+        let uploads = tokio::spawn(upload_until_refused(server.base.clone(), round, 150));
+        let killed_at = 300 + (round * 97) % 400;
+        tokio::time::sleep(Duration::from_millis(killed_at as u64)).await;
+        server.signal(libc::SIGKILL);
+        names.extend(uploads.await.unwrap());
+        drop(server);
+    }
+    let server = Server::start_with_env(
+        bin(),
+        app.path(),
+        &[],
+        &[
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+        ],
+    );
+    check_soak("file kill -9 soak (s3)", &server, rounds, &names).await;
+}
+
+/// Uploads `drop/r<round>-<i>.csv` one by one until `n` or until updraft stops answering;
+/// returns the names it acknowledged.
+async fn upload_until_refused(base: String, round: usize, n: usize) -> Vec<String> {
+    let client = crate::client();
+    let mut acked = Vec::new();
+    for i in 0..n {
+        let name = format!("drop/r{round}-{i:04}.csv");
+        let url = format!(
+            "{base}/_updraft/api/v1/buckets/uploads/objects/{}",
+            name.replace('/', "%2F")
+        );
+        match client.put(url).body("x").send().await {
+            Ok(r) if r.status().as_u16() == 201 => acked.push(name),
+            _ => break,
+        }
+    }
+    acked
+}
+
+/// Waits for every name to be handled, then prints and checks lost and duplicated counts.
+async fn check_soak(what: &str, server: &Server, rounds: usize, names: &[String]) {
+    let all = names.len();
     // A message the killed node had leased comes back when its lease (30 s) runs out.
     let ok = eventually(Duration::from_secs(150), async || {
-        let (_, keys) = get(&server, "/k/kv/list?store=default&prefix=file/created/").await;
-        keys.split(',').filter(|k| !k.is_empty()).count() as u64 >= all
+        let (_, keys) = get(server, "/k/kv/list?store=default&prefix=file/created/").await;
+        keys.split(',').filter(|k| !k.is_empty()).count() >= all
     })
     .await;
     let mut missing = Vec::new();
     let mut duplicates = 0;
-    for round in 0..rounds {
-        for i in 0..per_round {
-            let n = fired(&server, "created", &format!("drop/r{round}-{i:04}.csv")).await;
-            if n == 0 {
-                missing.push(format!("r{round}-{i:04}"));
-            }
-            duplicates += n.saturating_sub(1);
+    for name in names {
+        let n = fired(server, "created", name).await;
+        if n == 0 {
+            missing.push(name.clone());
         }
+        duplicates += n.saturating_sub(1);
     }
     println!(
-        "file kill -9 soak: {rounds} rounds, {all} files, lost {}, duplicated {duplicates}",
+        "{what}: {rounds} rounds, {all} files, lost {}, duplicated {duplicates}",
         missing.len()
     );
     assert!(ok && missing.is_empty(), "lost: {missing:?}");
 }
 
-fn write_files(dest: &Path, round: usize, n: usize) -> usize {
-    for i in 0..n {
-        std::fs::write(dest.join(format!("r{round}-{i:04}.csv")), "x").unwrap();
-    }
-    n
+fn write_files(dest: &Path, round: usize, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| {
+            let name = format!("r{round}-{i:04}.csv");
+            std::fs::write(dest.join(&name), "x").unwrap();
+            format!("drop/{name}")
+        })
+        .collect()
 }
 
 /// A function that writes into the bucket its own trigger watches does not trigger itself;
