@@ -185,16 +185,20 @@ fn percent_encode(segment: &str) -> String {
     out
 }
 
+/// Bytes read from the file per chunk of the upload: small chunks cost the server a
+/// frame each (4 KiB chunks made `blob put` 5x slower than curl on the same endpoint).
+const UPLOAD_CHUNK: usize = 1 << 20;
+
 /// The file (or stdin) as a streamed request body, never read whole into memory.
 async fn upload_body(file: &std::path::Path) -> anyhow::Result<reqwest::Body> {
     if file.as_os_str() == "-" {
-        let stream = tokio_util::io::ReaderStream::new(tokio::io::stdin());
+        let stream = tokio_util::io::ReaderStream::with_capacity(tokio::io::stdin(), UPLOAD_CHUNK);
         return Ok(reqwest::Body::wrap_stream(stream));
     }
     let f = tokio::fs::File::open(file)
         .await
         .with_context(|| format!("cannot open `{}`", file.display()))?;
     Ok(reqwest::Body::wrap_stream(
-        tokio_util::io::ReaderStream::new(f),
+        tokio_util::io::ReaderStream::with_capacity(f, UPLOAD_CHUNK),
     ))
 }
