@@ -331,26 +331,29 @@ async fn upload_until_refused(base: String, round: usize, n: usize) -> Vec<Strin
 /// Waits for every name to be handled, then prints and checks lost and duplicated counts.
 async fn check_soak(what: &str, server: &Server, rounds: usize, names: &[String]) {
     let all = names.len();
-    // A message the killed node had leased comes back when its lease (30 s) runs out.
-    let ok = eventually(Duration::from_secs(150), async || {
-        let (_, keys) = get(server, "/k/kv/list?store=default&prefix=file/created/").await;
-        keys.split(',').filter(|k| !k.is_empty()).count() >= all
+    // A message the killed node had leased comes back when its lease (30 s) runs out; each
+    // poll asks only about the names not seen yet.
+    let mut waiting: Vec<String> = names.to_vec();
+    eventually(Duration::from_secs(150), async || {
+        let mut still = Vec::new();
+        for name in &waiting {
+            if fired(server, "created", name).await == 0 {
+                still.push(name.clone());
+            }
+        }
+        waiting = still;
+        waiting.is_empty()
     })
     .await;
-    let mut missing = Vec::new();
     let mut duplicates = 0;
     for name in names {
-        let n = fired(server, "created", name).await;
-        if n == 0 {
-            missing.push(name.clone());
-        }
-        duplicates += n.saturating_sub(1);
+        duplicates += fired(server, "created", name).await.saturating_sub(1);
     }
     println!(
         "{what}: {rounds} rounds, {all} files, lost {}, duplicated {duplicates}",
-        missing.len()
+        waiting.len()
     );
-    assert!(ok && missing.is_empty(), "lost: {missing:?}");
+    assert!(waiting.is_empty(), "lost: {waiting:?}");
 }
 
 fn write_files(dest: &Path, round: usize, n: usize) -> Vec<String> {
