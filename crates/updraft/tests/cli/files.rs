@@ -33,7 +33,7 @@ function = "kitchen"
 bucket = "uploads"
 function = "worker"
 poll = "300ms"
-settle = "400ms"
+settle = "3s"
 {trigger}
 "#
     ))
@@ -129,7 +129,8 @@ async fn a_finished_file_fires_once_and_temporary_ones_never() {
 async fn a_file_still_being_written_fires_once_for_its_finished_content() {
     let app = app("");
     let server = crate::start(&app);
-    // An open file grows in steps slower than a poll; it fires once, after it is closed.
+    // An open file grows in steps slower than a poll; it fires once, after it is closed
+    // (`settle` is 3 s, far longer than a step even on a loaded machine).
     let path = folder(&app).join("slow.csv");
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     {
@@ -395,7 +396,7 @@ function = "kitchen"
 bucket = "uploads"
 function = "worker"
 poll = "300ms"
-settle = "400ms"
+settle = "3s"
 "#,
     );
     let server = crate::start(&app);
