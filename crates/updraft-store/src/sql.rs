@@ -111,4 +111,22 @@ pub trait SqlStore: Send + Sync + 'static {
     /// Applies the migrations not applied before, in order, each in its own transaction;
     /// returns the names it applied.
     async fn migrate(&self, migrations: Vec<Migration>) -> Result<Vec<String>, SqlError>;
+    /// Starts a streamed load of `sql` (DESIGN §9 "sql"): the statement is checked now, rows
+    /// are pushed in chunks, and [`SqlLoad::commit`] runs it once per row in one transaction.
+    /// Dropping the load without committing changes nothing.
+    async fn load(&self, sql: &str) -> Result<Box<dyn SqlLoad>, SqlError>;
+}
+
+/// A streamed load in progress: rows wait outside memory until the one commit, so a load
+/// of any size runs in bounded memory.
+#[async_trait]
+pub trait SqlLoad: Send + 'static {
+    /// Adds rows; each must have one value per parameter of the statement.
+    async fn push(&mut self, rows: Vec<Vec<Value>>) -> Result<(), SqlError>;
+    /// The rows pushed so far.
+    fn rows(&self) -> u64;
+    /// Runs the statement once per pushed row, in order and in one transaction; returns the
+    /// rows changed in total. On error nothing is changed, and the error names the row
+    /// (counting pushed rows from 1).
+    async fn commit(self: Box<Self>) -> Result<u64, SqlError>;
 }

@@ -9,6 +9,7 @@ pub async fn run(mut make: impl FnMut() -> Arc<dyn SqlStore>) {
     typed_round_trip(make()).await;
     errors_name_the_database(make()).await;
     bulk_loads_are_atomic(make()).await;
+    streamed_loads_commit_once(make()).await;
     migrations_apply_once(make()).await;
     transaction_control_is_refused(make()).await;
 }
@@ -249,4 +250,112 @@ async fn migrations_apply_once(db: Arc<dyn SqlStore>) {
     });
     let err = db.migrate(more).await.expect_err("broken migration");
     assert!(err.to_string().contains("003_broken.sql"), "{err}");
+}
+
+/// A streamed load: rows pushed in chunks go in at the commit, all of them or none; a load
+/// dropped without a commit changes nothing; errors name the row.
+async fn streamed_loads_commit_once(db: Arc<dyn SqlStore>) {
+    db.execute(
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL, n REAL, b BLOB)",
+        vec![],
+    )
+    .await
+    .expect("create");
+    let upsert = "INSERT INTO t (id, v, n, b) VALUES ($1, $2, $3, $4) \
+                  ON CONFLICT (id) DO UPDATE SET v = excluded.v, n = excluded.n, b = excluded.b";
+    let row = |i: i64, v: Value| {
+        vec![
+            Value::Int(i),
+            v,
+            Value::Float(i as f64 / 2.0),
+            Value::Blob(vec![i as u8, 0, 255]),
+        ]
+    };
+    let count = |db: Arc<dyn SqlStore>| async move {
+        db.query("SELECT count(*) FROM t", vec![])
+            .await
+            .expect("count")
+            .rows[0][0]
+            .clone()
+    };
+    let mut load = db.load(upsert).await.expect("begin");
+    for chunk in 0..5 {
+        let rows = (chunk * 1000..(chunk + 1) * 1000)
+            .map(|i| row(i, Value::Text(format!("row {i} é"))))
+            .collect();
+        load.push(rows).await.expect("push");
+    }
+    assert_eq!(load.rows(), 5000);
+    // Nothing is visible before the commit.
+    assert_eq!(count(db.clone()).await, Value::Int(0));
+    assert_eq!(load.commit().await.expect("commit"), 5000);
+    assert_eq!(count(db.clone()).await, Value::Int(5000));
+    let back = db
+        .query("SELECT id, v, n, b FROM t WHERE id = 4321", vec![])
+        .await
+        .expect("read back");
+    assert_eq!(back.rows, [row(4321, Value::Text("row 4321 é".into()))]);
+
+    // Upserts by key: a second load of overlapping keys updates them.
+    let mut load = db.load(upsert).await.expect("begin");
+    load.push(vec![
+        row(7, Value::Text("seven".into())),
+        row(9000, Value::Null.clone()),
+    ])
+    .await
+    .expect("push");
+    // Row 2 breaks NOT NULL: the error names it, and row 1's update is undone too.
+    let err = load.commit().await.expect_err("constraint");
+    let message = err.to_string();
+    assert!(
+        message.contains("row 2 of the load") && message.contains("NOT NULL"),
+        "{message}"
+    );
+    assert!(message.contains("`orders`"), "{message}");
+    let v = db
+        .query("SELECT v FROM t WHERE id = 7", vec![])
+        .await
+        .expect("read");
+    assert_eq!(v.rows[0][0], Value::Text("row 7 é".into()));
+
+    // Dropped without a commit: nothing.
+    let mut load = db.load(upsert).await.expect("begin");
+    load.push(vec![row(10_000, Value::Text("x".into()))])
+        .await
+        .expect("push");
+    drop(load);
+    assert_eq!(count(db.clone()).await, Value::Int(5000));
+
+    // A row of the wrong width is refused at the push, naming it.
+    let mut load = db.load(upsert).await.expect("begin");
+    load.push(vec![row(1, Value::Null)]).await.expect("push");
+    let err = load
+        .push(vec![row(2, Value::Null), vec![Value::Int(3)]])
+        .await
+        .expect_err("width");
+    assert!(
+        err.to_string().contains("row 3 of the load has 1 value(s)"),
+        "{err}"
+    );
+
+    // A bad statement fails at the start; so does one the sandbox refuses.
+    let err = db
+        .load("INSERT INTO nowhere VALUES ($1)")
+        .await
+        .err()
+        .expect("bad");
+    assert!(
+        matches!(err, SqlError::Statement { .. }) && err.to_string().contains("nowhere"),
+        "{err:?}"
+    );
+    let err = db
+        .load("ATTACH DATABASE ':memory:' AS other")
+        .await
+        .err()
+        .expect("attach");
+    assert!(matches!(err, SqlError::Refused { .. }), "{err:?}");
+
+    // An empty load commits nothing and succeeds.
+    let load = db.load(upsert).await.expect("begin");
+    assert_eq!(load.commit().await.expect("empty"), 0);
 }

@@ -9,10 +9,12 @@ use rusqlite::types::{Value as SqlValue, ValueRef};
 use rusqlite::{Connection, Statement};
 use tokio::sync::Semaphore;
 
+mod load;
+
 use super::Db;
 use super::guest::{Cancel, as_guest, sandbox};
 use crate::StoreError;
-use crate::sql::{Migration, RowSet, SqlError, SqlLimits, SqlStore, Value};
+use crate::sql::{Migration, RowSet, SqlError, SqlLimits, SqlLoad, SqlStore, Value};
 
 /// Guest reads of one database running at once; more wait, so functions' queries never
 /// hold more than this many threads of the blocking pool the platform shares.
@@ -120,29 +122,30 @@ fn stmt_err(e: rusqlite::Error) -> JobError {
     JobError::Statement(e.to_string())
 }
 
+/// Which parameter value each of the statement's slots takes: `$n` by number, `?` by
+/// position. `given` values must match the statement's count.
+fn param_slots(stmt: &Statement<'_>, given: usize) -> Result<Vec<usize>, JobError> {
+    let expected = stmt.parameter_count();
+    if expected != given {
+        return Err(JobError::ParameterCount { expected, given });
+    }
+    (1..=expected)
+        .map(|i| match stmt.parameter_name(i) {
+            Some(name) => match name.strip_prefix('$').and_then(|n| n.parse::<usize>().ok()) {
+                Some(n) if (1..=given).contains(&n) => Ok(n - 1),
+                _ => Err(JobError::Statement(format!(
+                    "parameter `{name}` is not one of $1…${given}; number parameters $1, $2, …"
+                ))),
+            },
+            None => Ok(i - 1),
+        })
+        .collect()
+}
+
 /// Binds `$n` (by number) and `?` (by position) parameters, checking the count.
 fn bind(stmt: &mut Statement<'_>, params: &[Value]) -> Result<(), JobError> {
-    let expected = stmt.parameter_count();
-    if expected != params.len() {
-        return Err(JobError::ParameterCount {
-            expected,
-            given: params.len(),
-        });
-    }
-    for i in 1..=expected {
-        let which = match stmt.parameter_name(i) {
-            Some(name) => match name.strip_prefix('$').and_then(|n| n.parse::<usize>().ok()) {
-                Some(n) if (1..=params.len()).contains(&n) => n - 1,
-                _ => {
-                    return Err(JobError::Statement(format!(
-                        "parameter `{name}` is not one of $1…${}; number parameters $1, $2, …",
-                        params.len()
-                    )));
-                }
-            },
-            None => i - 1,
-        };
-        stmt.raw_bind_parameter(i, to_sql(&params[which]))
+    for (slot, which) in param_slots(stmt, params.len())?.into_iter().enumerate() {
+        stmt.raw_bind_parameter(slot + 1, to_sql(&params[which]))
             .map_err(stmt_err)?;
     }
     Ok(())
@@ -331,6 +334,12 @@ impl SqlStore for SqliteSql {
             }
         }
         Ok(applied)
+    }
+
+    async fn load(&self, sql: &str) -> Result<Box<dyn SqlLoad>, SqlError> {
+        load::SqliteLoad::begin(self.clone(), sql)
+            .await
+            .map(|l| Box::new(l) as Box<dyn SqlLoad>)
     }
 }
 
