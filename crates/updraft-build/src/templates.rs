@@ -21,6 +21,7 @@ const SDK: &[File] = embed![
     "updraft-sdk/Cargo.toml" => "crates/updraft-sdk/Cargo.toml",
     "updraft-sdk/src/lib.rs" => "crates/updraft-sdk/src/lib.rs",
     "updraft-sdk/src/blob.rs" => "crates/updraft-sdk/src/blob.rs",
+    "updraft-sdk/src/csv.rs" => "crates/updraft-sdk/src/csv.rs",
     "updraft-sdk/src/event.rs" => "crates/updraft-sdk/src/event.rs",
     "updraft-sdk/src/http.rs" => "crates/updraft-sdk/src/http.rs",
     "updraft-sdk/src/kv.rs" => "crates/updraft-sdk/src/kv.rs",

@@ -39,6 +39,7 @@
 use std::io;
 
 use crate::bindings::updraft::platform::blob as platform;
+use crate::bindings::wasi::blobstore::blobstore;
 use crate::bindings::wasi::blobstore::container::Container;
 use crate::bindings::wasi::blobstore::types::{IncomingValue, OutgoingValue};
 use crate::{Error, Result};
@@ -131,6 +132,24 @@ impl Bucket {
     /// The bucket's name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Copies object `from` to `to` in this bucket (streamed by the host, any size).
+    pub fn copy(&self, from: &str, to: &str) -> Result<()> {
+        blobstore::copy_object(&self.id(from), &self.id(to)).map_err(Error)
+    }
+
+    /// Moves object `from` to `to` in this bucket: `to` is written whole, then `from` is
+    /// deleted.
+    pub fn rename(&self, from: &str, to: &str) -> Result<()> {
+        blobstore::move_object(&self.id(from), &self.id(to)).map_err(Error)
+    }
+
+    fn id(&self, object: &str) -> blobstore::ObjectId {
+        blobstore::ObjectId {
+            container: self.name.clone(),
+            object: object.to_owned(),
+        }
     }
 
     /// The whole object `name`, or `None` if there is none. For objects that fit in memory;

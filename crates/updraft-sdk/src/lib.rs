@@ -17,6 +17,8 @@
 //! * [`kv`]: the stores listed in the function's `kv = [...]`.
 //! * [`sql`]: the databases listed in its `sql = [...]`.
 //! * [`blob`]: the buckets listed in its `buckets = [...]`, objects streamed both ways.
+//! * [`csv`]: CSV files into tables: typed columns, every bad row reported, all-or-nothing
+//!   loads with upsert, quarantine for bad files.
 //! * [`variables`]: its `[function.<id>.variables]`.
 //! * [`http`]: responses and the `updraft-*` request headers.
 //! * [`event`]: event functions (queue, topic and cron triggers) with
@@ -26,6 +28,7 @@
 //! Build with `cargo build --release --target wasm32-wasip2`.
 
 pub mod blob;
+pub mod csv;
 pub mod event;
 pub mod http;
 pub mod kv;

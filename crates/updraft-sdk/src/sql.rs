@@ -96,6 +96,67 @@ impl Database {
     pub fn execute_many(&self, statement: &str, rows: &[Vec<Value>]) -> Result<u64> {
         self.conn.execute_many(statement, rows).map_err(err)
     }
+
+    /// Starts a streamed load of `statement` (checked now): [`Loader::push`] rows in chunks,
+    /// then [`Loader::commit`] once. The rows wait outside the function's memory, so a load
+    /// of any size fits; dropping the loader without committing changes nothing.
+    ///
+    /// ```ignore
+    /// let mut load = db.load("INSERT INTO sales (id, total) VALUES ($1, $2)")?;
+    /// for chunk in rows.chunks(1000) {
+    ///     load.push(chunk)?;
+    /// }
+    /// let changed = load.commit()?; // all of them, or none on error
+    /// ```
+    pub fn load(&self, statement: &str) -> Result<Loader> {
+        self.conn
+            .load(statement)
+            .map(|inner| Loader { inner, rows: 0 })
+            .map_err(err)
+    }
+}
+
+/// A streamed load in progress ([`Database::load`]).
+pub struct Loader {
+    inner: wit::Loader,
+    rows: u64,
+}
+
+impl Loader {
+    /// Adds rows, each one value per parameter of the statement.
+    pub fn push(&mut self, rows: &[Vec<Value>]) -> Result<()> {
+        self.inner.push(rows).map_err(err)?;
+        self.rows += rows.len() as u64;
+        Ok(())
+    }
+
+    /// The rows pushed so far.
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// Runs the statement once per pushed row in one transaction; returns the rows changed.
+    /// All or nothing: an error names the row (counting pushed rows from 1).
+    pub fn commit(self) -> Result<u64> {
+        wit::Loader::commit(self.inner).map_err(err)
+    }
+
+    /// [`Loader::commit`], telling rows the database refused (a constraint, a type) from
+    /// the database failing.
+    pub(crate) fn commit_typed(self) -> std::result::Result<u64, LoadError> {
+        wit::Loader::commit(self.inner).map_err(|e| match e {
+            wit::Error::Invalid(m) => LoadError::Refused(m),
+            other => LoadError::Failed(err(other)),
+        })
+    }
+}
+
+/// Why a commit failed.
+pub(crate) enum LoadError {
+    /// The data: the database refused a row (the message names it).
+    Refused(String),
+    /// The database or the call failed; a retry may succeed.
+    Failed(Error),
 }
 
 impl From<i64> for Value {

@@ -29,7 +29,7 @@ use crate::state::InvocationState;
 pub use blob::{Container, IncomingValue, ObjectNames, OutgoingValue};
 pub use kv::Bucket;
 pub use messaging::{QueueHandle, TopicHandle};
-pub use sql::Connection;
+pub use sql::{Connection, Loader};
 
 /// The generated bindings.
 pub mod generated {
@@ -40,6 +40,7 @@ pub mod generated {
         with: {
             "wasi:keyvalue/store.bucket": super::Bucket,
             "updraft:platform/sql.connection": super::Connection,
+            "updraft:platform/sql.loader": super::Loader,
             "wasi:blobstore/container.container": super::Container,
             "wasi:blobstore/container.stream-object-names": super::ObjectNames,
             "wasi:blobstore/types.outgoing-value": super::OutgoingValue,

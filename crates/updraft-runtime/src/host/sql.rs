@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use updraft_store::{SqlError, SqlStore, Value};
+use updraft_store::{SqlError, SqlLoad, SqlStore, Value};
 use wasmtime::component::Resource;
 
 use super::generated::updraft::platform::sql::{self as wit, Error};
@@ -20,6 +20,17 @@ pub(crate) fn link(linker: &mut Linker<InvocationState>) -> wasmtime::Result<()>
 /// An open database, as a guest holds it.
 pub struct Connection {
     store: Arc<dyn SqlStore>,
+}
+
+/// A streamed load, as a guest holds it. Empty while a push runs, and for good once a push
+/// was cut off (the load's spool is then incomplete).
+pub struct Loader {
+    load: Option<Box<dyn SqlLoad>>,
+}
+
+/// What a guest gets for a load it can no longer use.
+fn load_interrupted() -> Error {
+    Error::Other("this load was interrupted (an earlier push was cut off); start a new load".into())
 }
 
 fn to_store(v: wit::Value) -> Value {
@@ -159,8 +170,52 @@ impl wit::HostConnection for BindingCtx<'_> {
         Ok(store.batch(statements).await.map_err(|e| self.sql_error(e)))
     }
 
+    async fn load(
+        &mut self,
+        c: Resource<Connection>,
+        statement: String,
+    ) -> wasmtime::Result<Result<Resource<Loader>, Error>> {
+        let store = self.connection(&c)?;
+        match store.load(&statement).await {
+            Ok(load) => Ok(Ok(self.table.push(Loader { load: Some(load) })?)),
+            Err(e) => Ok(Err(self.sql_error(e))),
+        }
+    }
+
     async fn drop(&mut self, c: Resource<Connection>) -> wasmtime::Result<()> {
         self.table.delete(c)?;
+        Ok(())
+    }
+}
+
+impl wit::HostLoader for BindingCtx<'_> {
+    async fn push(
+        &mut self,
+        l: Resource<Loader>,
+        rows: Vec<Vec<wit::Value>>,
+    ) -> wasmtime::Result<Result<(), Error>> {
+        let Some(mut load) = self.table.get_mut(&l)?.load.take() else {
+            return Ok(Err(load_interrupted()));
+        };
+        let rows = rows
+            .into_iter()
+            .map(|r| r.into_iter().map(to_store).collect())
+            .collect();
+        let pushed = load.push(rows).await;
+        self.table.get_mut(&l)?.load = Some(load);
+        Ok(pushed.map_err(|e| self.sql_error(e)))
+    }
+
+    async fn commit(&mut self, l: Resource<Loader>) -> wasmtime::Result<Result<u64, Error>> {
+        let Some(load) = self.table.delete(l)?.load else {
+            return Ok(Err(load_interrupted()));
+        };
+        Ok(load.commit().await.map_err(|e| self.sql_error(e)))
+    }
+
+    async fn drop(&mut self, l: Resource<Loader>) -> wasmtime::Result<()> {
+        // Dropping the load discards its spooled rows: nothing was committed.
+        self.table.delete(l)?;
         Ok(())
     }
 }

@@ -220,7 +220,10 @@ mod tests {
         // An `ATTACH` whose file name is a parameter compiles under the authorizer; the
         // attach limit of 0 still stops it when it runs.
         let (result, why) = as_guest(&Cancel::default(), || {
-            conn.execute("ATTACH DATABASE ?1 AS other", ["/tmp/updraft-attach-probe.db"])
+            conn.execute(
+                "ATTACH DATABASE ?1 AS other",
+                ["/tmp/updraft-attach-probe.db"],
+            )
         });
         assert!(result.is_err(), "a parameterised ATTACH ran: {why:?}");
         for sql in [

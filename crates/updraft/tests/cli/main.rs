@@ -19,6 +19,7 @@ mod lifecycle;
 mod limits;
 mod malformed;
 mod new;
+mod pipelines;
 mod queues;
 mod reliability;
 mod scenarios;
