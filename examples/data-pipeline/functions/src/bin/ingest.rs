@@ -34,7 +34,10 @@ impl Handler for Ingest {
         let db = Database::open("sales")?;
         for event in &events {
             let Some(name) = event.subject.as_deref() else {
-                return Err(fail(format!("file event `{}` has no object name", event.id)));
+                return Err(fail(format!(
+                    "file event `{}` has no object name",
+                    event.id
+                )));
             };
             let report = sales().load_object(&db, &drop, name)?;
             if report.is_clean() {
