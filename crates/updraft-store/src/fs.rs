@@ -21,7 +21,9 @@
 //!   reads as absent, and a put through one is refused, so nothing outside the folder is read
 //!   or written. (Another program swapping a folder for a link while a put is between its
 //!   check and its rename is not covered.)
-//! * **Delete** removes the file and then the folders it leaves empty, up to the root.
+//! * **Delete** removes the file and leaves its folders: a folder other programs drop files
+//!   into (`incoming/`) stays there after its last file is handled and moved away. Empty
+//!   folders hold no objects, so listings are as on S3.
 
 use std::io::SeekFrom;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
@@ -463,7 +465,7 @@ fn sync_dir(dir: &Path, context: &str) -> Result<(), BlobError> {
         .map_err(|e| io_error(context, e))
 }
 
-/// Removes the object `name` and the folders it leaves empty; returns whether it existed.
+/// Removes the object `name` (its folders stay); returns whether it existed.
 fn remove(root: &Path, name: &str) -> Result<bool, BlobError> {
     let context = format!("delete object `{name}`");
     if !parents_ready(root, name)? {
@@ -481,14 +483,7 @@ fn remove(root: &Path, name: &str) -> Result<bool, BlobError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(io_error(&context, e)),
     }
-    let mut dir = path.parent().unwrap_or(root);
-    while dir != root && dir.starts_with(root) {
-        if std::fs::remove_dir(dir).is_err() {
-            break; // not empty (or in use): it stays
-        }
-        dir = dir.parent().unwrap_or(root);
-    }
-    sync_dir(dir, &context)?;
+    sync_dir(path.parent().unwrap_or(root), &context)?;
     Ok(true)
 }
 

@@ -17,7 +17,10 @@ const MAX_IDLE_READERS: usize = 4;
 const MAX_QUEUED_WRITES: usize = 4_096;
 
 type Completion = Box<dyn FnOnce(Option<&StoreError>) + Send>;
-type Job = Box<dyn FnOnce(&mut Connection) -> Completion + Send>;
+/// A queued write: given the connection inside the group's transaction it runs and returns
+/// its completion; given the error that kept the transaction from starting (another program
+/// holding the file's write lock past the busy timeout) it fails its caller with it.
+type Job = Box<dyn FnOnce(Result<&mut Connection, &StoreError>) -> Option<Completion> + Send>;
 
 /// A SQLite database file shared by async callers.
 #[derive(Clone)]
@@ -141,16 +144,23 @@ impl Db {
         F: FnOnce(&Connection) -> Result<R, E> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
-        let job: Job = Box::new(move |conn: &mut Connection| {
+        let job: Job = Box::new(move |conn: Result<&mut Connection, &StoreError>| {
+            let conn = match conn {
+                Ok(conn) => conn,
+                Err(e) => {
+                    let _ = tx.send(Err(E::from(e.clone())));
+                    return None;
+                }
+            };
             let result = run_in_savepoint(conn, f);
-            Box::new(move |commit_error: Option<&StoreError>| {
+            Some(Box::new(move |commit_error: Option<&StoreError>| {
                 let outcome = match (result, commit_error) {
                     (Ok(r), None) => Ok(r),
                     (Ok(_), Some(e)) => Err(E::from(e.clone())),
                     (Err(e), _) => Err(e),
                 };
                 let _ = tx.send(outcome);
-            })
+            }) as Completion)
         });
         let sender = self
             .inner
@@ -220,15 +230,21 @@ fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Job>) {
             }
         }
         if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
-            // Dropping the jobs fails each caller's write; nothing was acknowledged.
-            tracing::error!("cannot start a write transaction: {e}");
+            // Each caller's write fails with why; nothing was acknowledged.
+            let e = StoreError::Backend(format!(
+                "cannot start a write transaction: {e} (another program may hold the database's write lock)"
+            ));
+            tracing::error!("{e}");
+            for job in jobs {
+                let _ = job(Err(&e));
+            }
             continue;
         }
         let mut completions = Vec::with_capacity(jobs.len());
         let mut jobs = jobs.into_iter();
         for job in jobs.by_ref() {
-            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut conn))) {
-                Ok(done) => completions.push(done),
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(Ok(&mut conn)))) {
+                Ok(done) => completions.extend(done),
                 Err(_) => tracing::error!("a database write panicked; it is dropped"),
             }
             // An error that makes SQLite roll the whole transaction back (disk full, I/O)

@@ -124,6 +124,9 @@ struct Scanner {
 impl Scanner {
     async fn run(&mut self, mut stop: watch::Receiver<bool>) {
         let closed = Arc::new(Closed::default());
+        if let Some(root) = self.bucket.local_root() {
+            make_drop_folder(root, &self.plan.prefix);
+        }
         // Kept alive for as long as the scanner runs.
         let _watcher = self
             .bucket
@@ -379,6 +382,23 @@ fn covers(plan: &Plan, name: &str) -> bool {
         && !base.ends_with(".tmp")
         && !base.ends_with(".part")
         && !base.starts_with('~')
+}
+
+/// Creates the folder of a trigger's prefix (`incoming/` of `incoming/orders-`) in a folder
+/// bucket, so people and programs can drop files into it from the first start.
+fn make_drop_folder(root: &Path, prefix: &str) {
+    let Some((folder, _)) = prefix.rsplit_once('/') else {
+        return; // the bucket's root: there already
+    };
+    if updraft_store::blob::check_name(folder).is_err() {
+        return; // the prefix was refused when the trigger was checked
+    }
+    if let Err(e) = std::fs::create_dir_all(root.join(folder)) {
+        tracing::warn!(
+            "cannot create the folder `{folder}` in `{}`: {e}",
+            root.display()
+        );
+    }
 }
 
 /// Watches `root` for files closed after writing or renamed into place; `None` (polling

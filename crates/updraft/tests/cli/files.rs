@@ -75,6 +75,18 @@ async fn stays(server: &Server, n: u64) {
     }
 }
 
+/// The worker's logs once `done` holds of them (logs are written just after an invocation
+/// ends, so possibly after what it did is visible); `Err` with the last logs if never.
+async fn logs_until(server: &Server, done: impl Fn(&str) -> bool) -> Result<String, String> {
+    let mut logs = String::new();
+    let found = eventually(Duration::from_secs(30), async || {
+        logs = cli(server, &["logs", "--function", "worker"]).1;
+        done(&logs)
+    })
+    .await;
+    if found { Ok(logs) } else { Err(logs) }
+}
+
 #[tokio::test]
 async fn a_finished_file_fires_once_and_temporary_ones_never() {
     let app = app("prefix = \"incoming/\"\nsuffix = \".csv\"");
@@ -118,11 +130,11 @@ async fn a_finished_file_fires_once_and_temporary_ones_never() {
     stays(&server, 4).await;
 
     // The event says what changed and how to find it.
-    let (_, logs, _) = cli(&server, &["logs", "--function", "worker"]);
-    assert!(
-        logs.contains("\"bucket\":\"uploads\"") && logs.contains("\"name\":\"incoming/e.csv\""),
-        "{logs}"
-    );
+    let logs = logs_until(&server, |logs| {
+        logs.contains("\"bucket\":\"uploads\"") && logs.contains("\"name\":\"incoming/e.csv\"")
+    })
+    .await;
+    assert!(logs.is_ok(), "{logs:?}");
 }
 
 #[tokio::test]
@@ -144,10 +156,10 @@ async fn a_file_still_being_written_fires_once_for_its_finished_content() {
     }
     assert!(handled(&server, 1, Duration::from_secs(15)).await);
     stays(&server, 1).await;
-    let (_, logs, _) = cli(&server, &["logs", "--function", "worker"]);
+    let logs = logs_until(&server, |logs| logs.contains("\"size\":")).await;
     assert!(
-        logs.contains("\"size\":48"),
-        "fired before the file was whole: {logs}"
+        logs.as_ref().is_ok_and(|l| l.contains("\"size\":48")),
+        "fired before the file was whole: {logs:?}"
     );
 }
 
