@@ -191,4 +191,67 @@ static = "web"
         let e = err(&GOOD.replace("\"2s\"", "\"400d\""));
         assert!(e.contains("at most 24h"), "{e}");
     }
+
+    const PANEL: &str = r#"
+[[dashboard.panel]]
+title = "Orders per day"
+sql = "orders"
+query = "SELECT day, COUNT(*) AS n FROM orders GROUP BY day"
+chart = "line"
+x = "day"
+y = "n"
+refresh = "30s"
+"#;
+
+    #[test]
+    fn dashboard_panels_parse_and_bad_ones_name_the_key_and_the_fix() {
+        let m =
+            Manifest::parse(&format!("{GOOD}[dashboard]\nroute = \"/reports\"\n{PANEL}")).unwrap();
+        let p = &m.dashboard.panel[0];
+        assert_eq!(
+            (p.chart, p.y.as_ref().map(OneOrMany::to_vec)),
+            (ChartKind::Line, Some(vec!["n".to_owned()]))
+        );
+        for (change, key, says) in [
+            (
+                "sql = \"orders\"",
+                "dashboard.panel[0].sql",
+                "add a `[sql.sales]` table (declared: `orders`)",
+            ),
+            (
+                "x = \"day\"",
+                "dashboard.panel[0].x",
+                "a `line` chart needs `x`",
+            ),
+            (
+                "y = \"n\"",
+                "dashboard.panel[0].y",
+                "a `line` chart needs `y`",
+            ),
+            (
+                "refresh = \"30s\"",
+                "dashboard.panel[0].refresh",
+                "at most once a second",
+            ),
+            (
+                "chart = \"line\"",
+                "dashboard.panel[0].chart",
+                "`line`, `bar`, `area`, `pie`",
+            ),
+        ] {
+            let replacement = match key.rsplit('.').next() {
+                Some("sql") => "sql = \"sales\"",
+                Some("refresh") => "refresh = \"10ms\"",
+                Some("chart") => "chart = \"scatter\"",
+                _ => "",
+            };
+            let e = err(&format!("{GOOD}{}", PANEL.replace(change, replacement)));
+            assert!(e.contains(key) && e.contains(says), "{change}: {e}");
+        }
+        let e = err(&format!("{GOOD}[dashboard]\nroute = \"/_updraft/x\"\n"));
+        assert!(
+            e.contains("dashboard.route") && e.contains("\"/reports\""),
+            "{e}"
+        );
+    }
 }

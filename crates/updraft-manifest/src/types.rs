@@ -49,6 +49,102 @@ pub struct Manifest {
     /// `[[trigger.<kind>]]`
     #[serde(default)]
     pub trigger: Triggers,
+    /// `[dashboard]` and its `[[dashboard.panel]]`s: the app's own analytics page.
+    #[serde(default)]
+    pub dashboard: Dashboard,
+}
+
+/// `[dashboard]`: charts of the app's own data, declared next to its functions (DESIGN §9).
+/// Served at `/_updraft/apps/<app>/dashboard`, and on `route` when it is set.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dashboard {
+    /// The page's heading (default: the app's name).
+    #[serde(default)]
+    pub title: Option<String>,
+    /// A user route that also serves the page, public (`"/reports"`).
+    #[serde(default)]
+    pub route: Option<String>,
+    /// `[[dashboard.panel]]`, in page order.
+    #[serde(default)]
+    pub panel: Vec<Panel>,
+}
+
+/// `[[dashboard.panel]]`: one read-only query of a declared sql database, drawn as a chart.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Panel {
+    /// What the panel shows, as its heading.
+    pub title: String,
+    /// The `[sql.<label>]` the query reads.
+    pub sql: String,
+    /// A read-only statement (`SELECT …`); a statement that writes is refused.
+    pub query: String,
+    /// How it is drawn (default `table`).
+    #[serde(default)]
+    pub chart: ChartKind,
+    /// The column along the x axis (the slice label of a pie).
+    #[serde(default)]
+    pub x: Option<String>,
+    /// The column(s) with the values: one series each.
+    #[serde(default)]
+    pub y: Option<OneOrMany>,
+    /// A column whose values split one `y` into a series each.
+    #[serde(default)]
+    pub group: Option<String>,
+    /// Redraw the panel this often while the page is open (`"30s"`).
+    #[serde(default)]
+    pub refresh: Option<HumanDuration>,
+}
+
+/// How a panel is drawn.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChartKind {
+    /// Lines through the points, x in order.
+    Line,
+    /// Bars per x value (grouped when there are several series).
+    Bar,
+    /// Lines with the area below them filled.
+    Area,
+    /// Slices of one series.
+    Pie,
+    /// The rows as a table.
+    #[default]
+    Table,
+}
+
+impl ChartKind {
+    /// Its name in the manifest.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Line => "line",
+            Self::Bar => "bar",
+            Self::Area => "area",
+            Self::Pie => "pie",
+            Self::Table => "table",
+        }
+    }
+}
+
+/// A string or a list of strings (`y = "total"` or `y = ["units", "total"]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    /// One.
+    One(String),
+    /// Several.
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    /// Every value, in order.
+    pub fn to_vec(&self) -> Vec<String> {
+        match self {
+            Self::One(v) => vec![v.clone()],
+            Self::Many(v) => v.clone(),
+        }
+    }
 }
 
 /// `[app]`

@@ -5,7 +5,7 @@
 
 use crate::allow::ALLOW_LISTS;
 use crate::error::ManifestError;
-use crate::types::{Function, Manifest};
+use crate::types::{ChartKind, Function, Manifest, OneOrMany};
 use crate::values::is_variable_name;
 
 /// HTTP methods a route may list.
@@ -68,6 +68,7 @@ pub(crate) fn manifest(m: &Manifest) -> Result<(), ManifestError> {
             ),
         ));
     }
+    dashboard(m)?;
     for (kind, name, q) in m
         .queue
         .iter()
@@ -78,6 +79,77 @@ pub(crate) fn manifest(m: &Manifest) -> Result<(), ManifestError> {
             return Err(ManifestError::invalid(
                 format!("{kind}.{name}.max_attempts"),
                 "must be at least 1 (the first delivery counts)",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Shortest panel refresh: a page that redraws faster would load the database for nothing.
+const MIN_REFRESH: std::time::Duration = std::time::Duration::from_secs(1);
+
+fn dashboard(m: &Manifest) -> Result<(), ManifestError> {
+    if let Some(route) = &m.dashboard.route
+        && (!route.starts_with('/') || route.starts_with("/_updraft"))
+    {
+        return Err(ManifestError::invalid(
+            "dashboard.route",
+            format!(
+                "`{route}` is not a user route; give a path like \"/reports\" (paths under `/_updraft/` are updraft's own)"
+            ),
+        ));
+    }
+    for (i, p) in m.dashboard.panel.iter().enumerate() {
+        let key = |k: &str| format!("dashboard.panel[{i}].{k}");
+        if !m.sql.contains_key(&p.sql) {
+            return Err(ManifestError::invalid(
+                key("sql"),
+                format!(
+                    "sql database `{}` is not declared; add a `[sql.{}]` table{}",
+                    p.sql,
+                    p.sql,
+                    declared(m.sql.keys())
+                ),
+            ));
+        }
+        if p.query.trim().is_empty() {
+            return Err(ManifestError::invalid(
+                key("query"),
+                "the query is empty; give a `SELECT` whose columns the chart draws",
+            ));
+        }
+        if p.chart != ChartKind::Table {
+            let chart = p.chart.as_str();
+            if p.x.is_none() {
+                return Err(ManifestError::invalid(
+                    key("x"),
+                    format!("a `{chart}` chart needs `x`, the column along its axis"),
+                ));
+            }
+            let ys = p.y.as_ref().map(OneOrMany::to_vec).unwrap_or_default();
+            if ys.is_empty() {
+                return Err(ManifestError::invalid(
+                    key("y"),
+                    format!("a `{chart}` chart needs `y`, the column (or columns) with its values"),
+                ));
+            }
+            if p.group.is_some() && ys.len() > 1 {
+                return Err(ManifestError::invalid(
+                    key("group"),
+                    "`group` splits one `y` column into series; give one `y` or drop `group`",
+                ));
+            }
+            if p.chart == ChartKind::Pie && (ys.len() > 1 || p.group.is_some()) {
+                return Err(ManifestError::invalid(
+                    key("y"),
+                    "a pie draws one series: give one `y` column and no `group`",
+                ));
+            }
+        }
+        if p.refresh.as_ref().is_some_and(|r| r.0 < MIN_REFRESH) {
+            return Err(ManifestError::invalid(
+                key("refresh"),
+                "refresh at most once a second (`\"1s\"` or more)",
             ));
         }
     }

@@ -28,6 +28,7 @@ use crate::state::NodeState;
 pub(crate) fn router() -> axum::Router {
     axum::Router::new()
         .merge(crate::api::router())
+        .merge(crate::dashboard::router())
         .route("/_updraft/openapi.json", get(openapi))
         .route("/_updraft/healthz", get(healthz))
         .route("/_updraft/readyz", get(readyz))

@@ -35,6 +35,9 @@ impl AppState {
                     let route = m.route.pattern.as_str().to_owned();
                     match handler {
                         Handler::Static(site) => site.serve(req, &m.raw_path_info).await,
+                        Handler::Dashboard => crate::dashboard::public_page(self, &req)
+                            .await
+                            .map(|b| b.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync()),
                         Handler::Function(f) => {
                             let headers = FunctionHeaders {
                                 invocation_id: &id,

@@ -20,6 +20,7 @@ pub mod api;
 pub mod app;
 pub mod backends;
 mod body_limit;
+mod dashboard;
 mod edge;
 pub mod metrics;
 pub mod node;

@@ -193,6 +193,7 @@ pub async fn start(
         .map(|r| match &r.target {
             RouteTarget::Function(f) => RouteInfo::new(r, Some(f.clone()), None),
             RouteTarget::Static(dir) => RouteInfo::new(r, None, Some(dir.display().to_string())),
+            RouteTarget::Dashboard => RouteInfo::dashboard(r),
         })
         .collect();
     let router = plan.router.try_map(|pattern, target| match target {
@@ -208,6 +209,7 @@ pub async fn start(
                 pattern.as_str()
             )),
         },
+        RouteTarget::Dashboard => Ok(Handler::Dashboard),
         RouteTarget::Static(dir) => StaticSite::new(&dir)
             .map(|site| Handler::Static(Arc::new(site)))
             .with_context(|| {
@@ -282,6 +284,8 @@ pub async fn start(
         records,
         triggers: plan.triggers.clone(),
         schedules: stores.schedules.clone(),
+        sql: stores.sql.clone(),
+        dashboard: plan.manifest.manifest.dashboard.clone(),
     });
     let state = Arc::new(NodeState {
         runtime,

@@ -17,6 +17,8 @@ use updraft_triggers::AppTriggers;
 pub(crate) enum Handler {
     Function(HttpFunction),
     Static(Arc<StaticSite>),
+    /// The app's `[dashboard]` page.
+    Dashboard,
 }
 
 /// A node: the engine, readiness, the reserved endpoints, and the apps it hosts.
@@ -69,4 +71,8 @@ pub(crate) struct AppState {
     /// Every trigger, for what `ls` and the API show about it.
     pub(crate) triggers: AppTriggers,
     pub(crate) schedules: Arc<dyn ScheduleStore>,
+    /// Each `[sql.<label>]`, for the dashboard's panels.
+    pub(crate) sql: BTreeMap<String, Arc<dyn updraft_store::SqlStore>>,
+    /// `[dashboard]`: the app's own page.
+    pub(crate) dashboard: updraft_manifest::Dashboard,
 }

@@ -101,6 +101,9 @@ pub trait SqlStore: Send + Sync + 'static {
     async fn execute(&self, sql: &str, params: Vec<Value>) -> Result<u64, SqlError>;
     /// Runs a query.
     async fn query(&self, sql: &str, params: Vec<Value>) -> Result<RowSet, SqlError>;
+    /// Runs a query that only reads (for dashboards and the table explorer): a statement
+    /// that would write is refused ([`SqlError::Refused`]) before it runs.
+    async fn read(&self, sql: &str, params: Vec<Value>) -> Result<RowSet, SqlError>;
     /// Runs one statement once per parameter row, all in one transaction; returns the rows
     /// changed in total. On error nothing is changed.
     async fn execute_many(&self, sql: &str, rows: Vec<Vec<Value>>) -> Result<u64, SqlError>;

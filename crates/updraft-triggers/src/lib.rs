@@ -309,6 +309,7 @@ impl AppTriggers {
                 all.triggers.push((at, trigger));
             }
         }
+        http::declare_dashboard_route(app, &mut all.declarations)?;
         Ok(all)
     }
 

@@ -15,6 +15,9 @@ pub struct RouteInfo {
     pub function: Option<String>,
     /// The static folder that answers, if any.
     pub static_dir: Option<String>,
+    /// The app's dashboard page answers (`[dashboard] route`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dashboard: bool,
 }
 
 impl RouteInfo {
@@ -32,6 +35,15 @@ impl RouteInfo {
             route: route.pattern.as_str().to_owned(),
             function,
             static_dir,
+            dashboard: false,
+        }
+    }
+
+    /// The route of the app's dashboard page.
+    pub(crate) fn dashboard<T>(route: &updraft_gateway::Route<T>) -> Self {
+        Self {
+            dashboard: true,
+            ..Self::new(route, None, None)
         }
     }
 }
@@ -46,6 +58,7 @@ fn route_infos(app: &AppState) -> Vec<RouteInfo> {
             Handler::Static(site) => {
                 RouteInfo::new(r, None, Some(site.dir().display().to_string()))
             }
+            Handler::Dashboard => RouteInfo::dashboard(r),
         })
         .collect()
 }

@@ -165,7 +165,7 @@ pub(crate) fn router() -> axum::Router {
 }
 
 /// `Authorization: Bearer <token>` when the node has an admin token.
-async fn require_token(
+pub(crate) async fn require_token(
     Extension(state): Extension<Arc<NodeState>>,
     req: Request,
     next: Next,

@@ -12,6 +12,47 @@ pub async fn run(mut make: impl FnMut() -> Arc<dyn SqlStore>) {
     streamed_loads_commit_once(make()).await;
     migrations_apply_once(make()).await;
     transaction_control_is_refused(make()).await;
+    reads_only_read(make()).await;
+}
+
+/// `read` (dashboards, the table explorer) runs queries and refuses anything that writes,
+/// changing nothing.
+async fn reads_only_read(db: Arc<dyn SqlStore>) {
+    db.execute("CREATE TABLE t (x INTEGER)", vec![])
+        .await
+        .expect("create");
+    db.execute("INSERT INTO t (x) VALUES (1), (2)", vec![])
+        .await
+        .expect("insert");
+    let rows = db
+        .read(
+            "SELECT sum(x) AS total FROM t WHERE x > $1",
+            vec![Value::Int(0)],
+        )
+        .await
+        .expect("read");
+    assert_eq!(rows.columns, ["total"]);
+    assert_eq!(rows.rows, vec![vec![Value::Int(3)]]);
+    for statement in [
+        "INSERT INTO t (x) VALUES (3)",
+        "DELETE FROM t",
+        "UPDATE t SET x = 0",
+        "DROP TABLE t",
+        "DELETE FROM t RETURNING x",
+    ] {
+        let e = db.read(statement, vec![]).await.expect_err(statement);
+        assert!(
+            matches!(e, SqlError::Refused { .. }) && e.to_string().contains("may only read"),
+            "{statement}: {e:?}"
+        );
+    }
+    let e = db.read("SELEC 1", vec![]).await.expect_err("a typo");
+    assert!(matches!(e, SqlError::Statement { .. }), "{e:?}");
+    let rows = db
+        .query("SELECT count(*) FROM t", vec![])
+        .await
+        .expect("count");
+    assert_eq!(rows.rows, vec![vec![Value::Int(2)]], "nothing changed");
 }
 
 /// Every call is its own transaction: a guest cannot open, end or nest one (DESIGN §9).

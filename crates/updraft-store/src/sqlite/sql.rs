@@ -259,6 +259,24 @@ impl SqlStore for SqliteSql {
         result.map_err(|e| self.labelled(e))
     }
 
+    async fn read(&self, sql: &str, params: Vec<Value>) -> Result<RowSet, SqlError> {
+        let sql = sql.to_owned();
+        let limits = self.limits;
+        let cancel = Cancel::default();
+        let _cancel_when_dropped = cancel.on_drop();
+        self.guest_read(cancel, move |c| {
+            if !c.prepare(&sql).map_err(stmt_err)?.readonly() {
+                return Err(JobError::Refused(format!(
+                    "`{}` would write; this query may only read: use a `SELECT`",
+                    sql.split_whitespace().next().unwrap_or_default()
+                )));
+            }
+            run_query(c, &sql, &params, limits)
+        })
+        .await
+        .map_err(|e| self.labelled(e))
+    }
+
     async fn execute_many(&self, sql: &str, rows: Vec<Vec<Value>>) -> Result<u64, SqlError> {
         let sql = sql.to_owned();
         let cancel = Cancel::default();

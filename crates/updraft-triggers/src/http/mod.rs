@@ -35,6 +35,30 @@ pub enum RouteTarget {
     Function(String),
     /// A folder of static files.
     Static(PathBuf),
+    /// The app's `[dashboard]` page (`[dashboard] route`).
+    Dashboard,
+}
+
+/// `[dashboard] route`: the app's dashboard on a user route (GET and HEAD), on the same
+/// table as the HTTP triggers, so a collision is named like theirs.
+pub(crate) fn declare_dashboard_route(
+    app: &LoadedManifest,
+    declarations: &mut Declarations,
+) -> Result<(), ManifestError> {
+    let Some(route) = &app.manifest.dashboard.route else {
+        return Ok(());
+    };
+    let pattern = Pattern::parse(route)
+        .map_err(|e| ManifestError::invalid("dashboard.route", e.to_string()))?;
+    declarations
+        .router
+        .add(Route {
+            pattern,
+            methods: Some(vec![Method::GET, Method::HEAD]),
+            target: RouteTarget::Dashboard,
+            index: usize::MAX,
+        })
+        .map_err(|e| ManifestError::invalid("dashboard.route", e.to_string()))
 }
 
 /// A checked HTTP route.
@@ -91,7 +115,7 @@ impl Trigger for Http {
     fn function(&self) -> Option<&str> {
         match &self.target {
             RouteTarget::Function(f) => Some(f),
-            RouteTarget::Static(_) => None,
+            RouteTarget::Static(_) | RouteTarget::Dashboard => None,
         }
     }
 

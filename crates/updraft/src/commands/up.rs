@@ -52,6 +52,7 @@ fn parse_store(value: &str) -> Result<String, String> {
 
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let (manifest, triggers) = load_app(&args.dir)?;
+    let panels = manifest.manifest.dashboard.panel.len();
     if !args.no_build {
         let stale: Vec<_> = builder::build_steps(&manifest)?
             .into_iter()
@@ -101,6 +102,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         let target = match (&r.function, &r.static_dir) {
             (Some(f), _) => format!("function `{f}`"),
             (None, Some(dir)) => format!("static `{dir}`"),
+            (None, None) if r.dashboard => "the app's dashboard".to_owned(),
             (None, None) => String::new(),
         };
         println!(
@@ -116,6 +118,12 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         for line in &event_triggers {
             println!("  {line}");
         }
+    }
+    if panels > 0 {
+        println!(
+            "dashboard: {}://{}/_updraft/apps/{app_name}/dashboard ({panels} panel(s))",
+            node.scheme, node.addr
+        );
     }
     println!("listening on {}://{}", node.scheme, node.addr);
 

@@ -212,3 +212,23 @@ fn a_build_for_a_target_that_is_not_installed_says_how_to_add_it() {
         "{e}"
     );
 }
+
+#[test]
+fn dashboard_panels_and_routes_name_their_key() {
+    let panel = "\n[sql.orders]\n\n[[dashboard.panel]]\ntitle = \"Orders\"\nsql = \"order\"\nquery = \"SELECT 1\"\n";
+    let e = up_fails(&app_with(&format!("{ONE_FUNCTION}{panel}")));
+    assert!(e.contains("dashboard.panel[0].sql"), "{e}");
+    assert!(
+        e.contains("add a `[sql.order]` table (declared: `orders`)"),
+        "{e}"
+    );
+    let collides = format!(
+        "{ONE_FUNCTION}{}\n[dashboard]\nroute = \"/hello\"\n",
+        panel.replace("\"order\"", "\"orders\"")
+    );
+    let e = up_fails(&app_with(&collides));
+    assert!(
+        e.contains("dashboard.route") && e.contains("collides with route #0 `/hello`"),
+        "{e}"
+    );
+}

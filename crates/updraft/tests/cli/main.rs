@@ -12,6 +12,7 @@ mod blob_binding;
 mod buckets;
 mod cluster;
 mod cron;
+mod dashboard;
 mod errors;
 mod escape;
 mod files;

@@ -24,6 +24,19 @@ async fn send(
 
 /// The page as headless Chromium renders it, after its scripts ran.
 fn rendered(url: &str) -> String {
+    rendered_page(url).dom
+}
+
+/// A page as headless Chromium rendered it.
+pub(crate) struct Rendered {
+    /// The DOM after the page's scripts ran.
+    pub(crate) dom: String,
+    /// What Chromium logged: console messages and uncaught errors among it.
+    pub(crate) log: String,
+}
+
+/// `url` rendered by headless Chromium, with what it logged.
+pub(crate) fn rendered_page(url: &str) -> Rendered {
     let chromium = ["chromium", "chromium-browser"]
         .into_iter()
         .find(|c| Command::new("which").arg(c).output().is_ok_and(|o| o.status.success()))
@@ -40,13 +53,18 @@ fn rendered(url: &str) -> String {
             "--disable-component-update",
             "--disable-sync",
             "--virtual-time-budget=5000",
+            "--enable-logging=stderr",
+            "--v=0",
             "--dump-dom",
         ])
         .arg(format!("--user-data-dir={}", profile.path().display()))
         .arg(url)
         .output()
         .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    Rendered {
+        dom: String::from_utf8_lossy(&out.stdout).into_owned(),
+        log: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
 }
 
 #[tokio::test]

@@ -1,0 +1,149 @@
+//! Dashboards as code: `examples/data-pipeline`'s `[[dashboard.panel]]`s drawn from its
+//! `sales` table, at `/_updraft/apps/<app>/dashboard` and on its public `/reports` route,
+//! over HTTP and in headless Chromium.
+
+use std::time::Duration;
+
+use updraft_test_support::Server;
+
+use crate::{bin, copy_example, eventually, get};
+
+/// The `<section>` of panel `i` in `page`.
+fn panel(page: &str, i: usize) -> &str {
+    let start = page
+        .find(&format!(r#"id="panel-{i}""#))
+        .unwrap_or_else(|| panic!("no panel {i} in\n{page}"));
+    let end = page[start..]
+        .find("</section>")
+        .map_or(page.len(), |e| start + e);
+    &page[start..end]
+}
+
+#[tokio::test]
+async fn data_pipeline_dashboard_charts_the_sales_table() {
+    let dir = copy_example("data-pipeline");
+    // Two panels a user can get wrong: a column the query does not return, and a query
+    // that writes. Each says so in its place; the rest of the page is drawn.
+    let manifest = dir.path().join("updraft.toml");
+    let mut text = std::fs::read_to_string(&manifest).unwrap();
+    text.push_str(
+        r#"
+[[dashboard.panel]]
+title = "Typo"
+sql = "sales"
+query = "SELECT day, sum(total) AS total FROM sales GROUP BY day"
+chart = "bar"
+x = "day"
+y = "revenue"
+
+[[dashboard.panel]]
+title = "Wipe"
+sql = "sales"
+query = "DELETE FROM sales"
+"#,
+    );
+    std::fs::write(&manifest, text).unwrap();
+    let server = Server::start(bin(), dir.path(), &[]);
+    assert!(
+        server.stdout.wait_for(
+            "/_updraft/apps/data-pipeline/dashboard (6 panel(s))",
+            Duration::from_secs(10)
+        ),
+        "`up` says where the dashboard is: {}",
+        server.stdout.text()
+    );
+
+    // Before any data: every panel says what to expect, or what is wrong with it.
+    let (status, page) = get(&server, "/reports").await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page.matches("No rows yet").count(), 4, "{page}");
+    assert!(panel(&page, 4).contains("column `revenue`"), "{page}");
+
+    let incoming = dir.path().join(".updraft/buckets/drop/incoming");
+    assert!(eventually(Duration::from_secs(30), async || incoming.is_dir()).await);
+    std::fs::copy(
+        dir.path().join("sample/sales-2026-11.csv"),
+        incoming.join("sales-2026-11.csv"),
+    )
+    .unwrap();
+    let loaded = eventually(Duration::from_secs(60), async || {
+        get(&server, "/reports").await.1.contains("SO-1005")
+    })
+    .await;
+    assert!(
+        loaded,
+        "the sample never reached the dashboard\n{}",
+        server.stderr.text()
+    );
+
+    let (status, page) = get(&server, "/_updraft/apps/data-pipeline/dashboard").await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("<h1>Sales</h1>"), "{page}");
+    // Revenue per day, one line per region: north 2 days, south 2, east 1.
+    let line = panel(&page, 0);
+    assert!(
+        line.contains(r#"data-chart="line" data-series="3" data-points="5""#),
+        "{line}"
+    );
+    assert!(line.contains("north: 2026-11-03 = 12.5"), "{line}");
+    assert!(line.contains(r#"data-refresh-ms="30000""#), "{line}");
+    assert!(
+        line.contains(">revenue by region<"),
+        "the y axis says what it shows: {line}"
+    );
+    // Units per product: four products, one bar each.
+    let bars = panel(&page, 1);
+    assert!(bars.contains(r#"data-points="4""#), "{bars}");
+    assert!(bars.contains("units: gizmo = 10"), "{bars}");
+    // Share of revenue: south 27.49 of 63.99.
+    let pie = panel(&page, 2);
+    assert!(pie.contains("south: 27.49 (43.0%)"), "{pie}");
+    // The latest orders, newest day first.
+    let table = panel(&page, 3);
+    assert_eq!(
+        table.matches("<tr>").count(),
+        6,
+        "a header and five rows: {table}"
+    );
+    assert!(table.find("SO-1005") < table.find("SO-1001"), "{table}");
+    // The mistakes, each named in its panel.
+    assert!(
+        panel(&page, 4)
+            .contains("column `revenue` is not in the query&#39;s result; it has `day`, `total`"),
+        "{page}"
+    );
+    assert!(panel(&page, 5).contains("may only read"), "{page}");
+    let (_, summary) = get(&server, "/api/sales/summary").await;
+    assert!(
+        summary.contains(r#""rows":5"#),
+        "nothing was deleted: {summary}"
+    );
+
+    // A refreshing panel fetches itself alone.
+    let (status, fragment) = get(&server, "/reports?panel=0").await;
+    assert_eq!(status, 200);
+    assert!(
+        fragment.starts_with(r#"<section class="panel" id="panel-0""#)
+            && !fragment.contains("<html"),
+        "{fragment}"
+    );
+    let (status, _) = get(&server, "/reports?panel=9").await;
+    assert_eq!(status, 404);
+
+    // In a browser: the charts are drawn, and the page logs no error.
+    let url = server.url("/reports");
+    let shown = tokio::task::spawn_blocking(move || crate::web_app::rendered_page(&url))
+        .await
+        .unwrap();
+    assert_eq!(shown.dom.matches("<svg").count(), 3, "{}", shown.dom);
+    assert!(
+        shown.dom.contains("Units sold per product"),
+        "{}",
+        shown.dom
+    );
+    assert!(
+        !shown.log.contains("Uncaught") && !shown.log.contains(":ERROR:CONSOLE"),
+        "{}",
+        shown.log
+    );
+}
