@@ -140,7 +140,7 @@ async fn not_found(req: axum::extract::Request) -> Response<Body> {
     error_response(
         StatusCode::NOT_FOUND,
         &format!(
-            "`{}` is not an updraft endpoint; try /_updraft/healthz, /_updraft/readyz or /_updraft/metrics",
+            "`{}` is not an updraft endpoint; try /_updraft/ (the dashboard), /_updraft/healthz, /_updraft/readyz or /_updraft/metrics",
             req.uri().path()
         ),
         None,

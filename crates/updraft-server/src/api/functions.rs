@@ -94,7 +94,7 @@ pub struct FunctionInfo {
 }
 
 /// What the API says about function `id`; `Ok(None)` when there is none.
-pub(super) async fn function_info(
+pub(crate) async fn function_info(
     state: &AppState,
     id: &str,
 ) -> Result<Option<FunctionInfo>, Response> {
@@ -133,15 +133,21 @@ pub(super) async fn function_info(
 
 #[utoipa::path(get, path = "/_updraft/api/v1/apps/{app}/functions", params(("app" = String, Path, description = "the app's name")), responses((status = 200, body = [FunctionInfo]), (status = 500, body = ApiError)))]
 pub(super) async fn functions(Extension(state): Extension<Arc<AppState>>) -> Response {
+    match function_infos(&state).await {
+        Ok(all) => Json(all).into_response(),
+        Err(response) => response,
+    }
+}
+
+/// What the API says about every function, in id order.
+pub(crate) async fn function_infos(state: &AppState) -> Result<Vec<FunctionInfo>, Response> {
     let mut all = Vec::new();
     for id in state.functions.keys() {
-        match function_info(&state, id).await {
-            Ok(Some(info)) => all.push(info),
-            Ok(None) => {}
-            Err(response) => return response,
+        if let Some(info) = function_info(state, id).await? {
+            all.push(info);
         }
     }
-    Json(all).into_response()
+    Ok(all)
 }
 
 pub(super) fn unknown_function(id: &str) -> Response {

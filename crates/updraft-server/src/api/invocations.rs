@@ -117,32 +117,41 @@ pub(super) async fn invocation(
     Extension(state): Extension<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Response {
-    let record = match state.records.invocation(&id).await {
-        Ok(Some(r)) => r,
-        Ok(None) => {
-            return api_error(
-                StatusCode::NOT_FOUND,
-                format!(
-                    "no invocation `{id}` (records are written within a second of the end, and kept 7 days)"
-                ),
-            );
-        }
-        Err(e) => return api_error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    match invocation_detail(&state, &id).await {
+        Ok(Some(detail)) => Json(detail).into_response(),
+        Ok(None) => api_error(StatusCode::NOT_FOUND, no_invocation(&id)),
+        Err(e) => api_error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+/// What to say when invocation `id` has no record.
+pub(crate) fn no_invocation(id: &str) -> String {
+    format!(
+        "no invocation `{id}` (records are written within a second of the end, and kept 7 days)"
+    )
+}
+
+/// Invocation `id` with what it logged; `None` when there is no record of it.
+pub(crate) async fn invocation_detail(
+    state: &AppState,
+    id: &str,
+) -> Result<Option<InvocationDetail>, StoreError> {
+    let Some(record) = state.records.invocation(id).await? else {
+        return Ok(None);
     };
     let logs = state
         .records
         .logs(LogQuery {
-            invocation: Some(id),
+            invocation: Some(id.to_owned()),
             limit: 10_000,
             ..LogQuery::default()
         })
         .await
         .unwrap_or_default();
-    Json(InvocationDetail {
+    Ok(Some(InvocationDetail {
         invocation: record.into(),
         logs: logs.into_iter().map(LogLine::from).collect(),
-    })
-    .into_response()
+    }))
 }
 
 /// Filters for log lines.

@@ -14,8 +14,10 @@ mod buckets;
 mod functions;
 mod invocations;
 mod queues;
+mod stats;
 mod topics;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -30,7 +32,7 @@ use http_body_util::BodyExt;
 use serde::{Deserialize, Serialize};
 use updraft_gateway::headers::FunctionHeaders;
 use updraft_runtime::{EventFunction, Function, HttpError};
-use updraft_store::Event;
+use updraft_store::{Event, StoreError};
 use updraft_store::{InvocationQuery, InvocationRow, LogQuery, LogRow, ReplayFrom};
 use updraft_triggers::{InfoContext, TriggerInfo};
 use utoipa::{IntoParams, OpenApi, ToSchema};
@@ -41,6 +43,7 @@ pub use buckets::*;
 pub use functions::*;
 pub use invocations::*;
 pub use queues::*;
+pub use stats::*;
 pub use topics::*;
 
 /// The API's OpenAPI document.
@@ -61,6 +64,7 @@ pub use topics::*;
         invocations,
         invocation,
         logs,
+        stats,
         async_status,
         topics,
         publish,
@@ -83,6 +87,9 @@ pub use topics::*;
         Invocation,
         InvocationDetail,
         LogLine,
+        AppStats,
+        FunctionStats,
+        MinuteStats,
         TopicInfo,
         SubscriptionInfo,
         Published,
@@ -144,6 +151,7 @@ pub(crate) fn router() -> axum::Router {
         .route("/_updraft/api/v1/invocations", get(invocations))
         .route("/_updraft/api/v1/invocations/{id}", get(invocation))
         .route("/_updraft/api/v1/logs", get(logs))
+        .route("/_updraft/api/v1/stats", get(stats))
         .route("/_updraft/api/v1/async/{id}", get(async_status))
         .route("/_updraft/api/v1/topics", get(topics))
         .route("/_updraft/api/v1/topics/{name}/events", post(publish))

@@ -52,19 +52,25 @@ pub(super) fn unknown_queue(name: &str) -> Response {
 
 #[utoipa::path(get, path = "/_updraft/api/v1/apps/{app}/queues", params(("app" = String, Path, description = "the app's name")), responses((status = 200, body = [QueueInfo])))]
 pub(super) async fn queues(Extension(state): Extension<Arc<AppState>>) -> Response {
+    match queue_infos(&state).await {
+        Ok(out) => Json(out).into_response(),
+        Err(e) => api_error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+/// Every queue (and topic subscription) of the app with its depths.
+pub(crate) async fn queue_infos(state: &AppState) -> Result<Vec<QueueInfo>, StoreError> {
     let mut out = Vec::new();
     for (name, q) in &state.queues {
-        match q.store.depth(name, updraft_runtime::now_us()).await {
-            Ok(d) => out.push(QueueInfo {
-                name: name.clone(),
-                ready: d.ready,
-                waiting: d.waiting,
-                dead: d.dead,
-            }),
-            Err(e) => return api_error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-        }
+        let d = q.store.depth(name, updraft_runtime::now_us()).await?;
+        out.push(QueueInfo {
+            name: name.clone(),
+            ready: d.ready,
+            waiting: d.waiting,
+            dead: d.dead,
+        });
     }
-    Json(out).into_response()
+    Ok(out)
 }
 
 #[utoipa::path(get, path = "/_updraft/api/v1/apps/{app}/queues/{name}/dead-letters", params(("app" = String, Path, description = "the app's name"), ("name" = String, Path, description = "queue name")),
@@ -73,26 +79,35 @@ pub(super) async fn dead_letters(
     Extension(state): Extension<Arc<AppState>>,
     Path(name): Path<String>,
 ) -> Response {
-    let Some(q) = state.queues.get(&name) else {
-        return unknown_queue(&name);
-    };
-    match q.store.dead_letters(&name, 1000).await {
-        Ok(rows) => Json(
-            rows.into_iter()
-                .map(|d| DeadLetterInfo {
-                    id: d.id,
-                    event_id: d.event.id,
-                    event_type: d.event.ty,
-                    data: String::from_utf8_lossy(&d.event.data).into_owned(),
-                    attempts: d.attempts,
-                    last_error: d.last_error,
-                    dead_at: rfc3339(d.dead_us),
-                })
-                .collect::<Vec<_>>(),
-        )
-        .into_response(),
+    match dead_letter_infos(&state, &name).await {
+        Ok(Some(dead)) => Json(dead).into_response(),
+        Ok(None) => unknown_queue(&name),
         Err(e) => api_error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
+}
+
+/// The dead letters of queue `name`, oldest first; `None` when the app has no such queue.
+pub(crate) async fn dead_letter_infos(
+    state: &AppState,
+    name: &str,
+) -> Result<Option<Vec<DeadLetterInfo>>, StoreError> {
+    let Some(q) = state.queues.get(name) else {
+        return Ok(None);
+    };
+    let rows = q.store.dead_letters(name, 1000).await?;
+    Ok(Some(
+        rows.into_iter()
+            .map(|d| DeadLetterInfo {
+                id: d.id,
+                event_id: d.event.id,
+                event_type: d.event.ty,
+                data: String::from_utf8_lossy(&d.event.data).into_owned(),
+                attempts: d.attempts,
+                last_error: d.last_error,
+                dead_at: rfc3339(d.dead_us),
+            })
+            .collect(),
+    ))
 }
 
 /// Which dead letters to redrive.
@@ -109,20 +124,29 @@ pub(super) async fn redrive(
     Path(name): Path<String>,
     Query(p): Query<RedriveParams>,
 ) -> Response {
-    let Some(q) = state.queues.get(&name) else {
-        return unknown_queue(&name);
-    };
-    match q
-        .store
-        .redrive(&name, p.id.map(|id| vec![id]), updraft_runtime::now_us())
-        .await
-    {
-        Ok(n) => {
-            q.notify.notify_waiters();
-            Json(Redriven { redriven: n }).into_response()
-        }
+    match redrive_queue(&state, &name, p.id).await {
+        Ok(Some(n)) => Json(Redriven { redriven: n }).into_response(),
+        Ok(None) => unknown_queue(&name),
         Err(e) => api_error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
+}
+
+/// Makes the dead letters of queue `name` (or only message `id`) deliverable again;
+/// `None` when the app has no such queue.
+pub(crate) async fn redrive_queue(
+    state: &AppState,
+    name: &str,
+    id: Option<String>,
+) -> Result<Option<u32>, StoreError> {
+    let Some(q) = state.queues.get(name) else {
+        return Ok(None);
+    };
+    let n = q
+        .store
+        .redrive(name, id.map(|id| vec![id]), updraft_runtime::now_us())
+        .await?;
+    q.notify.notify_waiters();
+    Ok(Some(n))
 }
 
 /// How enqueued messages are delivered.

@@ -14,6 +14,8 @@ pub(crate) const MAX_POINTS: usize = 5_000;
 /// Most rows a table panel shows.
 pub(crate) const MAX_TABLE_ROWS: usize = 500;
 
+/// Points of one line past which its marks are drawn only under the pointer.
+const DENSE: usize = 40;
 const WIDTH: f64 = 640.0;
 const HEIGHT: f64 = 300.0;
 const LEFT: f64 = 64.0;
@@ -452,10 +454,16 @@ fn lines(series: &[Series], filled: bool, x_label: &str, y_label: &str) -> Strin
             r#"<polyline fill="none" stroke="{colour}" stroke-width="2" points="{}"/>"#,
             path.join(" ")
         );
+        // Many points: the marks stay for their tooltips but show only under the pointer.
+        let class = if points.len() > DENSE {
+            "point dense"
+        } else {
+            "point"
+        };
         for (x, y, xv, yv) in &points {
             let _ = write!(
                 frame.out,
-                r#"<circle class="point" cx="{x:.1}" cy="{y:.1}" r="3" fill="{colour}"><title>{}: {} = {}</title></circle>"#,
+                r#"<circle class="{class}" cx="{x:.1}" cy="{y:.1}" r="3" fill="{colour}"><title>{}: {} = {}</title></circle>"#,
                 escape(&s.name),
                 escape(&label(xv)),
                 format_number(*yv)

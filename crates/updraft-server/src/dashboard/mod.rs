@@ -1,201 +1,103 @@
-//! The dashboard: HTML pages for people, next to the admin API for programs.
+//! The dashboard: HTML pages for people, next to the admin API for programs, and built on
+//! the same typed functions (`crate::api`), so nothing a page shows is missing from the API.
 //!
-//! Today it serves an app's own analytics page: the `[[dashboard.panel]]`s of its manifest,
-//! each a read-only query of one of its sql databases drawn as a chart or a table, at
-//! `/_updraft/apps/<app>/dashboard` (admin auth, as the API), and on the user route
-//! `[dashboard] route` when the app sets one (public). Pages are rendered on the server
-//! (`chart.rs` draws SVG), so they work without a network and show the same data a test
-//! reads; a panel with `refresh` is re-fetched as a fragment (`?panel=<n>`).
+//! * `/_updraft/` (the node's only app) and `/_updraft/apps/<app>`: the overview: every
+//!   function with its triggers, allow-lists and how its invocations went over a window
+//!   (`?window=15m|1h|6h|24h`), invocations per minute as a chart, the latest invocations.
+//! * `/_updraft/apps/<app>/invocations/<id>`: one invocation with what it logged.
+//! * `/_updraft/apps/<app>/queues`: depths and dead letters, with a redrive button.
+//! * `/_updraft/apps/<app>/dashboard`: the app's own `[[dashboard.panel]]`s (`panels.rs`),
+//!   also served on `[dashboard] route` for anyone.
 //!
-//! To add a page: a handler here and one `.route` line in [`router`].
+//! Pages are rendered on the server (`chart.rs` draws SVG), so they work offline and show
+//! what a test reads. All of them sit behind the admin API's auth and host checks; the one
+//! form (redrive) is a same-origin POST that answers with a redirect.
+//!
+//! To add a page: a handler in its module and one `.route` line in [`router`]; a link in
+//! [`Nav`] if it belongs in the header.
 
 mod chart;
+mod ops;
+mod panels;
 
 use std::fmt::Write;
-use std::sync::Arc;
-use std::time::Duration;
 
-use axum::Extension;
-use axum::extract::{Path, Query};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use http::{StatusCode, header};
-use serde::Deserialize;
-use updraft_manifest::Panel;
 
-use crate::state::{AppState, NodeState};
+pub(crate) use panels::public_page;
 
-/// Longest a panel's query may run before the panel says so.
-const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
+use crate::state::AppState;
 
 /// The dashboard's pages under `/_updraft/` (behind the admin API's auth).
 pub(crate) fn router() -> axum::Router {
     axum::Router::new()
-        .route("/_updraft/apps/{app}/dashboard", get(app_page))
-        .route("/_updraft/dashboard", get(only_app_page))
+        .route("/_updraft/", get(ops::only_app_overview))
+        .route("/_updraft/apps/{app}", get(ops::overview))
+        .route(
+            "/_updraft/apps/{app}/invocations/{id}",
+            get(ops::invocation),
+        )
+        .route("/_updraft/apps/{app}/queues", get(ops::queues))
+        .route(
+            "/_updraft/apps/{app}/queues/{name}/redrive",
+            post(ops::redrive),
+        )
+        .route("/_updraft/apps/{app}/dashboard", get(panels::app_page))
+        .route("/_updraft/dashboard", get(panels::only_app_page))
         .layer(axum::middleware::from_fn(crate::api::require_token))
 }
 
-#[derive(Debug, Deserialize)]
-struct PageQuery {
-    /// Only this panel, as a fragment (what a refreshing panel fetches).
-    panel: Option<usize>,
+/// Which header link is the current page; `Public` shows none (the public panel route).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Nav {
+    Overview,
+    Queues,
+    Dashboard,
+    Public,
 }
 
-async fn app_page(
-    Extension(node): Extension<Arc<NodeState>>,
-    Path(app): Path<String>,
-    Query(query): Query<PageQuery>,
-) -> Response {
-    match node.apps.get(&app) {
-        Some(state) => {
-            let base = format!("/_updraft/apps/{app}/dashboard");
-            page(state, &base, query.panel).await
+/// A whole page: header with the app's links, then `body`. `reload` adds a reload link.
+fn layout(title: &str, app: &AppState, nav: Nav, body: &str, reload: Option<&str>) -> String {
+    let mut links = String::new();
+    if nav != Nav::Public {
+        let base = format!("/_updraft/apps/{}", app.name);
+        let mut entries = vec![
+            (Nav::Overview, base.clone(), "Overview"),
+            (Nav::Queues, format!("{base}/queues"), "Queues"),
+        ];
+        if !app.dashboard.panel.is_empty() {
+            entries.push((Nav::Dashboard, format!("{base}/dashboard"), "Dashboard"));
         }
-        None => not_found(&format!(
-            "app `{app}` is not on this node; `updraft ls` (or `GET /_updraft/api/v1/apps`) lists the apps it hosts"
-        )),
-    }
-}
-
-async fn only_app_page(
-    Extension(node): Extension<Arc<NodeState>>,
-    Query(query): Query<PageQuery>,
-) -> Response {
-    match node.only_app() {
-        Some(state) => {
-            let base = format!("/_updraft/apps/{}/dashboard", state.name);
-            page(state, &base, query.panel).await
+        links.push_str(r#"<nav aria-label="updraft"><ul>"#);
+        for (which, href, text) in entries {
+            let current = if which == nav {
+                r#" aria-current="page""#
+            } else {
+                ""
+            };
+            let _ = write!(
+                links,
+                r#"<li><a href="{}"{current}>{text}</a></li>"#,
+                escape(&href)
+            );
         }
-        None => not_found(
-            "this node hosts several apps; open `/_updraft/apps/<app>/dashboard` for one of them",
-        ),
+        links.push_str("</ul></nav>");
     }
-}
-
-/// The page on the app's `[dashboard] route`, for anyone who can reach the app.
-pub(crate) async fn public_page<B>(app: &AppState, req: &http::Request<B>) -> Response {
-    let panel = req
-        .uri()
-        .query()
-        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("panel=")))
-        .and_then(|n| n.parse().ok());
-    page(app, req.uri().path(), panel).await
-}
-
-/// The whole page, or one panel's fragment when `panel` is given. `base` is the page's own
-/// path, which refreshing panels fetch from.
-async fn page(app: &AppState, base: &str, panel: Option<usize>) -> Response {
-    let panels = &app.dashboard.panel;
-    if let Some(i) = panel {
-        return match panels.get(i) {
-            Some(p) => html(StatusCode::OK, panel_html(app, base, i, p).await),
-            None => not_found(&format!(
-                "the dashboard has {} panel(s); `panel` counts from 0",
-                panels.len()
-            )),
-        };
-    }
-    let rendered = futures::future::join_all(
-        panels
-            .iter()
-            .enumerate()
-            .map(|(i, p)| panel_html(app, base, i, p)),
-    )
-    .await;
-    let title = app
-        .dashboard
-        .title
-        .clone()
-        .unwrap_or_else(|| app.name.clone());
-    let body = if rendered.is_empty() {
-        format!(
-            r#"<p class="empty">App <code>{}</code> declares no panels yet. Add one to its <code>updraft.toml</code>:</p><pre>[[dashboard.panel]]
-title = "Orders per day"
-sql = "orders"            # a [sql.&lt;label&gt;] of the app
-query = "SELECT day, count(*) AS orders FROM orders GROUP BY day ORDER BY day"
-chart = "line"            # line | bar | area | pie | table
-x = "day"
-y = "orders"</pre>"#,
-            escape(&app.name)
-        )
-    } else {
-        format!(r#"<div class="panels">{}</div>"#, rendered.concat())
-    };
     let generated = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
-    html(
-        StatusCode::OK,
-        format!(
-            r#"<!doctype html>
+    let reload = reload.map_or(String::new(), |r| {
+        format!(r#" · <a href="{}">reload</a>"#, escape(r))
+    });
+    format!(
+        r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{title} · updraft</title><style>{STYLE}</style></head>
-<body><header><h1>{title}</h1><p class="meta">App <code>{app}</code> · drawn at {generated} · <a href="{base}">reload</a></p></header>
+<body><header>{links}<h1>{title}</h1><p class="meta">App <code>{app}</code> · drawn at {generated}{reload}</p></header>
 <main>{body}</main><script>{SCRIPT}</script></body></html>"#,
-            title = escape(&title),
-            app = escape(&app.name),
-            base = escape(base),
-        ),
+        title = escape(title),
+        app = escape(&app.name),
     )
-}
-
-/// One panel: its heading and its chart, or a message saying why there is none.
-async fn panel_html(app: &AppState, base: &str, i: usize, p: &Panel) -> String {
-    let body = match draw(app, p).await {
-        Ok(chart) => chart,
-        Err(Problem::Empty) => format!(
-            r#"<p class="empty">No rows yet: the query on <code>{}</code> returned nothing. The chart appears once the app writes some.</p>"#,
-            escape(&p.sql)
-        ),
-        Err(Problem::Failed(why)) => {
-            format!(r#"<p class="error" role="alert">{}</p>"#, escape(&why))
-        }
-    };
-    let refresh = p.refresh.as_ref().map_or(String::new(), |r| {
-        format!(
-            r#" data-refresh-ms="{}" data-src="{}?panel={i}""#,
-            r.0.as_millis(),
-            escape(base)
-        )
-    });
-    let mut out = String::new();
-    let _ = write!(
-        out,
-        r#"<section class="panel" id="panel-{i}" aria-labelledby="panel-{i}-title"{refresh}><h2 id="panel-{i}-title">{}</h2>{body}</section>"#,
-        escape(&p.title)
-    );
-    out
-}
-
-enum Problem {
-    Empty,
-    Failed(String),
-}
-
-async fn draw(app: &AppState, p: &Panel) -> Result<String, Problem> {
-    let db = app
-        .sql
-        .get(&p.sql)
-        .ok_or_else(|| Problem::Failed(format!("sql database `{}` is not open", p.sql)))?;
-    let rows = tokio::time::timeout(QUERY_TIMEOUT, db.read(&p.query, Vec::new()))
-        .await
-        .map_err(|_| {
-            Problem::Failed(format!(
-                "the query ran longer than {} s and was stopped; make it cheaper (an index, a `LIMIT`)",
-                QUERY_TIMEOUT.as_secs()
-            ))
-        })?
-        .map_err(|e| Problem::Failed(e.to_string()))?;
-    let spec = chart::Spec {
-        chart: p.chart,
-        x: p.x.as_deref(),
-        y: p.y.as_ref().map(|y| y.to_vec()).unwrap_or_default(),
-        group: p.group.as_deref(),
-    };
-    chart::columns(&spec, &rows).map_err(Problem::Failed)?;
-    if rows.rows.is_empty() {
-        return Err(Problem::Empty);
-    }
-    chart::render(&spec, &rows).map_err(Problem::Failed)
 }
 
 fn html(status: StatusCode, body: String) -> Response {
@@ -246,7 +148,8 @@ h1 { font-size: 1.5rem; margin: 0; } h2 { font-size: 1.05rem; margin: 0 0 .5rem;
 .meta { color: var(--muted); margin: .25rem 0 0; } a { color: inherit; }
 .panels { display: grid; gap: 1rem; grid-template-columns: repeat(auto-fit, minmax(min(100%, 520px), 1fr)); }
 .panel { background: var(--card); border: 1px solid var(--line); border-radius: 8px; padding: 1rem; min-width: 0; }
-.chart { width: 100%; height: auto; display: block; }
+.chart { width: 100%; height: auto; max-height: 360px; display: block; }
+.chart .dense { opacity: 0; } .chart .dense:hover { opacity: 1; }
 .chart.pie { max-width: 300px; margin: 0 auto; }
 .chart text { fill: var(--muted); font-size: 11px; } .chart .axis-title { fill: var(--fg); font-size: 12px; }
 .chart .grid { stroke: var(--line); stroke-width: 1; } .chart .axis { stroke: var(--muted); stroke-width: 1; }
@@ -255,6 +158,16 @@ h1 { font-size: 1.5rem; margin: 0; } h2 { font-size: 1.05rem; margin: 0 0 .5rem;
 .table-wrap { overflow-x: auto; } table { border-collapse: collapse; width: 100%; font-size: .9rem; }
 th, td { text-align: left; padding: .3rem .5rem; border-bottom: 1px solid var(--line); } td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .error { color: var(--err); } .empty, .note { color: var(--muted); }
+nav ul { list-style: none; display: flex; gap: 1rem; padding: 0; margin: 0 0 .5rem; }
+nav a { text-decoration: none; padding: .15rem 0; } nav a[aria-current] { border-bottom: 2px solid currentColor; font-weight: 600; }
+.stats { display: flex; flex-wrap: wrap; gap: .5rem 2rem; margin: 0 0 1rem; padding: 0; list-style: none; }
+.stats b { font-size: 1.4rem; display: block; } .windows { margin: 0 0 1rem; } .windows a { margin-right: .75rem; }
+.windows a[aria-current] { font-weight: 600; } section + section { margin-top: 1rem; }
+.ok { color: inherit; } .bad { color: var(--err); font-weight: 600; }
+button { font: inherit; padding: .3rem .8rem; border-radius: 6px; border: 1px solid var(--line); background: var(--bg); color: var(--fg); cursor: pointer; }
+button:focus-visible, a:focus-visible { outline: 2px solid #0072b2; outline-offset: 2px; }
+pre.logs { white-space: pre-wrap; word-break: break-word; } .stderr { color: var(--err); }
+dl.fields { display: grid; grid-template-columns: max-content 1fr; gap: .25rem 1rem; } dl.fields dt { color: var(--muted); } dl.fields dd { margin: 0; }
 pre { background: var(--card); border: 1px solid var(--line); padding: .75rem; overflow-x: auto; }
 "#;
 

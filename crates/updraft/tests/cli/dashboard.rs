@@ -147,3 +147,167 @@ query = "DELETE FROM sales"
         shown.log
     );
 }
+
+const JOBS: &str = r#"
+[app]
+name = "jobs"
+
+[kv.default]
+
+[queue.jobs]
+max_attempts = 3
+backoff = "100ms"
+max_backoff = "200ms"
+
+[function.kitchen]
+source = "kitchen.wasm"
+kv = ["default"]
+enqueue = ["jobs"]
+
+[function.worker]
+source = "worker.wasm"
+kv = ["default"]
+
+[[trigger.http]]
+route = "/k/..."
+function = "kitchen"
+
+[[trigger.queue]]
+queue = "jobs"
+function = "worker"
+"#;
+
+async fn post(server: &Server, path: &str, origin: Option<&str>, body: &str) -> reqwest::Response {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let mut r = client.post(server.url(path)).body(body.to_owned());
+    if let Some(o) = origin {
+        r = r.header("origin", o);
+    }
+    r.send().await.unwrap()
+}
+
+async fn worker_errors(server: &Server) -> u64 {
+    let (_, stats) = get(server, "/_updraft/api/v1/stats?window=15m").await;
+    let stats: serde_json::Value = serde_json::from_str(&stats).unwrap_or_default();
+    stats["functions"]
+        .as_array()
+        .and_then(|f| f.iter().find(|f| f["function"] == "worker"))
+        .map_or(0, |f| f["errors"].as_u64().unwrap_or(0))
+}
+
+#[tokio::test]
+async fn the_overview_shows_what_ran_and_the_queues_page_redrives_dead_letters() {
+    let app = crate::kitchen_and_worker(JOBS);
+    let server = crate::start(&app);
+    let (status, page) = get(&server, "/_updraft/").await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("No invocations in this window"), "{page}");
+
+    for (id, data) in [("p1", "fail"), ("ok1", "fine")] {
+        let r = post(
+            &server,
+            &format!("/k/enqueue?queue=jobs&id={id}"),
+            None,
+            data,
+        )
+        .await;
+        assert_eq!(r.status(), 202);
+    }
+    // p1 fails its three attempts and is dead-lettered.
+    assert!(
+        eventually(Duration::from_secs(60), async || worker_errors(&server)
+            .await
+            == 3)
+        .await,
+        "worker errors: {}",
+        worker_errors(&server).await
+    );
+
+    let (status, page) = get(&server, "/_updraft/apps/jobs?window=15m").await;
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains(r#"data-function="kitchen""#) && page.contains(r#"data-function="worker""#),
+        "{page}"
+    );
+    assert!(
+        page.contains("queue `jobs`"),
+        "the worker's trigger is listed: {page}"
+    );
+    assert!(
+        page.contains("enqueue: jobs"),
+        "the kitchen's allow-lists are listed: {page}"
+    );
+    assert!(
+        page.contains(r#"data-chart="area""#),
+        "invocations per minute are charted: {page}"
+    );
+    assert!(page.contains(r#"<b data-stat="errors">3</b>"#), "{page}");
+    assert!(page.contains(r#"aria-current="true">15m<"#), "{page}");
+
+    // An invocation's page, with what it logged.
+    let (_, latest) = get(
+        &server,
+        "/_updraft/api/v1/invocations?function=worker&limit=50",
+    )
+    .await;
+    let latest: serde_json::Value = serde_json::from_str(&latest).unwrap();
+    let failed = latest
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["outcome"] == "error")
+        .expect("a failed worker invocation");
+    let id = failed["id"].as_str().unwrap();
+    let mut page = String::new();
+    let logged = eventually(Duration::from_secs(30), async || {
+        page = get(&server, &format!("/_updraft/apps/jobs/invocations/{id}"))
+            .await
+            .1;
+        page.contains("handling p1 attempt")
+    })
+    .await;
+    assert!(logged, "{page}");
+    assert!(page.contains("asked to fail"), "the error is shown: {page}");
+    let (status, _) = get(&server, "/_updraft/apps/jobs/invocations/nope").await;
+    assert_eq!(status, 404);
+
+    // The queues page shows the dead letter; its button redrives it (a same-origin POST),
+    // and it fails three more times.
+    let (_, page) = get(&server, "/_updraft/apps/jobs/queues").await;
+    assert!(page.contains("Dead letters of <code>jobs</code>"), "{page}");
+    assert!(page.contains("asked to fail"), "{page}");
+    let action = "/_updraft/apps/jobs/queues/jobs/redrive";
+    let r = post(&server, action, Some("http://evil.example"), "").await;
+    assert_eq!(r.status(), 403, "another origin's page cannot press it");
+    let origin = server.base.trim_end_matches('/').to_owned();
+    let r = post(&server, action, Some(&origin), "").await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/_updraft/apps/jobs/queues");
+    assert!(
+        eventually(Duration::from_secs(60), async || worker_errors(&server)
+            .await
+            == 6)
+        .await,
+        "the redriven message never ran: {}",
+        worker_errors(&server).await
+    );
+
+    // In a browser: the overview draws, and logs no error.
+    let url = server.url("/_updraft/");
+    let shown = tokio::task::spawn_blocking(move || crate::web_app::rendered_page(&url))
+        .await
+        .unwrap();
+    assert!(
+        shown.dom.contains("Functions") && shown.dom.contains("<svg"),
+        "{}",
+        shown.dom
+    );
+    assert!(
+        !shown.log.contains("Uncaught") && !shown.log.contains(":ERROR:CONSOLE"),
+        "{}",
+        shown.log
+    );
+}

@@ -1,0 +1,436 @@
+//! The operator's pages: the overview, one invocation, queues with their dead letters.
+
+use std::fmt::Write;
+use std::sync::Arc;
+
+use axum::Extension;
+use axum::extract::{Path, Query};
+use axum::response::{IntoResponse, Redirect, Response};
+use http::StatusCode;
+use serde::Deserialize;
+use updraft_manifest::ChartKind;
+use updraft_store::{InvocationQuery, RowSet, Value};
+
+use super::{Nav, chart, escape, html, layout, not_found};
+use crate::api::{self, AppStats, FunctionInfo, Invocation};
+use crate::state::{AppState, NodeState};
+
+/// The windows the overview offers.
+const WINDOWS: [&str; 4] = ["15m", "1h", "6h", "24h"];
+/// Latest invocations listed on the overview.
+const LATEST: u32 = 25;
+
+#[derive(Debug, Deserialize)]
+pub(super) struct OverviewQuery {
+    window: Option<String>,
+    /// Only this function's latest invocations.
+    function: Option<String>,
+}
+
+fn no_app(app: &str) -> Response {
+    not_found(&format!(
+        "app `{app}` is not on this node; `updraft ls` (or `GET /_updraft/api/v1/apps`) lists the apps it hosts"
+    ))
+}
+
+fn failed(what: &str, e: impl std::fmt::Display) -> Response {
+    html(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        format!(
+            r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Error · updraft</title></head><body><main><h1>Cannot show {}</h1><p role="alert">{}</p></main></body></html>"#,
+            escape(what),
+            escape(&e.to_string())
+        ),
+    )
+}
+
+pub(super) async fn only_app_overview(
+    Extension(node): Extension<Arc<NodeState>>,
+    Query(q): Query<OverviewQuery>,
+) -> Response {
+    match node.only_app() {
+        Some(app) => overview_page(app, q).await,
+        None => {
+            let mut list = String::new();
+            for name in node.apps.keys() {
+                let _ = write!(
+                    list,
+                    r#"<li><a href="/_updraft/apps/{0}">{0}</a></li>"#,
+                    escape(name)
+                );
+            }
+            html(
+                StatusCode::OK,
+                format!(
+                    r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>Apps · updraft</title></head><body><main><h1>Apps on this node</h1><ul>{list}</ul></main></body></html>"#
+                ),
+            )
+        }
+    }
+}
+
+pub(super) async fn overview(
+    Extension(node): Extension<Arc<NodeState>>,
+    Path(app): Path<String>,
+    Query(q): Query<OverviewQuery>,
+) -> Response {
+    match node.apps.get(&app) {
+        Some(state) => overview_page(state, q).await,
+        None => no_app(&app),
+    }
+}
+
+async fn overview_page(app: &AppState, q: OverviewQuery) -> Response {
+    let window_text = q.window.clone().unwrap_or_else(|| "1h".to_owned());
+    let window = match api::parse_window(Some(&window_text)) {
+        Ok(w) => w,
+        Err(why) => return html(StatusCode::BAD_REQUEST, why),
+    };
+    let functions = match api::function_infos(app).await {
+        Ok(f) => f,
+        Err(_) => return failed("the functions", "the function list could not be read"),
+    };
+    let stats = match api::app_stats(app, window).await {
+        Ok(s) => s,
+        Err(e) => return failed("the statistics", e),
+    };
+    if let Some(f) = &q.function
+        && !app.functions.contains_key(f)
+    {
+        return not_found(&format!(
+            "function `{f}` does not exist in this app; the overview lists the functions"
+        ));
+    }
+    let latest = match app
+        .records
+        .invocations(InvocationQuery {
+            function: q.function.clone(),
+            before_us: None,
+            limit: LATEST,
+        })
+        .await
+    {
+        Ok(rows) => rows.into_iter().map(Invocation::from).collect::<Vec<_>>(),
+        Err(e) => return failed("the latest invocations", e),
+    };
+    let base = format!("/_updraft/apps/{}", app.name);
+    let mut body = String::new();
+    body.push_str(&windows(&base, &window_text));
+    body.push_str(&totals(&stats));
+    body.push_str(&per_minute(&stats, &window_text));
+    body.push_str(&function_table(&base, &functions, &stats, &window_text));
+    body.push_str(&latest_table(&base, &latest, q.function.as_deref()));
+    html(
+        StatusCode::OK,
+        layout("Overview", app, Nav::Overview, &body, None),
+    )
+}
+
+fn windows(base: &str, current: &str) -> String {
+    let mut out = String::from(r#"<p class="windows">Last: "#);
+    for w in WINDOWS {
+        let mark = if w == current {
+            r#" aria-current="true""#
+        } else {
+            ""
+        };
+        let _ = write!(
+            out,
+            r#"<a href="{}?window={w}"{mark}>{w}</a>"#,
+            escape(base)
+        );
+    }
+    out + "</p>"
+}
+
+fn totals(stats: &AppStats) -> String {
+    let (n, errors, cold) = stats.functions.iter().fold((0, 0, 0), |(n, e, c), f| {
+        (n + f.invocations, e + f.errors, c + f.cold)
+    });
+    let rate = if n == 0 {
+        "–".to_owned()
+    } else {
+        format!("{:.1}%", errors as f64 * 100.0 / n as f64)
+    };
+    let partial = if stats.complete {
+        ""
+    } else {
+        r#"<p class="note">More invocations than the overview reads (20,000) started in this window; the figures cover the newest.</p>"#
+    };
+    format!(
+        r#"<ul class="stats"><li><b data-stat="invocations">{n}</b>invocations</li><li><b data-stat="errors">{errors}</b>errors</li><li><b>{rate}</b>error rate</li><li><b data-stat="cold">{cold}</b>cold starts</li></ul>{partial}"#
+    )
+}
+
+fn per_minute(stats: &AppStats, window: &str) -> String {
+    let title = format!("Invocations per minute, last {window}");
+    if stats.minutes.iter().all(|m| m.ok + m.failed == 0) {
+        return format!(
+            r#"<section class="panel"><h2>{}</h2><p class="empty">No invocations in this window. Call a route, or send an event (`updraft events enqueue …`), and they appear here.</p></section>"#,
+            escape(&title)
+        );
+    }
+    let rows = RowSet {
+        columns: vec!["minute".into(), "ok".into(), "failed".into()],
+        rows: stats
+            .minutes
+            .iter()
+            .map(|m| {
+                vec![
+                    Value::Text(m.minute.clone()),
+                    Value::Int(i64::try_from(m.ok).unwrap_or(i64::MAX)),
+                    Value::Int(i64::try_from(m.failed).unwrap_or(i64::MAX)),
+                ]
+            })
+            .collect(),
+    };
+    let spec = chart::Spec {
+        chart: ChartKind::Area,
+        x: Some("minute"),
+        y: vec!["ok".into(), "failed".into()],
+        group: None,
+    };
+    let drawn = chart::render(&spec, &rows)
+        .unwrap_or_else(|e| format!(r#"<p class="error">{}</p>"#, escape(&e)));
+    format!(
+        r#"<section class="panel" id="per-minute"><h2>{}</h2>{drawn}</section>"#,
+        escape(&title)
+    )
+}
+
+/// `us` microseconds as people read them.
+fn duration(us: i64) -> String {
+    match us {
+        i64::MIN..1_000 => format!("{us} µs"),
+        1_000..1_000_000 => format!("{:.1} ms", us as f64 / 1e3),
+        _ => format!("{:.2} s", us as f64 / 1e6),
+    }
+}
+
+fn function_table(
+    base: &str,
+    functions: &[FunctionInfo],
+    stats: &AppStats,
+    window: &str,
+) -> String {
+    let mut out = format!(
+        r#"<section class="panel" id="functions"><h2>Functions</h2><div class="table-wrap"><table><caption class="note">Invocations over the last {window}</caption><thead><tr><th scope="col">function</th><th scope="col">triggers</th><th scope="col">may use</th><th scope="col">invocations</th><th scope="col">errors</th><th scope="col">p50</th><th scope="col">p99</th><th scope="col">cold</th></tr></thead><tbody>"#
+    );
+    for f in functions {
+        let s = stats.functions.iter().find(|s| s.function == f.id);
+        let triggers: Vec<String> = f
+            .triggers
+            .iter()
+            .map(|t| {
+                if t.summary.starts_with(&t.kind) {
+                    t.summary.clone()
+                } else {
+                    format!("{} {}", t.kind, t.summary)
+                }
+            })
+            .collect();
+        let allowed: Vec<String> = f
+            .allow
+            .iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(k, v)| format!("{k}: {}", v.join(", ")))
+            .chain(
+                (!f.allowed_outbound_hosts.is_empty())
+                    .then(|| format!("http: {}", f.allowed_outbound_hosts.join(", "))),
+            )
+            .collect();
+        let (n, errors, p50, p99, cold) =
+            s.map_or((0, 0, "–".to_owned(), "–".to_owned(), 0), |s| {
+                (
+                    s.invocations,
+                    s.errors,
+                    duration(s.p50_us),
+                    duration(s.p99_us),
+                    s.cold,
+                )
+            });
+        let error_class = if errors > 0 { "num bad" } else { "num" };
+        let _ = write!(
+            out,
+            r#"<tr data-function="{id}"><th scope="row"><a href="{base}?function={id}#latest">{id}</a> <span class="note">{kind}</span></th><td>{}</td><td>{}</td><td class="num">{n}</td><td class="{error_class}">{errors}</td><td class="num">{p50}</td><td class="num">{p99}</td><td class="num">{cold}</td></tr>"#,
+            escape(&triggers.join("; ")),
+            escape(&allowed.join("; ")),
+            id = escape(&f.id),
+            kind = escape(&f.kind),
+            base = escape(base),
+        );
+    }
+    out + "</tbody></table></div></section>"
+}
+
+fn latest_table(base: &str, latest: &[Invocation], function: Option<&str>) -> String {
+    let heading = match function {
+        Some(f) => format!(
+            r#"Latest invocations of <code>{}</code> <a class="note" href="{}#latest">(all functions)</a>"#,
+            escape(f),
+            escape(base)
+        ),
+        None => "Latest invocations".to_owned(),
+    };
+    if latest.is_empty() {
+        return format!(
+            r#"<section class="panel" id="latest"><h2>{heading}</h2><p class="empty">None yet.</p></section>"#
+        );
+    }
+    let mut out = format!(
+        r#"<section class="panel" id="latest"><h2>{heading}</h2><div class="table-wrap"><table><thead><tr><th scope="col">started</th><th scope="col">function</th><th scope="col">trigger</th><th scope="col">outcome</th><th scope="col">duration</th><th scope="col">start</th></tr></thead><tbody>"#
+    );
+    for i in latest {
+        let outcome_class = if i.outcome == "ok" { "ok" } else { "bad" };
+        let _ = write!(
+            out,
+            r#"<tr><td><a href="{base}/invocations/{id}">{}</a></td><td>{}</td><td>{}</td><td class="{outcome_class}">{}</td><td class="num">{}</td><td>{}</td></tr>"#,
+            escape(&i.started),
+            escape(&i.function),
+            escape(&i.trigger),
+            escape(&i.outcome),
+            duration(i.duration_us),
+            if i.cold { "cold" } else { "warm" },
+            base = escape(base),
+            id = escape(&i.id),
+        );
+    }
+    out + "</tbody></table></div></section>"
+}
+
+pub(super) async fn invocation(
+    Extension(node): Extension<Arc<NodeState>>,
+    Path((app, id)): Path<(String, String)>,
+) -> Response {
+    let Some(app) = node.apps.get(&app) else {
+        return no_app(&app);
+    };
+    let detail = match api::invocation_detail(app, &id).await {
+        Ok(Some(d)) => d,
+        Ok(None) => return not_found(&api::no_invocation(&id)),
+        Err(e) => return failed("the invocation", e),
+    };
+    let i = &detail.invocation;
+    let mut body = format!(
+        r#"<section class="panel"><h2>Invocation <code>{}</code></h2><dl class="fields"><dt>function</dt><dd>{}</dd><dt>trigger</dt><dd>{}</dd><dt>started</dt><dd>{}</dd><dt>outcome</dt><dd class="{}">{}</dd><dt>duration</dt><dd>{}</dd><dt>instantiation</dt><dd>{} ({})</dd>"#,
+        escape(&i.id),
+        escape(&i.function),
+        escape(&i.trigger),
+        escape(&i.started),
+        if i.outcome == "ok" { "ok" } else { "bad" },
+        escape(&i.outcome),
+        duration(i.duration_us),
+        duration(i.instantiate_us),
+        if i.cold { "cold" } else { "warm" },
+    );
+    if let Some(e) = &i.error {
+        let _ = write!(body, r#"<dt>error</dt><dd class="bad">{}</dd>"#, escape(e));
+    }
+    body.push_str("</dl></section>");
+    if detail.logs.is_empty() {
+        body.push_str(r#"<section class="panel" id="logs"><h2>Logs</h2><p class="empty">It printed nothing.</p></section>"#);
+    } else {
+        body.push_str(r#"<section class="panel" id="logs"><h2>Logs</h2><pre class="logs">"#);
+        for l in &detail.logs {
+            let _ = writeln!(
+                body,
+                r#"<span class="{}">{} {}</span>"#,
+                escape(&l.stream),
+                escape(&l.time),
+                escape(&l.line)
+            );
+        }
+        body.push_str("</pre></section>");
+    }
+    html(
+        StatusCode::OK,
+        layout("Invocation", app, Nav::Overview, &body, None),
+    )
+}
+
+pub(super) async fn queues(
+    Extension(node): Extension<Arc<NodeState>>,
+    Path(app): Path<String>,
+) -> Response {
+    let Some(app) = node.apps.get(&app) else {
+        return no_app(&app);
+    };
+    let queues = match api::queue_infos(app).await {
+        Ok(q) => q,
+        Err(e) => return failed("the queues", e),
+    };
+    let mut body = String::new();
+    if queues.is_empty() {
+        body.push_str(r#"<p class="empty">The app has no queues. Declare one with <code>[queue.&lt;name&gt;]</code>; topic subscriptions and file and cron triggers have queues of their own, listed here too.</p>"#);
+    } else {
+        body.push_str(r#"<section class="panel"><h2>Queues</h2><div class="table-wrap"><table><thead><tr><th scope="col">queue</th><th scope="col">ready</th><th scope="col">waiting</th><th scope="col">dead letters</th></tr></thead><tbody>"#);
+        for q in &queues {
+            let dead_class = if q.dead > 0 { "num bad" } else { "num" };
+            let _ = write!(
+                body,
+                r#"<tr data-queue="{0}"><th scope="row">{0}</th><td class="num">{1}</td><td class="num">{2}</td><td class="{dead_class}">{3}</td></tr>"#,
+                escape(&q.name),
+                q.ready,
+                q.waiting,
+                q.dead
+            );
+        }
+        body.push_str("</tbody></table></div></section>");
+    }
+    for q in queues.iter().filter(|q| q.dead > 0) {
+        let dead = match api::dead_letter_infos(app, &q.name).await {
+            Ok(d) => d.unwrap_or_default(),
+            Err(e) => return failed("the dead letters", e),
+        };
+        let action = format!("/_updraft/apps/{}/queues/{}/redrive", app.name, q.name);
+        let _ = write!(
+            body,
+            r#"<section class="panel" id="dead-{name}"><h2>Dead letters of <code>{name}</code></h2><form method="post" action="{action}"><button type="submit">Redrive all {n}</button></form><div class="table-wrap"><table><thead><tr><th scope="col">event</th><th scope="col">type</th><th scope="col">attempts</th><th scope="col">last error</th><th scope="col">dead since</th><th scope="col"><span class="note">action</span></th></tr></thead><tbody>"#,
+            name = escape(&q.name),
+            action = escape(&action),
+            n = dead.len(),
+        );
+        for d in &dead {
+            let _ = write!(
+                body,
+                r#"<tr><td>{}</td><td>{}</td><td class="num">{}</td><td class="bad">{}</td><td>{}</td><td><form method="post" action="{}?id={}"><button type="submit" aria-label="redrive {}">Redrive</button></form></td></tr>"#,
+                escape(&d.event_id),
+                escape(&d.event_type),
+                d.attempts,
+                escape(d.last_error.as_deref().unwrap_or("")),
+                escape(&d.dead_at),
+                escape(&action),
+                escape(&d.id),
+                escape(&d.event_id),
+            );
+        }
+        body.push_str("</tbody></table></div></section>");
+    }
+    let reload = format!("/_updraft/apps/{}/queues", app.name);
+    html(
+        StatusCode::OK,
+        layout("Queues", app, Nav::Queues, &body, Some(&reload)),
+    )
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct RedriveQuery {
+    id: Option<String>,
+}
+
+/// The redrive button: redrives, then back to the queues page (303, so a reload does not
+/// post again).
+pub(super) async fn redrive(
+    Extension(node): Extension<Arc<NodeState>>,
+    Path((app, name)): Path<(String, String)>,
+    Query(q): Query<RedriveQuery>,
+) -> Response {
+    let Some(app) = node.apps.get(&app) else {
+        return no_app(&app);
+    };
+    match api::redrive_queue(app, &name, q.id).await {
+        Ok(Some(_)) => Redirect::to(&format!("/_updraft/apps/{}/queues", app.name)).into_response(),
+        Ok(None) => not_found(&format!("queue `{name}` is not declared in this app")),
+        Err(e) => failed("the redrive", e),
+    }
+}
