@@ -19,6 +19,20 @@ fn panel(page: &str, i: usize) -> &str {
     &page[start..end]
 }
 
+/// `path` as headless Chromium draws it; asserts the page logged no error.
+async fn in_browser(server: &Server, path: &str) -> crate::web_app::Rendered {
+    let url = server.url(path);
+    let shown = tokio::task::spawn_blocking(move || crate::web_app::rendered_page(&url))
+        .await
+        .unwrap();
+    assert!(
+        !shown.log.contains("Uncaught") && !shown.log.contains(":ERROR:CONSOLE"),
+        "{path} logged an error: {}",
+        shown.log
+    );
+    shown
+}
+
 #[tokio::test]
 async fn data_pipeline_dashboard_charts_the_sales_table() {
     let dir = copy_example("data-pipeline");
@@ -131,20 +145,12 @@ query = "DELETE FROM sales"
     assert_eq!(status, 404);
 
     // In a browser: the charts are drawn, and the page logs no error.
-    let url = server.url("/reports");
-    let shown = tokio::task::spawn_blocking(move || crate::web_app::rendered_page(&url))
-        .await
-        .unwrap();
+    let shown = in_browser(&server, "/reports").await;
     assert_eq!(shown.dom.matches("<svg").count(), 3, "{}", shown.dom);
     assert!(
         shown.dom.contains("Units sold per product"),
         "{}",
         shown.dom
-    );
-    assert!(
-        !shown.log.contains("Uncaught") && !shown.log.contains(":ERROR:CONSOLE"),
-        "{}",
-        shown.log
     );
 }
 
@@ -296,18 +302,10 @@ async fn the_overview_shows_what_ran_and_the_queues_page_redrives_dead_letters()
     );
 
     // In a browser: the overview draws, and logs no error.
-    let url = server.url("/_updraft/");
-    let shown = tokio::task::spawn_blocking(move || crate::web_app::rendered_page(&url))
-        .await
-        .unwrap();
+    let shown = in_browser(&server, "/_updraft/").await;
     assert!(
         shown.dom.contains("Functions") && shown.dom.contains("<svg"),
         "{}",
         shown.dom
-    );
-    assert!(
-        !shown.log.contains("Uncaught") && !shown.log.contains(":ERROR:CONSOLE"),
-        "{}",
-        shown.log
     );
 }
