@@ -73,3 +73,79 @@ fn write_private(path: &Path, token: &str) -> std::io::Result<()> {
     f.write_all(token.as_bytes())?;
     f.write_all(b"\n")
 }
+
+/// How long a dashboard login lasts.
+pub const SESSION_LIFETIME: std::time::Duration = std::time::Duration::from_secs(12 * 3600);
+
+/// The dashboard's session cookie value for a login at `now_s` (seconds since the epoch):
+/// `<expiry>.<HMAC-SHA256(token, expiry)>`. Nothing is stored: a new token ends every
+/// session.
+pub fn session(token: &str, now_s: u64) -> String {
+    use hmac::Mac;
+    let expiry = now_s + SESSION_LIFETIME.as_secs();
+    format!(
+        "{expiry}.{}",
+        hex(&session_mac(token, expiry).finalize().into_bytes())
+    )
+}
+
+/// Whether `value` is a session made with `token` that has not expired at `now_s`.
+pub fn session_valid(token: &str, value: &str, now_s: u64) -> bool {
+    use hmac::Mac;
+    let Some((expiry, mac)) = value.split_once('.') else {
+        return false;
+    };
+    let (Ok(expiry), Some(mac)) = (expiry.parse::<u64>(), unhex(mac)) else {
+        return false;
+    };
+    expiry > now_s && session_mac(token, expiry).verify_slice(&mac).is_ok()
+}
+
+fn session_mac(token: &str, expiry: u64) -> hmac::Hmac<sha2::Sha256> {
+    use hmac::Mac;
+    // HMAC takes a key of any length.
+    let mut mac = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(token.as_bytes())
+        .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
+    mac.update(b"updraft-session:");
+    mac.update(expiry.to_string().as_bytes());
+    mac
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod session_tests {
+    use super::*;
+
+    #[test]
+    fn sessions_verify_with_their_token_until_they_expire() {
+        let s = session("tok", 1_000);
+        assert!(session_valid("tok", &s, 1_000));
+        assert!(!session_valid("other", &s, 1_000), "a new token ends it");
+        assert!(!session_valid(
+            "tok",
+            &s,
+            1_000 + SESSION_LIFETIME.as_secs()
+        ));
+        let forged = s.replacen(&s[..4], "9999", 1);
+        assert!(
+            !session_valid("tok", &forged, 1_000),
+            "the expiry is signed"
+        );
+        for junk in ["", ".", "12", "x.y", "1.zz"] {
+            assert!(!session_valid("tok", junk, 0), "{junk}");
+        }
+    }
+}

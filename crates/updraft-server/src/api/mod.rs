@@ -184,7 +184,18 @@ pub(crate) async fn require_token(
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
-        if !given.is_some_and(|given| crate::admin_token::matches(given, token)) {
+        let signed_in = given.is_some_and(|given| crate::admin_token::matches(given, token))
+            || crate::dashboard::has_session(req.headers(), token);
+        if !signed_in && !req.uri().path().starts_with("/_updraft/api/") {
+            // A dashboard page: to the sign-in form, and back here after it.
+            let next = req
+                .uri()
+                .path_and_query()
+                .map_or("/_updraft/", |p| p.as_str());
+            let to = format!("/_updraft/login?next={}", url_encode(next));
+            return axum::response::Redirect::to(&to).into_response();
+        }
+        if !signed_in {
             return api_error(
                 StatusCode::UNAUTHORIZED,
                 "the admin API needs `Authorization: Bearer <token>`; the token is in `.updraft/admin-token` or `UPDRAFT_ADMIN_TOKEN` (CLI: set `UPDRAFT_TOKEN`)",
@@ -192,6 +203,18 @@ pub(crate) async fn require_token(
         }
     }
     next.run(req).await
+}
+
+/// `text` as a query value.
+fn url_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 #[utoipa::path(get, path = "/_updraft/api/v1/apps", responses((status = 200, body = [AppInfo])))]

@@ -17,6 +17,7 @@
 //! [`Nav`] if it belongs in the header.
 
 mod chart;
+mod login;
 mod ops;
 mod panels;
 
@@ -26,6 +27,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http::{StatusCode, header};
 
+pub(crate) use login::has_session;
 pub(crate) use panels::public_page;
 
 use crate::state::AppState;
@@ -47,6 +49,8 @@ pub(crate) fn router() -> axum::Router {
         .route("/_updraft/apps/{app}/dashboard", get(panels::app_page))
         .route("/_updraft/dashboard", get(panels::only_app_page))
         .layer(axum::middleware::from_fn(crate::api::require_token))
+        .route("/_updraft/login", get(login::page).post(login::sign_in))
+        .route("/_updraft/logout", post(login::sign_out))
 }
 
 /// Which header link is the current page; `Public` shows none (the public panel route).
@@ -56,6 +60,11 @@ pub(crate) enum Nav {
     Queues,
     Dashboard,
     Public,
+}
+
+/// Pages under `/_updraft/` offer to sign out (harmless where no token is needed).
+fn app_needs_sign_in(nav: Nav) -> bool {
+    nav != Nav::Public
 }
 
 /// A whole page: header with the app's links, then `body`. `reload` adds a reload link.
@@ -84,6 +93,9 @@ fn layout(title: &str, app: &AppState, nav: Nav, body: &str, reload: Option<&str
             );
         }
         links.push_str("</ul></nav>");
+        if app_needs_sign_in(nav) {
+            links.push_str(r#"<form class="sign-out" method="post" action="/_updraft/logout"><button type="submit">Sign out</button></form>"#);
+        }
     }
     let generated = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
     let reload = reload.map_or(String::new(), |r| {
@@ -138,7 +150,7 @@ pub(crate) fn escape(s: &str) -> String {
     out
 }
 
-const STYLE: &str = r#"
+pub(crate) const STYLE: &str = r#"
 :root { color-scheme: light dark; --fg: #1b1f24; --muted: #57606a; --bg: #ffffff; --card: #f6f8fa; --line: #d0d7de; --err: #b42318; }
 @media (prefers-color-scheme: dark) { :root { --fg: #e6edf3; --muted: #9da7b1; --bg: #0d1117; --card: #161b22; --line: #30363d; --err: #ff7b72; } }
 * { box-sizing: border-box; }

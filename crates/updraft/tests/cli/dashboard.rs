@@ -309,3 +309,144 @@ async fn the_overview_shows_what_ran_and_the_queues_page_redrives_dead_letters()
         shown.dom
     );
 }
+
+/// `text` encoded for a form body.
+fn form_value(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Off loopback the dashboard asks for the admin token once, then a session cookie
+/// carries it; the API takes the cookie too.
+#[tokio::test]
+async fn off_loopback_the_dashboard_signs_in_with_the_admin_token() {
+    let app = crate::kitchen_and_worker(JOBS);
+    let server = Server::start(bin(), app.path(), &["--listen", "0.0.0.0:0"]);
+    let base = server.base.replace("0.0.0.0", "127.0.0.1");
+    let token = std::fs::read_to_string(app.path().join(".updraft/admin-token")).unwrap();
+    let token = token.trim();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let location = |r: &reqwest::Response| {
+        r.headers()
+            .get("location")
+            .map(|l| l.to_str().unwrap().to_owned())
+            .unwrap_or_default()
+    };
+
+    // A page sends a browser to the sign-in form and back; the API answers 401.
+    let r = http
+        .get(format!("{base}/_updraft/apps/jobs/queues"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(
+        location(&r),
+        "/_updraft/login?next=/_updraft/apps/jobs/queues"
+    );
+    let r = http
+        .get(format!("{base}/_updraft/api/v1/functions"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = http
+        .get(format!("{base}/_updraft/login"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains(r#"name="token" type="password""#)
+    );
+
+    let sign_in = async |token: &str, next: &str| {
+        http.post(format!("{base}/_updraft/login"))
+            .header("origin", &base)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!(
+                "token={}&next={}",
+                form_value(token),
+                form_value(next)
+            ))
+            .send()
+            .await
+            .unwrap()
+    };
+    let r = sign_in("wrong", "/_updraft/").await;
+    assert_eq!(r.status(), 401);
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("not this node&#39;s admin token")
+    );
+    // Never sent on to another site.
+    let r = sign_in(token, "https://evil.example/").await;
+    assert_eq!(
+        (r.status().as_u16(), location(&r)),
+        (303, "/_updraft/".to_owned())
+    );
+    let r = sign_in(token, "/_updraft/apps/jobs/queues").await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(location(&r), "/_updraft/apps/jobs/queues");
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().to_owned();
+    for part in [
+        "updraft_session=",
+        "HttpOnly",
+        "SameSite=Strict",
+        "Path=/_updraft",
+        "Max-Age=43200",
+    ] {
+        assert!(cookie.contains(part), "{cookie}");
+    }
+    assert!(!cookie.contains("Secure"), "plain HTTP: {cookie}");
+    let session = cookie.split(';').next().unwrap().to_owned();
+
+    let with = async |path: &str, cookie: &str| {
+        http.get(format!("{base}{path}"))
+            .header("cookie", cookie)
+            .send()
+            .await
+            .unwrap()
+    };
+    let r = with("/_updraft/apps/jobs/queues", &session).await;
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains(r#"data-queue="jobs""#));
+    assert_eq!(
+        with("/_updraft/api/v1/functions", &session).await.status(),
+        200
+    );
+    // A session that is not the one updraft signed is not one.
+    let forged = format!("{}0", &session[..session.len() - 1]);
+    let forged = if forged == session {
+        format!("{}1", &session[..session.len() - 1])
+    } else {
+        forged
+    };
+    assert_eq!(with("/_updraft/", &forged).await.status(), 303);
+
+    let r = http
+        .post(format!("{base}/_updraft/logout"))
+        .header("origin", &base)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert!(
+        r.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0")
+    );
+}
