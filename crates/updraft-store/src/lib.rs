@@ -40,5 +40,5 @@ pub use kv::{KeyPage, KvStore};
 pub use queue::{DeadLetter, Event, Leased, NewMessage, QueueDepth, QueueStore};
 pub use records::{InvocationQuery, InvocationRow, LogQuery, LogRow, RecordStore};
 pub use schedule::ScheduleStore;
-pub use sql::{Migration, RowSet, SqlError, SqlLimits, SqlLoad, SqlStore, Value};
+pub use sql::{Migration, RowSet, SqlError, SqlLimits, SqlLoad, SqlStore, TableInfo, Value};
 pub use topic::{LogEntry, ReplayFrom, Subscription, TopicStore};

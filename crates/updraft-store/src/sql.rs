@@ -26,6 +26,17 @@ pub struct RowSet {
     pub rows: Vec<Vec<Value>>,
 }
 
+/// A table or view of a user database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableInfo {
+    /// Its name.
+    pub name: String,
+    /// `table` or `view`.
+    pub kind: String,
+    /// Its columns in order, each with its declared type (may be empty).
+    pub columns: Vec<(String, String)>,
+}
+
 /// Caps on one query's result; past them the query fails with a message saying so.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SqlLimits {
@@ -104,6 +115,9 @@ pub trait SqlStore: Send + Sync + 'static {
     /// Runs a query that only reads (for dashboards and the table explorer): a statement
     /// that would write is refused ([`SqlError::Refused`]) before it runs.
     async fn read(&self, sql: &str, params: Vec<Value>) -> Result<RowSet, SqlError>;
+    /// The database's tables and views with their columns, by name (updraft's own
+    /// bookkeeping tables left out).
+    async fn tables(&self) -> Result<Vec<TableInfo>, SqlError>;
     /// Runs one statement once per parameter row, all in one transaction; returns the rows
     /// changed in total. On error nothing is changed.
     async fn execute_many(&self, sql: &str, rows: Vec<Vec<Value>>) -> Result<u64, SqlError>;

@@ -14,6 +14,7 @@ mod buckets;
 mod functions;
 mod invocations;
 mod queues;
+mod sql;
 mod stats;
 mod topics;
 
@@ -43,6 +44,7 @@ pub use buckets::*;
 pub use functions::*;
 pub use invocations::*;
 pub use queues::*;
+pub use sql::*;
 pub use stats::*;
 pub use topics::*;
 
@@ -65,6 +67,8 @@ pub use topics::*;
         invocation,
         logs,
         stats,
+        sql_databases,
+        sql_query,
         async_status,
         topics,
         publish,
@@ -90,6 +94,11 @@ pub use topics::*;
         AppStats,
         FunctionStats,
         MinuteStats,
+        DatabaseInfo,
+        TableSchema,
+        ColumnSchema,
+        QueryRequest,
+        QueryResult,
         TopicInfo,
         SubscriptionInfo,
         Published,
@@ -152,6 +161,8 @@ pub(crate) fn router() -> axum::Router {
         .route("/_updraft/api/v1/invocations/{id}", get(invocation))
         .route("/_updraft/api/v1/logs", get(logs))
         .route("/_updraft/api/v1/stats", get(stats))
+        .route("/_updraft/api/v1/sql", get(sql_databases))
+        .route("/_updraft/api/v1/sql/{name}/query", post(sql_query))
         .route("/_updraft/api/v1/async/{id}", get(async_status))
         .route("/_updraft/api/v1/topics", get(topics))
         .route("/_updraft/api/v1/topics/{name}/events", post(publish))

@@ -6,6 +6,8 @@
 //!   (`?window=15m|1h|6h|24h`), invocations per minute as a chart, the latest invocations.
 //! * `/_updraft/apps/<app>/invocations/<id>`: one invocation with what it logged.
 //! * `/_updraft/apps/<app>/queues`: depths and dead letters, with a redrive button.
+//! * `/_updraft/apps/<app>/sql`: the table explorer (`explorer.rs`): tables and columns, a
+//!   read-only query as a table and a chart, the result as CSV (`sql/export.csv`).
 //! * `/_updraft/apps/<app>/dashboard`: the app's own `[[dashboard.panel]]`s (`panels.rs`),
 //!   also served on `[dashboard] route` for anyone.
 //!
@@ -17,6 +19,7 @@
 //! [`Nav`] if it belongs in the header.
 
 mod chart;
+mod explorer;
 mod login;
 mod ops;
 mod panels;
@@ -46,6 +49,8 @@ pub(crate) fn router() -> axum::Router {
             "/_updraft/apps/{app}/queues/{name}/redrive",
             post(ops::redrive),
         )
+        .route("/_updraft/apps/{app}/sql", get(explorer::page))
+        .route("/_updraft/apps/{app}/sql/export.csv", get(explorer::export))
         .route("/_updraft/apps/{app}/dashboard", get(panels::app_page))
         .route("/_updraft/dashboard", get(panels::only_app_page))
         .layer(axum::middleware::from_fn(crate::api::require_token))
@@ -58,6 +63,7 @@ pub(crate) fn router() -> axum::Router {
 pub(crate) enum Nav {
     Overview,
     Queues,
+    Tables,
     Dashboard,
     Public,
 }
@@ -76,6 +82,9 @@ fn layout(title: &str, app: &AppState, nav: Nav, body: &str, reload: Option<&str
             (Nav::Overview, base.clone(), "Overview"),
             (Nav::Queues, format!("{base}/queues"), "Queues"),
         ];
+        if !app.sql.is_empty() {
+            entries.push((Nav::Tables, format!("{base}/sql"), "Tables"));
+        }
         if !app.dashboard.panel.is_empty() {
             entries.push((Nav::Dashboard, format!("{base}/dashboard"), "Dashboard"));
         }
@@ -179,6 +188,10 @@ nav a { text-decoration: none; padding: .15rem 0; } nav a[aria-current] { border
 button { font: inherit; padding: .3rem .8rem; border-radius: 6px; border: 1px solid var(--line); background: var(--bg); color: var(--fg); cursor: pointer; }
 button:focus-visible, a:focus-visible { outline: 2px solid #0072b2; outline-offset: 2px; }
 pre.logs { white-space: pre-wrap; word-break: break-word; } .stderr { color: var(--err); }
+.explorer { display: grid; gap: 1rem; grid-template-columns: minmax(0, 1fr); }
+@media (min-width: 900px) { .explorer { grid-template-columns: 18rem minmax(0, 1fr); } }
+.schema { padding-left: 1rem; } .schema li { margin-bottom: .4rem; } textarea { width: 100%; font: 13px/1.4 ui-monospace, monospace; }
+select, input, textarea { font: inherit; padding: .2rem .3rem; border: 1px solid var(--line); border-radius: 4px; background: var(--bg); color: var(--fg); }
 dl.fields { display: grid; grid-template-columns: max-content 1fr; gap: .25rem 1rem; } dl.fields dt { color: var(--muted); } dl.fields dd { margin: 0; }
 pre { background: var(--card); border: 1px solid var(--line); padding: .75rem; overflow-x: auto; }
 "#;

@@ -46,6 +46,24 @@ async fn reads_only_read(db: Arc<dyn SqlStore>) {
             "{statement}: {e:?}"
         );
     }
+    db.execute("CREATE VIEW big AS SELECT x FROM t WHERE x > 1", vec![])
+        .await
+        .expect("view");
+    let tables = db.tables().await.expect("tables");
+    let shown: Vec<(&str, &str, Vec<&str>)> = tables
+        .iter()
+        .map(|t| {
+            (
+                t.name.as_str(),
+                t.kind.as_str(),
+                t.columns.iter().map(|c| c.0.as_str()).collect(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        shown,
+        [("big", "view", vec!["x"]), ("t", "table", vec!["x"])]
+    );
     let e = db.read("SELEC 1", vec![]).await.expect_err("a typo");
     assert!(matches!(e, SqlError::Statement { .. }), "{e:?}");
     let rows = db

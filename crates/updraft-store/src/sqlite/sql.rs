@@ -14,7 +14,7 @@ mod load;
 use super::Db;
 use super::guest::{Cancel, as_guest, sandbox};
 use crate::StoreError;
-use crate::sql::{Migration, RowSet, SqlError, SqlLimits, SqlLoad, SqlStore, Value};
+use crate::sql::{Migration, RowSet, SqlError, SqlLimits, SqlLoad, SqlStore, TableInfo, Value};
 
 /// Guest reads of one database running at once; more wait, so functions' queries never
 /// hold more than this many threads of the blocking pool the platform shares.
@@ -275,6 +275,44 @@ impl SqlStore for SqliteSql {
         })
         .await
         .map_err(|e| self.labelled(e))
+    }
+
+    async fn tables(&self) -> Result<Vec<TableInfo>, SqlError> {
+        self.db
+            .read(|c| {
+                let mut tables = Vec::new();
+                let mut list = c
+                    .prepare(
+                        "SELECT name, type FROM sqlite_schema WHERE type IN ('table', 'view') \
+                         AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '_updraft_%' ORDER BY name",
+                    )
+                    .map_err(stmt_err)?;
+                let names = list
+                    .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+                    .map_err(stmt_err)?
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(stmt_err)?;
+                let mut columns = c
+                    .prepare("SELECT name, type FROM pragma_table_info(?1) ORDER BY cid")
+                    .map_err(stmt_err)?;
+                for (name, kind) in names {
+                    let cols = columns
+                        .query_map([&name], |r| {
+                            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+                        })
+                        .map_err(stmt_err)?
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(stmt_err)?;
+                    tables.push(TableInfo {
+                        name,
+                        kind,
+                        columns: cols,
+                    });
+                }
+                Ok(tables)
+            })
+            .await
+            .map_err(|e| self.labelled(e))
     }
 
     async fn execute_many(&self, sql: &str, rows: Vec<Vec<Value>>) -> Result<u64, SqlError> {

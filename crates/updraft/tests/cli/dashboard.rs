@@ -450,3 +450,114 @@ async fn off_loopback_the_dashboard_signs_in_with_the_admin_token() {
             .contains("Max-Age=0")
     );
 }
+
+#[tokio::test]
+async fn the_table_explorer_queries_charts_and_exports_and_only_reads() {
+    let dir = copy_example("data-pipeline");
+    let server = Server::start(bin(), dir.path(), &[]);
+    let incoming = dir.path().join(".updraft/buckets/drop/incoming");
+    assert!(eventually(Duration::from_secs(30), async || incoming.is_dir()).await);
+    std::fs::copy(
+        dir.path().join("sample/sales-2026-11.csv"),
+        incoming.join("sales-2026-11.csv"),
+    )
+    .unwrap();
+    let count = async || {
+        let (_, s) = get(&server, "/api/sales/summary").await;
+        s.contains(r#""rows":5"#)
+    };
+    assert!(
+        eventually(Duration::from_secs(60), count).await,
+        "{}",
+        server.stderr.text()
+    );
+
+    // The schema, in the API and on the page; updraft's own tables are not shown.
+    let (_, schema) = get(&server, "/_updraft/api/v1/sql").await;
+    let schema: serde_json::Value = serde_json::from_str(&schema).unwrap();
+    assert_eq!(schema[0]["name"], "sales", "{schema}");
+    let tables: Vec<&str> = schema[0]["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(tables, ["sales"]);
+    assert_eq!(
+        schema[0]["tables"][0]["columns"][0],
+        serde_json::json!({"name": "order_id", "type": "TEXT"})
+    );
+    let page_url = "/_updraft/apps/data-pipeline/sql";
+    let (status, page) = get(&server, page_url).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("unit_price"), "{page}");
+
+    // A query drawn as a bar chart and a table.
+    let q = "SELECT region, sum(total) AS revenue FROM sales GROUP BY region ORDER BY region";
+    let (status, page) = get(
+        &server,
+        &format!(
+            "{page_url}?db=sales&q={}&chart=bar&x=region&y=revenue",
+            form_value(q)
+        ),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(page.contains(r#"<span data-rows="3">3</span>"#), "{page}");
+    assert!(
+        page.contains(r#"data-chart="bar" data-series="1" data-points="3""#),
+        "{page}"
+    );
+    assert!(page.contains("revenue: south = 27.49"), "{page}");
+    // A statement that writes is refused, and nothing changes.
+    let (_, page) = get(
+        &server,
+        &format!("{page_url}?db=sales&q={}", form_value("DELETE FROM sales")),
+    )
+    .await;
+    assert!(
+        page.contains(r#"role="alert""#) && page.contains("may only read"),
+        "{page}"
+    );
+    let query = async |sql: &str| {
+        crate::client()
+            .post(server.url("/_updraft/api/v1/sql/sales/query"))
+            .json(&serde_json::json!({ "sql": sql }))
+            .send()
+            .await
+            .unwrap()
+    };
+    assert_eq!(query("DELETE FROM sales").await.status(), 400);
+    let r = query("SELECT count(*) AS n FROM sales").await;
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body, serde_json::json!({"columns": ["n"], "rows": [[5]]}));
+
+    // The result as CSV, quoted where it must be.
+    let q = "SELECT order_id, product FROM sales ORDER BY order_id";
+    let r = crate::client()
+        .get(server.url(&format!(
+            "{page_url}/export.csv?db=sales&q={}",
+            form_value(q)
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["content-type"], "text/csv; charset=utf-8");
+    let csv = r.text().await.unwrap();
+    assert!(
+        csv.starts_with("order_id,product\r\nSO-1001,widget\r\n")
+            && csv.contains("SO-1004,\"widget, large\"\r\n"),
+        "{csv}"
+    );
+
+    let shown = in_browser(
+        &server,
+        &format!(
+            "{page_url}?db=sales&q={}&chart=pie&x=region&y=revenue",
+            form_value("SELECT region, sum(total) AS revenue FROM sales GROUP BY region")
+        ),
+    )
+    .await;
+    assert!(shown.dom.contains(r#"data-chart="pie""#), "{}", shown.dom);
+}
