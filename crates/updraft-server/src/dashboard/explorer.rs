@@ -12,8 +12,9 @@ use http::{StatusCode, header};
 use serde::Deserialize;
 use updraft_manifest::ChartKind;
 
-use super::{Nav, chart, escape, html, layout, not_found};
+use super::{Nav, chart, escape, html, layout, no_app};
 use crate::api;
+use crate::api::url_encode as url;
 use crate::state::{AppState, NodeState};
 
 /// Rows the page shows; the CSV has them all.
@@ -53,7 +54,7 @@ pub(super) async fn page(
     Query(e): Query<Explore>,
 ) -> Response {
     let Some(app) = node.apps.get(&app) else {
-        return not_found(&format!("app `{app}` is not on this node"));
+        return no_app(&app);
     };
     let databases = match api::databases(app).await {
         Ok(d) => d,
@@ -244,7 +245,7 @@ pub(super) async fn export(
     Query(e): Query<Explore>,
 ) -> Response {
     let Some(app) = node.apps.get(&app) else {
-        return not_found(&format!("app `{app}` is not on this node"));
+        return no_app(&app);
     };
     let (Some(db), Some(q)) = (blank(&e.db), blank(&e.q)) else {
         return (
@@ -287,16 +288,4 @@ fn csv_line<'a>(fields: impl Iterator<Item = &'a str>) -> String {
         })
         .collect();
     quoted.join(",") + "\r\n"
-}
-
-/// `text` as a query value.
-fn url(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }

@@ -133,6 +133,13 @@ fn html(status: StatusCode, body: String) -> Response {
         .into_response()
 }
 
+/// The answer for an app this node does not host.
+fn no_app(app: &str) -> Response {
+    not_found(&format!(
+        "app `{app}` is not on this node; `updraft ls` (or `GET /_updraft/api/v1/apps`) lists the apps it hosts"
+    ))
+}
+
 fn not_found(why: &str) -> Response {
     html(
         StatusCode::NOT_FOUND,

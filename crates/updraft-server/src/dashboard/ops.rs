@@ -11,7 +11,7 @@ use serde::Deserialize;
 use updraft_manifest::ChartKind;
 use updraft_store::{InvocationQuery, RowSet, Value};
 
-use super::{Nav, chart, escape, html, layout, not_found};
+use super::{Nav, chart, escape, html, layout, no_app, not_found};
 use crate::api::{self, AppStats, FunctionInfo, Invocation};
 use crate::state::{AppState, NodeState};
 
@@ -25,12 +25,6 @@ pub(super) struct OverviewQuery {
     window: Option<String>,
     /// Only this function's latest invocations.
     function: Option<String>,
-}
-
-fn no_app(app: &str) -> Response {
-    not_found(&format!(
-        "app `{app}` is not on this node; `updraft ls` (or `GET /_updraft/api/v1/apps`) lists the apps it hosts"
-    ))
 }
 
 fn failed(what: &str, e: impl std::fmt::Display) -> Response {
