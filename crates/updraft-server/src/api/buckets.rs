@@ -110,18 +110,31 @@ pub(super) async fn list_objects(
     Path(name): Path<String>,
     Query(q): Query<ListQuery>,
 ) -> Response {
-    let Some(store) = state.buckets.get(&name).cloned() else {
-        return unknown_bucket(&name);
-    };
-    let limit = q.limit.unwrap_or(MAX_LIST).clamp(1, MAX_LIST);
-    match store.list(&q.prefix, q.cursor.as_deref(), limit).await {
-        Ok(page) => Json(ObjectList {
-            objects: page.objects.into_iter().map(ObjectInfo::from).collect(),
-            cursor: page.cursor,
-        })
-        .into_response(),
+    match object_page(&state, &name, &q.prefix, q.cursor.as_deref(), q.limit).await {
+        Ok(Some(list)) => Json(list).into_response(),
+        Ok(None) => unknown_bucket(&name),
         Err(e) => blob_error(&name, e),
     }
+}
+
+/// A page of the objects of bucket `name` whose names start with `prefix`, after `cursor`;
+/// `None` when the app has no such bucket.
+pub(crate) async fn object_page(
+    state: &AppState,
+    name: &str,
+    prefix: &str,
+    cursor: Option<&str>,
+    limit: Option<u32>,
+) -> Result<Option<ObjectList>, BlobError> {
+    let Some(store) = state.buckets.get(name).cloned() else {
+        return Ok(None);
+    };
+    let limit = limit.unwrap_or(MAX_LIST).clamp(1, MAX_LIST);
+    let page = store.list(prefix, cursor, limit).await?;
+    Ok(Some(ObjectList {
+        objects: page.objects.into_iter().map(ObjectInfo::from).collect(),
+        cursor: page.cursor,
+    }))
 }
 
 #[utoipa::path(get, path = "/_updraft/api/v1/apps/{app}/buckets/{bucket}/objects/{object}",

@@ -6,6 +6,7 @@
 //!   (`?window=15m|1h|6h|24h`), invocations per minute as a chart, the latest invocations.
 //! * `/_updraft/apps/<app>/invocations/<id>`: one invocation with what it logged.
 //! * `/_updraft/apps/<app>/queues`: depths and dead letters, with a redrive button.
+//! * `/_updraft/apps/<app>/buckets[/<bucket>?prefix=…]`: the bucket browser (`buckets.rs`).
 //! * `/_updraft/apps/<app>/sql`: the table explorer (`explorer.rs`): tables and columns, a
 //!   read-only query as a table and a chart, the result as CSV (`sql/export.csv`).
 //! * `/_updraft/apps/<app>/dashboard`: the app's own `[[dashboard.panel]]`s (`panels.rs`),
@@ -18,6 +19,7 @@
 //! To add a page: a handler in its module and one `.route` line in [`router`]; a link in
 //! [`Nav`] if it belongs in the header.
 
+mod buckets;
 mod chart;
 mod explorer;
 mod login;
@@ -49,6 +51,11 @@ pub(crate) fn router() -> axum::Router {
             "/_updraft/apps/{app}/queues/{name}/redrive",
             post(ops::redrive),
         )
+        .route("/_updraft/apps/{app}/buckets", get(buckets::list))
+        .route(
+            "/_updraft/apps/{app}/buckets/{bucket}",
+            get(buckets::browse),
+        )
         .route("/_updraft/apps/{app}/sql", get(explorer::page))
         .route("/_updraft/apps/{app}/sql/export.csv", get(explorer::export))
         .route("/_updraft/apps/{app}/dashboard", get(panels::app_page))
@@ -64,6 +71,7 @@ pub(crate) enum Nav {
     Overview,
     Queues,
     Tables,
+    Buckets,
     Dashboard,
     Public,
 }
@@ -84,6 +92,9 @@ fn layout(title: &str, app: &AppState, nav: Nav, body: &str, reload: Option<&str
         ];
         if !app.sql.is_empty() {
             entries.push((Nav::Tables, format!("{base}/sql"), "Tables"));
+        }
+        if !app.buckets.is_empty() {
+            entries.push((Nav::Buckets, format!("{base}/buckets"), "Buckets"));
         }
         if !app.dashboard.panel.is_empty() {
             entries.push((Nav::Dashboard, format!("{base}/dashboard"), "Dashboard"));

@@ -452,7 +452,7 @@ async fn off_loopback_the_dashboard_signs_in_with_the_admin_token() {
 }
 
 #[tokio::test]
-async fn the_table_explorer_queries_charts_and_exports_and_only_reads() {
+async fn the_table_explorer_and_bucket_browser_show_the_pipeline_s_data() {
     let dir = copy_example("data-pipeline");
     let server = Server::start(bin(), dir.path(), &[]);
     let incoming = dir.path().join(".updraft/buckets/drop/incoming");
@@ -550,6 +550,34 @@ async fn the_table_explorer_queries_charts_and_exports_and_only_reads() {
             && csv.contains("SO-1004,\"widget, large\"\r\n"),
         "{csv}"
     );
+
+    // The bucket the export was dropped into, browsed by prefix, and the file downloaded.
+    let bucket = "/_updraft/apps/data-pipeline/buckets/drop";
+    let (status, page) = get(&server, bucket).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains(r#"?prefix=incoming/">incoming/</a>"#),
+        "the folder is listed: {page}"
+    );
+    let (_, page) = get(&server, &format!("{bucket}?prefix=incoming%2F")).await;
+    let sample = std::fs::read(dir.path().join("sample/sales-2026-11.csv")).unwrap();
+    assert!(
+        page.contains(r#"data-object="incoming/sales-2026-11.csv""#)
+            && page.contains(&format!(r#"<td class="num">{}</td>"#, sample.len())),
+        "{page}"
+    );
+    let link =
+        "/_updraft/api/v1/apps/data-pipeline/buckets/drop/objects/incoming/sales-2026-11.csv";
+    assert!(page.contains(link), "{page}");
+    let body = crate::client()
+        .get(server.url(link))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(body.as_ref(), sample.as_slice());
 
     let shown = in_browser(
         &server,
