@@ -181,6 +181,10 @@ function = "kitchen"
 [[trigger.queue]]
 queue = "jobs"
 function = "worker"
+
+[[trigger.cron]]
+schedule = "@yearly"
+function = "worker"
 "#;
 
 async fn post(server: &Server, path: &str, origin: Option<&str>, body: &str) -> reqwest::Response {
@@ -241,6 +245,10 @@ async fn the_overview_shows_what_ran_and_the_queues_page_redrives_dead_letters()
     assert!(
         page.contains("queue `jobs`"),
         "the worker's trigger is listed: {page}"
+    );
+    assert!(
+        page.contains("cron `@yearly` UTC  last -  next 20"),
+        "a schedule shows its last and next run: {page}"
     );
     assert!(
         page.contains("enqueue: jobs"),
