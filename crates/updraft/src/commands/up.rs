@@ -119,9 +119,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             println!("  {line}");
         }
     }
+    println!("dashboard: {}://{}/_updraft/", node.scheme, node.addr);
     if panels > 0 {
         println!(
-            "dashboard: {}://{}/_updraft/apps/{app_name}/dashboard ({panels} panel(s))",
+            "  the app's panels: {}://{}/_updraft/apps/{app_name}/dashboard ({panels} panel(s))",
             node.scheme, node.addr
         );
     }

@@ -212,6 +212,11 @@ async fn worker_errors(server: &Server) -> u64 {
 async fn the_overview_shows_what_ran_and_the_queues_page_redrives_dead_letters() {
     let app = crate::kitchen_and_worker(JOBS);
     let server = crate::start(&app);
+    assert!(
+        server.stdout.wait_for("dashboard: http://127.0.0.1:", Duration::from_secs(10)),
+        "`up` says where the dashboard is: {}",
+        server.stdout.text()
+    );
     let (status, page) = get(&server, "/_updraft/").await;
     assert_eq!(status, 200, "{page}");
     assert!(page.contains("No invocations in this window"), "{page}");
