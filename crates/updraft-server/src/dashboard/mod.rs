@@ -5,6 +5,7 @@
 //!   function with its triggers, allow-lists and how its invocations went over a window
 //!   (`?window=15m|1h|6h|24h`), invocations per minute as a chart, the latest invocations.
 //! * `/_updraft/apps/<app>/invocations/<id>`: one invocation with what it logged.
+//! * `/_updraft/apps/<app>/live`: invocations as they happen, over SSE (`live.rs`).
 //! * `/_updraft/apps/<app>/queues`: depths and dead letters, with a redrive button.
 //! * `/_updraft/apps/<app>/buckets[/<bucket>?prefix=…]`: the bucket browser (`buckets.rs`).
 //! * `/_updraft/apps/<app>/sql`: the table explorer (`explorer.rs`): tables and columns, a
@@ -22,6 +23,7 @@
 mod buckets;
 mod chart;
 mod explorer;
+mod live;
 mod login;
 mod ops;
 mod panels;
@@ -51,6 +53,8 @@ pub(crate) fn router() -> axum::Router {
             "/_updraft/apps/{app}/queues/{name}/redrive",
             post(ops::redrive),
         )
+        .route("/_updraft/apps/{app}/live", get(live::page))
+        .route("/_updraft/apps/{app}/live/events", get(live::events))
         .route("/_updraft/apps/{app}/buckets", get(buckets::list))
         .route(
             "/_updraft/apps/{app}/buckets/{bucket}",
@@ -69,6 +73,7 @@ pub(crate) fn router() -> axum::Router {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Nav {
     Overview,
+    Live,
     Queues,
     Tables,
     Buckets,
@@ -88,6 +93,7 @@ fn layout(title: &str, app: &AppState, nav: Nav, body: &str, reload: Option<&str
         let base = format!("/_updraft/apps/{}", app.name);
         let mut entries = vec![
             (Nav::Overview, base.clone(), "Overview"),
+            (Nav::Live, format!("{base}/live"), "Live"),
             (Nav::Queues, format!("{base}/queues"), "Queues"),
         ];
         if !app.sql.is_empty() {

@@ -213,7 +213,9 @@ async fn the_overview_shows_what_ran_and_the_queues_page_redrives_dead_letters()
     let app = crate::kitchen_and_worker(JOBS);
     let server = crate::start(&app);
     assert!(
-        server.stdout.wait_for("dashboard: http://127.0.0.1:", Duration::from_secs(10)),
+        server
+            .stdout
+            .wait_for("dashboard: http://127.0.0.1:", Duration::from_secs(10)),
         "`up` says where the dashboard is: {}",
         server.stdout.text()
     );
@@ -312,6 +314,47 @@ async fn the_overview_shows_what_ran_and_the_queues_page_redrives_dead_letters()
         .await,
         "the redriven message never ran: {}",
         worker_errors(&server).await
+    );
+
+    // The live view: new records arrive over SSE in batches, filtered as asked.
+    let mut live = crate::client()
+        .get(server.url("/_updraft/apps/jobs/live/events"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.headers()["content-type"], "text/event-stream");
+    let r = crate::client()
+        .get(server.url("/k/kv/get?store=default&key=count"))
+        .send()
+        .await
+        .unwrap();
+    let id = r.headers()["updraft-invocation-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let mut seen = String::new();
+    let arrived = tokio::time::timeout(Duration::from_secs(20), async {
+        while !seen.contains(&id) {
+            match live.chunk().await {
+                Ok(Some(chunk)) => seen.push_str(&String::from_utf8_lossy(&chunk)),
+                _ => break,
+            }
+        }
+    })
+    .await;
+    assert!(
+        arrived.is_ok() && seen.contains(&id),
+        "no live record of {id}: {seen}"
+    );
+    assert!(seen.contains("event: invocations"), "{seen}");
+    drop(live);
+    // The page itself (its script fills the rows from the stream; a headless `--dump-dom`
+    // never finishes while a stream is open, so only the page's frame is checked here).
+    let (status, page) = get(&server, "/_updraft/apps/jobs/live?function=worker").await;
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("/_updraft/apps/jobs/live/events?function=worker"),
+        "the page streams what its filter asks for: {page}"
     );
 
     // In a browser: the overview draws, and logs no error.

@@ -42,7 +42,9 @@ pub(crate) fn rendered_page(url: &str) -> Rendered {
         .find(|c| Command::new("which").arg(c).output().is_ok_and(|o| o.status.success()))
         .expect("headless Chromium is needed for the SPA test; scripts/test installs the `chromium` package");
     let profile = tempfile::tempdir().unwrap();
-    let out = Command::new(chromium)
+    // Bounded: a page that never settles (an open stream) must not stall the run.
+    let out = Command::new("timeout")
+        .args(["--kill-after=5", "90", chromium])
         .args([
             "--headless",
             "--no-sandbox",
