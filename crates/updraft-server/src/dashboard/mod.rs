@@ -81,11 +81,6 @@ pub(crate) enum Nav {
     Public,
 }
 
-/// Pages under `/_updraft/` offer to sign out (harmless where no token is needed).
-fn app_needs_sign_in(nav: Nav) -> bool {
-    nav != Nav::Public
-}
-
 /// A whole page: header with the app's links, then `body`. `reload` adds a reload link.
 fn layout(title: &str, app: &AppState, nav: Nav, body: &str, reload: Option<&str>) -> String {
     let mut links = String::new();
@@ -118,10 +113,8 @@ fn layout(title: &str, app: &AppState, nav: Nav, body: &str, reload: Option<&str
                 escape(&href)
             );
         }
-        links.push_str("</ul></nav>");
-        if app_needs_sign_in(nav) {
-            links.push_str(r#"<form class="sign-out" method="post" action="/_updraft/logout"><button type="submit">Sign out</button></form>"#);
-        }
+        // Harmless where no token is needed (loopback under `up`).
+        links.push_str(r#"</ul></nav><form class="sign-out" method="post" action="/_updraft/logout"><button type="submit">Sign out</button></form>"#);
     }
     let generated = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
     let reload = reload.map_or(String::new(), |r| {

@@ -3,7 +3,6 @@
 
 use std::fmt::Write;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Extension;
 use axum::extract::{Path, Query};
@@ -12,11 +11,8 @@ use http::StatusCode;
 use serde::Deserialize;
 use updraft_manifest::Panel;
 
-use super::{Nav, chart, escape, html, layout, not_found};
+use super::{Nav, chart, escape, html, layout, no_app, not_found};
 use crate::state::{AppState, NodeState};
-
-/// Longest a panel's query may run before the panel says so.
-const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Deserialize)]
 pub(super) struct PageQuery {
@@ -34,9 +30,7 @@ pub(super) async fn app_page(
             let base = format!("/_updraft/apps/{app}/dashboard");
             page(state, &base, query.panel, Nav::Dashboard).await
         }
-        None => not_found(&format!(
-            "app `{app}` is not on this node; `updraft ls` (or `GET /_updraft/api/v1/apps`) lists the apps it hosts"
-        )),
+        None => no_app(&app),
     }
 }
 
@@ -141,19 +135,10 @@ enum Problem {
 }
 
 async fn draw(app: &AppState, p: &Panel) -> Result<String, Problem> {
-    let db = app
-        .sql
-        .get(&p.sql)
-        .ok_or_else(|| Problem::Failed(format!("sql database `{}` is not open", p.sql)))?;
-    let rows = tokio::time::timeout(QUERY_TIMEOUT, db.read(&p.query, Vec::new()))
+    // The same bounded, read-only path as the table explorer and the API.
+    let rows = crate::api::read_query(app, &p.sql, &p.query)
         .await
-        .map_err(|_| {
-            Problem::Failed(format!(
-                "the query ran longer than {} s and was stopped; make it cheaper (an index, a `LIMIT`)",
-                QUERY_TIMEOUT.as_secs()
-            ))
-        })?
-        .map_err(|e| Problem::Failed(e.to_string()))?;
+        .map_err(|e| Problem::Failed(e.message().to_owned()))?;
     let spec = chart::Spec {
         chart: p.chart,
         x: p.x.as_deref(),

@@ -19,6 +19,26 @@ fn panel(page: &str, i: usize) -> &str {
     &page[start..end]
 }
 
+/// Copies the data-pipeline sample export into `incoming/` (the folder the trigger makes)
+/// and waits until its five rows are loaded.
+async fn drop_sample_and_wait(server: &Server, app: &std::path::Path) {
+    let incoming = app.join(".updraft/buckets/drop/incoming");
+    assert!(eventually(Duration::from_secs(30), async || incoming.is_dir()).await);
+    std::fs::copy(
+        app.join("sample/sales-2026-11.csv"),
+        incoming.join("sales-2026-11.csv"),
+    )
+    .unwrap();
+    let loaded = eventually(Duration::from_secs(60), async || {
+        get(server, "/api/sales/summary")
+            .await
+            .1
+            .contains(r#""rows":5"#)
+    })
+    .await;
+    assert!(loaded, "the sample never loaded\n{}", server.stderr.text());
+}
+
 /// `path` as headless Chromium draws it; asserts the page logged no error.
 async fn in_browser(server: &Server, path: &str) -> crate::web_app::Rendered {
     let url = server.url(path);
@@ -73,21 +93,11 @@ query = "DELETE FROM sales"
     assert_eq!(page.matches("No rows yet").count(), 4, "{page}");
     assert!(panel(&page, 4).contains("column `revenue`"), "{page}");
 
-    let incoming = dir.path().join(".updraft/buckets/drop/incoming");
-    assert!(eventually(Duration::from_secs(30), async || incoming.is_dir()).await);
-    std::fs::copy(
-        dir.path().join("sample/sales-2026-11.csv"),
-        incoming.join("sales-2026-11.csv"),
-    )
-    .unwrap();
-    let loaded = eventually(Duration::from_secs(60), async || {
-        get(&server, "/reports").await.1.contains("SO-1005")
-    })
-    .await;
+    drop_sample_and_wait(&server, dir.path()).await;
+    let (_, page) = get(&server, "/reports").await;
     assert!(
-        loaded,
-        "the sample never reached the dashboard\n{}",
-        server.stderr.text()
+        page.contains("SO-1005"),
+        "the sample reached the dashboard: {page}"
     );
 
     let (status, page) = get(&server, "/_updraft/apps/data-pipeline/dashboard").await;
@@ -511,22 +521,7 @@ async fn off_loopback_the_dashboard_signs_in_with_the_admin_token() {
 async fn the_table_explorer_and_bucket_browser_show_the_pipeline_s_data() {
     let dir = copy_example("data-pipeline");
     let server = Server::start(bin(), dir.path(), &[]);
-    let incoming = dir.path().join(".updraft/buckets/drop/incoming");
-    assert!(eventually(Duration::from_secs(30), async || incoming.is_dir()).await);
-    std::fs::copy(
-        dir.path().join("sample/sales-2026-11.csv"),
-        incoming.join("sales-2026-11.csv"),
-    )
-    .unwrap();
-    let count = async || {
-        let (_, s) = get(&server, "/api/sales/summary").await;
-        s.contains(r#""rows":5"#)
-    };
-    assert!(
-        eventually(Duration::from_secs(60), count).await,
-        "{}",
-        server.stderr.text()
-    );
+    drop_sample_and_wait(&server, dir.path()).await;
 
     // The schema, in the API and on the page; updraft's own tables are not shown.
     let (_, schema) = get(&server, "/_updraft/api/v1/sql").await;
