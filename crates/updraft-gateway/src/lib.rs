@@ -6,11 +6,17 @@
 //! answers every route shares ([`body`]). The server crate feeds it routes from
 //! `[[trigger.http]]` and serves requests through it.
 //!
-//! To add a gateway feature (auth, rate limits, a traffic split), add a module here with a
-//! tower layer or a function over `http::Request`, and wire it in the server's request path.
+//! `[[gateway.route]]` adds policies in front of a route's targets ([`policy`]): CORS, rate
+//! limits, a timeout and path rewriting, as tower layers stacked in one place
+//! ([`policy::stack`]), and targets chosen by weight ([`policy::split`]), including upstream
+//! HTTP services ([`policy::upstream`]).
+//!
+//! To add a per-route step (auth, validation): write its layer in a module of [`policy`]
+//! and add one line to [`policy::stack`]. Host and header routing live in the router alone.
 
 pub mod body;
 pub mod headers;
+pub mod policy;
 #[cfg(test)]
 mod properties;
 pub mod request;
@@ -18,5 +24,5 @@ pub mod router;
 pub mod static_files;
 
 pub use body::{Body, BoxError, error_response, full};
-pub use router::{Lookup, Match, Pattern, Route, RouteError, Router};
+pub use router::{HostPattern, Lookup, Match, Pattern, RequestView, Route, RouteError, Router};
 pub use static_files::StaticSite;

@@ -128,12 +128,12 @@ fn case() -> impl Strategy<Value = Case> {
 }
 
 fn route<T>(pattern: &str, methods: Option<Vec<Method>>, target: T, index: usize) -> Route<T> {
-    Route {
-        pattern: Pattern::parse(pattern).unwrap_or_else(|e| panic!("{e}")),
+    Route::new(
+        Pattern::parse(pattern).unwrap_or_else(|e| panic!("{e}")),
         methods,
         target,
         index,
-    }
+    )
 }
 
 /// A table with every kind of pattern, for lookups of arbitrary paths.

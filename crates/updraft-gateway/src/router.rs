@@ -3,12 +3,16 @@
 //! A pattern is `/`-separated segments: literals, `:name` parameters, and an optional
 //! trailing `...` wildcard that matches the rest of the path (including nothing).
 //! When several routes match a path, the one with the more specific segment wins at the
-//! first position where they differ: literal > `:param` > `...`. Two routes collide when
-//! their methods overlap and their patterns are equal up to parameter names.
+//! first position where they differ: literal > `:param` > `...`.
+//! Before the path, the host decides: a route for an exact host beats one for a `*.` wildcard
+//! host, which beats a route for any host; after the path, a route with header matches beats
+//! one without. Two routes collide when their hosts, header matches, patterns (up to
+//! parameter names) and methods all overlap.
 
 use std::borrow::Cow;
+use std::cmp::Ordering;
 
-use http::Method;
+use http::{HeaderMap, HeaderName, Method, Request, header};
 
 /// Paths under this prefix belong to updraft itself.
 pub const RESERVED_PREFIX: &str = "/_updraft";
@@ -22,6 +26,16 @@ pub enum RouteError {
         /// The pattern as written.
         route: String,
         /// What is wrong and how to write it.
+        reason: String,
+    },
+    /// The host pattern does not parse.
+    #[error(
+        "`{host}` is not a valid host: {reason}; write a name like \"api.example.com\" or \"*.example.com\""
+    )]
+    BadHost {
+        /// The host as written.
+        host: String,
+        /// What is wrong.
         reason: String,
     },
     /// The pattern is under `/_updraft`.
@@ -192,10 +206,10 @@ impl Pattern {
     }
 
     /// Orders patterns from most to least specific.
-    fn specificity_cmp(&self, other: &Pattern) -> std::cmp::Ordering {
+    fn specificity_cmp(&self, other: &Pattern) -> Ordering {
         for (a, b) in self.segments.iter().zip(&other.segments) {
             match a.rank().cmp(&b.rank()) {
-                std::cmp::Ordering::Equal => continue,
+                Ordering::Equal => continue,
                 unequal => return unequal,
             }
         }
@@ -212,6 +226,78 @@ fn is_param_name(name: &str) -> bool {
     !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
+/// The host a route answers for: one name, or every subdomain of one (`*.example.com`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostPattern {
+    /// Exactly this name (lowercase).
+    Exact(String),
+    /// Any name ending in this suffix, which starts with `.` (`.example.com`).
+    Wildcard(String),
+}
+
+impl HostPattern {
+    /// Parses `api.example.com` or `*.example.com`.
+    pub fn parse(host: &str) -> Result<Self, RouteError> {
+        let bad = |reason: &str| RouteError::BadHost {
+            host: host.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let lower = host.to_ascii_lowercase();
+        let (wildcard, name) = match lower.strip_prefix("*.") {
+            Some(rest) => (true, rest),
+            None => (false, lower.as_str()),
+        };
+        if name.is_empty() {
+            return Err(bad("it is empty"));
+        }
+        if name.contains('*') {
+            return Err(bad("`*` may only be the whole first label"));
+        }
+        if !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+            || name.starts_with('.')
+            || name.ends_with('.')
+            || name.contains("..")
+        {
+            return Err(bad(
+                "a host is letters, digits, `-` and dots, without a port or scheme",
+            ));
+        }
+        Ok(if wildcard {
+            Self::Wildcard(format!(".{name}"))
+        } else {
+            Self::Exact(name.to_owned())
+        })
+    }
+
+    /// Whether `host` (lowercase, without a port) is this one.
+    pub fn matches(&self, host: &str) -> bool {
+        match self {
+            Self::Exact(name) => host == name,
+            Self::Wildcard(suffix) => host.len() > suffix.len() && host.ends_with(suffix.as_str()),
+        }
+    }
+
+    /// As written in the manifest.
+    pub fn as_text(&self) -> String {
+        match self {
+            Self::Exact(name) => name.clone(),
+            Self::Wildcard(suffix) => format!("*{suffix}"),
+        }
+    }
+}
+
+/// Orders hosts: exact, then wildcards with the longest suffix first, then none.
+fn host_cmp(a: Option<&HostPattern>, b: Option<&HostPattern>) -> Ordering {
+    let rank = |h: Option<&HostPattern>| match h {
+        Some(HostPattern::Exact(_)) => (0, 0),
+        Some(HostPattern::Wildcard(s)) => (1, usize::MAX - s.len()),
+        None => (2, 0),
+    };
+    rank(a).cmp(&rank(b))
+}
+
 /// One route in the table.
 #[derive(Debug, Clone)]
 pub struct Route<T> {
@@ -219,6 +305,10 @@ pub struct Route<T> {
     pub pattern: Pattern,
     /// Methods it answers; `None` means all.
     pub methods: Option<Vec<Method>>,
+    /// The host it answers for; `None` means any.
+    pub host: Option<HostPattern>,
+    /// Headers the request must carry with exactly these values, sorted by name.
+    pub headers: Vec<(HeaderName, String)>,
     /// What serves it.
     pub target: T,
     /// Its position in the manifest, for messages.
@@ -226,6 +316,72 @@ pub struct Route<T> {
 }
 
 impl<T> Route<T> {
+    /// A route for any host and any headers.
+    pub fn new(pattern: Pattern, methods: Option<Vec<Method>>, target: T, index: usize) -> Self {
+        Self {
+            pattern,
+            methods,
+            host: None,
+            headers: Vec::new(),
+            target,
+            index,
+        }
+    }
+
+    /// Answers only for `host`.
+    pub fn with_host(mut self, host: Option<HostPattern>) -> Self {
+        self.host = host;
+        self
+    }
+
+    /// Answers only requests carrying each of `headers` with its value.
+    pub fn with_headers(mut self, mut headers: Vec<(HeaderName, String)>) -> Self {
+        headers.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+        self.headers = headers;
+        self
+    }
+
+    /// Whether the request's host and headers are this route's.
+    fn admits(&self, req: &RequestView<'_>) -> bool {
+        let host_ok = match &self.host {
+            None => true,
+            Some(pattern) => req.host.is_some_and(|h| pattern.matches(h)),
+        };
+        host_ok
+            && self.headers.iter().all(|(name, want)| {
+                req.headers
+                    .get_all(name)
+                    .iter()
+                    .any(|v| v.to_str().is_ok_and(|v| v.trim() == want))
+            })
+    }
+
+    /// The table's order: host, then path, then routes with header matches first.
+    fn precedence_cmp(&self, other: &Route<T>) -> Ordering {
+        host_cmp(self.host.as_ref(), other.host.as_ref())
+            .then_with(|| self.pattern.specificity_cmp(&other.pattern))
+            .then_with(|| other.headers.len().cmp(&self.headers.len()))
+    }
+
+    /// Whether no request can tell the two apart before methods do.
+    fn same_place(&self, other: &Route<T>) -> bool {
+        self.host == other.host
+            && self.headers == other.headers
+            && self.pattern.same_shape(&other.pattern)
+    }
+
+    /// Where the route answers, for messages: the pattern, with its host and headers.
+    pub fn describe(&self) -> String {
+        let mut out = String::new();
+        if let Some(host) = &self.host {
+            out.push_str(&host.as_text());
+        }
+        out.push_str(self.pattern.as_str());
+        for (name, value) in &self.headers {
+            out.push_str(&format!(" [{name}: {value}]"));
+        }
+        out
+    }
     fn allows(&self, method: &Method) -> bool {
         match &self.methods {
             None => true,
@@ -294,12 +450,12 @@ impl<T> Router<T> {
     /// Adds a route, refusing collisions with routes already added.
     pub fn add(&mut self, route: Route<T>) -> Result<(), RouteError> {
         for other in &self.routes {
-            if other.pattern.same_shape(&route.pattern)
+            if other.same_place(&route)
                 && let Some(methods) = route.overlap(other)
             {
                 return Err(RouteError::Collision {
-                    route: route.pattern.text.clone(),
-                    other: other.pattern.text.clone(),
+                    route: route.describe(),
+                    other: other.describe(),
                     other_index: other.index,
                     methods,
                 });
@@ -308,25 +464,35 @@ impl<T> Router<T> {
         let at = self
             .routes
             .iter()
-            .position(|r| route.pattern.specificity_cmp(&r.pattern).is_lt())
+            .position(|r| route.precedence_cmp(r).is_lt())
             .unwrap_or(self.routes.len());
         self.routes.insert(at, route);
         Ok(())
     }
 
-    /// The same table with each target replaced by `f(target)`.
+    /// The same table with each target replaced by `f(route, target)`.
     pub fn try_map<U, E>(
         self,
-        mut f: impl FnMut(&Pattern, T) -> Result<U, E>,
+        mut f: impl FnMut(&Route<()>, T) -> Result<U, E>,
     ) -> Result<Router<U>, E> {
         let routes = self
             .routes
             .into_iter()
             .map(|r| {
+                let place = Route {
+                    pattern: r.pattern.clone(),
+                    methods: r.methods.clone(),
+                    host: r.host.clone(),
+                    headers: r.headers.clone(),
+                    target: (),
+                    index: r.index,
+                };
                 Ok(Route {
-                    target: f(&r.pattern, r.target)?,
+                    target: f(&place, r.target)?,
                     pattern: r.pattern,
                     methods: r.methods,
+                    host: r.host,
+                    headers: r.headers,
                     index: r.index,
                 })
             })
@@ -339,8 +505,19 @@ impl<T> Router<T> {
         &self.routes
     }
 
-    /// Finds the route for a request.
+    /// Finds the route for a method and path, whatever the host and headers.
     pub fn lookup(&self, method: &Method, path: &str) -> Lookup<'_, T> {
+        self.lookup_request(&RequestView {
+            method,
+            path,
+            host: None,
+            headers: &HeaderMap::new(),
+        })
+    }
+
+    /// Finds the route for a request, from its method, path, host and headers.
+    pub fn lookup_request(&self, req: &RequestView<'_>) -> Lookup<'_, T> {
+        let (method, path) = (req.method, req.path);
         let raw: Vec<&str> = path.trim_start_matches('/').split('/').collect();
         let mut segments: Vec<Cow<'_, str>> = raw.iter().map(|s| percent_decode(s)).collect();
         if segments.last().is_some_and(|s| s.is_empty()) {
@@ -348,6 +525,9 @@ impl<T> Router<T> {
         }
         let mut allow: Vec<Method> = Vec::new();
         for route in &self.routes {
+            if !route.admits(req) {
+                continue;
+            }
             let Some((params, wildcard_at)) = route.pattern.matches(&segments) else {
                 continue;
             };
@@ -390,6 +570,48 @@ impl<T> Router<T> {
     }
 }
 
+/// What the router reads of a request.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestView<'a> {
+    /// The method.
+    pub method: &'a Method,
+    /// The path, still percent-encoded.
+    pub path: &'a str,
+    /// The host, lowercase and without a port.
+    pub host: Option<&'a str>,
+    /// Every header.
+    pub headers: &'a HeaderMap,
+}
+
+impl<'a> RequestView<'a> {
+    /// Views `req`; its host (from the URI, else `Host`) is lowercased into `host_buf`.
+    pub fn of<B>(req: &'a Request<B>, host_buf: &'a mut String) -> Self {
+        let host = req
+            .uri()
+            .authority()
+            .cloned()
+            .or_else(|| {
+                let value = req.headers().get(header::HOST)?.to_str().ok()?;
+                http::uri::Authority::try_from(value).ok()
+            })
+            .map(|a| {
+                a.host()
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_ascii_lowercase()
+            });
+        let found = host.is_some();
+        *host_buf = host.unwrap_or_default();
+        let host_buf: &'a String = host_buf;
+        Self {
+            method: req.method(),
+            path: req.uri().path(),
+            host: found.then_some(host_buf.as_str()),
+            headers: req.headers(),
+        }
+    }
+}
+
 /// Decodes `%XX` escapes; invalid escapes and non-UTF-8 results are kept as written.
 pub fn percent_decode(s: &str) -> Cow<'_, str> {
     if !s.contains('%') {
@@ -424,12 +646,12 @@ mod tests {
     fn router(routes: &[(&str, Option<&[&str]>)]) -> Router<usize> {
         let mut r = Router::default();
         for (i, (p, m)) in routes.iter().enumerate() {
-            r.add(Route {
-                pattern: Pattern::parse(p).unwrap(),
-                methods: m.map(|m| m.iter().map(|s| s.parse().unwrap()).collect()),
-                target: i,
-                index: i,
-            })
+            r.add(Route::new(
+                Pattern::parse(p).unwrap(),
+                m.map(|m| m.iter().map(|s| s.parse().unwrap()).collect()),
+                i,
+                i,
+            ))
             .unwrap();
         }
         r
@@ -510,21 +732,21 @@ mod tests {
     fn collisions_are_refused() {
         let mut r = router(&[("/orders/:id", Some(&["GET", "PUT"]))]);
         let err = r
-            .add(Route {
-                pattern: Pattern::parse("/orders/:order").unwrap(),
-                methods: Some(vec![Method::PUT]),
-                target: 9,
-                index: 1,
-            })
+            .add(Route::new(
+                Pattern::parse("/orders/:order").unwrap(),
+                Some(vec![Method::PUT]),
+                9,
+                1,
+            ))
             .unwrap_err();
         assert!(err.to_string().contains("collides with route #0"), "{err}");
         assert!(err.to_string().contains("PUT"), "{err}");
-        r.add(Route {
-            pattern: Pattern::parse("/orders/:order").unwrap(),
-            methods: Some(vec![Method::DELETE]),
-            target: 9,
-            index: 1,
-        })
+        r.add(Route::new(
+            Pattern::parse("/orders/:order").unwrap(),
+            Some(vec![Method::DELETE]),
+            9,
+            1,
+        ))
         .unwrap();
     }
 
@@ -551,5 +773,112 @@ mod tests {
             Err(RouteError::Reserved { .. })
         ));
         assert!(Pattern::parse("/_updraftish").is_ok());
+    }
+
+    fn placed(
+        path: &str,
+        host: Option<&str>,
+        headers: &[(&str, &str)],
+        target: usize,
+    ) -> Route<usize> {
+        Route::new(Pattern::parse(path).unwrap(), None, target, target)
+            .with_host(host.map(|h| HostPattern::parse(h).unwrap()))
+            .with_headers(
+                headers
+                    .iter()
+                    .map(|(n, v)| {
+                        (
+                            HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                            (*v).to_owned(),
+                        )
+                    })
+                    .collect(),
+            )
+    }
+
+    fn hit_request(
+        r: &Router<usize>,
+        host: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Option<usize> {
+        let mut req = Request::get(path).header("host", host);
+        for (n, v) in headers {
+            req = req.header(*n, *v);
+        }
+        let req = req.body(()).unwrap();
+        let mut buf = String::new();
+        match r.lookup_request(&RequestView::of(&req, &mut buf)) {
+            Lookup::Found(m) => Some(m.route.target),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn hosts_come_before_paths_and_headers_after() {
+        let mut r = Router::default();
+        for route in [
+            placed("/...", None, &[], 0),
+            placed("/products/...", None, &[], 1),
+            placed("/products/...", None, &[("api-version", "2")], 2),
+            placed("/...", Some("*.example.com"), &[], 3),
+            placed("/...", Some("*.eu.example.com"), &[], 4),
+            placed("/...", Some("api.example.com"), &[], 5),
+            placed("/products/:id", Some("api.example.com"), &[], 6),
+        ] {
+            r.add(route).unwrap();
+        }
+        assert_eq!(
+            hit_request(&r, "localhost:8080", "/products/1", &[]),
+            Some(1)
+        );
+        assert_eq!(
+            hit_request(&r, "localhost", "/products/1", &[("api-version", "2")]),
+            Some(2)
+        );
+        assert_eq!(
+            hit_request(&r, "localhost", "/products/1", &[("api-version", "3")]),
+            Some(1)
+        );
+        assert_eq!(
+            hit_request(&r, "shop.example.com", "/products/1", &[]),
+            Some(3)
+        );
+        assert_eq!(hit_request(&r, "x.eu.example.com", "/", &[]), Some(4));
+        assert_eq!(hit_request(&r, "API.Example.com:443", "/x", &[]), Some(5));
+        assert_eq!(
+            hit_request(&r, "api.example.com", "/products/9", &[]),
+            Some(6)
+        );
+        assert_eq!(
+            hit_request(&r, "example.com", "/x", &[]),
+            Some(0),
+            "a wildcard host needs a label before its suffix"
+        );
+    }
+
+    #[test]
+    fn routes_on_other_hosts_or_headers_do_not_collide() {
+        let mut r = Router::default();
+        r.add(placed("/a", Some("a.test"), &[], 0)).unwrap();
+        r.add(placed("/a", Some("b.test"), &[], 1)).unwrap();
+        r.add(placed("/a", None, &[], 2)).unwrap();
+        r.add(placed("/a", None, &[("x-v", "1")], 3)).unwrap();
+        let err = r.add(placed("/a", Some("A.test"), &[], 4)).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("`a.test/a` collides with route #0"),
+            "{err}"
+        );
+        let err = r.add(placed("/a", None, &[("X-V", "1")], 5)).unwrap_err();
+        assert!(err.to_string().contains("[x-v: 1]"), "{err}");
+    }
+
+    #[test]
+    fn bad_hosts_say_why() {
+        for h in ["", "*.", "a.*.com", "http://a.com", "a.com:80", "a..b"] {
+            let e = HostPattern::parse(h).unwrap_err().to_string();
+            assert!(e.contains("not a valid host"), "{h}: {e}");
+        }
     }
 }

@@ -17,6 +17,7 @@
 
 pub mod allow;
 mod error;
+pub mod gateway;
 #[cfg(test)]
 mod properties;
 pub mod types;
@@ -27,6 +28,7 @@ use std::path::{Path, PathBuf};
 
 pub use allow::{ALLOW_LISTS, AllowList};
 pub use error::ManifestError;
+pub use gateway::Gateway;
 pub use types::*;
 pub use values::{AllowedHost, ByteSize, HumanDuration, Template};
 

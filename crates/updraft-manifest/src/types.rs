@@ -52,6 +52,9 @@ pub struct Manifest {
     /// `[dashboard]` and its `[[dashboard.panel]]`s: the app's own analytics page.
     #[serde(default)]
     pub dashboard: Dashboard,
+    /// `[gateway]`: routes with policies, and the policies they name.
+    #[serde(default)]
+    pub gateway: crate::Gateway,
 }
 
 /// `[dashboard]`: charts of the app's own data, declared next to its functions (DESIGN §9).

@@ -69,6 +69,7 @@ pub(crate) fn manifest(m: &Manifest) -> Result<(), ManifestError> {
         ));
     }
     dashboard(m)?;
+    crate::gateway::validate(m)?;
     for (kind, name, q) in m
         .queue
         .iter()

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use updraft_gateway::Router;
 use updraft_manifest::{LoadedManifest, Manifest, ManifestError};
 use updraft_runtime::FunctionSpec;
-use updraft_triggers::{AppTriggers, RouteTarget};
+use updraft_triggers::{AppTriggers, RouteSpec};
 
 use crate::stores::AppStores;
 use crate::variables::Variables;
@@ -30,7 +30,7 @@ pub struct AppPlan {
     /// Every trigger, parsed and checked.
     pub triggers: AppTriggers,
     /// The route table.
-    pub router: Router<RouteTarget>,
+    pub router: Router<RouteSpec>,
 }
 
 impl AppPlan {

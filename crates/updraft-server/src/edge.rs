@@ -9,19 +9,27 @@ use std::time::Duration;
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
+use tower::ServiceExt;
 use updraft_gateway::headers::{FunctionHeaders, INVOCATION_ID};
-use updraft_gateway::{Body, BoxError, Lookup, error_response};
+use updraft_gateway::policy::RouteService;
+use updraft_gateway::policy::cors;
+use updraft_gateway::policy::upstream::Forwarded;
+use updraft_gateway::{Body, BoxError, Lookup, RequestView, error_response};
 use updraft_runtime::{HttpError, HttpFunction, HttpInvocation, InvokeError};
 use updraft_triggers::async_jobs;
 
 use updraft_manifest::AsyncPolicy;
 
 use crate::body_limit::LimitedBody;
-use crate::state::{AppState, Handler};
+use crate::state::{AppState, Handler, Served};
 
 impl AppState {
     /// Answers a request for one of the app's routes.
-    pub(crate) async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    pub(crate) async fn handle(
+        self: &Arc<Self>,
+        mut req: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Response<Body> {
         let path = req.uri().path().to_owned();
         let id: Arc<str> = Arc::from(uuid::Uuid::now_v7().to_string());
         let mut response = if let Err(why) = updraft_gateway::request::check(&req) {
@@ -29,24 +37,29 @@ impl AppState {
             // fail on it before its code runs.
             error_response(StatusCode::BAD_REQUEST, &why, Some(&id))
         } else {
-            match self.router.lookup(req.method(), &path) {
+            match self.lookup(&req) {
                 Lookup::Found(m) => {
-                    let handler = m.route.target.clone();
-                    let route = m.route.pattern.as_str().to_owned();
-                    match handler {
-                        Handler::Static(site) => site.serve(req, &m.raw_path_info).await,
-                        Handler::Dashboard => crate::dashboard::public_page(self, &req)
-                            .await
-                            .map(|b| b.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync()),
-                        Handler::Function(f) => {
-                            let headers = FunctionHeaders {
-                                invocation_id: &id,
-                                route: &route,
-                                path_info: &m.path_info,
-                                params: &m.params,
-                                client_addr: Some(peer),
-                            };
-                            self.call(&f, req, &headers, id.clone()).await
+                    let call = RouteCall {
+                        app: self.clone(),
+                        served: m.route.target.clone(),
+                        route: Arc::from(m.route.pattern.as_str()),
+                        params: m.params,
+                        path_info: m.path_info,
+                        raw_path_info: m.raw_path_info,
+                        id: id.clone(),
+                        peer,
+                    };
+                    match &call.served.stack {
+                        None => call.dispatch(req).await,
+                        Some(stack) => {
+                            let client = self.trusted_proxies.client(peer, req.headers());
+                            req.extensions_mut().insert(client);
+                            let stack = stack.clone();
+                            req.extensions_mut().insert(call);
+                            match stack.oneshot(req).await {
+                                Ok(response) => response,
+                                Err(never) => match never {},
+                            }
                         }
                     }
                 }
@@ -81,6 +94,26 @@ impl AppState {
             response.headers_mut().insert(INVOCATION_ID, v);
         }
         response
+    }
+
+    /// The route for `req`, by method, path, host and headers. A CORS preflight goes to the
+    /// route that would serve the method it asks about, when that route has a CORS policy:
+    /// the preflight is answered there.
+    fn lookup<B>(&self, req: &Request<B>) -> Lookup<'_, Arc<Served>> {
+        let mut host = String::new();
+        let view = RequestView::of(req, &mut host);
+        if let Some(asked) = cors::preflight_method(req) {
+            let preflight = RequestView {
+                method: &asked,
+                ..view
+            };
+            if let Lookup::Found(m) = self.router.lookup_request(&preflight)
+                && m.route.target.cors
+            {
+                return Lookup::Found(m);
+            }
+        }
+        self.router.lookup_request(&view)
     }
 
     /// Runs `function` for `req`, with the body limit and updraft's headers.
@@ -359,6 +392,85 @@ impl AppState {
             Some(id),
         )
     }
+}
+
+/// A matched request on its way to a route's target: what the target needs besides the
+/// request. It rides in the request's extensions through the route's policy stack.
+#[derive(Clone)]
+pub(crate) struct RouteCall {
+    app: Arc<AppState>,
+    served: Arc<Served>,
+    route: Arc<str>,
+    params: Vec<(String, String)>,
+    path_info: String,
+    raw_path_info: String,
+    id: Arc<str>,
+    peer: SocketAddr,
+}
+
+impl RouteCall {
+    /// Chooses the target and has it answer.
+    async fn dispatch(self, req: Request<Incoming>) -> Response<Body> {
+        let served = &self.served;
+        let pick = served.split.as_ref().map(|s| s.pick(req.headers()));
+        let index = pick.as_ref().map_or(0, |p| p.index);
+        let started = std::time::Instant::now();
+        let mut response = match &served.targets[index.min(served.targets.len() - 1)] {
+            Handler::Static(site) => site.serve(req, &self.raw_path_info).await,
+            Handler::Dashboard => crate::dashboard::public_page(&self.app, &req)
+                .await
+                .map(|b| b.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync()),
+            Handler::Function(f) => {
+                let headers = FunctionHeaders {
+                    invocation_id: &self.id,
+                    route: &self.route,
+                    path_info: &self.path_info,
+                    params: &self.params,
+                    client_addr: Some(self.peer),
+                };
+                self.app.call(f, req, &headers, self.id.clone()).await
+            }
+            Handler::Upstream(upstream) => {
+                let how = Forwarded {
+                    peer: self.peer,
+                    peer_trusted: self.app.trusted_proxies.trusts(self.peer.ip()),
+                    proto: if self.app.https { "https" } else { "http" },
+                };
+                upstream.forward(req, &how).await
+            }
+        };
+        if let Some(cookie) = pick.and_then(|p| p.set_cookie) {
+            response.headers_mut().append(header::SET_COOKIE, cookie);
+        }
+        if served.gateway {
+            let target = served.labels.get(index).cloned().unwrap_or_default();
+            let labels = [
+                ("route", served.name.clone()),
+                ("target", target),
+                ("status", response.status().as_u16().to_string()),
+            ];
+            metrics::counter!("updraft_gateway_requests_total", &labels).increment(1);
+            metrics::histogram!("updraft_gateway_request_duration_seconds", &labels[..2])
+                .record(started.elapsed().as_secs_f64());
+        }
+        response
+    }
+}
+
+/// The innermost service of every route's policy stack: takes the [`RouteCall`] the edge put
+/// in the request and dispatches it.
+pub(crate) fn target_service() -> RouteService<Incoming> {
+    RouteService::new(tower::service_fn(|mut req: Request<Incoming>| async move {
+        let response = match req.extensions_mut().remove::<RouteCall>() {
+            Some(call) => call.dispatch(req).await,
+            None => error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the request reached a route's target without its route",
+                None,
+            ),
+        };
+        Ok::<_, std::convert::Infallible>(response)
+    }))
 }
 
 /// How long an async request's body may take to arrive (DESIGN §9: 30 s, else 408).

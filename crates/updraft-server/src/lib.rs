@@ -35,5 +35,5 @@ pub mod variables;
 pub use app::{AppPlan, load_app};
 pub use node::{LoadReport, NodeOptions, RunningNode, TlsFiles, start};
 pub use stores::AppStores;
-pub use updraft_triggers::{AppTriggers, RouteTarget};
+pub use updraft_triggers::{AppTriggers, RouteSpec, RouteTarget};
 pub use variables::Variables;

@@ -16,16 +16,19 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use updraft_gateway::policy::client_ip::TrustedProxies;
+use updraft_gateway::policy::split::Split;
+use updraft_gateway::policy::{self, Policies};
 use updraft_gateway::router::RESERVED_PREFIX;
-use updraft_gateway::{Body, StaticSite, error_response};
+use updraft_gateway::{Body, Route, StaticSite, error_response};
 use updraft_runtime::{CacheOutcome, EngineSettings, Function, Observer, Runtime};
-use updraft_triggers::{RouteTarget, StartContext, async_jobs};
+use updraft_triggers::{RouteSpec, RouteTarget, StartContext, async_jobs};
 
 use crate::admin;
 use crate::api::RouteInfo;
 use crate::app::AppPlan;
 use crate::recorder::Recorder;
-use crate::state::{AppState, Handler, NodeState};
+use crate::state::{AppState, Handler, NodeState, Served};
 use crate::stores::AppStores;
 
 /// Default request body limit (DESIGN §9).
@@ -185,41 +188,16 @@ pub async fn start(
         });
         functions.insert(spec.id.clone(), function);
     }
-    let manifest_path = plan.manifest.path.clone();
-    let routes: Vec<RouteInfo> = plan
-        .router
+    let policies = Policies::new(&plan.manifest.manifest.gateway)
+        .with_context(|| format!("`[gateway]` in `{}`", plan.manifest.path.display()))?;
+    let router = plan.router.try_map(|route, spec| {
+        serve_route(route, spec, &functions, &policies, &plan.manifest.path)
+    })?;
+    let routes: Vec<RouteInfo> = router
         .routes()
         .iter()
-        .map(|r| match &r.target {
-            RouteTarget::Function(f) => RouteInfo::new(r, Some(f.clone()), None),
-            RouteTarget::Static(dir) => RouteInfo::new(r, None, Some(dir.display().to_string())),
-            RouteTarget::Dashboard => RouteInfo::dashboard(r),
-        })
+        .map(|r| r.target.info.clone())
         .collect();
-    let router = plan.router.try_map(|pattern, target| match target {
-        RouteTarget::Function(id) => match functions.get(&id) {
-            Some(Function::Http(f)) => Ok(Handler::Function(f.clone())),
-            Some(Function::Event(_)) => Err(anyhow::anyhow!(
-                "route `{}` in `{}` names function `{id}`, which is an event function (it exports `updraft:platform/event-handler`); an HTTP route needs a `wasi:http` component, and event functions run from `[[trigger.queue]]`",
-                pattern.as_str(),
-                manifest_path.display()
-            )),
-            None => Err(anyhow::anyhow!(
-                "route `{}` names unknown function `{id}`",
-                pattern.as_str()
-            )),
-        },
-        RouteTarget::Dashboard => Ok(Handler::Dashboard),
-        RouteTarget::Static(dir) => StaticSite::new(&dir)
-            .map(|site| Handler::Static(Arc::new(site)))
-            .with_context(|| {
-                format!(
-                    "route `{}` in `{}`",
-                    pattern.as_str(),
-                    manifest_path.display()
-                )
-            }),
-    })?;
 
     let tls = options.tls.as_ref().map(TlsFiles::acceptor).transpose()?;
     let https = tls.is_some();
@@ -264,6 +242,7 @@ pub async fn start(
     let app = Arc::new(AppState {
         name: plan.manifest.manifest.app.name.clone(),
         router,
+        trusted_proxies: TrustedProxies::new(&plan.manifest.manifest.gateway.trusted_proxies),
         max_body: options.max_body,
         local_addr: addr,
         https,
@@ -313,6 +292,74 @@ pub async fn start(
         stop,
         done,
     })
+}
+
+/// A route of the plan as the node serves it: each target loaded, the split, and the
+/// policies stacked in front.
+fn serve_route(
+    route: &Route<()>,
+    spec: RouteSpec,
+    functions: &BTreeMap<String, Function>,
+    policies: &Policies,
+    manifest_path: &std::path::Path,
+) -> anyhow::Result<Arc<Served>> {
+    let pattern = route.pattern.as_str();
+    let info = RouteInfo::of(&route_with(route, &spec));
+    let mut targets = Vec::new();
+    let mut labels = Vec::new();
+    for (target, _) in &spec.targets {
+        labels.push(crate::api::target_label(target));
+        targets.push(match target {
+            RouteTarget::Function(id) => match functions.get(id) {
+                Some(Function::Http(f)) => Handler::Function(f.clone()),
+                Some(Function::Event(_)) => anyhow::bail!(
+                    "route `{pattern}` in `{}` names function `{id}`, which is an event function (it exports `updraft:platform/event-handler`); an HTTP route needs a `wasi:http` component, and event functions run from `[[trigger.queue]]`",
+                    manifest_path.display()
+                ),
+                None => anyhow::bail!("route `{pattern}` names unknown function `{id}`"),
+            },
+            RouteTarget::Dashboard => Handler::Dashboard,
+            RouteTarget::Static(dir) => StaticSite::new(dir)
+                .map(|site| Handler::Static(Arc::new(site)))
+                .with_context(|| format!("route `{pattern}` in `{}`", manifest_path.display()))?,
+            RouteTarget::Upstream(name) => Handler::Upstream(
+                policies
+                    .upstream(name)
+                    .with_context(|| format!("route `{pattern}` in `{}`", manifest_path.display()))?,
+            ),
+        });
+    }
+    let gateway = spec.gateway.as_deref();
+    let split = (targets.len() > 1).then(|| {
+        let weights: Vec<u32> = spec.targets.iter().map(|(_, w)| *w).collect();
+        Split::new(&weights, gateway.and_then(|g| g.sticky.as_ref()))
+    });
+    let route_policies = gateway.map(|g| policies.route(g, route.methods.as_deref()));
+    let cors = route_policies.as_ref().is_some_and(|p| p.cors.is_some());
+    let stack = route_policies
+        .filter(|p| !p.is_empty())
+        .map(|p| policy::stack(&p, crate::edge::target_service()));
+    Ok(Arc::new(Served {
+        name: gateway.map_or(pattern, |g| g.display_name()).to_owned(),
+        gateway: gateway.is_some(),
+        info,
+        targets,
+        labels,
+        split,
+        stack,
+        cors,
+    }))
+}
+
+fn route_with<T: Clone>(route: &Route<()>, target: &T) -> Route<T> {
+    Route::new(
+        route.pattern.clone(),
+        route.methods.clone(),
+        target.clone(),
+        route.index,
+    )
+    .with_host(route.host.clone())
+    .with_headers(route.headers.clone())
 }
 
 impl NodeState {

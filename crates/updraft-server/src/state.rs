@@ -7,18 +7,47 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
+use hyper::body::Incoming;
+use updraft_gateway::policy::RouteService;
+use updraft_gateway::policy::client_ip::TrustedProxies;
+use updraft_gateway::policy::split::Split;
+use updraft_gateway::policy::upstream::Upstream;
 use updraft_gateway::{Router, StaticSite};
 use updraft_runtime::{Function, HttpFunction, QueueHandle, Runtime, TopicHandle};
 use updraft_store::{AsyncStore, RecordStore, ScheduleStore};
 use updraft_triggers::AppTriggers;
+
+use crate::api::RouteInfo;
 
 /// What answers a route.
 #[derive(Clone)]
 pub(crate) enum Handler {
     Function(HttpFunction),
     Static(Arc<StaticSite>),
+    /// An upstream HTTP service.
+    Upstream(Arc<Upstream>),
     /// The app's `[dashboard]` page.
     Dashboard,
+}
+
+/// A route as the node serves it: its targets, how one is chosen, and the policies in
+/// front of them.
+pub(crate) struct Served {
+    /// What the API and `up` say about it.
+    pub(crate) info: RouteInfo,
+    /// Its name in metrics (`name`, else the pattern).
+    pub(crate) name: String,
+    /// A `[[gateway.route]]` (counted per target in `/_updraft/metrics`).
+    pub(crate) gateway: bool,
+    /// At least one, with `labels` (`function:<id>`, …) in the same order.
+    pub(crate) targets: Vec<Handler>,
+    pub(crate) labels: Vec<String>,
+    /// Several targets: which one serves a request.
+    pub(crate) split: Option<Split>,
+    /// The policies around the targets; `None` when the route has none.
+    pub(crate) stack: Option<RouteService<Incoming>>,
+    /// Whether a CORS policy answers its preflights.
+    pub(crate) cors: bool,
 }
 
 /// A node: the engine, readiness, the reserved endpoints, and the apps it hosts.
@@ -53,7 +82,9 @@ impl NodeState {
 /// One app on a node: its routes, functions, stores and triggers.
 pub(crate) struct AppState {
     pub(crate) name: String,
-    pub(crate) router: Router<Handler>,
+    pub(crate) router: Router<Arc<Served>>,
+    /// `[gateway] trusted_proxies`.
+    pub(crate) trusted_proxies: TrustedProxies,
     pub(crate) max_body: u64,
     pub(crate) local_addr: SocketAddr,
     /// Served over TLS.

@@ -36,7 +36,7 @@ use updraft_runtime::{EventFunction, Function, QueueHandle};
 use updraft_store::blob::BlobStore;
 use updraft_store::{KvStore, ScheduleStore, Subscription};
 
-pub use http::RouteTarget;
+pub use http::{RouteSpec, RouteTarget};
 
 /// Where a trigger table is in the manifest: `trigger.<kind>[<index>]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,7 +148,7 @@ fn parse_table<T: Trigger>(
 #[derive(Debug, Default, Clone)]
 pub struct Declarations {
     /// The gateway's routes.
-    pub router: Router<RouteTarget>,
+    pub router: Router<RouteSpec>,
     /// Topic subscriptions: a queue per subscription, filled when the topic is published to.
     pub subscriptions: Vec<TopicSubscription>,
 }
@@ -309,6 +309,7 @@ impl AppTriggers {
                 all.triggers.push((at, trigger));
             }
         }
+        http::declare_gateway_routes(app, &mut all.declarations)?;
         http::declare_dashboard_route(app, &mut all.declarations)?;
         Ok(all)
     }

@@ -2,6 +2,8 @@
 
 use std::collections::BTreeMap;
 
+use updraft_triggers::{RouteSpec, RouteTarget};
+
 use super::*;
 
 /// One route of the gateway.
@@ -11,40 +13,142 @@ pub struct RouteInfo {
     pub methods: Vec<String>,
     /// The pattern.
     pub route: String,
+    /// A `[[gateway.route]]`'s name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The host it answers for (`api.example.com`, `*.example.com`); any when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// Headers a request must carry with these values.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
     /// The function that answers, if any.
     pub function: Option<String>,
     /// The static folder that answers, if any.
     pub static_dir: Option<String>,
+    /// The upstream service that answers (a URL or a `[gateway.upstream.<label>]`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<String>,
     /// The app's dashboard page answers (`[dashboard] route`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dashboard: bool,
+    /// A split route's targets with their weights (empty for one target).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<RouteTargetInfo>,
+    /// The policies in front of it (`cors:spa`, `limit:per-ip`, `timeout:5s`, `rewrite`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policies: Vec<String>,
+}
+
+/// One of a split route's targets.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RouteTargetInfo {
+    /// `function:<id>`, `upstream:<url or label>` or `static:<dir>`.
+    pub target: String,
+    /// Its share, relative to the others.
+    pub weight: u32,
 }
 
 impl RouteInfo {
-    /// A route of a table, with what serves it: a function or a static folder.
-    pub(crate) fn new<T>(
-        route: &updraft_gateway::Route<T>,
-        function: Option<String>,
-        static_dir: Option<String>,
-    ) -> Self {
+    /// What the API says about a route of the app's table.
+    pub(crate) fn of(route: &updraft_gateway::Route<RouteSpec>) -> Self {
+        let spec = &route.target;
+        let single = match spec.targets.as_slice() {
+            [(t, _)] => Some(t),
+            _ => None,
+        };
+        let gateway = spec.gateway.as_deref();
+        let mut policies = Vec::new();
+        if let Some(g) = gateway {
+            policies.extend(g.cors.iter().map(|c| format!("cors:{c}")));
+            policies.extend(g.limit.iter().map(|l| format!("limit:{l}")));
+            policies.extend(
+                g.timeout
+                    .map(|t| format!("timeout:{}", humantime::format_duration(t.0))),
+            );
+            policies.extend(g.rewrite.as_ref().map(|_| "rewrite".to_owned()));
+            policies.extend(g.sticky.as_ref().map(|_| "sticky".to_owned()));
+        }
         Self {
             methods: route.methods.as_ref().map_or_else(
                 || vec!["*".to_owned()],
                 |m| m.iter().map(|m| m.as_str().to_owned()).collect(),
             ),
             route: route.pattern.as_str().to_owned(),
-            function,
-            static_dir,
-            dashboard: false,
+            name: gateway.and_then(|g| g.name.clone()),
+            host: route.host.as_ref().map(|h| h.as_text()),
+            headers: route
+                .headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.clone()))
+                .collect(),
+            function: match single {
+                Some(RouteTarget::Function(f)) => Some(f.clone()),
+                _ => None,
+            },
+            static_dir: match single {
+                Some(RouteTarget::Static(dir)) => Some(dir.display().to_string()),
+                _ => None,
+            },
+            upstream: match single {
+                Some(RouteTarget::Upstream(u)) => Some(u.clone()),
+                _ => None,
+            },
+            dashboard: matches!(single, Some(RouteTarget::Dashboard)),
+            targets: if single.is_some() {
+                Vec::new()
+            } else {
+                spec.targets
+                    .iter()
+                    .map(|(t, weight)| RouteTargetInfo {
+                        target: target_label(t),
+                        weight: *weight,
+                    })
+                    .collect()
+            },
+            policies,
         }
     }
 
-    /// The route of the app's dashboard page.
-    pub(crate) fn dashboard<T>(route: &updraft_gateway::Route<T>) -> Self {
-        Self {
-            dashboard: true,
-            ..Self::new(route, None, None)
+    /// Whether `function` answers this route, alone or as one of its targets.
+    pub fn serves(&self, function: &str) -> bool {
+        self.function.as_deref() == Some(function)
+            || self
+                .targets
+                .iter()
+                .any(|t| t.target.strip_prefix("function:") == Some(function))
+    }
+
+    /// What answers, in a few words (`function `a``, `90% function `a`, 10% …`).
+    pub fn describe_target(&self) -> String {
+        if let Some(f) = &self.function {
+            return format!("function `{f}`");
         }
+        if let Some(dir) = &self.static_dir {
+            return format!("static `{dir}`");
+        }
+        if let Some(u) = &self.upstream {
+            return format!("upstream `{u}`");
+        }
+        if self.dashboard {
+            return "the app's dashboard".to_owned();
+        }
+        let total: u32 = self.targets.iter().map(|t| t.weight).sum::<u32>().max(1);
+        self.targets
+            .iter()
+            .map(|t| format!("{}% {}", t.weight * 100 / total, t.target))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// `function:<id>`, `upstream:<name>`, `static:<dir>`.
+pub(crate) fn target_label(t: &RouteTarget) -> String {
+    match t {
+        RouteTarget::Function(f) => format!("function:{f}"),
+        RouteTarget::Upstream(u) => format!("upstream:{u}"),
+        RouteTarget::Static(dir) => format!("static:{}", dir.display()),
+        RouteTarget::Dashboard => "dashboard".to_owned(),
     }
 }
 
@@ -53,13 +157,7 @@ fn route_infos(app: &AppState) -> Vec<RouteInfo> {
     app.router
         .routes()
         .iter()
-        .map(|r| match &r.target {
-            Handler::Function(f) => RouteInfo::new(r, Some(f.id().to_owned()), None),
-            Handler::Static(site) => {
-                RouteInfo::new(r, None, Some(site.dir().display().to_string()))
-            }
-            Handler::Dashboard => RouteInfo::dashboard(r),
-        })
+        .map(|r| r.target.info.clone())
         .collect()
 }
 
@@ -125,7 +223,7 @@ pub(crate) async fn function_info(
             .collect(),
         routes: route_infos(state)
             .into_iter()
-            .filter(|r| r.function.as_deref() == Some(id))
+            .filter(|r| r.serves(id))
             .collect(),
         triggers,
     }))

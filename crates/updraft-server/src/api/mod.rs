@@ -38,7 +38,7 @@ use updraft_store::{InvocationQuery, InvocationRow, LogQuery, LogRow, ReplayFrom
 use updraft_triggers::{InfoContext, TriggerInfo};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
-use crate::state::{AppState, Handler, NodeState};
+use crate::state::{AppState, NodeState};
 
 pub use buckets::*;
 pub use functions::*;
@@ -88,6 +88,7 @@ pub use topics::*;
         FunctionInfo,
         TriggerInfo,
         RouteInfo,
+        RouteTargetInfo,
         Invocation,
         InvocationDetail,
         LogLine,

@@ -1,12 +1,18 @@
 //! `[[trigger.http]]`: a route of the gateway, served by a function or by static files.
 //!
 //! It declares its route in the app's route table; the node's listener serves it.
+//! `[[gateway.route]]`, its long form with a host, header matches, policies and weighted
+//! targets, goes on the same table ([`declare_gateway_routes`]), so one precedence rule and
+//! one collision check cover both.
+
+use std::sync::Arc;
 
 use std::path::{Path, PathBuf};
 
-use http::Method;
+use http::{HeaderName, Method};
 use serde::Deserialize;
-use updraft_gateway::{Pattern, Route};
+use updraft_gateway::{HostPattern, Pattern, Route};
+use updraft_manifest::gateway::{GatewayRoute, TargetDecl};
 use updraft_manifest::{LoadedManifest, MANIFEST_FILE, METHODS, ManifestError, unknown_function};
 
 use crate::{At, Declarations, InfoContext, StartContext, Trigger, TriggerInfo};
@@ -35,8 +41,107 @@ pub enum RouteTarget {
     Function(String),
     /// A folder of static files.
     Static(PathBuf),
+    /// An upstream HTTP service: a URL or a `[gateway.upstream.<label>]`.
+    Upstream(String),
     /// The app's `[dashboard]` page (`[dashboard] route`).
     Dashboard,
+}
+
+/// A route's targets with their weights, and the `[[gateway.route]]` it came from.
+#[derive(Debug, Clone)]
+pub struct RouteSpec {
+    /// At least one; a single target has weight 1.
+    pub targets: Vec<(RouteTarget, u32)>,
+    /// The long form's table (policies, name, sticky); `None` for `[[trigger.http]]`.
+    pub gateway: Option<Arc<GatewayRoute>>,
+}
+
+impl RouteSpec {
+    /// A route served by one target without policies.
+    pub fn single(target: RouteTarget) -> Self {
+        Self {
+            targets: vec![(target, 1)],
+            gateway: None,
+        }
+    }
+
+    /// The function of a single-function route.
+    pub fn function(&self) -> Option<&str> {
+        match self.targets.as_slice() {
+            [(RouteTarget::Function(f), _)] => Some(f),
+            _ => None,
+        }
+    }
+}
+
+/// `[[gateway.route]]`: each on the app's route table, after the manifest has checked its
+/// names; a target folder is resolved against the app and checked like `static`.
+pub(crate) fn declare_gateway_routes(
+    app: &LoadedManifest,
+    declarations: &mut Declarations,
+) -> Result<(), ManifestError> {
+    for (i, route) in app.manifest.gateway.route.iter().enumerate() {
+        let key = |k: &str| format!("gateway.route[{i}].{k}");
+        let pattern = Pattern::parse(&route.route)
+            .map_err(|e| ManifestError::invalid(key("route"), e.to_string()))?;
+        let targets = route
+            .weighted_targets()
+            .into_iter()
+            .map(|(t, weight)| {
+                let target = match t {
+                    TargetDecl::Function(f) => RouteTarget::Function(f),
+                    TargetDecl::Upstream(u) => RouteTarget::Upstream(u),
+                    TargetDecl::Static(dir) => {
+                        let dir = app.resolve(&dir);
+                        check_static_dir(app, &dir, &key("static"))?;
+                        RouteTarget::Static(dir)
+                    }
+                };
+                Ok((target, weight))
+            })
+            .collect::<Result<Vec<_>, ManifestError>>()?;
+        let all_static = targets
+            .iter()
+            .all(|(t, _)| matches!(t, RouteTarget::Static(_)));
+        let methods = match &route.methods {
+            Some(list) => Some(methods(list, &key("methods"))?),
+            None if all_static => Some(vec![Method::GET, Method::HEAD]),
+            None => None,
+        };
+        let host = route
+            .host
+            .as_deref()
+            .map(HostPattern::parse)
+            .transpose()
+            .map_err(|e| ManifestError::invalid(key("host"), e.to_string()))?;
+        let headers = route
+            .headers
+            .iter()
+            .map(|(name, value)| {
+                let name =
+                    HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()).map_err(|_| {
+                        ManifestError::invalid(
+                            key("headers"),
+                            format!("`{name}` is not a header name"),
+                        )
+                    })?;
+                Ok((name, value.clone()))
+            })
+            .collect::<Result<Vec<_>, ManifestError>>()?;
+        let spec = RouteSpec {
+            targets,
+            gateway: Some(Arc::new(route.clone())),
+        };
+        declarations
+            .router
+            .add(
+                Route::new(pattern, methods, spec, i)
+                    .with_host(host)
+                    .with_headers(headers),
+            )
+            .map_err(|e| ManifestError::invalid(key("route"), e.to_string()))?;
+    }
+    Ok(())
 }
 
 /// `[dashboard] route`: the app's dashboard on a user route (GET and HEAD), on the same
@@ -52,12 +157,12 @@ pub(crate) fn declare_dashboard_route(
         .map_err(|e| ManifestError::invalid("dashboard.route", e.to_string()))?;
     declarations
         .router
-        .add(Route {
+        .add(Route::new(
             pattern,
-            methods: Some(vec![Method::GET, Method::HEAD]),
-            target: RouteTarget::Dashboard,
-            index: usize::MAX,
-        })
+            Some(vec![Method::GET, Method::HEAD]),
+            RouteSpec::single(RouteTarget::Dashboard),
+            usize::MAX,
+        ))
         .map_err(|e| ManifestError::invalid("dashboard.route", e.to_string()))
 }
 
@@ -92,7 +197,7 @@ impl Trigger for Http {
             (Some(f), None) => (RouteTarget::Function(f.clone()), None),
             (None, Some(dir)) => {
                 let dir = app.resolve(dir);
-                check_static_dir(app, &dir, at)?;
+                check_static_dir(app, &dir, &at.key("static"))?;
                 (
                     RouteTarget::Static(dir),
                     Some(vec![Method::GET, Method::HEAD]),
@@ -100,7 +205,7 @@ impl Trigger for Http {
             }
         };
         let methods = match &config.methods {
-            Some(list) => Some(methods(list, at)?),
+            Some(list) => Some(methods(list, &at.key("methods"))?),
             None => default_methods,
         };
         let pattern = Pattern::parse(&config.route)
@@ -115,18 +220,18 @@ impl Trigger for Http {
     fn function(&self) -> Option<&str> {
         match &self.target {
             RouteTarget::Function(f) => Some(f),
-            RouteTarget::Static(_) | RouteTarget::Dashboard => None,
+            RouteTarget::Static(_) | RouteTarget::Upstream(_) | RouteTarget::Dashboard => None,
         }
     }
 
     fn declare(&self, at: At, app: &mut Declarations) -> Result<(), ManifestError> {
         app.router
-            .add(Route {
-                pattern: self.pattern.clone(),
-                methods: self.methods.clone(),
-                target: self.target.clone(),
-                index: at.index,
-            })
+            .add(Route::new(
+                self.pattern.clone(),
+                self.methods.clone(),
+                RouteSpec::single(self.target.clone()),
+                at.index,
+            ))
             .map_err(|e| ManifestError::invalid(at.key("route"), e.to_string()))
     }
 
@@ -154,7 +259,7 @@ impl Trigger for Http {
 
 /// A static folder must not hold the app itself: its manifest, its `.env` and its state
 /// (`.updraft/`: the database, the admin token) would be a request away.
-fn check_static_dir(app: &LoadedManifest, dir: &Path, at: At) -> Result<(), ManifestError> {
+fn check_static_dir(app: &LoadedManifest, dir: &Path, key: &str) -> Result<(), ManifestError> {
     let (Ok(served), Ok(app_dir)) = (std::fs::canonicalize(dir), std::fs::canonicalize(&app.dir))
     else {
         return Ok(()); // a missing folder is reported when the route is served
@@ -163,8 +268,8 @@ fn check_static_dir(app: &LoadedManifest, dir: &Path, at: At) -> Result<(), Mani
         || served.join(MANIFEST_FILE).exists()
         || served.join(".updraft").exists()
     {
-        return Err(at.invalid(
-            "static",
+        return Err(ManifestError::invalid(
+            key,
             format!(
                 "static folder `{}` holds the app itself (`{MANIFEST_FILE}`, `.env`, the state in `.updraft/`); serve a folder of public files only, such as \"web/dist\"",
                 dir.display()
@@ -174,10 +279,10 @@ fn check_static_dir(app: &LoadedManifest, dir: &Path, at: At) -> Result<(), Mani
     Ok(())
 }
 
-fn methods(list: &[String], at: At) -> Result<Vec<Method>, ManifestError> {
+fn methods(list: &[String], key: &str) -> Result<Vec<Method>, ManifestError> {
     if list.is_empty() {
-        return Err(at.invalid(
-            "methods",
+        return Err(ManifestError::invalid(
+            key,
             "an empty list matches nothing; list methods like [\"GET\"] or drop the key to allow all",
         ));
     }
@@ -185,8 +290,8 @@ fn methods(list: &[String], at: At) -> Result<Vec<Method>, ManifestError> {
         .map(|m| {
             let upper = m.to_ascii_uppercase();
             if !METHODS.contains(&upper.as_str()) {
-                return Err(at.invalid(
-                    "methods",
+                return Err(ManifestError::invalid(
+                    key,
                     format!(
                         "`{m}` is not an HTTP method; use one of {}",
                         METHODS.join(", ")
@@ -194,7 +299,7 @@ fn methods(list: &[String], at: At) -> Result<Vec<Method>, ManifestError> {
                 ));
             }
             Method::from_bytes(upper.as_bytes())
-                .map_err(|_| at.invalid("methods", format!("`{m}` is not an HTTP method")))
+                .map_err(|_| ManifestError::invalid(key, format!("`{m}` is not an HTTP method")))
         })
         .collect()
 }

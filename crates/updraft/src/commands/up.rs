@@ -99,14 +99,14 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     }
     println!("routes:");
     for r in &node.routes {
-        let target = match (&r.function, &r.static_dir) {
-            (Some(f), _) => format!("function `{f}`"),
-            (None, Some(dir)) => format!("static `{dir}`"),
-            (None, None) if r.dashboard => "the app's dashboard".to_owned(),
-            (None, None) => String::new(),
-        };
+        let target = r.describe_target();
+        let host = r
+            .host
+            .as_ref()
+            .map(|h| format!("  (host {h})"))
+            .unwrap_or_default();
         println!(
-            "  {:<12} {}://{}{}  ->  {target}",
+            "  {:<12} {}://{}{}{host}  ->  {target}",
             r.methods.join(","),
             node.scheme,
             node.addr,

@@ -1,0 +1,157 @@
+//! What a route puts in front of its target, as tower layers, and the one place that lists
+//! them in order: [`stack`].
+//!
+//! Policies are declared once by label in `[gateway]` and named by routes
+//! ([`Policies::route`]); limits keep their counters per label, so two routes naming one
+//! limit share it. Targets are chosen by [`split`] and reached through [`upstream`] (or a
+//! function or a static folder, which the server serves).
+//!
+//! To add a step (auth, validation): write its layer in a module here and add one line to
+//! [`stack`] at its place in the order.
+
+pub mod client_ip;
+pub mod cors;
+pub mod limit;
+pub mod rewrite;
+pub mod split;
+pub mod timeout;
+pub mod upstream;
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Method, Request, Response};
+use tower::Layer;
+use tower::util::{BoxCloneSyncService, MapRequestLayer};
+use tower_http::cors::CorsLayer;
+use updraft_manifest::gateway::{GatewayRoute, Rewrite};
+
+use crate::Body;
+use limit::{Limiter, RateLimitLayer};
+use timeout::TimeoutLayer;
+use upstream::{Upstream, UpstreamError};
+
+/// A boxed, sendable future.
+pub type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
+
+/// A route's service: its policies around its target.
+pub type RouteService<B> = BoxCloneSyncService<Request<B>, Response<Body>, Infallible>;
+
+/// What one route puts in front of its target.
+#[derive(Clone, Default)]
+pub struct RoutePolicies {
+    /// The route's name, for messages.
+    pub name: String,
+    /// `cors = "<label>"`.
+    pub cors: Option<CorsLayer>,
+    /// `limit = "<label>"`.
+    pub limit: Option<Arc<Limiter>>,
+    /// `timeout = "5s"`.
+    pub timeout: Option<Duration>,
+    /// `rewrite = { … }`.
+    pub rewrite: Option<Rewrite>,
+}
+
+impl RoutePolicies {
+    /// Whether the route has nothing in front of its target (so it needs no stack).
+    pub fn is_empty(&self) -> bool {
+        self.cors.is_none()
+            && self.limit.is_none()
+            && self.timeout.is_none()
+            && self.rewrite.is_none()
+    }
+}
+
+/// Wraps `target` in a route's policies. The order, outermost first:
+/// 1. CORS: a preflight is answered here; every answer, a 429 included, carries the
+///    allow headers, so a browser can read why it was refused;
+/// 2. rate limit: 429 before any work is done;
+/// 3. timeout: 504 when what follows takes too long;
+/// 4. rewrite: the path the target sees.
+pub fn stack<B>(policies: &RoutePolicies, target: RouteService<B>) -> RouteService<B>
+where
+    B: Send + 'static,
+{
+    let mut service = target;
+    if let Some(rewrite) = policies.rewrite.clone() {
+        service = BoxCloneSyncService::new(
+            MapRequestLayer::new(move |mut req: Request<B>| {
+                rewrite::apply(&rewrite, &mut req);
+                req
+            })
+            .layer(service),
+        );
+    }
+    if let Some(after) = policies.timeout {
+        service = BoxCloneSyncService::new(
+            TimeoutLayer {
+                route: policies.name.clone(),
+                after,
+            }
+            .layer(service),
+        );
+    }
+    if let Some(limiter) = &policies.limit {
+        service = BoxCloneSyncService::new(RateLimitLayer(limiter.clone()).layer(service));
+    }
+    if let Some(cors) = &policies.cors {
+        service = BoxCloneSyncService::new(cors.clone().layer(service));
+    }
+    service
+}
+
+/// Every policy and upstream `[gateway]` declares, ready for routes to name.
+#[derive(Debug, Default)]
+pub struct Policies {
+    limits: BTreeMap<String, Arc<Limiter>>,
+    cors: BTreeMap<String, updraft_manifest::gateway::CorsDecl>,
+    upstreams: BTreeMap<String, Arc<Upstream>>,
+}
+
+impl Policies {
+    /// Builds the declared policies; declared upstreams start their health checks (so this
+    /// runs inside a tokio runtime).
+    pub fn new(gateway: &updraft_manifest::Gateway) -> Result<Self, UpstreamError> {
+        Ok(Self {
+            limits: gateway
+                .limit
+                .iter()
+                .map(|(label, decl)| (label.clone(), Arc::new(Limiter::new(label, decl))))
+                .collect(),
+            cors: gateway.cors.clone(),
+            upstreams: gateway
+                .upstream
+                .iter()
+                .map(|(label, decl)| Ok((label.clone(), Upstream::from_decl(label, decl)?)))
+                .collect::<Result<_, UpstreamError>>()?,
+        })
+    }
+
+    /// The policies `route` names (the manifest checked that they exist).
+    pub fn route(&self, route: &GatewayRoute, methods: Option<&[Method]>) -> RoutePolicies {
+        RoutePolicies {
+            name: route.display_name().to_owned(),
+            cors: route
+                .cors
+                .as_ref()
+                .and_then(|label| self.cors.get(label))
+                .map(|decl| cors::layer(decl, methods)),
+            limit: route
+                .limit
+                .as_ref()
+                .and_then(|label| self.limits.get(label).cloned()),
+            timeout: route.timeout.map(|d| d.0),
+            rewrite: route.rewrite.clone(),
+        }
+    }
+
+    /// The upstream a target names: a declared label, or a URL of its own.
+    pub fn upstream(&self, name: &str) -> Result<Arc<Upstream>, UpstreamError> {
+        match self.upstreams.get(name) {
+            Some(u) => Ok(u.clone()),
+            None => Upstream::from_url(name),
+        }
+    }
+}
