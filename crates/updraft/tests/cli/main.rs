@@ -16,6 +16,7 @@ mod dashboard;
 mod errors;
 mod escape;
 mod files;
+mod gateway;
 mod lifecycle;
 mod limits;
 mod malformed;

@@ -1,0 +1,528 @@
+//! Scenario 9, the API gateway, driven the way a user would: `examples/api-gateway` served
+//! by `updraft up`, requests on a real socket, and an upstream service of two native
+//! instances started here. Versions, environments, a canary split, CORS, rate limits,
+//! forged identity headers and upstream forwarding each have a part that can fail.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use reqwest::header::HeaderMap;
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use updraft_test_support::{AppDir, Server};
+
+use crate::{bin, client, copy_example, eventually};
+
+/// One instance of the "inventory" service: answers `/healthz`, `/hang` (never, within the
+/// test), `/echo` (the body back) and anything else with what it saw, as JSON.
+struct Instance {
+    addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Instance {
+    async fn start(name: &'static str) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                tokio::spawn(answer(name, stream));
+            }
+        });
+        Self { addr, task }
+    }
+
+    fn stop(&self) {
+        self.task.abort();
+    }
+}
+
+/// Reads one request (head, then a `content-length` body) and answers it, closing after.
+async fn answer(name: &str, mut stream: TcpStream) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        match tokio::time::timeout(Duration::from_secs(10), stream.read(&mut chunk)).await {
+            Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+            _ => return,
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let mut lines = head.lines();
+    let target = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .unwrap_or("/")
+        .to_owned();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    let length: usize = header("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = buf[head_end..].to_vec();
+    while body.len() < length {
+        match tokio::time::timeout(Duration::from_secs(10), stream.read(&mut chunk)).await {
+            Ok(Ok(n)) if n > 0 => body.extend_from_slice(&chunk[..n]),
+            _ => return,
+        }
+    }
+    let reply = match target.as_str() {
+        "/healthz" => b"ok".to_vec(),
+        "/hang" => {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            return;
+        }
+        "/echo" => body,
+        _ => serde_json::json!({
+            "instance": name,
+            "target": target,
+            "x_forwarded_for": header("x-forwarded-for"),
+            "x_forwarded_host": header("x-forwarded-host"),
+            "x_forwarded_proto": header("x-forwarded-proto"),
+            "updraft_key_id": header("updraft-key-id"),
+        })
+        .to_string()
+        .into_bytes(),
+    };
+    let head = format!(
+        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        reply.len()
+    );
+    let _ = stream.write_all(head.as_bytes()).await;
+    let _ = stream.write_all(&reply).await;
+}
+
+/// Sends a request; returns status, headers and body.
+async fn send(
+    server: &Server,
+    method: reqwest::Method,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, HeaderMap, String) {
+    let mut r = client().request(method, server.url(path));
+    for (k, v) in headers {
+        r = r.header(*k, *v);
+    }
+    let r = r.send().await.unwrap();
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    (status, headers, r.text().await.unwrap())
+}
+
+async fn json(server: &Server, path: &str, headers: &[(&str, &str)]) -> Value {
+    let (status, _, body) = send(server, reqwest::Method::GET, path, headers).await;
+    assert_eq!(status, 200, "{path}: {body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"))
+}
+
+/// `127.0.0.1:PORT`
+fn authority(server: &Server) -> &str {
+    server.base.trim_start_matches("http://")
+}
+
+fn version(v: &Value) -> &str {
+    v["served_by"]["version"].as_str().unwrap_or("?")
+}
+
+/// The example with its upstream pointed at `a` and `b`.
+async fn start_example(a: &Instance, b: &Instance) -> (tempfile::TempDir, Server) {
+    let dir = copy_example("api-gateway");
+    let manifest = dir.path().join("updraft.toml");
+    let text = std::fs::read_to_string(&manifest)
+        .unwrap()
+        .replace("127.0.0.1:9801", &a.addr.to_string())
+        .replace("127.0.0.1:9802", &b.addr.to_string());
+    std::fs::write(&manifest, text).unwrap();
+    let server = Server::start(bin(), dir.path(), &[]);
+    (dir, server)
+}
+
+#[tokio::test]
+async fn api_gateway_example_routes_versions_hosts_and_headers() {
+    let (a, b) = (Instance::start("a").await, Instance::start("b").await);
+    let (_dir, server) = start_example(&a, &b).await;
+
+    // Versions by path, with the prefix stripped before the function sees it.
+    let v1 = json(&server, "/v1/products/7", &[]).await;
+    assert_eq!(version(&v1), "v1", "{v1}");
+    assert_eq!(v1["served_by"]["path"], "/products/7", "{v1}");
+    assert_eq!(v1["product"]["id"], "7", "{v1}");
+    // Versions by header, and the route without the header for everyone else.
+    let by_header = json(&server, "/products", &[("api-version", "2")]).await;
+    assert_eq!(version(&by_header), "v2", "{by_header}");
+    assert_eq!(version(&json(&server, "/products", &[]).await), "v1");
+    assert_eq!(
+        version(&json(&server, "/products", &[("api-version", "3")]).await),
+        "v1"
+    );
+    // An environment on its own host, whatever the port.
+    let port = authority(&server).rsplit_once(':').unwrap().1.to_owned();
+    let host = format!("staging.localhost:{port}");
+    let staging = json(&server, "/products/1", &[("host", &host)]).await;
+    assert_eq!(version(&staging), "v2-canary", "{staging}");
+
+    // A client cannot forge what the gateway tells a function.
+    let forged = json(
+        &server,
+        "/v1/products",
+        &[("updraft-route", "/forged"), ("updraft-key-id", "admin")],
+    )
+    .await;
+    assert_eq!(forged["served_by"]["route"], "/v1/products/...", "{forged}");
+    assert_eq!(forged["served_by"]["key_id"], Value::Null, "{forged}");
+
+    // A POST reaches the function with its body; a method the route lacks is 405.
+    let (status, _, body) = {
+        let r = client()
+            .post(server.url("/v1/products"))
+            .json(&serde_json::json!({ "name": "kite", "price": 25 }))
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), (), r.text().await.unwrap())
+    };
+    assert_eq!(status, 201, "{body}");
+    assert!(body.contains("\"name\":\"kite\""), "{body}");
+    let (status, headers, _) = send(&server, reqwest::Method::DELETE, "/v1/products/1", &[]).await;
+    assert_eq!(status, 405);
+    assert_eq!(headers["allow"], "GET, HEAD, POST");
+
+    // The admin API names each route's host, headers, targets and policies.
+    let routes = json(&server, "/_updraft/api/v1/routes", &[]).await;
+    let named = |name: &str| {
+        routes
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no route `{name}` in {routes}"))
+    };
+    assert_eq!(named("staging")["host"], "staging.localhost");
+    assert_eq!(
+        named("products-by-header-v2")["headers"]["api-version"],
+        "2"
+    );
+    let split = named("products-v2");
+    assert_eq!(split["targets"][1]["target"], "function:products-canary");
+    assert_eq!(split["targets"][1]["weight"], 10);
+    assert_eq!(split["policies"][0], "cors:spa");
+    assert!(
+        server
+            .stdout
+            .text()
+            .contains("90% function:products-v2, 10% function:products-canary")
+    );
+}
+
+#[tokio::test]
+async fn api_gateway_example_canary_split_cors_and_rate_limits() {
+    let (a, b) = (Instance::start("a").await, Instance::start("b").await);
+    let (_dir, server) = start_example(&a, &b).await;
+
+    // 90/10 over 100 requests, exactly: the split is a smooth weighted round robin.
+    let mut canary = 0;
+    let mut cookies = Vec::new();
+    for _ in 0..100 {
+        let (status, headers, body) =
+            send(&server, reqwest::Method::GET, "/v2/products", &[]).await;
+        assert_eq!(status, 200, "{body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        let cookie = headers["set-cookie"].to_str().unwrap().to_owned();
+        if version(&v) == "v2-canary" {
+            canary += 1;
+            assert!(cookie.starts_with("canary=1;"), "{cookie}");
+        } else {
+            assert_eq!(version(&v), "v2");
+            assert!(cookie.starts_with("canary=0;"), "{cookie}");
+        }
+        cookies.push(cookie);
+    }
+    assert_eq!(canary, 10);
+    // Sticky: a client holding the cookie stays where it landed, and gets no new cookie.
+    for _ in 0..20 {
+        let (_, headers, body) = send(
+            &server,
+            reqwest::Method::GET,
+            "/v2/products",
+            &[("cookie", "canary=1")],
+        )
+        .await;
+        assert!(body.contains("\"version\":\"v2-canary\""), "{body}");
+        assert!(!headers.contains_key("set-cookie"));
+    }
+    let metrics = crate::wait_metrics(&server, &["target=\"function:products-canary\""]).await;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("updraft_gateway_requests_total")
+                && l.contains("route=\"products-v2\"")
+                && l.contains("target=\"function:products-canary\"")
+                && l.contains("status=\"200\"")),
+        "{metrics}"
+    );
+
+    // CORS: the preflight is answered at the gateway for the SPA's origin only.
+    let spa = "http://localhost:5173";
+    let (status, headers, _) = send(
+        &server,
+        reqwest::Method::OPTIONS,
+        "/v2/products",
+        &[("origin", spa), ("access-control-request-method", "POST")],
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["access-control-allow-origin"], spa);
+    assert_eq!(headers["access-control-allow-credentials"], "true");
+    assert!(
+        headers["access-control-allow-methods"]
+            .to_str()
+            .unwrap()
+            .contains("POST")
+    );
+    let (_, headers, _) = send(
+        &server,
+        reqwest::Method::OPTIONS,
+        "/v2/products",
+        &[
+            ("origin", "https://evil.example"),
+            ("access-control-request-method", "POST"),
+        ],
+    )
+    .await;
+    assert!(
+        !headers.contains_key("access-control-allow-origin"),
+        "{headers:?}"
+    );
+    let (_, headers, _) = send(
+        &server,
+        reqwest::Method::GET,
+        "/v1/products",
+        &[("origin", spa)],
+    )
+    .await;
+    assert_eq!(headers["access-control-allow-origin"], spa);
+    let (_, headers, _) = send(
+        &server,
+        reqwest::Method::GET,
+        "/v1/products",
+        &[("origin", "https://evil.example")],
+    )
+    .await;
+    assert!(!headers.contains_key("access-control-allow-origin"));
+
+    // Rate limit per client (10/m, burst 5): the sixth request of one client is refused with
+    // when to come back; another client (named by the trusted proxy) still gets through.
+    let started = Instant::now();
+    let mut statuses = Vec::new();
+    let mut refused = None;
+    for _ in 0..12 {
+        let (status, headers, body) = send(
+            &server,
+            reqwest::Method::GET,
+            "/partner/products",
+            &[("x-forwarded-for", "203.0.113.1")],
+        )
+        .await;
+        statuses.push(status);
+        if status == 429 {
+            refused = Some((headers, body));
+        }
+    }
+    let accepted = statuses.iter().filter(|s| **s == 200).count();
+    // One token comes back every 6 s.
+    let allowed = 5 + (started.elapsed().as_secs() / 6) as usize;
+    assert!(statuses[..5].iter().all(|s| *s == 200), "{statuses:?}");
+    assert!(
+        accepted <= allowed,
+        "{accepted} accepted, GCRA allows {allowed}: {statuses:?}"
+    );
+    let (headers, body) = refused.expect("a 429");
+    assert!(body.contains("rate limit `partners` reached"), "{body}");
+    let retry: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=6).contains(&retry), "{retry}");
+    assert_eq!(headers["ratelimit-limit"], "5");
+    assert_eq!(headers["ratelimit-remaining"], "0");
+    let (status, headers, _) = send(
+        &server,
+        reqwest::Method::GET,
+        "/partner/products",
+        &[("x-forwarded-for", "203.0.113.2")],
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["ratelimit-remaining"], "4");
+}
+
+#[tokio::test]
+async fn api_gateway_example_forwards_to_an_upstream_and_survives_an_instance() {
+    let (a, b) = (Instance::start("a").await, Instance::start("b").await);
+    let (_dir, server) = start_example(&a, &b).await;
+
+    // Round robin, the prefix stripped, the query kept, x-forwarded-* set.
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        let v = json(
+            &server,
+            "/inventory/items?sku=kite",
+            &[("updraft-key-id", "forged")],
+        )
+        .await;
+        assert_eq!(v["target"], "/items?sku=kite", "{v}");
+        assert_eq!(v["x_forwarded_for"], "127.0.0.1", "{v}");
+        assert_eq!(v["x_forwarded_proto"], "http", "{v}");
+        assert_eq!(v["x_forwarded_host"], authority(&server), "{v}");
+        assert_eq!(v["updraft_key_id"], Value::Null, "{v}");
+        seen.push(v["instance"].as_str().unwrap().to_owned());
+    }
+    assert!(
+        seen.contains(&"a".to_owned()) && seen.contains(&"b".to_owned()),
+        "{seen:?}"
+    );
+
+    // A 1 MiB body goes up and comes back whole.
+    let payload = vec![b'x'; 1 << 20];
+    let r = client()
+        .post(server.url("/inventory/echo"))
+        .body(payload.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.unwrap().len(), payload.len());
+
+    // An upstream that hangs answers 504 at the route's 2 s timeout; other routes go on.
+    let hang = tokio::spawn({
+        let url = server.url("/inventory/hang");
+        async move {
+            let started = Instant::now();
+            let r = client().get(url).send().await.unwrap();
+            (
+                r.status().as_u16(),
+                started.elapsed(),
+                r.text().await.unwrap(),
+            )
+        }
+    });
+    assert_eq!(version(&json(&server, "/v1/products", &[]).await), "v1");
+    assert!(
+        !hang.is_finished(),
+        "another route answered only after the hanging one"
+    );
+    let (status, took, body) = hang.await.unwrap();
+    assert_eq!(status, 504, "{body}");
+    assert!(
+        body.contains("route `inventory` did not answer within its timeout of 2s"),
+        "{body}"
+    );
+    assert!(
+        took >= Duration::from_millis(1900) && took < Duration::from_secs(10),
+        "{took:?}"
+    );
+
+    // One instance dies: requests keep succeeding on the other (a refused connection is
+    // retried once for a bodiless GET, and the instance is taken out).
+    b.stop();
+    for _ in 0..10 {
+        let v = json(&server, "/inventory/items", &[]).await;
+        assert_eq!(v["instance"], "a", "{v}");
+    }
+    // Both gone: 503 with when to retry, not a hang.
+    a.stop();
+    assert!(
+        eventually(Duration::from_secs(20), async || {
+            let (status, headers, _) =
+                send(&server, reqwest::Method::GET, "/inventory/items", &[]).await;
+            status == 503 && headers.contains_key("retry-after")
+        })
+        .await
+    );
+}
+
+#[test]
+fn gateway_mistakes_name_their_key() {
+    let cases = [
+        (
+            "[[gateway.route]]\nroute = \"/x\"\nfunction = \"nope\"\n",
+            "gateway.route[0].function",
+            "function `nope` is not declared",
+        ),
+        (
+            "[[gateway.route]]\nroute = \"/x\"\nfunction = \"hello\"\nlimit = \"tight\"\n",
+            "gateway.route[0].limit",
+            "limit `tight` is not declared; add a `[gateway.limit.tight]` table",
+        ),
+        (
+            "[[gateway.route]]\nroute = \"/x\"\nupstream = \"inventory\"\n",
+            "gateway.route[0].upstream",
+            "`inventory` is neither a URL nor a declared upstream",
+        ),
+        (
+            "[[gateway.route]]\nroute = \"/x\"\nfunction = \"hello\"\nupstream = \"http://127.0.0.1:1\"\n",
+            "gateway.route[0]",
+            "a route has one of `function`, `upstream` or `static`",
+        ),
+        (
+            "[[gateway.route]]\nroute = \"/x\"\ntargets = [{ function = \"hello\", weight = 0 }]\n",
+            "gateway.route[0].targets",
+            "every weight is 0",
+        ),
+        (
+            "[gateway.limit.l]\nrate = \"lots\"\n",
+            "gateway.limit.l.rate",
+            "`lots` is not a rate; write `<count>/s`",
+        ),
+        (
+            "[gateway.cors.c]\norigins = [\"*\"]\ncredentials = true\n",
+            "gateway.cors.c.origins",
+            "`*` cannot go with `credentials = true`",
+        ),
+        (
+            "[[gateway.route]]\nroute = \"/x\"\nhost = \"*.a.*\"\nfunction = \"hello\"\n",
+            "gateway.route[0].host",
+            "`*.a.*` is not a valid host",
+        ),
+        (
+            "[[gateway.route]]\nroute = \"/hello\"\nfunction = \"hello\"\n",
+            "gateway.route[0].route",
+            "`/hello` collides with route #0 `/hello`",
+        ),
+    ];
+    for (extra, key, expected) in cases {
+        let app = AppDir::new(&format!(
+            "[app]\nname = \"g\"\n[function.hello]\nsource = \"hello.wasm\"\n[[trigger.http]]\nroute = \"/hello\"\nfunction = \"hello\"\n{extra}"
+        ));
+        app.guest(updraft_test_support::guests::HELLO, "hello.wasm");
+        let out = updraft_test_support::run(
+            bin(),
+            &[
+                "up",
+                app.path().to_str().unwrap(),
+                "--listen",
+                "127.0.0.1:0",
+            ],
+            Duration::from_secs(60),
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{extra}: {stderr}");
+        assert!(
+            stderr.contains(&format!("at `{key}`: ")) && stderr.contains(expected),
+            "{extra}\nexpected `{key}`: `{expected}` in:\n{stderr}"
+        );
+    }
+}
