@@ -12,6 +12,8 @@ pub const ROUTE: HeaderName = HeaderName::from_static("updraft-route");
 pub const PATH_INFO: HeaderName = HeaderName::from_static("updraft-path-info");
 /// The client's socket address.
 pub const CLIENT_ADDR: HeaderName = HeaderName::from_static("updraft-client-addr");
+/// The API key a route's auth verified.
+pub const KEY_ID: HeaderName = HeaderName::from_static("updraft-key-id");
 /// Prefix of one header per `:param`.
 pub const PARAM_PREFIX: &str = "updraft-param-";
 
@@ -42,6 +44,8 @@ pub struct FunctionHeaders<'a> {
     pub params: &'a [(String, String)],
     /// The client.
     pub client_addr: Option<SocketAddr>,
+    /// The API key the route's auth verified.
+    pub key_id: Option<&'a str>,
 }
 
 impl FunctionHeaders<'_> {
@@ -53,6 +57,9 @@ impl FunctionHeaders<'_> {
         set(headers, PATH_INFO, self.path_info);
         if let Some(addr) = self.client_addr {
             set(headers, CLIENT_ADDR, &addr.to_string());
+        }
+        if let Some(key) = self.key_id {
+            set(headers, KEY_ID, key);
         }
         for (name, value) in self.params {
             let header = format!("{PARAM_PREFIX}{}", name.to_ascii_lowercase());
@@ -100,6 +107,7 @@ mod tests {
             path_info: "",
             params: &[("Id".into(), "é 1".into())],
             client_addr: None,
+            key_id: None,
         }
         .apply(&mut h);
         assert_eq!(h["updraft-invocation-id"], "real");

@@ -19,6 +19,9 @@ pub struct Gateway {
     /// Proxies (CIDRs or addresses) whose `x-forwarded-for` names the client.
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
+    /// `[gateway.auth.<label>]`: how routes that name it authenticate callers.
+    #[serde(default)]
+    pub auth: BTreeMap<String, AuthDecl>,
     /// `[gateway.limit.<label>]`: rate limits routes name.
     #[serde(default)]
     pub limit: BTreeMap<String, LimitDecl>,
@@ -31,6 +34,23 @@ pub struct Gateway {
     /// `[[gateway.route]]`, in manifest order.
     #[serde(default)]
     pub route: Vec<GatewayRoute>,
+}
+
+/// `[gateway.auth.<label>]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthDecl {
+    /// How callers prove who they are.
+    #[serde(rename = "type")]
+    pub kind: AuthKind,
+}
+
+/// The kinds of `[gateway.auth.<label>]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum AuthKind {
+    /// Keys made by `updraft keys create`, sent as `x-api-key` or `Authorization: Bearer`.
+    #[serde(rename = "api-key")]
+    ApiKey,
 }
 
 /// `[gateway.limit.<label>]`: a GCRA rate limit, per node.
@@ -54,6 +74,8 @@ pub enum LimitBy {
     /// Each client IP address (after `trusted_proxies`).
     #[default]
     Ip,
+    /// Each API key (the route must have `auth`).
+    Key,
     /// Every request of the route together.
     Route,
 }
@@ -157,6 +179,9 @@ pub struct GatewayRoute {
     /// Headers the request must carry with exactly these values.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// `[gateway.auth.<label>]`s; any one of them lets a request in.
+    #[serde(default)]
+    pub auth: Vec<String>,
     /// A `[gateway.limit.<label>]`.
     #[serde(default)]
     pub limit: Option<String>,
@@ -362,6 +387,26 @@ fn route(m: &Manifest, i: usize, r: &GatewayRoute) -> Result<(), ManifestError> 
                 "limit `{limit}` is not declared; add a `[gateway.limit.{limit}]` table{}",
                 declared(g.limit.keys())
             ),
+        ));
+    }
+    for (j, label) in r.auth.iter().enumerate() {
+        if !g.auth.contains_key(label) {
+            return Err(ManifestError::invalid(
+                format!("gateway.route[{i}].auth[{j}]"),
+                format!(
+                    "auth `{label}` is not declared; add a `[gateway.auth.{label}]` table{}",
+                    declared(g.auth.keys())
+                ),
+            ));
+        }
+    }
+    if let Some(limit) = r.limit.as_ref().and_then(|l| g.limit.get(l))
+        && limit.by == LimitBy::Key
+        && r.auth.is_empty()
+    {
+        return Err(ManifestError::invalid(
+            key("limit"),
+            "a limit `by = \"key\"` counts API keys, and this route takes none; add `auth = [\"<label>\"]` or limit `by = \"ip\"`",
         ));
     }
     if let Some(cors) = &r.cors

@@ -12,6 +12,7 @@ use hyper::body::Incoming;
 use tower::ServiceExt;
 use updraft_gateway::headers::{FunctionHeaders, INVOCATION_ID};
 use updraft_gateway::policy::RouteService;
+use updraft_gateway::policy::auth::Identity;
 use updraft_gateway::policy::cors;
 use updraft_gateway::policy::upstream::Forwarded;
 use updraft_gateway::{Body, BoxError, Lookup, RequestView, error_response};
@@ -415,6 +416,7 @@ impl RouteCall {
         let pick = served.split.as_ref().map(|s| s.pick(req.headers()));
         let index = pick.as_ref().map_or(0, |p| p.index);
         let started = std::time::Instant::now();
+        let key_id = req.extensions().get::<Identity>().map(|i| i.key_id.clone());
         let mut response = match &served.targets[index.min(served.targets.len() - 1)] {
             Handler::Static(site) => site.serve(req, &self.raw_path_info).await,
             Handler::Dashboard => crate::dashboard::public_page(&self.app, &req)
@@ -427,6 +429,7 @@ impl RouteCall {
                     path_info: &self.path_info,
                     params: &self.params,
                     client_addr: Some(self.peer),
+                    key_id: key_id.as_deref(),
                 };
                 self.app.call(f, req, &headers, self.id.clone()).await
             }
@@ -435,6 +438,7 @@ impl RouteCall {
                     peer: self.peer,
                     peer_trusted: self.app.trusted_proxies.trusts(self.peer.ip()),
                     proto: if self.app.https { "https" } else { "http" },
+                    key_id,
                 };
                 upstream.forward(req, &how).await
             }

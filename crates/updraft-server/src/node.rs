@@ -188,8 +188,12 @@ pub async fn start(
         });
         functions.insert(spec.id.clone(), function);
     }
-    let policies = Policies::new(&plan.manifest.manifest.gateway)
-        .with_context(|| format!("`[gateway]` in `{}`", plan.manifest.path.display()))?;
+    let keys = stores.internal_kv(crate::api::KEYS_NAMESPACE);
+    let policies = Policies::new(
+        &plan.manifest.manifest.gateway,
+        Arc::new(crate::api::KvKeys(keys.clone())),
+    )
+    .with_context(|| format!("`[gateway]` in `{}`", plan.manifest.path.display()))?;
     let router = plan.router.try_map(|route, spec| {
         serve_route(route, spec, &functions, &policies, &plan.manifest.path)
     })?;
@@ -243,6 +247,7 @@ pub async fn start(
         name: plan.manifest.manifest.app.name.clone(),
         router,
         trusted_proxies: TrustedProxies::new(&plan.manifest.manifest.gateway.trusted_proxies),
+        keys,
         max_body: options.max_body,
         local_addr: addr,
         https,
@@ -336,6 +341,7 @@ fn serve_route(
     });
     let route_policies = gateway.map(|g| policies.route(g, route.methods.as_deref()));
     let cors = route_policies.as_ref().is_some_and(|p| p.cors.is_some());
+    let keyed = route_policies.as_ref().is_some_and(|p| p.auth.is_some());
     let stack = route_policies
         .filter(|p| !p.is_empty())
         .map(|p| policy::stack(&p, crate::edge::target_service()));
@@ -348,6 +354,7 @@ fn serve_route(
         split,
         stack,
         cors,
+        keyed,
     }))
 }
 

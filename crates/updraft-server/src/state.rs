@@ -30,6 +30,18 @@ pub(crate) enum Handler {
     Dashboard,
 }
 
+impl AppState {
+    /// Names of the routes that take API keys (what a key may be scoped to).
+    pub(crate) fn keyed_routes(&self) -> Vec<&str> {
+        self.router
+            .routes()
+            .iter()
+            .filter(|r| r.target.keyed)
+            .map(|r| r.target.name.as_str())
+            .collect()
+    }
+}
+
 /// A route as the node serves it: its targets, how one is chosen, and the policies in
 /// front of them.
 pub(crate) struct Served {
@@ -48,6 +60,8 @@ pub(crate) struct Served {
     pub(crate) stack: Option<RouteService<Incoming>>,
     /// Whether a CORS policy answers its preflights.
     pub(crate) cors: bool,
+    /// Whether it takes API keys (`auth`).
+    pub(crate) keyed: bool,
 }
 
 /// A node: the engine, readiness, the reserved endpoints, and the apps it hosts.
@@ -85,6 +99,8 @@ pub(crate) struct AppState {
     pub(crate) router: Router<Arc<Served>>,
     /// `[gateway] trusted_proxies`.
     pub(crate) trusted_proxies: TrustedProxies,
+    /// API keys for routes with `auth` (in the node's state).
+    pub(crate) keys: Arc<dyn updraft_store::KvStore>,
     pub(crate) max_body: u64,
     pub(crate) local_addr: SocketAddr,
     /// Served over TLS.

@@ -44,6 +44,8 @@ enum Command {
     Dlq(commands::dlq::DlqArgs),
     /// Objects of the app's buckets: put, get, ls, rm.
     Blob(commands::blob::BlobArgs),
+    /// API keys for gateway routes with `auth`: create, ls, revoke.
+    Keys(commands::keys::KeysArgs),
 }
 
 fn main() -> ExitCode {
@@ -71,6 +73,7 @@ fn main() -> ExitCode {
             Command::Events(args) => commands::events::run(args).await,
             Command::Dlq(args) => commands::dlq::run(args).await,
             Command::Blob(args) => commands::blob::run(args).await,
+            Command::Keys(args) => commands::keys::run(args).await,
         }
     });
     match result {

@@ -19,12 +19,17 @@ use updraft_manifest::gateway::{LimitBy, LimitDecl};
 use super::client_ip::ClientIp;
 use crate::{Body, error_response};
 
-type Keyed = RateLimiter<
-    Option<IpAddr>,
-    DefaultKeyedStateStore<Option<IpAddr>>,
-    DefaultClock,
-    StateInformationMiddleware,
->;
+/// What one budget belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Counted {
+    Ip(IpAddr),
+    Key(String),
+    /// The route as a whole, or a client whose address or key is unknown.
+    All,
+}
+
+type Keyed =
+    RateLimiter<Counted, DefaultKeyedStateStore<Counted>, DefaultClock, StateInformationMiddleware>;
 
 /// One declared limit: its own counters, shared by the routes that name it.
 pub struct Limiter {
@@ -69,11 +74,16 @@ impl Limiter {
         }
     }
 
-    /// Counts one request of `client`; `Err` holds the 429 answer.
-    pub fn check(&self, client: Option<IpAddr>) -> Result<HeaderMap, Box<Response<Body>>> {
-        let key = match self.by {
-            LimitBy::Ip => client,
-            LimitBy::Route => None,
+    /// Counts one request of `client` (its address and API key id); `Err` holds the 429.
+    pub fn check(
+        &self,
+        client: Option<IpAddr>,
+        key_id: Option<&str>,
+    ) -> Result<HeaderMap, Box<Response<Body>>> {
+        let key = match (self.by, client, key_id) {
+            (LimitBy::Ip, Some(ip), _) => Counted::Ip(ip),
+            (LimitBy::Key, _, Some(id)) => Counted::Key(id.to_owned()),
+            _ => Counted::All,
         };
         if self.checks.fetch_add(1, Ordering::Relaxed) % RETAIN_EVERY == RETAIN_EVERY - 1 {
             self.limiter.retain_recent();
@@ -150,7 +160,11 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let client = req.extensions().get::<ClientIp>().map(|c| c.0);
-        match self.limiter.check(client) {
+        let key_id = req
+            .extensions()
+            .get::<super::auth::Identity>()
+            .map(|i| i.key_id.as_str());
+        match self.limiter.check(client, key_id) {
             Err(refused) => Box::pin(std::future::ready(Ok(*refused))),
             Ok(headers) => {
                 let fut = self.inner.call(req);
@@ -179,11 +193,11 @@ mod tests {
         let a = Some("10.0.0.1".parse().unwrap());
         let b = Some("10.0.0.2".parse().unwrap());
         for left in [2, 1, 0] {
-            let h = l.check(a).unwrap();
+            let h = l.check(a, None).unwrap();
             assert_eq!(h["ratelimit-remaining"], left.to_string());
             assert_eq!(h["ratelimit-limit"], "3");
         }
-        let refused = l.check(a).unwrap_err();
+        let refused = l.check(a, None).unwrap_err();
         assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
         let retry: u64 = refused.headers()["retry-after"]
             .to_str()
@@ -191,6 +205,9 @@ mod tests {
             .parse()
             .unwrap();
         assert!((1..=30).contains(&retry), "{retry}");
-        assert!(l.check(b).is_ok(), "another client has its own budget");
+        assert!(
+            l.check(b, None).is_ok(),
+            "another client has its own budget"
+        );
     }
 }

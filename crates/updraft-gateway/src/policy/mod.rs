@@ -9,6 +9,7 @@
 //! To add a step (auth, validation): write its layer in a module here and add one line to
 //! [`stack`] at its place in the order.
 
+pub mod auth;
 pub mod client_ip;
 pub mod cors;
 pub mod limit;
@@ -29,6 +30,7 @@ use tower_http::cors::CorsLayer;
 use updraft_manifest::gateway::{GatewayRoute, Rewrite};
 
 use crate::Body;
+use auth::{AuthLayer, KeyStore};
 use limit::{Limiter, RateLimitLayer};
 use timeout::TimeoutLayer;
 use upstream::{Upstream, UpstreamError};
@@ -46,6 +48,8 @@ pub struct RoutePolicies {
     pub name: String,
     /// `cors = "<label>"`.
     pub cors: Option<CorsLayer>,
+    /// `auth = ["<label>", …]`.
+    pub auth: Option<AuthLayer>,
     /// `limit = "<label>"`.
     pub limit: Option<Arc<Limiter>>,
     /// `timeout = "5s"`.
@@ -67,9 +71,11 @@ impl RoutePolicies {
 /// Wraps `target` in a route's policies. The order, outermost first:
 /// 1. CORS: a preflight is answered here; every answer, a 429 included, carries the
 ///    allow headers, so a browser can read why it was refused;
-/// 2. rate limit: 429 before any work is done;
-/// 3. timeout: 504 when what follows takes too long;
-/// 4. rewrite: the path the target sees.
+/// 2. auth: 401 without a valid credential, 403 when it may not call this route; the
+///    identity goes on in the request's extensions;
+/// 3. rate limit (per client IP, API key or route): 429 before any work is done;
+/// 4. timeout: 504 when what follows takes too long;
+/// 5. rewrite: the path the target sees.
 pub fn stack<B>(policies: &RoutePolicies, target: RouteService<B>) -> RouteService<B>
 where
     B: Send + 'static,
@@ -96,6 +102,9 @@ where
     if let Some(limiter) = &policies.limit {
         service = BoxCloneSyncService::new(RateLimitLayer(limiter.clone()).layer(service));
     }
+    if let Some(auth) = &policies.auth {
+        service = BoxCloneSyncService::new(auth.clone().layer(service));
+    }
     if let Some(cors) = &policies.cors {
         service = BoxCloneSyncService::new(cors.clone().layer(service));
     }
@@ -103,8 +112,8 @@ where
 }
 
 /// Every policy and upstream `[gateway]` declares, ready for routes to name.
-#[derive(Debug, Default)]
 pub struct Policies {
+    keys: Arc<dyn KeyStore>,
     limits: BTreeMap<String, Arc<Limiter>>,
     cors: BTreeMap<String, updraft_manifest::gateway::CorsDecl>,
     upstreams: BTreeMap<String, Arc<Upstream>>,
@@ -113,8 +122,12 @@ pub struct Policies {
 impl Policies {
     /// Builds the declared policies; declared upstreams start their health checks (so this
     /// runs inside a tokio runtime).
-    pub fn new(gateway: &updraft_manifest::Gateway) -> Result<Self, UpstreamError> {
+    pub fn new(
+        gateway: &updraft_manifest::Gateway,
+        keys: Arc<dyn KeyStore>,
+    ) -> Result<Self, UpstreamError> {
         Ok(Self {
+            keys,
             limits: gateway
                 .limit
                 .iter()
@@ -138,6 +151,11 @@ impl Policies {
                 .as_ref()
                 .and_then(|label| self.cors.get(label))
                 .map(|decl| cors::layer(decl, methods)),
+            // Every auth kind today is API keys; any listed label admits them.
+            auth: (!route.auth.is_empty()).then(|| AuthLayer {
+                route: route.display_name().to_owned(),
+                keys: self.keys.clone(),
+            }),
             limit: route
                 .limit
                 .as_ref()

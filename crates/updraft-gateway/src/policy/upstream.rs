@@ -111,6 +111,8 @@ pub struct Forwarded {
     pub peer_trusted: bool,
     /// `http` or `https`.
     pub proto: &'static str,
+    /// The API key the route's auth verified, sent on as `updraft-key-id`.
+    pub key_id: Option<String>,
 }
 
 impl Upstream {
@@ -356,6 +358,13 @@ fn prepare_headers(headers: &mut HeaderMap, how: &Forwarded, host: Option<&Heade
     headers.insert("x-forwarded-proto", HeaderValue::from_static(how.proto));
     if let Some(host) = host {
         headers.insert("x-forwarded-host", host.clone());
+    }
+    if let Some(v) = how
+        .key_id
+        .as_deref()
+        .and_then(|k| HeaderValue::from_str(k).ok())
+    {
+        headers.insert(crate::headers::KEY_ID, v);
     }
     // The client sets `Host` from the upstream's URL.
     headers.remove(header::HOST);

@@ -13,6 +13,7 @@
 mod buckets;
 mod functions;
 mod invocations;
+mod keys;
 mod queues;
 mod sql;
 mod stats;
@@ -43,6 +44,8 @@ use crate::state::{AppState, NodeState};
 pub use buckets::*;
 pub use functions::*;
 pub use invocations::*;
+pub use keys::{CreatedKey, KeyInfo, NewKey};
+pub(crate) use keys::{KEYS_NAMESPACE, KvKeys};
 pub use queues::*;
 pub use sql::*;
 pub use stats::*;
@@ -62,6 +65,9 @@ pub use topics::*;
         functions,
         function,
         routes,
+        keys::keys,
+        keys::create_key,
+        keys::revoke_key,
         invoke,
         invocations,
         invocation,
@@ -89,6 +95,9 @@ pub use topics::*;
         TriggerInfo,
         RouteInfo,
         RouteTargetInfo,
+        NewKey,
+        KeyInfo,
+        CreatedKey,
         Invocation,
         InvocationDetail,
         LogLine,
@@ -158,6 +167,14 @@ pub(crate) fn router() -> axum::Router {
         .route("/_updraft/api/v1/functions/{id}", get(function))
         .route("/_updraft/api/v1/functions/{id}/invoke", post(invoke))
         .route("/_updraft/api/v1/routes", get(routes))
+        .route(
+            "/_updraft/api/v1/keys",
+            get(keys::keys).post(keys::create_key),
+        )
+        .route(
+            "/_updraft/api/v1/keys/{id}",
+            axum::routing::delete(keys::revoke_key),
+        )
         .route("/_updraft/api/v1/invocations", get(invocations))
         .route("/_updraft/api/v1/invocations/{id}", get(invocation))
         .route("/_updraft/api/v1/logs", get(logs))

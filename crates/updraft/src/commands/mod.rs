@@ -4,6 +4,7 @@ pub mod client;
 pub mod dlq;
 pub mod events;
 pub mod invoke;
+pub mod keys;
 pub mod logs;
 pub mod ls;
 pub mod new;

@@ -326,34 +326,20 @@ async fn api_gateway_example_canary_split_cors_and_rate_limits() {
     .await;
     assert!(!headers.contains_key("access-control-allow-origin"));
 
-    // Rate limit per client (10/m, burst 5): the sixth request of one client is refused with
-    // when to come back; another client (named by the trusted proxy) still gets through.
-    let started = Instant::now();
-    let mut statuses = Vec::new();
-    let mut refused = None;
-    for _ in 0..12 {
-        let (status, headers, body) = send(
-            &server,
-            reqwest::Method::GET,
-            "/partner/products",
-            &[("x-forwarded-for", "203.0.113.1")],
-        )
-        .await;
-        statuses.push(status);
-        if status == 429 {
-            refused = Some((headers, body));
-        }
-    }
-    let accepted = statuses.iter().filter(|s| **s == 200).count();
-    // One token comes back every 6 s.
-    let allowed = 5 + (started.elapsed().as_secs() / 6) as usize;
-    assert!(statuses[..5].iter().all(|s| *s == 200), "{statuses:?}");
-    assert!(
-        accepted <= allowed,
-        "{accepted} accepted, GCRA allows {allowed}: {statuses:?}"
-    );
+    // Rate limit per client IP (10/m, burst 5): the sixth request of one client is refused
+    // with when to come back; another client (named by the trusted proxy) still gets in.
+    let (statuses, refused) = burst(
+        &server,
+        "/public/products",
+        &[("x-forwarded-for", "203.0.113.1")],
+        0,
+    )
+    .await;
     let (headers, body) = refused.expect("a 429");
-    assert!(body.contains("rate limit `partners` reached"), "{body}");
+    assert!(
+        body.contains("rate limit `public` reached"),
+        "{body}: {statuses:?}"
+    );
     let retry: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=6).contains(&retry), "{retry}");
     assert_eq!(headers["ratelimit-limit"], "5");
@@ -361,12 +347,159 @@ async fn api_gateway_example_canary_split_cors_and_rate_limits() {
     let (status, headers, _) = send(
         &server,
         reqwest::Method::GET,
-        "/partner/products",
+        "/public/products",
         &[("x-forwarded-for", "203.0.113.2")],
     )
     .await;
     assert_eq!(status, 200);
     assert_eq!(headers["ratelimit-remaining"], "4");
+}
+
+/// Sends 12 requests as fast as they go for a client that has already spent `used` of its
+/// burst of 5; checks the rest of the burst passes and no more than GCRA allows (one more
+/// every 6 s) do. Returns the statuses and a 429's answer.
+async fn burst(
+    server: &Server,
+    path: &str,
+    headers: &[(&str, &str)],
+    used: usize,
+) -> (Vec<u16>, Option<(HeaderMap, String)>) {
+    let started = Instant::now();
+    let mut statuses = Vec::new();
+    let mut refused = None;
+    for _ in 0..12 {
+        let (status, h, body) = send(server, reqwest::Method::GET, path, headers).await;
+        statuses.push(status);
+        if status == 429 {
+            refused = Some((h, body));
+        }
+    }
+    let accepted = statuses.iter().filter(|s| **s == 200).count();
+    let allowed = 5 - used + (started.elapsed().as_secs() / 6) as usize;
+    assert!(
+        statuses[..5 - used].iter().all(|s| *s == 200),
+        "{statuses:?}"
+    );
+    assert!(
+        accepted <= allowed,
+        "{accepted} accepted, GCRA allows {allowed}: {statuses:?}"
+    );
+    (statuses, refused)
+}
+
+/// `updraft keys create` against the example; returns the key.
+fn create_key(server: &Server, name: &str, extra: &[&str]) -> String {
+    let mut args = vec!["keys", "create", "--name", name];
+    args.extend(extra);
+    let (code, out, err) = crate::cli(server, &args);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("this is the only time it is shown"), "{err}");
+    out.trim().to_owned()
+}
+
+#[tokio::test]
+async fn api_gateway_example_api_keys_admit_scope_limit_and_revoke() {
+    let (a, b) = (Instance::start("a").await, Instance::start("b").await);
+    let (_dir, server) = start_example(&a, &b).await;
+    let path = "/partner/products";
+
+    // No key, a malformed one, an unknown one: 401, and the answer never echoes the token.
+    let (status, headers, body) = send(&server, reqwest::Method::GET, path, &[]).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("route `partners` needs an API key"), "{body}");
+    assert!(headers.contains_key("www-authenticate"));
+    for bad in ["nope", "ud_zz_zz", "ud_0123456789ab_00"] {
+        let (status, _, body) =
+            send(&server, reqwest::Method::GET, path, &[("x-api-key", bad)]).await;
+        assert_eq!(status, 401, "{bad}: {body}");
+        assert!(
+            !body.contains(bad) || bad == "nope" && !body.contains("\"nope\""),
+            "{body}"
+        );
+    }
+
+    // A key works as `x-api-key` and as a bearer token; the function learns its id and a
+    // forged `updraft-key-id` never reaches it.
+    let key = create_key(&server, "partner-a", &["--route", "partners"]);
+    let id = key.split('_').nth(1).unwrap().to_owned();
+    assert!(key.starts_with("ud_") && key.len() > 70, "{key}");
+    let v = json(
+        &server,
+        path,
+        &[("x-api-key", &key), ("updraft-key-id", "admin")],
+    )
+    .await;
+    assert_eq!(v["served_by"]["key_id"], id.as_str(), "{v}");
+    let bearer = format!("Bearer {key}");
+    let v = json(&server, path, &[("authorization", &bearer)]).await;
+    assert_eq!(v["served_by"]["key_id"], id.as_str(), "{v}");
+    // The wrong secret for a real id is refused.
+    let wrong = format!("ud_{id}_{}", "0".repeat(64));
+    let (status, _, body) = send(
+        &server,
+        reqwest::Method::GET,
+        path,
+        &[("x-api-key", &wrong)],
+    )
+    .await;
+    assert_eq!(status, 401, "{body}");
+    assert!(!body.contains(&wrong), "{body}");
+
+    // Limited per key: this key has used 2 of its burst of 5; another key has its own.
+    let (_, refused) = burst(&server, path, &[("x-api-key", &key)], 2).await;
+    let (_, body) = refused.expect("a 429 for the key");
+    assert!(body.contains("rate limit `partners` reached"), "{body}");
+    let other = create_key(&server, "partner-b", &[]);
+    let (status, headers, _) = send(
+        &server,
+        reqwest::Method::GET,
+        path,
+        &[("x-api-key", &other)],
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["ratelimit-remaining"], "4");
+
+    // A key scoped to another route is 403; listing shows no secret; a revoked key is 401.
+    let (code, _, err) = crate::cli(
+        &server,
+        &["keys", "create", "--name", "x", "--route", "inventory"],
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("route `inventory` takes no API keys"), "{err}");
+    let (code, out, _) = crate::cli(&server, &["keys", "ls"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("partner-a") && out.contains("partner-b"),
+        "{out}"
+    );
+    assert!(!out.contains(&key) && !out.contains(&other), "{out}");
+    let (code, out, err) = crate::cli(&server, &["keys", "revoke", &id]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&format!("revoked API key `{id}`")), "{out}");
+    let (status, _, body) = send(&server, reqwest::Method::GET, path, &[("x-api-key", &key)]).await;
+    assert_eq!(status, 401);
+    assert!(
+        body.contains(&format!("API key `{id}` is revoked")),
+        "{body}"
+    );
+
+    // An expired key is 401.
+    let short = create_key(&server, "short", &["--expires-in", "1s"]);
+    let short_id = short.split('_').nth(1).unwrap().to_owned();
+    assert!(
+        eventually(Duration::from_secs(10), async || {
+            let (status, _, body) = send(
+                &server,
+                reqwest::Method::GET,
+                path,
+                &[("x-api-key", &short)],
+            )
+            .await;
+            status == 401 && body.contains(&format!("API key `{short_id}` has expired"))
+        })
+        .await
+    );
 }
 
 #[tokio::test]
