@@ -44,8 +44,33 @@ pub struct FunctionHeaders<'a> {
     pub params: &'a [(String, String)],
     /// The client.
     pub client_addr: Option<SocketAddr>,
-    /// The API key the route's auth verified.
-    pub key_id: Option<&'a str>,
+    /// What the route's auth verified ([`identity_headers`]).
+    pub identity: &'a [(HeaderName, HeaderValue)],
+}
+
+/// Prefix of one header per verified JWT claim.
+pub const CLAIM_PREFIX: &str = "updraft-claim-";
+
+/// The headers that say who a request is: `updraft-key-id` for an API key, and
+/// `updraft-claim-<name>` per JWT claim (a claim whose name or value cannot be a header is
+/// left out).
+pub fn identity_headers(
+    key_id: Option<&str>,
+    claims: &[(String, String)],
+) -> Vec<(HeaderName, HeaderValue)> {
+    let mut out = Vec::new();
+    if let Some(v) = key_id.and_then(|k| HeaderValue::from_str(k).ok()) {
+        out.push((KEY_ID, v));
+    }
+    for (name, value) in claims {
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::try_from(format!("{CLAIM_PREFIX}{}", name.to_ascii_lowercase())),
+            HeaderValue::from_bytes(value.as_bytes()),
+        ) {
+            out.push((n, v));
+        }
+    }
+    out
 }
 
 impl FunctionHeaders<'_> {
@@ -58,8 +83,8 @@ impl FunctionHeaders<'_> {
         if let Some(addr) = self.client_addr {
             set(headers, CLIENT_ADDR, &addr.to_string());
         }
-        if let Some(key) = self.key_id {
-            set(headers, KEY_ID, key);
+        for (name, value) in self.identity {
+            headers.insert(name.clone(), value.clone());
         }
         for (name, value) in self.params {
             let header = format!("{PARAM_PREFIX}{}", name.to_ascii_lowercase());
@@ -107,9 +132,10 @@ mod tests {
             path_info: "",
             params: &[("Id".into(), "é 1".into())],
             client_addr: None,
-            key_id: None,
+            identity: &identity_headers(None, &[("email".into(), "a@b.c".into())]),
         }
         .apply(&mut h);
+        assert_eq!(h["updraft-claim-email"], "a@b.c");
         assert_eq!(h["updraft-invocation-id"], "real");
         assert_eq!(h["updraft-param-id"], "%C3%A9 1");
         assert!(!h.contains_key("updraft-key-id"));

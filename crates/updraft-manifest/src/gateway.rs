@@ -43,7 +43,35 @@ pub struct AuthDecl {
     /// How callers prove who they are.
     #[serde(rename = "type")]
     pub kind: AuthKind,
+    /// JWT: the keys, a JWKS file (relative to the app) or an https URL.
+    #[serde(default)]
+    pub jwks: Option<String>,
+    /// JWT: the `iss` a token must carry.
+    #[serde(default)]
+    pub issuer: Option<String>,
+    /// JWT: an `aud` a token must carry.
+    #[serde(default)]
+    pub audience: Option<String>,
+    /// JWT: the algorithms accepted (default RS256 and ES256).
+    #[serde(default = "default_algorithms")]
+    pub algorithms: Vec<String>,
+    /// JWT: clock leeway for `exp` and `nbf` (default 60s).
+    #[serde(default)]
+    pub leeway: Option<HumanDuration>,
+    /// JWT: claims a token must have besides `exp` (`["sub", "email"]`).
+    #[serde(default)]
+    pub required_claims: Vec<String>,
 }
+
+fn default_algorithms() -> Vec<String> {
+    vec!["RS256".to_owned(), "ES256".to_owned()]
+}
+
+/// Signature algorithms a JWT label may accept.
+pub const JWT_ALGORITHMS: [&str; 12] = [
+    "HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256",
+    "ES384", "EdDSA",
+];
 
 /// The kinds of `[gateway.auth.<label>]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -51,6 +79,9 @@ pub enum AuthKind {
     /// Keys made by `updraft keys create`, sent as `x-api-key` or `Authorization: Bearer`.
     #[serde(rename = "api-key")]
     ApiKey,
+    /// Bearer JWTs checked against a JWKS.
+    #[serde(rename = "jwt")]
+    Jwt,
 }
 
 /// `[gateway.limit.<label>]`: a GCRA rate limit, per node.
@@ -318,6 +349,53 @@ pub(crate) fn validate(m: &Manifest) -> Result<(), ManifestError> {
                     "`{proxy}` is not an address or CIDR; write \"127.0.0.1/32\" or \"10.0.0.0/8\""
                 ),
             ));
+        }
+    }
+    for (label, auth) in &g.auth {
+        let key = |k: &str| format!("gateway.auth.{label}.{k}");
+        match auth.kind {
+            AuthKind::Jwt => {
+                match auth.jwks.as_deref() {
+                    None => {
+                        return Err(ManifestError::invalid(
+                            key("jwks"),
+                            "a `jwt` auth needs `jwks`: a JWKS file in the app, or an https URL",
+                        ));
+                    }
+                    Some(url) if url.starts_with("http://") => {
+                        return Err(ManifestError::invalid(
+                            key("jwks"),
+                            format!("`{url}` is plain http; fetch keys over https"),
+                        ));
+                    }
+                    Some(_) => {}
+                }
+                if auth.algorithms.is_empty() {
+                    return Err(ManifestError::invalid(
+                        key("algorithms"),
+                        "list at least one algorithm, like [\"RS256\"]",
+                    ));
+                }
+                for a in &auth.algorithms {
+                    if !JWT_ALGORITHMS.contains(&a.as_str()) {
+                        return Err(ManifestError::invalid(
+                            key("algorithms"),
+                            format!(
+                                "`{a}` is not an algorithm; use {}",
+                                JWT_ALGORITHMS.join(", ")
+                            ),
+                        ));
+                    }
+                }
+            }
+            AuthKind::ApiKey => {
+                if auth.jwks.is_some() || auth.issuer.is_some() || auth.audience.is_some() {
+                    return Err(ManifestError::invalid(
+                        format!("gateway.auth.{label}"),
+                        "`jwks`, `issuer` and `audience` are for `type = \"jwt\"`; an `api-key` auth takes none",
+                    ));
+                }
+            }
         }
     }
     for (label, cors) in &g.cors {

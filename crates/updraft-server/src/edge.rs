@@ -10,7 +10,7 @@ use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tower::ServiceExt;
-use updraft_gateway::headers::{FunctionHeaders, INVOCATION_ID};
+use updraft_gateway::headers::{FunctionHeaders, INVOCATION_ID, identity_headers};
 use updraft_gateway::policy::RouteService;
 use updraft_gateway::policy::auth::Identity;
 use updraft_gateway::policy::cors;
@@ -416,7 +416,11 @@ impl RouteCall {
         let pick = served.split.as_ref().map(|s| s.pick(req.headers()));
         let index = pick.as_ref().map_or(0, |p| p.index);
         let started = std::time::Instant::now();
-        let key_id = req.extensions().get::<Identity>().map(|i| i.key_id.clone());
+        let identity = req
+            .extensions()
+            .get::<Identity>()
+            .map(|i| identity_headers(i.key_id.as_deref(), &i.claims))
+            .unwrap_or_default();
         let mut response = match &served.targets[index.min(served.targets.len() - 1)] {
             Handler::Static(site) => site.serve(req, &self.raw_path_info).await,
             Handler::Dashboard => crate::dashboard::public_page(&self.app, &req)
@@ -429,7 +433,7 @@ impl RouteCall {
                     path_info: &self.path_info,
                     params: &self.params,
                     client_addr: Some(self.peer),
-                    key_id: key_id.as_deref(),
+                    identity: &identity,
                 };
                 self.app.call(f, req, &headers, self.id.clone()).await
             }
@@ -438,7 +442,7 @@ impl RouteCall {
                     peer: self.peer,
                     peer_trusted: self.app.trusted_proxies.trusts(self.peer.ip()),
                     proto: if self.app.https { "https" } else { "http" },
-                    key_id,
+                    identity,
                 };
                 upstream.forward(req, &how).await
             }

@@ -192,6 +192,7 @@ pub async fn start(
     let policies = Policies::new(
         &plan.manifest.manifest.gateway,
         Arc::new(crate::api::KvKeys(keys.clone())),
+        &plan.manifest.dir,
     )
     .with_context(|| format!("`[gateway]` in `{}`", plan.manifest.path.display()))?;
     let router = plan.router.try_map(|route, spec| {

@@ -1,7 +1,9 @@
-//! `auth = ["<label>"]` on a route: API keys (DESIGN §9). A key is `ud_<id>_<secret>`, the
-//! secret 256 random bits, stored only as its SHA-256; it is shown once, when made. A key
-//! may be scoped to route names and may expire. The verified identity reaches the target as
-//! `updraft-key-id` (the edge sets it after stripping every client `updraft-*` header).
+//! `auth = ["<label>", …]` on a route: API keys and JWTs (DESIGN §9); any one listed label
+//! lets a request in. A key is `ud_<id>_<secret>`, the secret 256 random bits, stored only
+//! as its SHA-256; it is shown once, when made, may be scoped to route names and may expire.
+//! JWTs are checked by [`super::jwt`]. The verified identity reaches the target as
+//! `updraft-key-id` or `updraft-claim-<name>` (the edge sets them after stripping every client
+//! `updraft-*` header).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -42,10 +44,14 @@ pub trait KeyStore: Send + Sync + 'static {
 }
 
 /// Who a request is, once a route's auth let it in; in the request's extensions.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Identity {
-    /// The API key's id.
-    pub key_id: String,
+    /// The API key's id, for a key.
+    pub key_id: Option<String>,
+    /// A JWT's claims, as header values.
+    pub claims: Vec<(String, String)>,
+    /// What a limit `by = "key"` counts: `key:<id>` or `jwt:<sub>`.
+    pub subject: String,
 }
 
 /// A new key: its id, and the whole token to hand out once.
@@ -70,13 +76,15 @@ fn hex(bytes: &[u8]) -> String {
 /// The longest token looked at; anything longer is refused unread.
 const MAX_TOKEN: usize = 256;
 
-/// Puts API-key checks in front of a route.
+/// Puts auth checks in front of a route.
 #[derive(Clone)]
 pub struct AuthLayer {
     /// The route's name (keys are scoped to names).
     pub route: String,
-    /// The node's keys.
-    pub keys: Arc<dyn KeyStore>,
+    /// The node's keys, when a listed label is `api-key`.
+    pub keys: Option<Arc<dyn KeyStore>>,
+    /// The listed `jwt` labels.
+    pub jwts: Vec<Arc<super::jwt::JwtVerifier>>,
 }
 
 impl<S> Layer<S> for AuthLayer {
@@ -154,11 +162,47 @@ fn presented<B>(req: &Request<B>) -> Option<&str> {
 async fn check(layer: &AuthLayer, token: Option<&str>) -> Result<Identity, Box<Response<Body>>> {
     let route = &layer.route;
     let Some(token) = token else {
+        let how = match (&layer.keys, layer.jwts.is_empty()) {
+            (Some(_), true) => {
+                "an API key; send it as `x-api-key: ud_…` or `Authorization: Bearer ud_…`"
+            }
+            (None, false) => "a JWT; send it as `Authorization: Bearer <token>`",
+            _ => "an API key (`x-api-key: ud_…`) or a JWT (`Authorization: Bearer <token>`)",
+        };
         return Err(refuse(
             StatusCode::UNAUTHORIZED,
-            &format!(
-                "route `{route}` needs an API key; send it as `x-api-key: ud_…` or `Authorization: Bearer ud_…`"
-            ),
+            &format!("route `{route}` needs {how}"),
+        ));
+    };
+    if !token.starts_with("ud_") || layer.keys.is_none() {
+        return check_jwt(layer, token).await;
+    }
+    check_key(layer, token).await
+}
+
+async fn check_jwt(layer: &AuthLayer, token: &str) -> Result<Identity, Box<Response<Body>>> {
+    let mut why = format!("route `{}` takes no JWTs", layer.route);
+    for verifier in &layer.jwts {
+        match verifier.verify(token).await {
+            Ok((claims, sub)) => {
+                return Ok(Identity {
+                    key_id: None,
+                    subject: format!("jwt:{}", sub.unwrap_or_default()),
+                    claims,
+                });
+            }
+            Err(refused) => why = refused.0,
+        }
+    }
+    Err(refuse(StatusCode::UNAUTHORIZED, &why))
+}
+
+async fn check_key(layer: &AuthLayer, token: &str) -> Result<Identity, Box<Response<Body>>> {
+    let route = &layer.route;
+    let Some(keys) = &layer.keys else {
+        return Err(refuse(
+            StatusCode::UNAUTHORIZED,
+            "this route takes no API keys",
         ));
     };
     let malformed = || {
@@ -177,7 +221,7 @@ async fn check(layer: &AuthLayer, token: Option<&str>) -> Result<Identity, Box<R
     else {
         return Err(malformed());
     };
-    let key = match layer.keys.key(id).await {
+    let key = match keys.key(id).await {
         Ok(Some(key)) => key,
         Ok(None) => {
             return Err(refuse(
@@ -225,7 +269,11 @@ async fn check(layer: &AuthLayer, token: Option<&str>) -> Result<Identity, Box<R
             ),
         ));
     }
-    Ok(Identity { key_id: key.id })
+    Ok(Identity {
+        subject: format!("key:{}", key.id),
+        key_id: Some(key.id),
+        claims: Vec::new(),
+    })
 }
 
 fn is_hex(s: &str) -> bool {

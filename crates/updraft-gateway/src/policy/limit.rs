@@ -74,7 +74,8 @@ impl Limiter {
         }
     }
 
-    /// Counts one request of `client` (its address and API key id); `Err` holds the 429.
+    /// Counts one request of `client` (its address, and who its credential says it is);
+    /// `Err` holds the 429.
     pub fn check(
         &self,
         client: Option<IpAddr>,
@@ -163,7 +164,7 @@ where
         let key_id = req
             .extensions()
             .get::<super::auth::Identity>()
-            .map(|i| i.key_id.as_str());
+            .map(|i| i.subject.as_str());
         match self.limiter.check(client, key_id) {
             Err(refused) => Box::pin(std::future::ready(Ok(*refused))),
             Ok(headers) => {

@@ -12,6 +12,7 @@
 pub mod auth;
 pub mod client_ip;
 pub mod cors;
+pub mod jwt;
 pub mod limit;
 pub mod rewrite;
 pub mod split;
@@ -27,13 +28,29 @@ use http::{Method, Request, Response};
 use tower::Layer;
 use tower::util::{BoxCloneSyncService, MapRequestLayer};
 use tower_http::cors::CorsLayer;
-use updraft_manifest::gateway::{GatewayRoute, Rewrite};
+use updraft_manifest::gateway::{AuthKind, GatewayRoute, Rewrite};
 
 use crate::Body;
 use auth::{AuthLayer, KeyStore};
 use limit::{Limiter, RateLimitLayer};
 use timeout::TimeoutLayer;
 use upstream::{Upstream, UpstreamError};
+
+/// Why the declared policies cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    /// An upstream.
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+    /// A `[gateway.auth.<label>]`.
+    #[error("`[gateway.auth.{label}]`: {why}")]
+    Auth {
+        /// The label.
+        label: String,
+        /// What is wrong.
+        why: String,
+    },
+}
 
 /// A boxed, sendable future.
 pub type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
@@ -114,6 +131,7 @@ where
 /// Every policy and upstream `[gateway]` declares, ready for routes to name.
 pub struct Policies {
     keys: Arc<dyn KeyStore>,
+    jwts: BTreeMap<String, Arc<jwt::JwtVerifier>>,
     limits: BTreeMap<String, Arc<Limiter>>,
     cors: BTreeMap<String, updraft_manifest::gateway::CorsDecl>,
     upstreams: BTreeMap<String, Arc<Upstream>>,
@@ -125,9 +143,23 @@ impl Policies {
     pub fn new(
         gateway: &updraft_manifest::Gateway,
         keys: Arc<dyn KeyStore>,
-    ) -> Result<Self, UpstreamError> {
+        app_dir: &std::path::Path,
+    ) -> Result<Self, PolicyError> {
         Ok(Self {
             keys,
+            jwts: gateway
+                .auth
+                .iter()
+                .filter(|(_, decl)| decl.kind == AuthKind::Jwt)
+                .map(|(label, decl)| {
+                    jwt::JwtVerifier::new(label, decl, app_dir)
+                        .map(|v| (label.clone(), Arc::new(v)))
+                        .map_err(|why| PolicyError::Auth {
+                            label: label.clone(),
+                            why,
+                        })
+                })
+                .collect::<Result<_, _>>()?,
             limits: gateway
                 .limit
                 .iter()
@@ -151,10 +183,18 @@ impl Policies {
                 .as_ref()
                 .and_then(|label| self.cors.get(label))
                 .map(|decl| cors::layer(decl, methods)),
-            // Every auth kind today is API keys; any listed label admits them.
             auth: (!route.auth.is_empty()).then(|| AuthLayer {
                 route: route.display_name().to_owned(),
-                keys: self.keys.clone(),
+                keys: route
+                    .auth
+                    .iter()
+                    .any(|label| !self.jwts.contains_key(label))
+                    .then(|| self.keys.clone()),
+                jwts: route
+                    .auth
+                    .iter()
+                    .filter_map(|label| self.jwts.get(label).cloned())
+                    .collect(),
             }),
             limit: route
                 .limit

@@ -111,8 +111,8 @@ pub struct Forwarded {
     pub peer_trusted: bool,
     /// `http` or `https`.
     pub proto: &'static str,
-    /// The API key the route's auth verified, sent on as `updraft-key-id`.
-    pub key_id: Option<String>,
+    /// What the route's auth verified (`updraft-key-id`, `updraft-claim-*`).
+    pub identity: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl Upstream {
@@ -150,7 +150,7 @@ impl Upstream {
             name,
             instances,
             next: AtomicUsize::new(0),
-            client: client()?,
+            client: plain_client()?,
             health,
         }))
     }
@@ -289,7 +289,8 @@ async fn check_health(upstream: Weak<Upstream>) {
     }
 }
 
-fn client() -> Result<Client<Https, Body>, UpstreamError> {
+/// A client for http and https (native roots), as upstreams and JWKS fetches use it.
+pub(crate) fn plain_client() -> Result<Client<Https, Body>, UpstreamError> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls_native_certs::load_native_certs().certs {
         let _ = roots.add(cert);
@@ -359,12 +360,8 @@ fn prepare_headers(headers: &mut HeaderMap, how: &Forwarded, host: Option<&Heade
     if let Some(host) = host {
         headers.insert("x-forwarded-host", host.clone());
     }
-    if let Some(v) = how
-        .key_id
-        .as_deref()
-        .and_then(|k| HeaderValue::from_str(k).ok())
-    {
-        headers.insert(crate::headers::KEY_ID, v);
+    for (name, value) in &how.identity {
+        headers.insert(name.clone(), value.clone());
     }
     // The client sets `Host` from the upstream's URL.
     headers.remove(header::HOST);

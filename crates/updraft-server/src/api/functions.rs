@@ -329,7 +329,7 @@ pub(super) async fn invoke(
         path_info: "",
         params: &[],
         client_addr: None,
-        key_id: None,
+        identity: &[],
     };
     let mut response = state.call(&function, req, &fh, invocation_id.clone()).await;
     if let Ok(v) = http::HeaderValue::from_str(&invocation_id) {

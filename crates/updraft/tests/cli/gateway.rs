@@ -636,6 +636,28 @@ fn gateway_mistakes_name_their_key() {
             "`/hello` collides with route #0 `/hello`",
         ),
     ];
+    let cases = cases.into_iter().chain([
+        (
+            "[gateway.auth.spa]\ntype = \"jwt\"\n",
+            "gateway.auth.spa.jwks",
+            "a `jwt` auth needs `jwks`",
+        ),
+        (
+            "[gateway.auth.spa]\ntype = \"jwt\"\njwks = \"http://id.example.com/jwks\"\n",
+            "gateway.auth.spa.jwks",
+            "is plain http; fetch keys over https",
+        ),
+        (
+            "[gateway.auth.spa]\ntype = \"jwt\"\njwks = \"k.json\"\nalgorithms = [\"none\"]\n",
+            "gateway.auth.spa.algorithms",
+            "`none` is not an algorithm",
+        ),
+        (
+            "[gateway.auth.p]\ntype = \"api-key\"\n[[gateway.route]]\nroute = \"/x\"\nfunction = \"hello\"\nauth = [\"q\"]\n",
+            "gateway.route[0].auth[0]",
+            "auth `q` is not declared; add a `[gateway.auth.q]` table (declared: `p`)",
+        ),
+    ]);
     for (extra, key, expected) in cases {
         let app = AppDir::new(&format!(
             "[app]\nname = \"g\"\n[function.hello]\nsource = \"hello.wasm\"\n[[trigger.http]]\nroute = \"/hello\"\nfunction = \"hello\"\n{extra}"
@@ -658,4 +680,101 @@ fn gateway_mistakes_name_their_key() {
             "{extra}\nexpected `{key}`: `{expected}` in:\n{stderr}"
         );
     }
+}
+
+/// Signs `claims` with the gateway's RS256 test key (kid `rsa-1`), whose public half is in
+/// the example's `keys/jwks.json`.
+fn spa_token(claims: &Value) -> String {
+    let pem = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../updraft-gateway/tests/fixtures/jwt/rsa.pem"
+    ))
+    .unwrap();
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+    header.kid = Some("rsa-1".into());
+    jsonwebtoken::encode(
+        &header,
+        claims,
+        &jsonwebtoken::EncodingKey::from_rsa_pem(&pem).unwrap(),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn api_gateway_example_jwt_admits_signed_users_and_passes_their_claims() {
+    let (a, b) = (Instance::start("a").await, Instance::start("b").await);
+    let (_dir, server) = start_example(&a, &b).await;
+    let path = "/account/products";
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims = serde_json::json!({
+        "iss": "https://id.example.com/", "aud": "shop", "sub": "user-7",
+        "exp": now + 600, "email": "ana@example.com", "roles": ["buyer"],
+    });
+    let token = spa_token(&claims);
+    let bearer = format!("Bearer {token}");
+    let v = json(
+        &server,
+        path,
+        &[("authorization", &bearer), ("updraft-claim-sub", "admin")],
+    )
+    .await;
+    let seen = &v["served_by"]["claims"];
+    assert_eq!(seen["sub"], "user-7", "{v}");
+    assert_eq!(seen["email"], "ana@example.com", "{v}");
+    assert_eq!(seen["roles"], "[\"buyer\"]", "{v}");
+
+    // Refused: none, expired, another audience, alg none; the body never holds the token.
+    let expired = spa_token(&serde_json::json!({
+        "iss": "https://id.example.com/", "aud": "shop", "sub": "u", "exp": now - 3600,
+    }));
+    let other_aud = spa_token(&serde_json::json!({
+        "iss": "https://id.example.com/", "aud": "admin", "sub": "u", "exp": now + 600,
+    }));
+    let none = format!(
+        "{}.{}.",
+        base64_url(br#"{"alg":"none"}"#),
+        base64_url(claims.to_string().as_bytes())
+    );
+    for (name, header, why) in [
+        ("no token", None, "route `account` needs a JWT"),
+        ("expired", Some(expired), "the token has expired"),
+        (
+            "audience",
+            Some(other_aud),
+            "audience is not the expected one",
+        ),
+        (
+            "alg none",
+            Some(none),
+            "unsigned tokens (`alg: none`) are refused",
+        ),
+        (
+            "an API key",
+            Some("ud_0123456789ab_00".to_owned()),
+            "the token is malformed",
+        ),
+    ] {
+        let auth = header.as_ref().map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> = auth
+            .as_deref()
+            .map(|a| vec![("authorization", a)])
+            .unwrap_or_default();
+        let (status, _, body) = send(&server, reqwest::Method::GET, path, &headers).await;
+        assert_eq!(status, 401, "{name}: {body}");
+        assert!(body.contains(why), "{name}: {body}");
+        if let Some(t) = &header {
+            assert!(
+                !body.contains(t.as_str()),
+                "{name} echoes the token: {body}"
+            );
+        }
+    }
+}
+
+fn base64_url(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }

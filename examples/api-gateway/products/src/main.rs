@@ -26,11 +26,21 @@ async fn main(req: Request<Body>) -> Result<Response<Body>, Error> {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
     };
+    // What the gateway verified: an API key's id, a JWT's claims.
+    let claims: serde_json::Map<String, serde_json::Value> = req
+        .headers()
+        .iter()
+        .filter_map(|(name, value)| {
+            let claim = name.as_str().strip_prefix("updraft-claim-")?;
+            Some((claim.to_owned(), value.to_str().ok()?.into()))
+        })
+        .collect();
     let seen = serde_json::json!({
         "version": version,
         "path": path,
         "route": header("updraft-route"),
         "key_id": header("updraft-key-id"),
+        "claims": claims,
     });
     let id = path.strip_prefix("/products/").filter(|s| !s.is_empty());
     match (req.method().clone(), id) {
