@@ -22,6 +22,7 @@ mod properties;
 pub mod request;
 pub mod router;
 pub mod static_files;
+pub mod trace;
 
 pub use body::{Body, BoxError, error_response, full};
 pub use router::{HostPattern, Lookup, Match, Pattern, RequestView, Route, RouteError, Router};

@@ -19,6 +19,9 @@ pub struct Gateway {
     /// Proxies (CIDRs or addresses) whose `x-forwarded-for` names the client.
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
+    /// One JSON line per request on stdout.
+    #[serde(default)]
+    pub access_log: bool,
     /// `[gateway.auth.<label>]`: how routes that name it authenticate callers.
     #[serde(default)]
     pub auth: BTreeMap<String, AuthDecl>,

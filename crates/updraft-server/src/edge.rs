@@ -1,6 +1,7 @@
 //! An app's HTTP path: route lookup, static folders, the body limit, updraft's headers,
 //! `Prefer: respond-async`, and turning invocation errors into status codes.
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,7 +16,7 @@ use updraft_gateway::policy::RouteService;
 use updraft_gateway::policy::auth::Identity;
 use updraft_gateway::policy::cors;
 use updraft_gateway::policy::upstream::Forwarded;
-use updraft_gateway::{Body, BoxError, Lookup, RequestView, error_response};
+use updraft_gateway::{Body, BoxError, Lookup, RequestView, error_response, trace};
 use updraft_runtime::{HttpError, HttpFunction, HttpInvocation, InvokeError};
 use updraft_triggers::async_jobs;
 
@@ -31,8 +32,13 @@ impl AppState {
         mut req: Request<Incoming>,
         peer: SocketAddr,
     ) -> Response<Body> {
+        let started = std::time::Instant::now();
         let path = req.uri().path().to_owned();
         let id: Arc<str> = Arc::from(uuid::Uuid::now_v7().to_string());
+        let request_id = trace::prepare(req.headers_mut(), &id);
+        let client = self.trusted_proxies.client(peer, req.headers());
+        let method = req.method().clone();
+        let mut route_name = None;
         let mut response = if let Err(why) = updraft_gateway::request::check(&req) {
             // A target without a path, or a `Host` that is no authority: a function would
             // fail on it before its code runs.
@@ -50,10 +56,10 @@ impl AppState {
                         id: id.clone(),
                         peer,
                     };
+                    route_name = Some(call.served.name.clone());
                     match &call.served.stack {
                         None => call.dispatch(req).await,
                         Some(stack) => {
-                            let client = self.trusted_proxies.client(peer, req.headers());
                             req.extensions_mut().insert(client);
                             let stack = stack.clone();
                             req.extensions_mut().insert(call);
@@ -93,6 +99,25 @@ impl AppState {
         };
         if let Ok(v) = HeaderValue::from_str(&id) {
             response.headers_mut().insert(INVOCATION_ID, v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&request_id) {
+            response.headers_mut().insert(trace::REQUEST_ID, v);
+        }
+        if self.access_log {
+            let answered = response.extensions().get::<Answered>();
+            let line = trace::access_line(&trace::Access {
+                request_id: &request_id,
+                method: method.as_str(),
+                path: &path,
+                route: route_name.as_deref(),
+                target: answered.map(|a| a.target.as_str()),
+                status: response.status().as_u16(),
+                duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+                key_id: answered.and_then(|a| a.key_id.as_deref()),
+                client: &client.0.to_string(),
+            });
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{line}");
         }
         response
     }
@@ -416,9 +441,9 @@ impl RouteCall {
         let pick = served.split.as_ref().map(|s| s.pick(req.headers()));
         let index = pick.as_ref().map_or(0, |p| p.index);
         let started = std::time::Instant::now();
-        let identity = req
-            .extensions()
-            .get::<Identity>()
+        let verified = req.extensions().get::<Identity>();
+        let key_id = verified.and_then(|i| i.key_id.clone());
+        let identity = verified
             .map(|i| identity_headers(i.key_id.as_deref(), &i.claims))
             .unwrap_or_default();
         let mut response = match &served.targets[index.min(served.targets.len() - 1)] {
@@ -447,6 +472,10 @@ impl RouteCall {
                 upstream.forward(req, &how).await
             }
         };
+        response.extensions_mut().insert(Answered {
+            target: served.labels.get(index).cloned().unwrap_or_default(),
+            key_id: key_id.clone(),
+        });
         if let Some(cookie) = pick.and_then(|p| p.set_cookie) {
             response.headers_mut().append(header::SET_COOKIE, cookie);
         }
@@ -463,6 +492,13 @@ impl RouteCall {
         }
         response
     }
+}
+
+/// What answered a request, for its access log line (in the response's extensions).
+#[derive(Clone)]
+struct Answered {
+    target: String,
+    key_id: Option<String>,
 }
 
 /// The innermost service of every route's policy stack: takes the [`RouteCall`] the edge put

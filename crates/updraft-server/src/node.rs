@@ -248,6 +248,7 @@ pub async fn start(
         name: plan.manifest.manifest.app.name.clone(),
         router,
         trusted_proxies: TrustedProxies::new(&plan.manifest.manifest.gateway.trusted_proxies),
+        access_log: plan.manifest.manifest.gateway.access_log,
         keys,
         max_body: options.max_body,
         local_addr: addr,

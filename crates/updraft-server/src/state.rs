@@ -99,6 +99,8 @@ pub(crate) struct AppState {
     pub(crate) router: Router<Arc<Served>>,
     /// `[gateway] trusted_proxies`.
     pub(crate) trusted_proxies: TrustedProxies,
+    /// `[gateway] access_log`: a JSON line per request on stdout.
+    pub(crate) access_log: bool,
     /// API keys for routes with `auth` (in the node's state).
     pub(crate) keys: Arc<dyn updraft_store::KvStore>,
     pub(crate) max_body: u64,

@@ -95,6 +95,8 @@ async fn answer(name: &str, mut stream: TcpStream) {
             "x_forwarded_host": header("x-forwarded-host"),
             "x_forwarded_proto": header("x-forwarded-proto"),
             "updraft_key_id": header("updraft-key-id"),
+            "x_request_id": header("x-request-id"),
+            "traceparent": header("traceparent"),
         })
         .to_string()
         .into_bytes(),
@@ -483,6 +485,20 @@ async fn api_gateway_example_api_keys_admit_scope_limit_and_revoke() {
         body.contains(&format!("API key `{id}` is revoked")),
         "{body}"
     );
+    // The access log names keys by id, never by secret; refusals are logged too.
+    assert!(
+        eventually(Duration::from_secs(10), async || server
+            .stdout
+            .text()
+            .lines()
+            .any(
+                |l| l.contains("\"route\":\"partners\"") && l.contains("\"status\":401")
+            ))
+        .await
+    );
+    let log = server.stdout.text();
+    assert!(log.contains(&format!("\"key_id\":\"{id}\"")), "{log}");
+    assert!(!log.contains(&key) && !log.contains(&other), "{log}");
 
     // An expired key is 401.
     let short = create_key(&server, "short", &["--expires-in", "1s"]);
@@ -526,6 +542,51 @@ async fn api_gateway_example_forwards_to_an_upstream_and_survives_an_instance() 
     assert!(
         seen.contains(&"a".to_owned()) && seen.contains(&"b".to_owned()),
         "{seen:?}"
+    );
+
+    // A client's request id and trace context go through; without them the gateway makes
+    // both, the request id being the invocation id. Each request has an access log line.
+    let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let (status, headers, body) = send(
+        &server,
+        reqwest::Method::GET,
+        "/inventory/traced?token=secret",
+        &[("x-request-id", "req-42"), ("traceparent", tp)],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["x_request_id"], "req-42", "{v}");
+    assert_eq!(v["traceparent"], tp, "{v}");
+    assert_eq!(headers["x-request-id"], "req-42");
+    let (_, headers, body) = send(&server, reqwest::Method::GET, "/inventory/untraced", &[]).await;
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        v["x_request_id"],
+        headers["updraft-invocation-id"].to_str().unwrap()
+    );
+    let made = v["traceparent"].as_str().unwrap_or_default();
+    assert!(
+        made.len() == 55 && made.starts_with("00-") && made.ends_with("-01"),
+        "{v}"
+    );
+    assert!(
+        eventually(Duration::from_secs(10), async || server
+            .stdout
+            .text()
+            .lines()
+            .any(|l| l.contains("\"request_id\":\"req-42\"")
+                && l.contains("\"route\":\"inventory\"")
+                && l.contains("\"target\":\"upstream:inventory\"")
+                && l.contains("\"status\":200")
+                && l.contains("\"path\":\"/inventory/traced\"")))
+        .await,
+        "{}",
+        server.stdout.text()
+    );
+    assert!(
+        !server.stdout.text().contains("secret"),
+        "the access log holds a query"
     );
 
     // A 1 MiB body goes up and comes back whole.
