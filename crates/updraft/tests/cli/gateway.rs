@@ -839,3 +839,80 @@ fn base64_url(bytes: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
+
+/// GCRA by the book (virtual scheduling): what a limit of `burst` at once and one more
+/// every `period` accepts of requests arriving at `times`.
+fn gcra_allows(times: &[Duration], period: Duration, burst: u32) -> usize {
+    let tolerance = period * (burst - 1);
+    let mut tat = Duration::ZERO;
+    let mut accepted = 0;
+    for t in times {
+        if *t + tolerance >= tat {
+            tat = tat.max(*t) + period;
+            accepted += 1;
+        }
+    }
+    accepted
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limit_accepts_what_gcra_allows_for_the_actual_send_times() {
+    let app = AppDir::new(
+        r#"
+[app]
+name = "limited"
+
+[gateway.limit.l]
+rate = "100/s"
+burst = 200
+by = "route"
+
+[[gateway.route]]
+name = "limited"
+route = "/..."
+static = "web"
+limit = "l"
+"#,
+    );
+    app.write("web/index.html", "ok");
+    let server = Server::start(bin(), app.path(), &["--no-build"]);
+    let url = server.url("/");
+    let client = client();
+    // ~500 req/s offered for 10 s, at most 64 in flight; each send time is recorded.
+    let started = Instant::now();
+    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(64));
+    let mut tasks = Vec::new();
+    for i in 0..=5000u32 {
+        tokio::time::sleep_until((started + Duration::from_millis(2) * i).into()).await;
+        let permit = gate.clone().acquire_owned().await.unwrap();
+        let sent = started.elapsed();
+        let request = client.get(&url).send();
+        tasks.push(tokio::spawn(async move {
+            let status = request.await.map(|r| r.status().as_u16()).unwrap_or(0);
+            drop(permit);
+            (sent, status)
+        }));
+    }
+    let mut results = Vec::new();
+    for t in tasks {
+        results.push(t.await.unwrap());
+    }
+    let span = results.last().unwrap().0;
+    let offered = results.len() as f64 / span.as_secs_f64();
+    assert!(
+        results.iter().all(|(_, s)| *s == 200 || *s == 429),
+        "only 200 and 429 expected"
+    );
+    let accepted = results.iter().filter(|(_, s)| *s == 200).count();
+    let mut times: Vec<Duration> = results.iter().map(|(t, _)| *t).collect();
+    times.sort();
+    let allowed = gcra_allows(&times, Duration::from_millis(10), 200);
+    let off = (accepted as f64 - allowed as f64).abs() / allowed as f64;
+    eprintln!(
+        "offered {offered:.0} req/s over {span:.1?}: accepted {accepted}, GCRA allows {allowed} ({:+.1}%)",
+        (accepted as f64 / allowed as f64 - 1.0) * 100.0
+    );
+    assert!(span >= Duration::from_secs(10), "{span:?}");
+    assert!(offered > 200.0, "offered only {offered:.0} req/s");
+    assert!(off <= 0.05, "accepted {accepted}, GCRA allows {allowed}");
+}
