@@ -6,10 +6,13 @@
 //! answers every route shares ([`body`]). The server crate feeds it routes from
 //! `[[trigger.http]]` and serves requests through it.
 //!
-//! `[[gateway.route]]` adds policies in front of a route's targets ([`policy`]): CORS, rate
-//! limits, a timeout and path rewriting, as tower layers stacked in one place
-//! ([`policy::stack`]), and targets chosen by weight ([`policy::split`]), including upstream
-//! HTTP services ([`policy::upstream`]).
+//! `[[gateway.route]]` adds policies in front of a route's targets ([`policy`]): CORS, auth
+//! (API keys, JWT), rate limits, a timeout and path rewriting, as tower layers stacked in
+//! one place ([`policy::stack`]), and targets chosen by weight ([`policy::split`]),
+//! including upstream HTTP services ([`policy::upstream`]).
+//!
+//! Every user request also gets a request id and W3C trace context, and may be written to
+//! the access log ([`trace`]).
 //!
 //! To add a per-route step (auth, validation): write its layer in a module of [`policy`]
 //! and add one line to [`policy::stack`]. Host and header routing live in the router alone.
