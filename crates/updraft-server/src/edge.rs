@@ -472,10 +472,12 @@ impl RouteCall {
                 upstream.forward(req, &how).await
             }
         };
-        response.extensions_mut().insert(Answered {
-            target: served.labels.get(index).cloned().unwrap_or_default(),
-            key_id: key_id.clone(),
-        });
+        if self.app.access_log {
+            response.extensions_mut().insert(Answered {
+                target: served.labels.get(index).cloned().unwrap_or_default(),
+                key_id,
+            });
+        }
         if let Some(cookie) = pick.and_then(|p| p.set_cookie) {
             response.headers_mut().append(header::SET_COOKIE, cookie);
         }
