@@ -228,6 +228,9 @@ pub struct GatewayRoute {
     /// The longest the target may take to answer (504 after).
     #[serde(default)]
     pub timeout: Option<HumanDuration>,
+    /// At most this many requests at once (503 + `Retry-After` beyond).
+    #[serde(default)]
+    pub max_in_flight: Option<u32>,
     /// One target: a function,
     #[serde(default)]
     pub function: Option<String>,
@@ -499,6 +502,12 @@ fn route(m: &Manifest, i: usize, r: &GatewayRoute) -> Result<(), ManifestError> 
                 "CORS policy `{cors}` is not declared; add a `[gateway.cors.{cors}]` table{}",
                 declared(g.cors.keys())
             ),
+        ));
+    }
+    if r.max_in_flight == Some(0) {
+        return Err(ManifestError::invalid(
+            key("max_in_flight"),
+            "0 admits nothing; give at least 1, or drop the key for no cap",
         ));
     }
     if let Some(rw) = &r.rewrite {

@@ -12,6 +12,7 @@
 pub mod auth;
 pub mod client_ip;
 pub mod cors;
+pub mod in_flight;
 pub mod jwt;
 pub mod limit;
 pub mod rewrite;
@@ -69,6 +70,8 @@ pub struct RoutePolicies {
     pub auth: Option<AuthLayer>,
     /// `limit = "<label>"`.
     pub limit: Option<Arc<Limiter>>,
+    /// `max_in_flight = N`.
+    pub in_flight: Option<in_flight::InFlightLayer>,
     /// `timeout = "5s"`.
     pub timeout: Option<Duration>,
     /// `rewrite = { … }`.
@@ -80,6 +83,7 @@ impl RoutePolicies {
     pub fn is_empty(&self) -> bool {
         self.cors.is_none()
             && self.limit.is_none()
+            && self.in_flight.is_none()
             && self.timeout.is_none()
             && self.rewrite.is_none()
     }
@@ -91,8 +95,9 @@ impl RoutePolicies {
 /// 2. auth: 401 without a valid credential, 403 when it may not call this route; the
 ///    identity goes on in the request's extensions;
 /// 3. rate limit (per client IP, API key or route): 429 before any work is done;
-/// 4. timeout: 504 when what follows takes too long;
-/// 5. rewrite: the path the target sees.
+/// 4. in-flight cap: 503 at once when the route is at `max_in_flight`;
+/// 5. timeout: 504 when what follows takes too long;
+/// 6. rewrite: the path the target sees.
 pub fn stack<B>(policies: &RoutePolicies, target: RouteService<B>) -> RouteService<B>
 where
     B: Send + 'static,
@@ -115,6 +120,9 @@ where
             }
             .layer(service),
         );
+    }
+    if let Some(cap) = &policies.in_flight {
+        service = BoxCloneSyncService::new(cap.clone().layer(service));
     }
     if let Some(limiter) = &policies.limit {
         service = BoxCloneSyncService::new(RateLimitLayer(limiter.clone()).layer(service));
@@ -200,6 +208,9 @@ impl Policies {
                 .limit
                 .as_ref()
                 .and_then(|label| self.limits.get(label).cloned()),
+            in_flight: route
+                .max_in_flight
+                .map(|max| in_flight::InFlightLayer::new(route.display_name(), max)),
             timeout: route.timeout.map(|d| d.0),
             rewrite: route.rewrite.clone(),
         }

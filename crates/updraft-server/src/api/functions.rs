@@ -66,6 +66,7 @@ impl RouteInfo {
                 g.timeout
                     .map(|t| format!("timeout:{}", humantime::format_duration(t.0))),
             );
+            policies.extend(g.max_in_flight.map(|n| format!("max_in_flight:{n}")));
             policies.extend(g.rewrite.as_ref().map(|_| "rewrite".to_owned()));
             policies.extend(g.sticky.as_ref().map(|_| "sticky".to_owned()));
         }

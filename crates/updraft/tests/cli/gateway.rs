@@ -148,7 +148,9 @@ async fn start_example(a: &Instance, b: &Instance) -> (tempfile::TempDir, Server
     let text = std::fs::read_to_string(&manifest)
         .unwrap()
         .replace("127.0.0.1:9801", &a.addr.to_string())
-        .replace("127.0.0.1:9802", &b.addr.to_string());
+        .replace("127.0.0.1:9802", &b.addr.to_string())
+        // One at a time, so a hanging request shows the cap.
+        .replace("max_in_flight = 64", "max_in_flight = 1");
     std::fs::write(&manifest, text).unwrap();
     let server = Server::start(bin(), dir.path(), &[]);
     (dir, server)
@@ -618,6 +620,21 @@ async fn api_gateway_example_forwards_to_an_upstream_and_survives_an_instance() 
         !hang.is_finished(),
         "another route answered only after the hanging one"
     );
+    // The route's one slot is taken by the hanging request (once it has arrived): the next
+    // is refused at once.
+    let mut refused = None;
+    for _ in 0..100 {
+        let answer = send(&server, reqwest::Method::GET, "/inventory/items", &[]).await;
+        if answer.0 == 503 {
+            refused = Some(answer);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (_, headers, body) = refused.expect("a 503 while the slot is taken");
+    assert!(body.contains("`max_in_flight`"), "{body}");
+    assert_eq!(headers["retry-after"], "1");
+    assert!(!hang.is_finished());
     let (status, took, body) = hang.await.unwrap();
     assert_eq!(status, 504, "{body}");
     assert!(
