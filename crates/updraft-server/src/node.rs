@@ -188,10 +188,12 @@ pub async fn start(
         });
         functions.insert(spec.id.clone(), function);
     }
-    let keys = stores.internal_kv(crate::api::KEYS_NAMESPACE);
+    let keys = Arc::new(crate::api::KvKeys::new(
+        stores.internal_kv(crate::api::KEYS_NAMESPACE),
+    ));
     let policies = Policies::new(
         &plan.manifest.manifest.gateway,
-        Arc::new(crate::api::KvKeys(keys.clone())),
+        keys.clone(),
         &plan.manifest.dir,
     )
     .with_context(|| format!("`[gateway]` in `{}`", plan.manifest.path.display()))?;

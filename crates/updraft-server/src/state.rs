@@ -101,8 +101,8 @@ pub(crate) struct AppState {
     pub(crate) trusted_proxies: TrustedProxies,
     /// `[gateway] access_log`: a JSON line per request on stdout.
     pub(crate) access_log: bool,
-    /// API keys for routes with `auth` (in the node's state).
-    pub(crate) keys: Arc<dyn updraft_store::KvStore>,
+    /// API keys for routes with `auth` (in the node's state), as the gateway checks them.
+    pub(crate) keys: Arc<crate::api::KvKeys>,
     pub(crate) max_body: u64,
     pub(crate) local_addr: SocketAddr,
     /// Served over TLS.

@@ -8,19 +8,70 @@ use super::*;
 /// The kv namespace the keys live in.
 pub(crate) const KEYS_NAMESPACE: &str = "gateway-keys";
 
-/// Keys in a kv namespace, by id, as JSON.
-pub(crate) struct KvKeys(pub(crate) Arc<dyn updraft_store::KvStore>);
+/// Keys in a kv namespace, by id, as JSON, with the ones the gateway checked kept in memory
+/// for a few seconds, so a request does not read the state store. This node's own changes
+/// (a new or revoked key) drop the cached entry at once.
+pub(crate) struct KvKeys {
+    pub(crate) store: Arc<dyn updraft_store::KvStore>,
+    cache: std::sync::Mutex<std::collections::HashMap<String, Cached>>,
+}
 
-#[async_trait::async_trait]
-impl KeyStore for KvKeys {
-    async fn key(&self, id: &str) -> Result<Option<ApiKey>, String> {
-        match self.0.get(id).await {
+/// A key (or its absence) and when it was read.
+type Cached = (std::time::Instant, Option<ApiKey>);
+
+/// How long a checked key (or its absence) is believed without reading the store again.
+const KEY_CACHE_TTL: Duration = Duration::from_secs(5);
+/// Entries kept at most; past it the cache starts over (ids are random, so no order helps).
+const KEY_CACHE_MAX: usize = 10_000;
+
+impl KvKeys {
+    pub(crate) fn new(store: Arc<dyn updraft_store::KvStore>) -> Self {
+        Self {
+            store,
+            cache: std::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    /// Forgets what is cached about `id`.
+    pub(crate) fn forget(&self, id: &str) {
+        self.cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
+    }
+
+    /// The key as stored, past the cache.
+    pub(crate) async fn read(&self, id: &str) -> Result<Option<ApiKey>, String> {
+        match self.store.get(id).await {
             Ok(Some(bytes)) => serde_json::from_slice(&bytes)
                 .map(Some)
                 .map_err(|e| format!("key `{id}` is stored unreadable: {e}")),
             Ok(None) => Ok(None),
             Err(e) => Err(e.to_string()),
         }
+    }
+}
+
+#[async_trait::async_trait]
+impl KeyStore for KvKeys {
+    async fn key(&self, id: &str) -> Result<Option<ApiKey>, String> {
+        let cached = self
+            .cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .filter(|(at, _)| at.elapsed() < KEY_CACHE_TTL)
+            .map(|(_, key)| key.clone());
+        if let Some(key) = cached {
+            return Ok(key);
+        }
+        let key = self.read(id).await?;
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= KEY_CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(id.to_owned(), (std::time::Instant::now(), key.clone()));
+        Ok(key)
     }
 }
 
@@ -141,12 +192,14 @@ pub(super) async fn create_key(
 async fn store(state: &AppState, key: &ApiKey) -> Result<(), Response> {
     let bytes = serde_json::to_vec(key)
         .map_err(|e| api_error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    state.keys.set(&key.id, &bytes).await.map_err(|e| {
+    let stored = state.keys.store.set(&key.id, &bytes).await.map_err(|e| {
         api_error(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("cannot store the key: {e}"),
         )
-    })
+    });
+    state.keys.forget(&key.id);
+    stored
 }
 
 #[utoipa::path(get, path = "/_updraft/api/v1/apps/{app}/keys", params(("app" = String, Path, description = "the app's name")),
@@ -156,13 +209,12 @@ pub(super) async fn keys(Extension(state): Extension<Arc<AppState>>) -> Response
     let mut cursor: Option<String> = None;
     // Bounded: 100 pages of 1,000 keys.
     for _ in 0..100 {
-        let page = match state.keys.list("", cursor.as_deref(), 1000).await {
+        let page = match state.keys.store.list("", cursor.as_deref(), 1000).await {
             Ok(p) => p,
             Err(e) => return api_error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
         };
-        let reader = KvKeys(state.keys.clone());
         for id in &page.keys {
-            if let Ok(Some(k)) = reader.key(id).await {
+            if let Ok(Some(k)) = state.keys.read(id).await {
                 all.push(KeyInfo::from(k));
             }
         }
@@ -184,7 +236,7 @@ pub(super) async fn revoke_key(
         .strip_prefix("ud_")
         .map_or(id.as_str(), |rest| rest.split('_').next().unwrap_or(rest))
         .to_owned();
-    match KvKeys(state.keys.clone()).key(&id).await {
+    match state.keys.read(&id).await {
         Ok(Some(mut key)) => {
             key.revoked = true;
             if let Err(e) = store(&state, &key).await {
