@@ -8,7 +8,7 @@ use updraft_test_support::{AppDir, CORE_MODULE, guests, run};
 use crate::bin;
 
 /// Runs `updraft up` on `app` and returns its stderr; asserts it failed.
-fn up_fails(app: &AppDir) -> String {
+pub(crate) fn up_fails(app: &AppDir) -> String {
     let out = run(
         bin(),
         &[

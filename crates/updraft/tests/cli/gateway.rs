@@ -741,18 +741,8 @@ fn gateway_mistakes_name_their_key() {
             "[app]\nname = \"g\"\n[function.hello]\nsource = \"hello.wasm\"\n[[trigger.http]]\nroute = \"/hello\"\nfunction = \"hello\"\n{extra}"
         ));
         app.guest(updraft_test_support::guests::HELLO, "hello.wasm");
-        let out = updraft_test_support::run(
-            bin(),
-            &[
-                "up",
-                app.path().to_str().unwrap(),
-                "--listen",
-                "127.0.0.1:0",
-            ],
-            Duration::from_secs(60),
-        );
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{extra}: {stderr}");
+        // Exits 1 with `error: …` (asserted by `up_fails`).
+        let stderr = crate::errors::up_fails(&app);
         assert!(
             stderr.contains(&format!("at `{key}`: ")) && stderr.contains(expected),
             "{extra}\nexpected `{key}`: `{expected}` in:\n{stderr}"
