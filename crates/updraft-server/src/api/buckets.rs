@@ -184,12 +184,22 @@ pub(super) async fn put_object(
     headers: HeaderMap,
     body: axum::body::Body,
 ) -> Response {
+    // A refusal is sent before the body is read; the rest of the body is read and dropped
+    // meanwhile, so a client still sending gets the answer, not a reset connection.
     let Some(store) = state.buckets.get(&name).cloned() else {
+        drain(body);
         return unknown_bucket(&name);
     };
+    if let Err(e) = updraft_store::blob::check_name(&object) {
+        drain(body);
+        return blob_error(&name, e);
+    }
     let condition = match condition(&headers) {
         Ok(c) => c,
-        Err(message) => return api_error(StatusCode::BAD_REQUEST, message),
+        Err(message) => {
+            drain(body);
+            return api_error(StatusCode::BAD_REQUEST, message);
+        }
     };
     let content_type = headers
         .get(header::CONTENT_TYPE)
@@ -253,4 +263,16 @@ fn condition(headers: &HeaderMap) -> Result<PutCondition, String> {
 
 fn httpdate(us: i64) -> String {
     httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_micros(u64::try_from(us).unwrap_or(0)))
+}
+
+/// Reads and drops up to 64 MiB of a refused upload in the background, for at most 10 s.
+fn drain(body: axum::body::Body) {
+    tokio::spawn(async move {
+        let limited = http_body_util::Limited::new(body, 64 << 20);
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            http_body_util::BodyExt::collect(limited),
+        )
+        .await;
+    });
 }
