@@ -196,7 +196,7 @@ pub struct UpstreamDecl {
 }
 
 /// `[[gateway.route]]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GatewayRoute {
     /// A name for messages and metrics (default: the route pattern).

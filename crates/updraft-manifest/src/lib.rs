@@ -20,6 +20,7 @@ mod error;
 pub mod gateway;
 #[cfg(test)]
 mod properties;
+pub mod stream;
 pub mod types;
 mod validate;
 pub mod values;
@@ -29,6 +30,7 @@ use std::path::{Path, PathBuf};
 pub use allow::{ALLOW_LISTS, AllowList};
 pub use error::ManifestError;
 pub use gateway::Gateway;
+pub use stream::{HttpIngest, Ingest, KeySource, StreamDecl};
 pub use types::*;
 pub use values::{AllowedHost, ByteSize, HumanDuration, Template};
 

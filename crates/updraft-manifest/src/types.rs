@@ -40,6 +40,12 @@ pub struct Manifest {
     /// `[topic.<name>]`: topics, with the delivery settings of their subscriptions.
     #[serde(default)]
     pub topic: BTreeMap<String, QueueDecl>,
+    /// `[stream.<name>]`: partitioned event streams, ordered per key.
+    #[serde(default)]
+    pub stream: BTreeMap<String, crate::StreamDecl>,
+    /// `[ingest]`: routes (and later brokers) that feed streams.
+    #[serde(default)]
+    pub ingest: crate::Ingest,
     /// `[async]`: how async invocations (`Prefer: respond-async`) report completion.
     #[serde(default, rename = "async")]
     pub async_: AsyncDecl,

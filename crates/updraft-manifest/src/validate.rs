@@ -70,6 +70,7 @@ pub(crate) fn manifest(m: &Manifest) -> Result<(), ManifestError> {
     }
     dashboard(m)?;
     crate::gateway::validate(m)?;
+    crate::stream::validate(m)?;
     for (kind, name, q) in m
         .queue
         .iter()

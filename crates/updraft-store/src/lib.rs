@@ -7,6 +7,8 @@
 //! * [`SqlStore`]: a user database (`[sql.<label>]`), one SQLite file each on the embedded
 //!   backend, never the platform's own file.
 //!
+//! * [`StreamStore`]: a partitioned log with consumer checkpoints (`[stream.<name>]`), a
+//!   SQLite file of its own per stream on the embedded backend.
 //! * [`QueueStore`], [`TopicStore`], [`ScheduleStore`]: queues, topic logs, cron claims;
 //!   [`RecordStore`], [`AsyncStore`]: a node's invocation records and async invocations.
 //!
@@ -28,6 +30,7 @@ pub mod s3;
 pub mod schedule;
 pub mod sql;
 pub mod sqlite;
+pub mod stream;
 pub mod topic;
 pub mod writers;
 
@@ -41,4 +44,7 @@ pub use queue::{DeadLetter, Event, Leased, NewMessage, QueueDepth, QueueStore};
 pub use records::{InvocationQuery, InvocationRow, LogQuery, LogRow, RecordStore};
 pub use schedule::ScheduleStore;
 pub use sql::{Migration, RowSet, SqlError, SqlLimits, SqlLoad, SqlStore, TableInfo, Value};
+pub use stream::{
+    Checkpoint, PartitionState, StreamDeadLetter, StreamRecord, StreamStore, partition_of,
+};
 pub use topic::{LogEntry, ReplayFrom, Subscription, TopicStore};

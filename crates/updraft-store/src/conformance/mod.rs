@@ -8,4 +8,5 @@ pub mod queue;
 pub mod records;
 pub mod schedule;
 pub mod sql;
+pub mod stream;
 pub mod topic;

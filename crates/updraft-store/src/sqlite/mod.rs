@@ -10,6 +10,7 @@ mod records;
 mod schedule;
 mod sql;
 pub mod state;
+mod stream;
 mod topic;
 
 pub use asyncjobs::SqliteAsyncJobs;
@@ -19,6 +20,7 @@ pub use queue::SqliteQueues;
 pub use records::SqliteRecords;
 pub use schedule::SqliteSchedules;
 pub use sql::SqliteSql;
+pub use stream::SqliteStream;
 pub use topic::SqliteTopics;
 
 use crate::StoreError;
