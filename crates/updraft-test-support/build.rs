@@ -58,7 +58,7 @@ fn main() {
 
     let out = target_dir.join("wasm32-wasip2/release");
     let mut consts = String::new();
-    for name in ["hello", "kitchen", "sdk", "worker", "escape"] {
+    for name in ["hello", "kitchen", "sdk", "worker", "escape", "streamer"] {
         let path = out.join(format!("{name}.wasm"));
         assert!(path.is_file(), "{} was not built", path.display());
         consts.push_str(&format!(

@@ -26,6 +26,7 @@ mod limits;
 mod logs;
 mod outbound;
 mod state;
+mod stream;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -39,6 +40,7 @@ pub use host::messaging::now_us;
 pub use host::{QueueHandle, Resources, TopicHandle};
 pub use http::{HttpFunction, HttpInvocation, ResponseBody};
 pub use logs::LogStream;
+pub use stream::{AppendError, StreamHandle};
 /// The error type of request bodies handed to [`HttpFunction::handle`].
 pub use wasmtime_wasi_http::Error as HttpError;
 

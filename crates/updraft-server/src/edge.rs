@@ -448,6 +448,7 @@ impl RouteCall {
             .unwrap_or_default();
         let mut response = match &served.targets[index.min(served.targets.len() - 1)] {
             Handler::Static(site) => site.serve(req, &self.raw_path_info).await,
+            Handler::Ingest(ingest) => ingest.accept(req, self.app.max_body, &self.id).await,
             Handler::Dashboard => crate::dashboard::public_page(&self.app, &req)
                 .await
                 .map(|b| b.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync()),

@@ -22,6 +22,7 @@ pub mod backends;
 mod body_limit;
 mod dashboard;
 mod edge;
+mod ingest;
 pub mod metrics;
 pub mod node;
 #[cfg(test)]

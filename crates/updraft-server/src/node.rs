@@ -198,7 +198,14 @@ pub async fn start(
     )
     .with_context(|| format!("`[gateway]` in `{}`", plan.manifest.path.display()))?;
     let router = plan.router.try_map(|route, spec| {
-        serve_route(route, spec, &functions, &policies, &plan.manifest.path)
+        serve_route(
+            route,
+            spec,
+            &functions,
+            &stores.streams,
+            &policies,
+            &plan.manifest.path,
+        )
     })?;
     let routes: Vec<RouteInfo> = router
         .routes()
@@ -227,6 +234,7 @@ pub async fn start(
         platform_queue: &platform_queue,
         internal_kv: &internal_kv,
         buckets: &stores.buckets,
+        streams: &stores.streams,
         writers: stores.writers.clone(),
         schedules: stores.schedules.clone(),
         claimant: format!("{}:{}", addr, std::process::id()),
@@ -258,6 +266,7 @@ pub async fn start(
         functions,
         queues,
         topics: stores.topics.clone(),
+        streams: stores.streams.clone(),
         buckets: stores.buckets.clone(),
         async_jobs: stores.async_jobs.clone(),
         async_queue: stores.async_queue.clone(),
@@ -309,6 +318,7 @@ fn serve_route(
     route: &Route<()>,
     spec: RouteSpec,
     functions: &BTreeMap<String, Function>,
+    streams: &BTreeMap<String, Arc<updraft_runtime::StreamHandle>>,
     policies: &Policies,
     manifest_path: &std::path::Path,
 ) -> anyhow::Result<Arc<Served>> {
@@ -328,6 +338,14 @@ fn serve_route(
                 None => anyhow::bail!("route `{pattern}` names unknown function `{id}`"),
             },
             RouteTarget::Dashboard => Handler::Dashboard,
+            RouteTarget::Ingest { stream, ty } => match streams.get(stream) {
+                Some(handle) => Handler::Ingest(Arc::new(crate::ingest::HttpIngest {
+                    stream: handle.clone(),
+                    ty: ty.clone(),
+                    source: format!("/ingest{pattern}"),
+                })),
+                None => anyhow::bail!("route `{pattern}` names unknown stream `{stream}`"),
+            },
             RouteTarget::Static(dir) => StaticSite::new(dir)
                 .map(|site| Handler::Static(Arc::new(site)))
                 .with_context(|| format!("route `{pattern}` in `{}`", manifest_path.display()))?,

@@ -28,6 +28,8 @@ pub(crate) enum Handler {
     Upstream(Arc<Upstream>),
     /// The app's `[dashboard]` page.
     Dashboard,
+    /// An `[[ingest.http]]` route into a stream.
+    Ingest(Arc<crate::ingest::HttpIngest>),
 }
 
 impl AppState {
@@ -110,6 +112,7 @@ pub(crate) struct AppState {
     pub(crate) functions: BTreeMap<String, Function>,
     pub(crate) queues: BTreeMap<String, Arc<QueueHandle>>,
     pub(crate) topics: BTreeMap<String, Arc<TopicHandle>>,
+    pub(crate) streams: BTreeMap<String, Arc<updraft_runtime::StreamHandle>>,
     pub(crate) buckets: BTreeMap<String, Arc<dyn updraft_store::BlobStore>>,
     pub(crate) async_jobs: Arc<dyn AsyncStore>,
     pub(crate) async_queue: Arc<QueueHandle>,

@@ -11,9 +11,11 @@ use anyhow::Context;
 use tokio::sync::Notify;
 use updraft_manifest::{AllowList, Function, LoadedManifest, allow};
 use updraft_runtime::host::Grants;
-use updraft_runtime::{QueueHandle, Resources, TopicHandle};
+use updraft_runtime::{QueueHandle, Resources, StreamHandle, TopicHandle};
 use updraft_store::blob::BlobStore;
-use updraft_store::sqlite::{Db, SqliteAsyncJobs, SqliteKv, SqliteQueues, SqliteRecords, state};
+use updraft_store::sqlite::{
+    Db, SqliteAsyncJobs, SqliteKv, SqliteQueues, SqliteRecords, SqliteStream, state,
+};
 use updraft_store::writers::{Attributed, Writers};
 use updraft_store::{
     AsyncStore, KvStore, Migration, QueueStore, RecordStore, ScheduleStore, SqlStore, TopicStore,
@@ -51,6 +53,8 @@ pub struct AppStores {
     pub queues: BTreeMap<String, Arc<QueueHandle>>,
     /// Each `[topic.<name>]`, with its subscriptions.
     pub topics: BTreeMap<String, Arc<TopicHandle>>,
+    /// Each `[stream.<name>]`, with its retention.
+    pub streams: BTreeMap<String, Arc<StreamHandle>>,
     /// Async invocations, and the internal queue they run through.
     pub async_jobs: Arc<dyn AsyncStore>,
     /// The internal queue of async invocations.
@@ -67,6 +71,8 @@ pub struct AppStores {
     topic_store: Arc<dyn TopicStore>,
     /// The node's own `.updraft/state.db`.
     local: Db,
+    /// Each `[stream.<name>]` as declared (its retention).
+    stream_decls: BTreeMap<String, updraft_manifest::StreamDecl>,
 }
 
 impl AppStores {
@@ -142,6 +148,7 @@ impl AppStores {
                 runtime.open_bucket(name, decl, manifest).await?,
             );
         }
+        let streams = open_streams(manifest)?;
         let async_jobs: Arc<dyn AsyncStore> = Arc::new(SqliteAsyncJobs::new(state.clone()));
         // Async invocations are stored and queued in one local commit, so their queue stays
         // in the node's own state whatever the backend.
@@ -159,6 +166,7 @@ impl AppStores {
             writers: Arc::default(),
             queues,
             topics,
+            streams,
             async_jobs,
             async_queue,
             schedules: platform.schedules,
@@ -167,6 +175,7 @@ impl AppStores {
             local: state.clone(),
             queue_stores,
             topic_store: retained_topics,
+            stream_decls: manifest.manifest.stream.clone(),
         })
     }
 
@@ -223,6 +232,24 @@ impl AppStores {
             "cron claims",
             self.schedules.prune(now_us - CRON_CLAIM_RETENTION_US).await,
         ));
+        for (name, decl) in &self.stream_decls {
+            if let Some(stream) = self.streams.get(name) {
+                let retention =
+                    i64::try_from(decl.retention_duration().as_micros()).unwrap_or(i64::MAX);
+                results.push((
+                    "streams",
+                    stream
+                        .store
+                        .prune(
+                            now_us,
+                            retention,
+                            decl.max_bytes_per_partition(),
+                            DEAD_LETTER_RETENTION_US,
+                        )
+                        .await,
+                ));
+            }
+        }
         let async_retention = i64::try_from(RESULT_RETENTION.as_micros()).unwrap_or(i64::MAX);
         results.push((
             "async results",
@@ -249,6 +276,28 @@ impl AppStores {
             .with(grants(allow::ENQUEUE, &self.queues, function))
             .with(grants(allow::PUBLISH, &self.topics, function))
     }
+}
+
+/// Opens each `[stream.<name>]` in its own file under `.updraft/streams/`.
+fn open_streams(manifest: &LoadedManifest) -> anyhow::Result<BTreeMap<String, Arc<StreamHandle>>> {
+    let dir = manifest.state_dir().join("streams");
+    manifest
+        .manifest
+        .stream
+        .iter()
+        .map(|(name, decl)| {
+            let path = dir.join(format!("{name}.db"));
+            let store = SqliteStream::open(&path)
+                .with_context(|| format!("stream `{name}`: cannot open `{}`", path.display()))?;
+            let handle = StreamHandle::new(
+                name,
+                Arc::new(store),
+                decl.partition_count(),
+                decl.key_source(),
+            );
+            Ok((name.clone(), Arc::new(handle)))
+        })
+        .collect()
 }
 
 fn grants<T: ?Sized>(

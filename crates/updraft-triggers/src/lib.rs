@@ -19,6 +19,7 @@ pub mod cron;
 pub mod file;
 pub mod http;
 pub mod queue;
+pub mod stream;
 pub mod topic;
 pub mod worker;
 
@@ -32,7 +33,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use updraft_gateway::Router;
 use updraft_manifest::{LoadedManifest, Manifest, ManifestError};
-use updraft_runtime::{EventFunction, Function, QueueHandle};
+use updraft_runtime::{EventFunction, Function, QueueHandle, StreamHandle};
 use updraft_store::blob::BlobStore;
 use updraft_store::{KvStore, ScheduleStore, Subscription};
 
@@ -121,6 +122,7 @@ pub const KINDS: &[Kind] = &[
     kind::<topic::Topic>(),
     kind::<cron::Cron>(),
     kind::<file::File>(),
+    kind::<stream::Stream>(),
 ];
 
 fn parse_table<T: Trigger>(
@@ -175,6 +177,8 @@ pub struct StartContext<'a> {
     pub platform_queue: &'a dyn Fn(&str) -> Arc<QueueHandle>,
     /// Makes a kv namespace of updraft's own (a file trigger's index).
     pub internal_kv: &'a dyn Fn(&str) -> Arc<dyn KvStore>,
+    /// Every `[stream.<name>]`, open.
+    pub streams: &'a BTreeMap<String, Arc<StreamHandle>>,
     /// Every `[bucket.<name>]`, open.
     pub buckets: &'a BTreeMap<String, Arc<dyn BlobStore>>,
     /// What functions wrote through their buckets (a file trigger skips its own function's).
@@ -211,7 +215,7 @@ pub struct InfoContext<'a> {
 /// One trigger of a function, as `updraft ls` and the admin API show it.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TriggerInfo {
-    /// `http`, `queue`, `topic`, `cron` or `file`.
+    /// `http`, `queue`, `topic`, `cron`, `file` or `stream`.
     pub kind: String,
     /// One line about it, as `updraft ls` prints it.
     pub summary: String,
@@ -311,6 +315,7 @@ impl AppTriggers {
         }
         http::declare_gateway_routes(app, &mut all.declarations)?;
         http::declare_dashboard_route(app, &mut all.declarations)?;
+        http::declare_ingest_routes(app, &mut all.declarations)?;
         Ok(all)
     }
 
@@ -376,6 +381,7 @@ name = "shop"
 [queue.jobs]
 [topic.orders]
 [bucket.uploads]
+[stream.readings]
 [function.hello]
 source = "hello.wasm"
 [function.worker]
@@ -395,6 +401,7 @@ source = "worker.wasm"
             ("topic", "topic = \"orders\"\nfunction = \"worker\""),
             ("cron", "schedule = \"@hourly\"\nfunction = \"worker\""),
             ("file", "bucket = \"uploads\"\nfunction = \"worker\""),
+            ("stream", "stream = \"readings\"\nfunction = \"worker\""),
         ];
         let names: Vec<&str> = KINDS.iter().map(|k| k.name).collect();
         assert_eq!(

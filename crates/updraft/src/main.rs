@@ -46,6 +46,8 @@ enum Command {
     Blob(commands::blob::BlobArgs),
     /// API keys for gateway routes with `auth`: create, ls, revoke.
     Keys(commands::keys::KeysArgs),
+    /// Streams: each consumer's lag per partition, dead letters, replay.
+    Streams(commands::streams::StreamsArgs),
 }
 
 fn main() -> ExitCode {
@@ -74,6 +76,7 @@ fn main() -> ExitCode {
             Command::Dlq(args) => commands::dlq::run(args).await,
             Command::Blob(args) => commands::blob::run(args).await,
             Command::Keys(args) => commands::keys::run(args).await,
+            Command::Streams(args) => commands::streams::run(args).await,
         }
     });
     match result {

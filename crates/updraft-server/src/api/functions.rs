@@ -32,6 +32,9 @@ pub struct RouteInfo {
     /// The app's dashboard page answers (`[dashboard] route`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dashboard: bool,
+    /// The stream an `[[ingest.http]]` route stores its events in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<String>,
     /// A split route's targets with their weights (empty for one target).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub targets: Vec<RouteTargetInfo>,
@@ -96,6 +99,10 @@ impl RouteInfo {
                 _ => None,
             },
             dashboard: matches!(single, Some(RouteTarget::Dashboard)),
+            stream: match single {
+                Some(RouteTarget::Ingest { stream, .. }) => Some(stream.clone()),
+                _ => None,
+            },
             targets: if single.is_some() {
                 Vec::new()
             } else {
@@ -134,6 +141,9 @@ impl RouteInfo {
         if self.dashboard {
             return "the app's dashboard".to_owned();
         }
+        if let Some(stream) = &self.stream {
+            return format!("ingest into stream `{stream}`");
+        }
         let total: u32 = self.targets.iter().map(|t| t.weight).sum::<u32>().max(1);
         self.targets
             .iter()
@@ -150,6 +160,7 @@ pub(crate) fn target_label(t: &RouteTarget) -> String {
         RouteTarget::Upstream(u) => format!("upstream:{u}"),
         RouteTarget::Static(dir) => format!("static:{}", dir.display()),
         RouteTarget::Dashboard => "dashboard".to_owned(),
+        RouteTarget::Ingest { stream, .. } => format!("stream:{stream}"),
     }
 }
 

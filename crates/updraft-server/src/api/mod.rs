@@ -1,6 +1,6 @@
 //! The admin API, `/_updraft/api/v1`: the apps a node hosts, and per app
 //! (`/_updraft/api/v1/apps/<app>/…`) its functions and routes, invoke, invocation records
-//! and logs, queues, topics, buckets and async invocations, one module per resource. The CLI's
+//! and logs, queues, topics, streams, buckets and async invocations, one module per resource. The CLI's
 //! client commands use these types to read the answers. Its OpenAPI document is generated
 //! from these handlers ([`ApiDoc`]) and checked in as `docs/openapi.json`.
 //!
@@ -17,6 +17,7 @@ mod keys;
 mod queues;
 mod sql;
 mod stats;
+mod streams;
 mod topics;
 
 use std::collections::BTreeMap;
@@ -49,6 +50,7 @@ pub(crate) use keys::{KEYS_NAMESPACE, KvKeys};
 pub use queues::*;
 pub use sql::*;
 pub use stats::*;
+pub use streams::*;
 pub use topics::*;
 
 /// The API's OpenAPI document.
@@ -79,6 +81,9 @@ pub use topics::*;
         topics,
         publish,
         replay,
+        streams::streams,
+        streams::stream_dead_letters,
+        streams::stream_replay,
         queues,
         enqueue,
         dead_letters,
@@ -113,6 +118,12 @@ pub use topics::*;
         SubscriptionInfo,
         Published,
         Replayed,
+        StreamInfo,
+        PartitionInfo,
+        ConsumerInfo,
+        ConsumerPartition,
+        StreamDeadLetterInfo,
+        StreamReplayed,
         QueueInfo,
         Enqueued,
         DeadLetterInfo,
@@ -158,6 +169,15 @@ fn rfc3339(us: i64) -> String {
     humantime::format_rfc3339_micros(t).to_string()
 }
 
+/// A replay's `since` (RFC 3339) in microseconds since the epoch, or why it is not one.
+fn since_us(since: &str) -> Result<i64, String> {
+    let t = humantime::parse_rfc3339_weak(since)
+        .map_err(|e| format!("`since` is not an RFC 3339 time like 2026-01-31T12:00:00Z: {e}"))?;
+    Ok(t.duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_micros()).unwrap_or(0))
+        .unwrap_or(0))
+}
+
 /// The API routes, without auth (see [`require_token`]).
 pub(crate) fn router() -> axum::Router {
     axum::Router::new()
@@ -185,6 +205,15 @@ pub(crate) fn router() -> axum::Router {
         .route("/_updraft/api/v1/topics", get(topics))
         .route("/_updraft/api/v1/topics/{name}/events", post(publish))
         .route("/_updraft/api/v1/topics/{name}/replay", post(replay))
+        .route("/_updraft/api/v1/streams", get(streams::streams))
+        .route(
+            "/_updraft/api/v1/streams/{name}/dead-letters",
+            get(streams::stream_dead_letters),
+        )
+        .route(
+            "/_updraft/api/v1/streams/{name}/replay",
+            post(streams::stream_replay),
+        )
         .route("/_updraft/api/v1/queues", get(queues))
         .route(
             "/_updraft/api/v1/queues/{name}/dead-letters",

@@ -139,18 +139,9 @@ pub(super) async fn replay(
     };
     let from = match (p.from_position, &p.since) {
         (Some(pos), None) => ReplayFrom::Position(pos),
-        (None, Some(since)) => match humantime::parse_rfc3339_weak(since) {
-            Ok(t) => ReplayFrom::Time(
-                t.duration_since(UNIX_EPOCH)
-                    .map(|d| i64::try_from(d.as_micros()).unwrap_or(0))
-                    .unwrap_or(0),
-            ),
-            Err(e) => {
-                return api_error(
-                    StatusCode::BAD_REQUEST,
-                    format!("`since` is not an RFC 3339 time like 2026-01-31T12:00:00Z: {e}"),
-                );
-            }
+        (None, Some(since)) => match since_us(since) {
+            Ok(t) => ReplayFrom::Time(t),
+            Err(e) => return api_error(StatusCode::BAD_REQUEST, e),
         },
         _ => {
             return api_error(

@@ -45,6 +45,14 @@ pub enum RouteTarget {
     Upstream(String),
     /// The app's `[dashboard]` page (`[dashboard] route`).
     Dashboard,
+    /// An `[[ingest.http]]` route: its events go into `stream`; a JSON line that is not a
+    /// CloudEvent gets type `ty`.
+    Ingest {
+        /// The `[stream.<name>]`.
+        stream: String,
+        /// The type of wrapped JSON lines.
+        ty: String,
+    },
 }
 
 /// A route's targets with their weights, and the `[[gateway.route]]` it came from.
@@ -166,6 +174,45 @@ pub(crate) fn declare_dashboard_route(
         .map_err(|e| ManifestError::invalid("dashboard.route", e.to_string()))
 }
 
+/// `[[ingest.http]]`: a `POST` route per entry, on the same table as every other route, with
+/// the named `[gateway.auth.<label>]`s in front.
+pub(crate) fn declare_ingest_routes(
+    app: &LoadedManifest,
+    declarations: &mut Declarations,
+) -> Result<(), ManifestError> {
+    for (i, ingest) in app.manifest.ingest.http.iter().enumerate() {
+        let key = format!("ingest.http[{i}].route");
+        let pattern = Pattern::parse(&ingest.route)
+            .map_err(|e| ManifestError::invalid(key.clone(), e.to_string()))?;
+        let target = RouteTarget::Ingest {
+            stream: ingest.stream.clone(),
+            ty: ingest
+                .ty
+                .clone()
+                .unwrap_or_else(|| "updraft.ingest".to_owned()),
+        };
+        // Auth is the gateway's: a route of the long form that names it.
+        let gateway = (!ingest.auth.is_empty()).then(|| {
+            Arc::new(GatewayRoute {
+                name: Some(format!("ingest:{}", ingest.route)),
+                route: ingest.route.clone(),
+                methods: Some(vec!["POST".to_owned()]),
+                auth: ingest.auth.clone(),
+                ..GatewayRoute::default()
+            })
+        });
+        let spec = RouteSpec {
+            targets: vec![(target, 1)],
+            gateway,
+        };
+        declarations
+            .router
+            .add(Route::new(pattern, Some(vec![Method::POST]), spec, i))
+            .map_err(|e| ManifestError::invalid(key, e.to_string()))?;
+    }
+    Ok(())
+}
+
 /// A checked HTTP route.
 pub struct Http {
     pattern: Pattern,
@@ -220,7 +267,10 @@ impl Trigger for Http {
     fn function(&self) -> Option<&str> {
         match &self.target {
             RouteTarget::Function(f) => Some(f),
-            RouteTarget::Static(_) | RouteTarget::Upstream(_) | RouteTarget::Dashboard => None,
+            RouteTarget::Static(_)
+            | RouteTarget::Upstream(_)
+            | RouteTarget::Dashboard
+            | RouteTarget::Ingest { .. } => None,
         }
     }
 

@@ -8,4 +8,5 @@ pub mod keys;
 pub mod logs;
 pub mod ls;
 pub mod new;
+pub mod streams;
 pub mod up;

@@ -27,6 +27,7 @@ mod reliability;
 mod scenarios;
 mod serve;
 mod state;
+mod streams;
 mod topics;
 mod web_app;
 

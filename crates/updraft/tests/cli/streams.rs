@@ -1,0 +1,481 @@
+//! Scenario 8, streams, driven the way a user would: events `POST`ed to an `[[ingest.http]]`
+//! route of `updraft up`, a `[[trigger.stream]]` running the `streamer` guest, which records
+//! what it was handed, in order, into a sql table the test reads through the admin API.
+//! Per-key order over 100,000 events on 16 partitions, a poison record found by bisecting
+//! and dead-lettered with its offset, replay, ticks, refused batches that store nothing,
+//! and `kill -9` in mid-stream losing nothing acknowledged.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use updraft_test_support::{AppDir, Server, guests};
+
+use crate::{bin, cli, client, eventually};
+
+/// An app with stream `readings` (keyed by the data's `key`), its ingest route `/ingest`,
+/// and the `streamer` guest consuming it; `stream` and `trigger` are extra keys of each.
+fn app(stream: &str, trigger: &str) -> AppDir {
+    let app = AppDir::new(&format!(
+        r#"
+[app]
+name = "telemetry"
+
+[sql.app]
+
+[stream.readings]
+key = "data.key"
+{stream}
+
+[[ingest.http]]
+route = "/ingest"
+stream = "readings"
+
+[function.streamer]
+source = "streamer.wasm"
+sql = ["app"]
+
+[[trigger.stream]]
+stream = "readings"
+function = "streamer"
+start = "earliest"
+{trigger}
+"#
+    ));
+    app.guest(guests::STREAMER, "streamer.wasm");
+    app
+}
+
+/// JSON lines of readings `(key, seq)`.
+fn lines(readings: impl IntoIterator<Item = (String, u64)>) -> String {
+    readings
+        .into_iter()
+        .map(|(key, seq)| format!("{{\"key\":\"{key}\",\"seq\":{seq},\"celsius\":21.5}}\n"))
+        .collect()
+}
+
+async fn ingest(server: &Server, body: String) -> (u16, String) {
+    let r = client()
+        .post(server.url("/ingest"))
+        .header("content-type", "application/x-ndjson")
+        .body(body)
+        .send()
+        .await
+        .expect("ingest");
+    (r.status().as_u16(), r.text().await.unwrap_or_default())
+}
+
+/// One row of numbers from a read-only query of sql database `app`.
+async fn numbers(server: &Server, sql: &str) -> Vec<i64> {
+    let r = client()
+        .post(server.url("/_updraft/api/v1/sql/app/query"))
+        .json(&json!({ "sql": sql }))
+        .send()
+        .await
+        .expect("query");
+    if r.status() != 200 {
+        return Vec::new(); // the table may not exist yet
+    }
+    let v: Value = r.json().await.expect("json");
+    v["rows"][0]
+        .as_array()
+        .map(|row| row.iter().map(|x| x.as_i64().unwrap_or(0)).collect())
+        .unwrap_or_default()
+}
+
+async fn seen(server: &Server) -> i64 {
+    numbers(server, "SELECT count(*) FROM seen")
+        .await
+        .first()
+        .copied()
+        .unwrap_or(0)
+}
+
+async fn wait_seen(server: &Server, want: i64, limit: Duration) {
+    let ok = eventually(limit, async || seen(server).await >= want).await;
+    assert!(
+        ok,
+        "the consumer recorded {} of {want} events within {limit:?}; stderr:\n{}",
+        seen(server).await,
+        server.stderr.text()
+    );
+}
+
+async fn streams(server: &Server) -> Value {
+    let (code, out, err) = cli(server, &["streams", "ls", "--output", "json"]);
+    assert_eq!(code, 0, "{err}");
+    serde_json::from_str(&out).expect("streams ls json")
+}
+
+/// Out-of-order deliveries per key, counted by the table in the order rows were written.
+const VIOLATIONS: &str = "SELECT count(*) FROM (SELECT seq, lag(seq) OVER (PARTITION BY key ORDER BY id) AS prev FROM seen) WHERE prev IS NOT NULL AND seq <= prev";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_key_order_holds_over_100k_events_on_16_partitions() {
+    const KEYS: u64 = 2_000;
+    const PER_KEY: u64 = 50;
+    let app = app("partitions = 16", "batch = { max = 500 }");
+    let server = Server::start(bin(), app.path(), &[]);
+    let started = Instant::now();
+    // Each request holds 1,000 readings across keys; one key's readings go in order.
+    let all: Vec<(String, u64)> = (0..PER_KEY)
+        .flat_map(|seq| (0..KEYS).map(move |k| (format!("device-{k}"), seq)))
+        .collect();
+    for chunk in all.chunks(1_000) {
+        let (status, body) = ingest(&server, lines(chunk.iter().cloned())).await;
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains("\"stored\":1000"), "{body}");
+    }
+    let ingested = started.elapsed();
+    let total = (KEYS * PER_KEY) as i64;
+    wait_seen(&server, total, Duration::from_secs(240)).await;
+    let processed = started.elapsed();
+    let counts = numbers(
+        &server,
+        "SELECT count(*), count(DISTINCT key || '/' || seq), count(DISTINCT partition) FROM seen",
+    )
+    .await;
+    let violations = numbers(&server, VIOLATIONS).await[0];
+    println!(
+        "100,000 events on 16 partitions: ingested in {ingested:?}, processed by {processed:?}; rows {}, distinct {}, order violations {violations}",
+        counts[0], counts[1]
+    );
+    assert_eq!(violations, 0, "per-key order broke");
+    assert_eq!(
+        counts,
+        [total, total, 16],
+        "lost or duplicated events, or idle partitions"
+    );
+    let info = streams(&server).await;
+    let readings = &info[0];
+    assert_eq!(readings["name"], "readings");
+    assert_eq!(readings["events"], total);
+    assert_eq!(
+        readings["partition_states"].as_array().map(Vec::len),
+        Some(16)
+    );
+    let consumer = &readings["consumers"][0];
+    assert_eq!(consumer["name"], "streamer");
+    assert_eq!(consumer["lag"], 0, "{consumer}");
+    let (_, text, _) = cli(&server, &["streams", "ls"]);
+    assert!(
+        text.contains("stream `readings`: 16 partitions, 100000 events"),
+        "{text}"
+    );
+    assert!(text.contains("consumer `streamer`: lag 0"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_record_is_dead_lettered_with_its_offset_and_the_partition_goes_on() {
+    let app = app(
+        "partitions = 1",
+        "batch = { max = 64 }\nmax_attempts = 2\nbackoff = \"50ms\"",
+    );
+    let server = Server::start(bin(), app.path(), &[]);
+    let mut body = lines((0..100).map(|i| (format!("d{}", i % 7), i)));
+    body.push_str("{\"key\":\"d3\",\"seq\":100,\"poison\":true}\n");
+    body.push_str(&lines((101..200).map(|i| (format!("d{}", i % 7), i))));
+    let (status, reply) = ingest(&server, body).await;
+    assert_eq!(status, 200, "{reply}");
+    wait_seen(&server, 199, Duration::from_secs(60)).await;
+    let (code, out, err) = cli(&server, &["streams", "dlq", "readings", "--output", "json"]);
+    assert_eq!(code, 0, "{err}");
+    let dead: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(dead.as_array().map(Vec::len), Some(1), "{dead}");
+    assert_eq!(dead[0]["partition"], 0);
+    assert_eq!(dead[0]["offset"], 100, "the poison record's own offset");
+    assert_eq!(dead[0]["consumer"], "streamer");
+    assert!(
+        dead[0]["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("poison reading"),
+        "{dead}"
+    );
+    assert!(
+        dead[0]["data"]
+            .as_str()
+            .unwrap_or("")
+            .contains("\"poison\":true"),
+        "{dead}"
+    );
+    // Everything else went through, once each, in order.
+    let counts = numbers(
+        &server,
+        "SELECT count(*), count(DISTINCT seq), min(seq), max(seq) FROM seen",
+    )
+    .await;
+    assert_eq!(counts, [199, 199, 0, 199]);
+    assert_eq!(numbers(&server, VIOLATIONS).await[0], 0);
+    let (_, text, _) = cli(&server, &["streams", "dlq", "readings"]);
+    assert!(
+        text.contains("streamer") && text.contains("poison reading"),
+        "{text}"
+    );
+    let info = streams(&server).await;
+    assert_eq!(info[0]["consumers"][0]["dead_letters"], 1);
+    assert_eq!(info[0]["consumers"][0]["lag"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_goes_back_and_quiet_partitions_tick() {
+    let app = app("partitions = 2\ntick = \"1s\"", "");
+    let server = Server::start(bin(), app.path(), &[]);
+    let (status, reply) = ingest(&server, lines((0..40).map(|i| (format!("k{}", i % 4), i)))).await;
+    assert_eq!(status, 200, "{reply}");
+    wait_seen(&server, 40, Duration::from_secs(60)).await;
+    // Idle partitions tell the function, so windows can close on quiet keys.
+    let ticked = eventually(Duration::from_secs(30), async || {
+        numbers(&server, "SELECT count(*) FROM ticks").await.first() == Some(&2)
+    })
+    .await;
+    assert!(
+        ticked,
+        "no tick per partition; stderr:\n{}",
+        server.stderr.text()
+    );
+    let (code, out, err) = cli(
+        &server,
+        &[
+            "streams",
+            "replay",
+            "readings",
+            "--function",
+            "streamer",
+            "--from-offset",
+            "0",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("goes back over 40 events in 2 partitions"),
+        "{out}"
+    );
+    wait_seen(&server, 80, Duration::from_secs(60)).await;
+    let counts = numbers(&server, "SELECT count(*), count(DISTINCT seq) FROM seen").await;
+    assert_eq!(counts, [80, 40], "each event once more after the replay");
+    // A replay naming what is not there says so.
+    let (code, _, err) = cli(
+        &server,
+        &[
+            "streams",
+            "replay",
+            "readings",
+            "--function",
+            "nobody",
+            "--from-offset",
+            "0",
+        ],
+    );
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("no consumer `nobody`") && err.contains("`streamer`"),
+        "{err}"
+    );
+    let (code, _, err) = cli(
+        &server,
+        &[
+            "streams",
+            "replay",
+            "pressure",
+            "--function",
+            "streamer",
+            "--since",
+            "2026-01-01T00:00:00Z",
+        ],
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("stream `pressure` is not declared"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_batches_store_nothing_and_say_why() {
+    let app = app("partitions = 2", "");
+    let server = Server::start(bin(), app.path(), &[]);
+    let good = lines((0..3).map(|i| (format!("k{i}"), i)));
+    // A line that is not JSON: 400 naming the line, and none of the batch is stored.
+    let (status, reply) = ingest(&server, format!("{good}{{\"key\": \"k9\", \n")).await;
+    assert_eq!(status, 400, "{reply}");
+    assert!(
+        reply.contains("line 4") && reply.contains("not JSON"),
+        "{reply}"
+    );
+    assert!(reply.contains("nothing of the batch was stored"), "{reply}");
+    // A reading without the stream's key.
+    let (status, reply) = ingest(&server, format!("{good}{{\"seq\": 5}}\n")).await;
+    assert_eq!(status, 400, "{reply}");
+    assert!(
+        reply.contains("`data.key` field") && reply.contains("stream `readings`"),
+        "{reply}"
+    );
+    // A CloudEvents batch with a bad event.
+    let r = client()
+        .post(server.url("/ingest"))
+        .header("content-type", "application/cloudevents-batch+json")
+        .body(r#"[{"specversion":"1.0","id":"1","source":"/d","type":"t","data":{"key":"a","seq":1}},{"id":"2"}]"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let empty = ingest(&server, "\n\n".to_owned()).await;
+    assert_eq!(empty.0, 400, "{}", empty.1);
+    assert!(empty.1.contains("no events"), "{}", empty.1);
+    let info = streams(&server).await;
+    assert_eq!(
+        info[0]["events"], 0,
+        "a refused batch stored something: {info}"
+    );
+    // Only POST takes events.
+    let r = client().get(server.url("/ingest")).send().await.unwrap();
+    assert_eq!(r.status(), 405);
+    // A good CloudEvents batch is stored, and structured lines keep their ids.
+    let r = client()
+        .post(server.url("/ingest"))
+        .header("content-type", "application/cloudevents-batch+json")
+        .body(r#"[{"specversion":"1.0","id":"ce-1","source":"/d","type":"reading","data":{"key":"a","seq":1}}]"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let line = r#"{"specversion":"1.0","id":"ce-2","source":"/d","type":"reading","data":{"key":"a","seq":2}}"#;
+    assert_eq!(ingest(&server, format!("{line}\n{good}")).await.0, 200);
+    wait_seen(&server, 5, Duration::from_secs(60)).await;
+    assert_eq!(streams(&server).await[0]["events"], 5);
+}
+
+#[test]
+fn stream_manifest_mistakes_are_keyed_and_say_the_fix() {
+    let cases = [
+        (
+            "[stream.readings]\npartitions = 0\n",
+            "stream.readings.partitions",
+            "between 1 and 256",
+        ),
+        (
+            "[stream.readings]\nkey = \"Device-ID\"\n",
+            "stream.readings.key",
+            "not a CloudEvents attribute name",
+        ),
+        (
+            "[stream.readings]\n[[ingest.http]]\nroute = \"/in\"\nstream = \"reading\"\n",
+            "ingest.http[0].stream",
+            "add a `[stream.reading]` table",
+        ),
+        (
+            "[stream.readings]\n[[ingest.http]]\nroute = \"/in\"\nstream = \"readings\"\nauth = [\"devices\"]\n",
+            "ingest.http[0].auth",
+            "[gateway.auth.devices]",
+        ),
+        (
+            "[stream.readings]\n[[trigger.stream]]\nstream = \"reading\"\nfunction = \"streamer\"\n",
+            "trigger.stream[0].stream",
+            "(declared: `readings`)",
+        ),
+        (
+            "[stream.readings]\n[[trigger.stream]]\nstream = \"readings\"\nfunction = \"streamer\"\nbatch = { max = 0 }\n",
+            "trigger.stream[0].batch.max",
+            "between 1 and 10000",
+        ),
+        (
+            "[stream.readings]\n[[trigger.stream]]\nstream = \"readings\"\nfunction = \"streamer\"\nstart = \"middle\"\n",
+            "trigger.stream[0].start",
+            "latest",
+        ),
+    ];
+    for (extra, key, fix) in cases {
+        let app = AppDir::new(&format!(
+            "[app]\nname = \"t\"\n[function.streamer]\nsource = \"streamer.wasm\"\n{extra}"
+        ));
+        app.guest(guests::STREAMER, "streamer.wasm");
+        let err = crate::errors::up_fails(&app);
+        assert!(err.contains(key) && err.contains(fix), "{extra}\n=> {err}");
+    }
+}
+
+/// Ids `key/seq` the app recorded.
+async fn recorded(server: &Server) -> (HashSet<String>, i64) {
+    let r = client()
+        .post(server.url("/_updraft/api/v1/sql/app/query"))
+        .json(&json!({ "sql": "SELECT key || '/' || seq FROM seen" }))
+        .send()
+        .await
+        .expect("query");
+    let v: Value = r.json().await.expect("json");
+    let rows = v["rows"].as_array().cloned().unwrap_or_default();
+    let ids: HashSet<String> = rows
+        .iter()
+        .filter_map(|r| r[0].as_str().map(str::to_owned))
+        .collect();
+    (ids, rows.len() as i64)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_stream_loses_nothing_acknowledged() {
+    const ROUNDS: usize = 3;
+    const PARTITIONS: i64 = 4;
+    const BATCH: i64 = 50;
+    let app = app("partitions = 4", "batch = { max = 50 }");
+    let mut acked: Vec<String> = Vec::new();
+    let mut seq = 0u64;
+    for round in 0..ROUNDS {
+        let server = Server::start(bin(), app.path(), &[]);
+        let base = server.base.clone();
+        // Kill at a different moment each round, while requests are in flight.
+        let kill_after = Duration::from_millis(300 + 400 * round as u64);
+        let started = Instant::now();
+        let mut in_flight = Vec::new();
+        while started.elapsed() < kill_after {
+            let batch: Vec<(String, u64)> = (seq..seq + 100)
+                .map(|i| (format!("dev-{}", i % 37), i))
+                .collect();
+            seq += 100;
+            let body = lines(batch.clone());
+            let url = format!("{base}/ingest");
+            in_flight.push(tokio::spawn(async move {
+                let r = client()
+                    .post(url)
+                    .header("content-type", "application/x-ndjson")
+                    .body(body)
+                    .send()
+                    .await;
+                match r {
+                    Ok(r) if r.status() == 200 => batch,
+                    _ => Vec::new(),
+                }
+            }));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        server.signal(libc::SIGKILL);
+        for t in in_flight {
+            let batch = t.await.expect("producer");
+            acked.extend(batch.into_iter().map(|(k, s)| format!("{k}/{s}")));
+        }
+        drop(server);
+    }
+    let server = Server::start(bin(), app.path(), &[]);
+    let want: HashSet<String> = acked.iter().cloned().collect();
+    assert!(
+        want.len() > 500,
+        "too little was acknowledged to mean anything: {}",
+        want.len()
+    );
+    let all_there = eventually(Duration::from_secs(120), async || {
+        let (ids, _) = recorded(&server).await;
+        want.is_subset(&ids)
+    })
+    .await;
+    let (ids, rows) = recorded(&server).await;
+    let lost = want.difference(&ids).count();
+    let duplicates = rows - ids.len() as i64;
+    println!(
+        "kill -9 x{ROUNDS}: acknowledged {}, recorded {}, lost {lost}, duplicate deliveries {duplicates}",
+        want.len(),
+        ids.len()
+    );
+    assert!(all_there && lost == 0, "{lost} acknowledged events lost");
+    // At most the batch in hand per partition per kill is delivered again.
+    assert!(
+        duplicates <= ROUNDS as i64 * PARTITIONS * BATCH,
+        "{duplicates} duplicates"
+    );
+}
