@@ -30,7 +30,9 @@ use std::path::{Path, PathBuf};
 pub use allow::{ALLOW_LISTS, AllowList};
 pub use error::ManifestError;
 pub use gateway::Gateway;
-pub use stream::{HttpIngest, Ingest, KeySource, StreamDecl};
+pub use stream::{
+    BrokerAddr, HttpIngest, Ingest, KeySource, MqttIngest, PayloadFormat, StreamDecl,
+};
 pub use types::*;
 pub use values::{AllowedHost, ByteSize, HumanDuration, Template};
 

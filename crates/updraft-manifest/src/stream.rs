@@ -91,6 +91,116 @@ pub struct Ingest {
     /// `[[ingest.http]]`: user routes taking batches of events.
     #[serde(default)]
     pub http: Vec<HttpIngest>,
+    /// `[[ingest.mqtt]]`: MQTT brokers whose messages are bridged into streams.
+    #[serde(default)]
+    pub mqtt: Vec<MqttIngest>,
+}
+
+/// `[[ingest.mqtt]]`: subscribes to an MQTT broker (QoS 1, a persistent session) and
+/// stores each message in a stream before acknowledging it to the broker.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttIngest {
+    /// `mqtt://host:port` or `mqtts://host:port` (TLS, the system's root certificates).
+    pub broker: String,
+    /// Topic filters, with `+` for one level and a final `#` for the rest.
+    pub topics: Vec<String>,
+    /// The `[stream.<name>]` the messages go to.
+    pub stream: String,
+    /// The topic level (from 1) holding the device id; it becomes the event's `deviceid`.
+    #[serde(default)]
+    pub device: Option<usize>,
+    /// The MQTT client id, which names the broker's session (default
+    /// `updraft-<app>-<stream>-<n>`).
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// An environment variable holding the user name.
+    #[serde(default)]
+    pub username_env: Option<String>,
+    /// An environment variable holding the password.
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// The `type` of the events (default `"updraft.mqtt"`).
+    #[serde(default, rename = "type")]
+    pub ty: Option<String>,
+    /// `"json"` (default: a payload that is not JSON is dead-lettered) or `"raw"`.
+    #[serde(default)]
+    pub format: Option<PayloadFormat>,
+}
+
+/// What an MQTT payload must be.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PayloadFormat {
+    /// JSON; anything else is dead-lettered with the reason.
+    #[default]
+    Json,
+    /// Any bytes.
+    Raw,
+}
+
+/// A broker address from `mqtt://host:port` or `mqtts://host:port`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerAddr {
+    /// Over TLS.
+    pub tls: bool,
+    /// The host.
+    pub host: String,
+    /// The port (default 1883, or 8883 over TLS).
+    pub port: u16,
+}
+
+impl MqttIngest {
+    /// The broker's address, or why `broker` is not one.
+    pub fn broker_addr(&self) -> Result<BrokerAddr, String> {
+        let bad = || {
+            format!(
+                "`{}` is not a broker address; write it like \"mqtt://localhost:1883\" or \"mqtts://broker.example.com:8883\"",
+                self.broker
+            )
+        };
+        let (tls, rest) = match self.broker.split_once("://") {
+            Some(("mqtt", rest)) => (false, rest),
+            Some(("mqtts", rest)) => (true, rest),
+            _ => return Err(bad()),
+        };
+        let rest = rest.trim_end_matches('/');
+        let (host, port) = match rest.rsplit_once(':') {
+            Some((h, p)) => (h, p.parse::<u16>().map_err(|_| bad())?),
+            None => (rest, if tls { 8883 } else { 1883 }),
+        };
+        if host.is_empty() || host.contains('/') || host.contains('@') {
+            return Err(bad());
+        }
+        Ok(BrokerAddr {
+            tls,
+            host: host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned(),
+            port,
+        })
+    }
+}
+
+/// Whether `filter` is a valid MQTT topic filter.
+fn topic_filter_error(filter: &str) -> Option<String> {
+    let levels: Vec<&str> = filter.split('/').collect();
+    if filter.is_empty() {
+        return Some("a topic filter is empty; give one like \"sensors/+/reading\"".to_owned());
+    }
+    for (i, level) in levels.iter().enumerate() {
+        let wild = level.contains('+') || level.contains('#');
+        if wild && *level != "+" && *level != "#" {
+            return Some(format!(
+                "`{filter}`: `+` and `#` stand for a whole level (`sensors/+/reading`)"
+            ));
+        }
+        if *level == "#" && i + 1 != levels.len() {
+            return Some(format!("`{filter}`: `#` may only be the last level"));
+        }
+    }
+    None
 }
 
 /// `[[ingest.http]]`: a user route that takes JSON lines or a CloudEvents batch and
@@ -181,6 +291,37 @@ pub(crate) fn validate(m: &Manifest) -> Result<(), ManifestError> {
                     ),
                 ));
             }
+        }
+    }
+    for (i, mqtt) in m.ingest.mqtt.iter().enumerate() {
+        let key = |k: &str| format!("ingest.mqtt[{i}].{k}");
+        if !m.stream.contains_key(&mqtt.stream) {
+            return Err(ManifestError::invalid(
+                key("stream"),
+                format!(
+                    "stream `{}` is not declared; add a `[stream.{}]` table{}",
+                    mqtt.stream,
+                    mqtt.stream,
+                    declared(m.stream.keys())
+                ),
+            ));
+        }
+        mqtt.broker_addr()
+            .map_err(|e| ManifestError::invalid(key("broker"), e))?;
+        if mqtt.topics.is_empty() {
+            return Err(ManifestError::invalid(
+                key("topics"),
+                "no topics to subscribe to; give filters like [\"sensors/+/reading\"]",
+            ));
+        }
+        if let Some(e) = mqtt.topics.iter().find_map(|t| topic_filter_error(t)) {
+            return Err(ManifestError::invalid(key("topics"), e));
+        }
+        if mqtt.device == Some(0) {
+            return Err(ManifestError::invalid(
+                key("device"),
+                "topic levels count from 1: in \"sensors/+/reading\" the device is level 2",
+            ));
         }
     }
     Ok(())

@@ -240,6 +240,7 @@ pub async fn start(
         claimant: format!("{}:{}", addr, std::process::id()),
         stop: stop_rx.clone(),
     })?;
+    updraft_triggers::ingest::start(&plan.manifest, &stores.streams, &stop_rx)?;
     let runner = async_jobs::AsyncRunner {
         jobs: stores.async_jobs.clone(),
         queue: stores.async_queue.clone(),

@@ -75,7 +75,8 @@ pub async fn start(
     for migration in &stores.applied {
         report(UpEvent::Migration(migration.clone()));
     }
-    let event_triggers = triggers.describe();
+    let mut event_triggers = triggers.describe();
+    event_triggers.extend(updraft_triggers::ingest::describe(&manifest));
     let plan = AppPlan::new(manifest, triggers, &variables, &stores)?;
     let admin_token = if options.listen.ip().is_loopback() {
         None

@@ -9,9 +9,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+pub mod mosquitto;
 pub mod nats;
 pub mod s3;
 mod tools;
+pub use mosquitto::Mosquitto;
 pub use nats::NatsServer;
 
 /// Paths of the built guest components.

@@ -18,6 +18,7 @@ pub mod async_jobs;
 pub mod cron;
 pub mod file;
 pub mod http;
+pub mod ingest;
 pub mod queue;
 pub mod stream;
 pub mod topic;
