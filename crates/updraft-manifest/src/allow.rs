@@ -55,9 +55,16 @@ pub const PUBLISH: AllowList = AllowList {
     noun: "topic",
     action: "publish to",
 };
+/// `append = [...]`: streams it may append to.
+pub const APPEND: AllowList = AllowList {
+    key: "append",
+    table: "stream",
+    noun: "stream",
+    action: "append to",
+};
 
 /// Every allow-list, in the order the admin API and `updraft ls` show them.
-pub const ALLOW_LISTS: &[AllowList] = &[KV, SQL, BUCKETS, ENQUEUE, PUBLISH];
+pub const ALLOW_LISTS: &[AllowList] = &[KV, SQL, BUCKETS, ENQUEUE, PUBLISH, APPEND];
 
 impl AllowList {
     /// The message for a name no resource table declares.
@@ -86,6 +93,7 @@ impl Function {
             "buckets" => &self.buckets,
             "enqueue" => &self.enqueue,
             "publish" => &self.publish,
+            "append" => &self.append,
             _ => &[],
         }
     }
@@ -103,6 +111,7 @@ impl Manifest {
             "bucket" => keys(&self.bucket),
             "queue" => keys(&self.queue),
             "topic" => keys(&self.topic),
+            "stream" => keys(&self.stream),
             _ => Vec::new(),
         }
     }
@@ -123,6 +132,7 @@ name = "a"
 [bucket.b]
 [queue.q]
 [topic.t]
+[stream.st]
 [function.f]
 source = "f.wasm"
 kv = ["k"]
@@ -130,6 +140,7 @@ sql = ["s"]
 buckets = ["b"]
 enqueue = ["q"]
 publish = ["t"]
+append = ["st"]
 "#,
         )
         .expect("manifest");

@@ -297,6 +297,9 @@ pub struct Function {
     /// The topics it may publish to.
     #[serde(default)]
     pub publish: Vec<String>,
+    /// The streams it may append to.
+    #[serde(default)]
+    pub append: Vec<String>,
     /// Hosts the function may send HTTP requests to: `scheme://host[:port]`, with `*`
     /// wildcards for a whole host, a subdomain prefix or the port.
     #[serde(default)]

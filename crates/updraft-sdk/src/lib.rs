@@ -23,7 +23,9 @@
 //! * [`http`]: responses and the `updraft-*` request headers.
 //! * [`event`]: event functions (queue, topic and cron triggers) with
 //!   [`export_event_handler!`], and events to send.
-//! * [`messaging`]: publish to topics and enqueue to queues.
+//! * [`messaging`]: publish to topics, enqueue to queues, append to streams.
+//! * [`window`]: tumbling and sliding windows per key over a stream, state in kv, closed by
+//!   event time with an allowed lateness or by the stream's idle tick.
 //!
 //! Build with `cargo build --release --target wasm32-wasip2`.
 
@@ -35,6 +37,7 @@ pub mod kv;
 pub mod messaging;
 pub mod sql;
 pub mod variables;
+pub mod window;
 
 /// The raw bindings generated from updraft's WIT, for what the wrappers do not cover.
 pub mod bindings {

@@ -1,5 +1,6 @@
-//! Sending work: to the queues a function lists in `enqueue = [...]` and the topics it lists
-//! in `publish = [...]`. Both are durable when they return.
+//! Sending work: to the queues a function lists in `enqueue = [...]`, the topics it lists
+//! in `publish = [...]` and the streams it lists in `append = [...]`. All are durable when
+//! they return.
 
 use crate::bindings::updraft::platform::messaging::{self as wit, EnqueueOptions};
 use crate::event::Event;
@@ -10,6 +11,7 @@ fn err(e: wit::Error) -> Error {
         wit::Error::AccessDenied(m)
         | wit::Error::NoSuchQueue(m)
         | wit::Error::NoSuchTopic(m)
+        | wit::Error::NoSuchStream(m)
         | wit::Error::TooLarge(m)
         | wit::Error::Other(m) => m,
     })
@@ -19,6 +21,12 @@ fn err(e: wit::Error) -> Error {
 /// subscription.
 pub fn publish(topic: &str, event: &Event) -> Result<()> {
     wit::publish(topic, event).map_err(err)
+}
+
+/// Appends `events` to stream `stream`, each in the partition of its key (the stream's
+/// `key`), all or none.
+pub fn append(stream: &str, events: &[Event]) -> Result<()> {
+    wit::append(stream, events).map_err(err)
 }
 
 /// Adds `event` to queue `queue`, deliverable now.

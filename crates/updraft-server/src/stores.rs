@@ -275,6 +275,7 @@ impl AppStores {
             .with(grants(allow::BUCKETS, &self.buckets_of(id), function))
             .with(grants(allow::ENQUEUE, &self.queues, function))
             .with(grants(allow::PUBLISH, &self.topics, function))
+            .with(grants(allow::APPEND, &self.streams, function))
     }
 }
 

@@ -8,7 +8,7 @@ use updraft_store::{Event, NewMessage, QueueStore, Subscription, TopicStore};
 
 use super::generated::updraft::platform::messaging::{self as wit, Error};
 use super::generated::updraft::platform::types;
-use updraft_manifest::allow::{ENQUEUE, PUBLISH};
+use updraft_manifest::allow::{APPEND, ENQUEUE, PUBLISH};
 use wasmtime::component::Linker;
 
 use super::{Binding, BindingCtx};
@@ -232,5 +232,51 @@ impl wit::Host for BindingCtx<'_> {
             .await
             .map(drop)
             .map_err(|e| Error::Other(e.to_string())))
+    }
+
+    async fn append(
+        &mut self,
+        stream: String,
+        events: Vec<types::Event>,
+    ) -> wasmtime::Result<Result<(), Error>> {
+        let handle = match self
+            .resources
+            .open::<crate::StreamHandle>(&APPEND, self.caller, &stream)
+        {
+            Ok(h) => h,
+            Err(denial) => {
+                return Ok(Err(if denial.undeclared {
+                    Error::NoSuchStream(denial.message)
+                } else {
+                    Error::AccessDenied(denial.message)
+                }));
+            }
+        };
+        let events: Vec<Event> = events
+            .into_iter()
+            .map(|e| from_wit(e, &self.caller.function))
+            .collect();
+        for event in &events {
+            if let Err(m) = check_event(event, &stream) {
+                return Ok(Err(if event.ty.is_empty() {
+                    Error::Other(m)
+                } else {
+                    Error::TooLarge(m)
+                }));
+            }
+        }
+        // A function waits while the stream is behind (its own deadline bounds it) rather
+        // than fail on back-pressure meant for outside producers.
+        let mut wait = std::time::Duration::from_millis(5);
+        loop {
+            match handle.append(events.clone()).await {
+                Ok(_) => return Ok(Ok(())),
+                Err(crate::AppendError::Busy(_)) => {
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(std::time::Duration::from_millis(500));
+                }
+                Err(e) => return Ok(Err(Error::Other(e.to_string()))),
+            }
+        }
     }
 }
