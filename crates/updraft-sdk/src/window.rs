@@ -5,7 +5,7 @@
 //! use updraft_sdk::window::Windows;
 //!
 //! let windows = Windows::tumbling("state", "per-minute", 60_000)?.allowed_lateness(10_000);
-//! let done = windows.on_batch(&events, |e| {
+//! let done = windows.on_batch(&events, |_, e| {
 //!     let r: Reading = serde_json::from_slice(&e.data).ok()?;
 //!     Some((r.device, r.time_ms, r.celsius))
 //! })?;
@@ -297,13 +297,13 @@ impl Windows {
         Ok(closed)
     }
 
-    /// Handles a batch from a stream trigger: counts each event `read` gives a
-    /// `(key, time_ms, value)` for, then closes what the batch's event time (or a tick's
+    /// Handles a batch from a stream trigger: counts each event `read` (given its index and
+    /// the event) gives a `(key, time_ms, value)` for, then closes what the batch's event time (or a tick's
     /// clock) makes due. Events `read` returns `None` for are skipped.
     pub fn on_batch(
         &self,
         events: &[Event],
-        read: impl Fn(&Event) -> Option<(String, i64, f64)>,
+        read: impl Fn(usize, &Event) -> Option<(String, i64, f64)>,
     ) -> Result<Batch> {
         let mut batch = Batch::default();
         let mut watermarks: BTreeMap<u32, i64> = BTreeMap::new();
@@ -314,7 +314,7 @@ impl Windows {
                 *w = (*w).max(now_ms);
                 continue;
             }
-            let Some((key, time_ms, value)) = read(e) else {
+            let Some((key, time_ms, value)) = read(i, e) else {
                 continue;
             };
             let (partition, _) = position(e)?;

@@ -48,6 +48,8 @@ enum Command {
     Keys(commands::keys::KeysArgs),
     /// Streams: each consumer's lag per partition, dead letters, replay.
     Streams(commands::streams::StreamsArgs),
+    /// Simulate devices sending readings over MQTT or to an ingest route.
+    Simulate(commands::simulate::SimulateArgs),
 }
 
 fn main() -> ExitCode {
@@ -77,6 +79,7 @@ fn main() -> ExitCode {
             Command::Blob(args) => commands::blob::run(args).await,
             Command::Keys(args) => commands::keys::run(args).await,
             Command::Streams(args) => commands::streams::run(args).await,
+            Command::Simulate(args) => commands::simulate::run(args).await,
         }
     });
     match result {

@@ -7,6 +7,8 @@
 //! * `/_updraft/apps/<app>/invocations/<id>`: one invocation with what it logged.
 //! * `/_updraft/apps/<app>/live`: invocations as they happen, over SSE (`live.rs`).
 //! * `/_updraft/apps/<app>/queues`: depths and dead letters, with a redrive button.
+//! * `/_updraft/apps/<app>/streams`: partitions and each consumer's lag per partition
+//!   (`streams.rs`).
 //! * `/_updraft/apps/<app>/buckets[/<bucket>?prefix=…]`: the bucket browser (`buckets.rs`).
 //! * `/_updraft/apps/<app>/sql`: the table explorer (`explorer.rs`): tables and columns, a
 //!   read-only query as a table and a chart, the result as CSV (`sql/export.csv`).
@@ -27,6 +29,7 @@ mod live;
 mod login;
 mod ops;
 mod panels;
+mod streams;
 
 use std::fmt::Write;
 
@@ -53,6 +56,7 @@ pub(crate) fn router() -> axum::Router {
             "/_updraft/apps/{app}/queues/{name}/redrive",
             post(ops::redrive),
         )
+        .route("/_updraft/apps/{app}/streams", get(streams::page))
         .route("/_updraft/apps/{app}/live", get(live::page))
         .route("/_updraft/apps/{app}/live/events", get(live::events))
         .route("/_updraft/apps/{app}/buckets", get(buckets::list))
@@ -75,6 +79,7 @@ pub(crate) enum Nav {
     Overview,
     Live,
     Queues,
+    Streams,
     Tables,
     Buckets,
     Dashboard,
@@ -91,6 +96,9 @@ fn layout(title: &str, app: &AppState, nav: Nav, body: &str, reload: Option<&str
             (Nav::Live, format!("{base}/live"), "Live"),
             (Nav::Queues, format!("{base}/queues"), "Queues"),
         ];
+        if !app.streams.is_empty() {
+            entries.push((Nav::Streams, format!("{base}/streams"), "Streams"));
+        }
         if !app.sql.is_empty() {
             entries.push((Nav::Tables, format!("{base}/sql"), "Tables"));
         }

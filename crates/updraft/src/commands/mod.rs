@@ -8,5 +8,6 @@ pub mod keys;
 pub mod logs;
 pub mod ls;
 pub mod new;
+pub mod simulate;
 pub mod streams;
 pub mod up;

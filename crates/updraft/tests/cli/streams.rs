@@ -669,3 +669,141 @@ start = "earliest"
     );
     assert_eq!(missing, 0);
 }
+
+/// Runs `updraft simulate ARGS…` to completion; returns its stdout, failing on an error.
+fn simulate(args: &[&str]) -> String {
+    let mut all = vec!["simulate"];
+    all.extend(args);
+    let out = updraft_test_support::run(bin(), &all, Duration::from_secs(180));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "simulate failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn iot_telemetry_example_turns_device_readings_into_minutes_alerts_and_a_dashboard() {
+    let broker = updraft_test_support::Mosquitto::start();
+    let dir = crate::copy_example("iot-telemetry");
+    let manifest = dir.path().join("updraft.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    assert!(text.contains("mqtt://127.0.0.1:1883"));
+    std::fs::write(
+        &manifest,
+        text.replace("mqtt://127.0.0.1:1883", &broker.url()),
+    )
+    .unwrap();
+    let server = Server::start(bin(), dir.path(), &[]);
+    let subscribed = eventually(Duration::from_secs(30), async || {
+        broker
+            .log()
+            .contains("updraft-iot-telemetry-readings-0 1 sensors/+/reading")
+    })
+    .await;
+    assert!(subscribed, "the bridge never subscribed:\n{}", broker.log());
+    // 50 devices, three simulated minutes of one reading a second each, every 500th a
+    // spike over the 40 °C threshold; half over MQTT, half through the HTTP route.
+    let mqtt = simulate(&[
+        "--mqtt",
+        &broker.url(),
+        "--devices",
+        "50",
+        "--rounds",
+        "90",
+        "--rate",
+        "0",
+        "--start",
+        "2026-01-05T10:00:00Z",
+        "--step",
+        "1s",
+        "--spike-every",
+        "500",
+    ]);
+    assert!(
+        mqtt.contains("sent 4500 readings from 50 devices") && mqtt.contains("4500 acknowledged"),
+        "{mqtt}"
+    );
+    let http = simulate(&[
+        "--http",
+        &server.url("/ingest"),
+        "--devices",
+        "50",
+        "--rounds",
+        "90",
+        "--rate",
+        "0",
+        "--start",
+        "2026-01-05T10:01:30Z",
+        "--step",
+        "1s",
+        "--spike-every",
+        "500",
+    ]);
+    assert!(http.contains("4500 acknowledged"), "{http}");
+    // Two minutes close by event time; the last one when the quiet partitions tick (the
+    // simulated day is in the past, so the wall clock has passed its end).
+    let query = async |sql: &str| -> Value {
+        let r = client()
+            .post(server.url("/_updraft/api/v1/sql/telemetry/query"))
+            .json(&json!({ "sql": sql }))
+            .send()
+            .await
+            .unwrap();
+        r.json::<Value>().await.unwrap()["rows"].clone()
+    };
+    let minutes = eventually(Duration::from_secs(90), async || {
+        query("SELECT count(*) FROM device_minutes").await[0][0] == 150
+    })
+    .await;
+    assert!(
+        minutes,
+        "device_minutes: {}; stderr:\n{}",
+        query("SELECT count(*) FROM device_minutes").await,
+        server.stderr.text()
+    );
+    let rows = query("SELECT sum(readings), min(readings), max(readings), count(DISTINCT minute) FROM device_minutes").await;
+    assert_eq!(
+        rows[0],
+        json!([9000, 60, 60, 3]),
+        "every reading counted once, 60 per device-minute"
+    );
+    assert_eq!(
+        query("SELECT minute FROM device_minutes GROUP BY minute ORDER BY minute").await,
+        json!([
+            ["2026-01-05T10:00:00Z"],
+            ["2026-01-05T10:01:00Z"],
+            ["2026-01-05T10:02:00Z"]
+        ])
+    );
+    let alerts = eventually(Duration::from_secs(30), async || {
+        query("SELECT count(*) FROM alerts").await[0][0] == 18
+    })
+    .await;
+    assert!(
+        alerts,
+        "alerts: {}",
+        query("SELECT count(*) FROM alerts").await
+    );
+    assert_eq!(query("SELECT count(*) FROM rejected").await[0][0], 0);
+    // The app's dashboard charts the table; the operator's page shows the lag.
+    let (status, page) = crate::get(&server, "/reports").await;
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("Average temperature per minute") && page.contains("<svg"),
+        "{page}"
+    );
+    assert!(
+        page.contains("dev-00"),
+        "the hottest devices table has rows"
+    );
+    let (status, page) = crate::get(&server, "/_updraft/apps/iot-telemetry/streams").await;
+    assert_eq!(status, 200);
+    assert!(page.contains("16 partitions · 9000 events kept"), "{page}");
+    assert!(
+        page.contains("Consumer <code>telemetry</code>: lag 0"),
+        "{page}"
+    );
+}
