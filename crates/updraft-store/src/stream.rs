@@ -111,6 +111,8 @@ pub trait StreamStore: Send + Sync + 'static {
         consumer: Option<&str>,
         limit: u32,
     ) -> Result<Vec<StreamDeadLetter>, StoreError>;
+    /// How many dead letters each consumer has.
+    async fn dead_letter_counts(&self) -> Result<Vec<(String, u64)>, StoreError>;
     /// Drops events stored before `now_us - retention_us`, then the oldest of any partition
     /// holding more than `max_bytes`, and dead letters older than `dead_retention_us`;
     /// returns how many rows went.

@@ -82,6 +82,7 @@ impl RoutePolicies {
     /// Whether the route has nothing in front of its target (so it needs no stack).
     pub fn is_empty(&self) -> bool {
         self.cors.is_none()
+            && self.auth.is_none()
             && self.limit.is_none()
             && self.in_flight.is_none()
             && self.timeout.is_none()

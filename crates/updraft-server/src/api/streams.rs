@@ -119,7 +119,7 @@ fn store_error(e: StoreError) -> Response {
 pub(crate) async fn stream_info(stream: &StreamHandle) -> Result<StreamInfo, StoreError> {
     let parts = stream.store.partitions().await?;
     let checkpoints = stream.store.checkpoints().await?;
-    let dead = stream.store.dead_letters(None, 10_000).await?;
+    let dead = stream.store.dead_letter_counts().await?;
     let next_of = |p: u32| {
         parts
             .iter()
@@ -133,7 +133,10 @@ pub(crate) async fn stream_info(stream: &StreamHandle) -> Result<StreamInfo, Sto
             Some(e) => e,
             None => {
                 consumers.push(ConsumerInfo {
-                    dead_letters: dead.iter().filter(|d| d.consumer == c.consumer).count() as u64,
+                    dead_letters: dead
+                        .iter()
+                        .find(|(consumer, _)| *consumer == c.consumer)
+                        .map_or(0, |(_, n)| *n),
                     name: c.consumer.clone(),
                     lag: 0,
                     partitions: Vec::new(),
@@ -147,6 +150,17 @@ pub(crate) async fn stream_info(stream: &StreamHandle) -> Result<StreamInfo, Sto
             next: c.next,
             lag,
         });
+    }
+    // Consumers with dead letters and no checkpoint: ingestion (`ingest.mqtt[0]`).
+    for (name, n) in dead {
+        if !consumers.iter().any(|c| c.name == name) {
+            consumers.push(ConsumerInfo {
+                name,
+                lag: 0,
+                partitions: Vec::new(),
+                dead_letters: n,
+            });
+        }
     }
     Ok(StreamInfo {
         name: stream.name.clone(),

@@ -118,6 +118,10 @@ async fn dead_letters_keep_partition_and_offset(s: &dyn StreamStore) {
         (agg[0].error.as_str(), agg[0].dead_us),
         ("bad reading", 300 * SEC)
     );
+    assert_eq!(
+        s.dead_letter_counts().await.expect("counts"),
+        [("agg".to_owned(), 1), ("other".to_owned(), 1)]
+    );
     let all = s.dead_letters(None, 10).await.expect("list all");
     assert_eq!(
         all.iter().map(|d| d.consumer.as_str()).collect::<Vec<_>>(),

@@ -502,6 +502,22 @@ impl StreamStore for SqliteStream {
             .await
     }
 
+    async fn dead_letter_counts(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        self.db
+            .read(|conn| {
+                let mut s = conn
+                    .prepare_cached(
+                        "SELECT consumer, count(*) FROM dead_letters GROUP BY consumer ORDER BY consumer",
+                    )
+                    .map_err(backend)?;
+                let rows = s
+                    .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))
+                    .map_err(backend)?;
+                rows.collect::<Result<Vec<_>, _>>().map_err(backend)
+            })
+            .await
+    }
+
     async fn prune(
         &self,
         now_us: i64,

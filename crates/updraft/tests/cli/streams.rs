@@ -807,3 +807,49 @@ async fn iot_telemetry_example_turns_device_readings_into_minutes_alerts_and_a_d
         "{page}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ingest_route_with_auth_takes_only_keyed_requests() {
+    let app = AppDir::new(
+        r#"
+[app]
+name = "telemetry"
+
+[stream.readings]
+key = "data.key"
+
+[gateway.auth.devices]
+type = "api-key"
+
+[[ingest.http]]
+route = "/ingest"
+stream = "readings"
+auth = ["devices"]
+"#,
+    );
+    let server = Server::start(bin(), app.path(), &[]);
+    let body = lines((0..10).map(|i| (format!("k{i}"), i)));
+    let (status, reply) = ingest(&server, body.clone()).await;
+    assert_eq!(status, 401, "{reply}");
+    let (code, key, err) = cli(
+        &server,
+        &[
+            "keys",
+            "create",
+            "--name",
+            "sensor-1",
+            "--route",
+            "ingest:/ingest",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let r = client()
+        .post(server.url("/ingest"))
+        .header("x-api-key", key.trim())
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+    assert_eq!(streams(&server).await[0]["events"], 10);
+}
