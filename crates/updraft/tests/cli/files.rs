@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use updraft_test_support::{AppDir, Server};
 
-use crate::{bin, cli, eventually, get, kitchen_and_worker};
+use crate::{bin, cli, eventually, get, kitchen_and_worker, soak_rounds};
 
 fn app(trigger: &str) -> AppDir {
     kitchen_and_worker(&format!(
@@ -246,13 +246,6 @@ async fn a_failing_file_is_retried_then_dead_lettered_and_the_file_stays() {
     let (_, out, _) = cli(&server, &["dlq", "ls"]);
     assert!(dlq, "{out}");
     assert!(folder(&app).join("fail-always.csv").exists());
-}
-
-fn soak_rounds() -> usize {
-    std::env::var("UPDRAFT_SOAK_ROUNDS")
-        .ok()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(2)
 }
 
 /// Rounds of `kill -9` while files are dropped and handled (two here; `scripts/soak` runs

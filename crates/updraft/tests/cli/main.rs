@@ -79,6 +79,15 @@ pub fn cli(server: &Server, args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// Rounds of each `kill -9` soak: two in the test command, more from `scripts/soak`
+/// (`UPDRAFT_SOAK_ROUNDS`).
+pub fn soak_rounds() -> usize {
+    std::env::var("UPDRAFT_SOAK_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(2)
+}
+
 /// Waits until `check` holds, up to `limit`.
 pub async fn eventually<F: AsyncFnMut() -> bool>(limit: Duration, mut check: F) -> bool {
     let end = std::time::Instant::now() + limit;

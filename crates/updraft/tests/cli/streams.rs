@@ -411,17 +411,17 @@ async fn recorded(server: &Server) -> (HashSet<String>, i64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_mid_stream_loses_nothing_acknowledged() {
-    const ROUNDS: usize = 3;
+    let rounds = crate::soak_rounds();
     const PARTITIONS: i64 = 4;
     const BATCH: i64 = 50;
     let app = app("partitions = 4", "batch = { max = 50 }");
     let mut acked: Vec<String> = Vec::new();
     let mut seq = 0u64;
-    for round in 0..ROUNDS {
+    for round in 0..rounds {
         let server = Server::start(bin(), app.path(), &[]);
         let base = server.base.clone();
         // Kill at a different moment each round, while requests are in flight.
-        let kill_after = Duration::from_millis(300 + 400 * round as u64);
+        let kill_after = Duration::from_millis(300 + 400 * (round % 4) as u64);
         let started = Instant::now();
         let mut in_flight = Vec::new();
         while started.elapsed() < kill_after {
@@ -468,14 +468,14 @@ async fn kill_9_mid_stream_loses_nothing_acknowledged() {
     let lost = want.difference(&ids).count();
     let duplicates = rows - ids.len() as i64;
     println!(
-        "kill -9 x{ROUNDS}: acknowledged {}, recorded {}, lost {lost}, duplicate deliveries {duplicates}",
+        "stream kill -9 soak, {rounds} rounds: acknowledged {}, recorded {}, lost {lost}, duplicate deliveries {duplicates}",
         want.len(),
         ids.len()
     );
     assert!(all_there && lost == 0, "{lost} acknowledged events lost");
     // At most the batch in hand per partition per kill is delivered again.
     assert!(
-        duplicates <= ROUNDS as i64 * PARTITIONS * BATCH,
+        duplicates <= rounds as i64 * PARTITIONS * BATCH,
         "{duplicates} duplicates"
     );
 }
