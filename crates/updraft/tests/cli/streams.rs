@@ -853,3 +853,85 @@ auth = ["devices"]
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
     assert_eq!(streams(&server).await[0]["events"], 10);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn functions_append_to_the_streams_they_list() {
+    let app = AppDir::new(
+        r#"
+[app]
+name = "telemetry"
+
+[sql.app]
+
+[stream.readings]
+key = "data.key"
+
+[stream.archive]
+key = "data.key"
+
+[stream.secret]
+
+[[ingest.http]]
+route = "/ingest"
+stream = "readings"
+
+[function.streamer]
+source = "streamer.wasm"
+sql = ["app"]
+append = ["archive"]
+
+[[trigger.stream]]
+stream = "readings"
+function = "streamer"
+start = "earliest"
+max_attempts = 1
+
+[[trigger.stream]]
+stream = "archive"
+function = "streamer"
+consumer = "archiver"
+start = "earliest"
+"#,
+    );
+    app.guest(guests::STREAMER, "streamer.wasm");
+    let server = Server::start(bin(), app.path(), &[]);
+    let body: String = (0..10)
+        .map(|i| {
+            format!(
+                "{{\"key\":\"k{}\",\"seq\":{i},\"copy_to\":\"archive\"}}\n",
+                i % 3
+            )
+        })
+        .collect();
+    assert_eq!(ingest(&server, body).await.0, 200);
+    // Each reading once from `readings`, and its copy once from `archive`.
+    wait_seen(&server, 20, Duration::from_secs(60)).await;
+    let counts = numbers(&server, "SELECT count(*), count(DISTINCT seq) FROM seen").await;
+    assert_eq!(counts, [20, 10]);
+    let info = streams(&server).await;
+    let archive = info
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "archive")
+        .unwrap();
+    assert_eq!(archive["events"], 10, "{archive}");
+    // A stream the function does not list, and one nobody declared: refused, with the fix.
+    let body = "{\"key\":\"x\",\"seq\":100,\"copy_to\":\"secret\"}\n{\"key\":\"y\",\"seq\":101,\"copy_to\":\"nowhere\"}\n";
+    assert_eq!(ingest(&server, body.to_owned()).await.0, 200);
+    let dead = eventually(Duration::from_secs(60), async || {
+        let (_, out, _) = cli(&server, &["streams", "dlq", "readings", "--output", "json"]);
+        serde_json::from_str::<Value>(&out)
+            .ok()
+            .and_then(|v| v.as_array().map(Vec::len))
+            == Some(2)
+    })
+    .await;
+    let (_, out, _) = cli(&server, &["streams", "dlq", "readings"]);
+    assert!(dead, "{out}");
+    assert!(
+        out.contains("may not append to `secret`; add it to the function's `append = [...]`"),
+        "{out}"
+    );
+    assert!(out.contains("stream `nowhere` is not declared"), "{out}");
+}

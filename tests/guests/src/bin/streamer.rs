@@ -4,8 +4,12 @@
 //! order delivered, so the test can check per-key order and count losses and duplicates.
 //! A reading with `"poison": true` fails its whole batch, so the host must split the batch
 //! to find it. Tick events (`updraft.stream.tick`) are counted per partition in `ticks`.
+//! A reading with `"copy_to": "<stream>"` is also appended to that stream (through
+//! `messaging.append`, which the function's `append = [...]` must allow); a refusal fails
+//! the batch with the host's message.
 
 use updraft_sdk::event::{Event, EventExt, Handler, HandlerError, fail};
+use updraft_sdk::messaging;
 use updraft_sdk::sql::{Database, Value};
 
 struct Streamer;
@@ -40,6 +44,12 @@ impl Handler for Streamer {
             let reading: serde_json::Value = e.json()?;
             if reading["poison"] == serde_json::Value::Bool(true) {
                 return Err(fail(format!("poison reading in event `{}`", e.id)));
+            }
+            if let Some(stream) = reading["copy_to"].as_str() {
+                let mut copy = reading.clone();
+                copy["copy_to"] = serde_json::Value::Null;
+                let event = updraft_sdk::event::new("reading.copy").json(&copy)?;
+                messaging::append(stream, &[event])?;
             }
             rows.push(vec![
                 Value::Text(reading["key"].as_str().unwrap_or_default().to_owned()),
