@@ -36,6 +36,9 @@ const CLIENT_CAPACITY: usize = 4 * MAX_PENDING;
 const INFLIGHT: u16 = 1_000;
 /// Largest message accepted (as a stream event's limit).
 const MAX_PACKET: usize = 1 << 20;
+/// How soon acknowledgements that did not fit the client's queue are tried again when no
+/// message arrives.
+const ACK_RETRY: Duration = Duration::from_millis(10);
 /// Longest wait between reconnects.
 const MAX_RECONNECT: Duration = Duration::from_secs(30);
 
@@ -155,9 +158,29 @@ impl Bridge {
     }
 
     /// Stores what the reader hands over, a batch at a time, then acknowledges it.
+    ///
+    /// Acknowledgements never wait: only the reader's polling sends them, and the reader
+    /// may itself be waiting for this loop to take what it read, so an ack that does not fit
+    /// the client's queue is kept and tried again after the next batch (or shortly, when
+    /// nothing more arrives) instead of blocking.
     async fn store_loop(self: Arc<Self>, mut rx: mpsc::Receiver<Publish>, client: AsyncClient) {
         let mut batch = Vec::with_capacity(MAX_APPEND);
-        while let Some(first) = rx.recv().await {
+        let mut unsent: Vec<Publish> = Vec::new();
+        loop {
+            let first = if unsent.is_empty() {
+                rx.recv().await
+            } else {
+                match tokio::time::timeout(ACK_RETRY, rx.recv()).await {
+                    Ok(first) => first,
+                    Err(_) => {
+                        unsent.retain(|p| client.try_ack(p).is_err());
+                        continue;
+                    }
+                }
+            };
+            let Some(first) = first else {
+                break;
+            };
             batch.push(first);
             while batch.len() < MAX_APPEND {
                 match rx.try_recv() {
@@ -166,12 +189,20 @@ impl Bridge {
                 }
             }
             self.store(&batch).await;
+            unsent.retain(|p| client.try_ack(p).is_err());
             for p in batch.drain(..) {
-                if let Err(e) = client.ack(&p).await {
-                    // The connection is gone; the broker sends it again on the session.
-                    tracing::warn!(bridge = %self.name, "cannot acknowledge a message: {e}");
+                if client.try_ack(&p).is_err() {
+                    unsent.push(p);
                 }
             }
+        }
+        if !unsent.is_empty() {
+            // The connection is gone: the broker sends these again on the session.
+            tracing::warn!(
+                bridge = %self.name,
+                "{} stored messages were not acknowledged; the broker will send them again",
+                unsent.len()
+            );
         }
     }
 

@@ -935,3 +935,55 @@ start = "earliest"
     );
     assert!(out.contains("stream `nowhere` is not declared"), "{out}");
 }
+
+/// A burst as fast as the broker takes it: the bridge must keep acknowledging while it
+/// stores (an earlier bridge stopped for good when its acknowledgements queued up behind
+/// the messages still arriving).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mqtt_burst_is_stored_whole() {
+    let broker = updraft_test_support::Mosquitto::start();
+    let app = AppDir::new(&format!(
+        r#"
+[app]
+name = "burst"
+
+[stream.readings]
+partitions = 16
+key = "data.device"
+
+[[ingest.mqtt]]
+broker = "{}"
+topics = ["sensors/+/reading"]
+stream = "readings"
+"#,
+        broker.url()
+    ));
+    let server = Server::start(bin(), app.path(), &[]);
+    let subscribed = eventually(Duration::from_secs(30), async || {
+        broker
+            .log()
+            .contains("updraft-burst-readings-0 1 sensors/+/reading")
+    })
+    .await;
+    assert!(subscribed, "{}", broker.log());
+    let out = simulate(&[
+        "--mqtt",
+        &broker.url(),
+        "--devices",
+        "1000",
+        "--rounds",
+        "30",
+        "--rate",
+        "0",
+    ]);
+    assert!(out.contains("30000 acknowledged"), "{out}");
+    let stored = eventually(Duration::from_secs(60), async || {
+        streams(&server).await[0]["events"] == 30_000
+    })
+    .await;
+    assert!(
+        stored,
+        "stored {} of 30000",
+        streams(&server).await[0]["events"]
+    );
+}
