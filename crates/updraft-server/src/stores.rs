@@ -13,9 +13,7 @@ use updraft_manifest::{AllowList, Function, LoadedManifest, allow};
 use updraft_runtime::host::Grants;
 use updraft_runtime::{QueueHandle, Resources, StreamHandle, TopicHandle};
 use updraft_store::blob::BlobStore;
-use updraft_store::sqlite::{
-    Db, SqliteAsyncJobs, SqliteKv, SqliteQueues, SqliteRecords, SqliteStream, state,
-};
+use updraft_store::sqlite::{Db, SqliteAsyncJobs, SqliteKv, SqliteQueues, SqliteRecords, state};
 use updraft_store::writers::{Attributed, Writers};
 use updraft_store::{
     AsyncStore, KvStore, Migration, QueueStore, RecordStore, ScheduleStore, SqlStore, TopicStore,
@@ -94,7 +92,7 @@ impl AppStores {
                 local: &state,
             })
             .await?;
-        let kv = platform.kv;
+        let kv = platform.kv.clone();
         let queue_store = platform.queues;
         let queue_stores = vec![queue_store.clone(), local_queues.clone()];
         let queue_handle = |name: &str| {
@@ -148,7 +146,7 @@ impl AppStores {
                 runtime.open_bucket(name, decl, manifest).await?,
             );
         }
-        let streams = open_streams(manifest)?;
+        let streams = stream_handles(manifest, &platform.streams);
         let async_jobs: Arc<dyn AsyncStore> = Arc::new(SqliteAsyncJobs::new(state.clone()));
         // Async invocations are stored and queued in one local commit, so their queue stays
         // in the node's own state whatever the backend.
@@ -279,24 +277,19 @@ impl AppStores {
     }
 }
 
-/// Opens each `[stream.<name>]` in its own file under `.updraft/streams/`.
-fn open_streams(manifest: &LoadedManifest) -> anyhow::Result<BTreeMap<String, Arc<StreamHandle>>> {
-    let dir = manifest.state_dir().join("streams");
+/// A handle on each `[stream.<name>]` the state backend opened.
+fn stream_handles(
+    manifest: &LoadedManifest,
+    stores: &BTreeMap<String, Arc<dyn updraft_store::StreamStore>>,
+) -> BTreeMap<String, Arc<StreamHandle>> {
     manifest
         .manifest
         .stream
         .iter()
-        .map(|(name, decl)| {
-            let path = dir.join(format!("{name}.db"));
-            let store = SqliteStream::open(&path)
-                .with_context(|| format!("stream `{name}`: cannot open `{}`", path.display()))?;
-            let handle = StreamHandle::new(
-                name,
-                Arc::new(store),
-                decl.partition_count(),
-                decl.key_source(),
-            );
-            Ok((name.clone(), Arc::new(handle)))
+        .filter_map(|(name, decl)| {
+            let store = stores.get(name)?.clone();
+            let handle = StreamHandle::new(name, store, decl.partition_count(), decl.key_source());
+            Some((name.clone(), Arc::new(handle)))
         })
         .collect()
 }

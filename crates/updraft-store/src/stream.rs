@@ -111,6 +111,21 @@ pub trait StreamStore: Send + Sync + 'static {
         consumer: Option<&str>,
         limit: u32,
     ) -> Result<Vec<StreamDeadLetter>, StoreError>;
+    /// Takes or renews `holder`'s claim on `consumer`'s `partition` until `now_us + ttl_us`;
+    /// `false` while another holder's claim is live. Several nodes sharing a backend consume
+    /// each partition on one node at a time this way, and a dead node's partitions move
+    /// once its claims lapse. A backend only one process opens keeps this default.
+    async fn claim(
+        &self,
+        consumer: &str,
+        partition: u32,
+        holder: &str,
+        now_us: i64,
+        ttl_us: i64,
+    ) -> Result<bool, StoreError> {
+        let _ = (consumer, partition, holder, now_us, ttl_us);
+        Ok(true)
+    }
     /// How many dead letters each consumer has.
     async fn dead_letter_counts(&self) -> Result<Vec<(String, u64)>, StoreError>;
     /// Drops events stored before `now_us - retention_us`, then the oldest of any partition

@@ -5,10 +5,11 @@ mod blob;
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use updraft_store::conformance;
 use updraft_store::nats::NatsState;
-use updraft_store::{Event, KvStore, NewMessage, QueueStore, Subscription};
+use updraft_store::{Event, KvStore, NewMessage, QueueStore, StreamStore, Subscription};
 use updraft_test_support::NatsServer;
 
 async fn state(server: &NatsServer, namespace: &str) -> NatsState {
@@ -582,4 +583,66 @@ async fn a_replay_ends_where_the_log_ends_when_entries_vanish_under_it() {
         n
     );
     assert!(topics.read("log", 0, 10).await.expect("read").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_streams_pass_the_conformance_suite() {
+    let server = NatsServer::start();
+    let state = state(&server, "stream-app").await;
+    let stream = state
+        .stream(
+            "readings",
+            updraft_store::nats::NatsStreamConfig {
+                partitions: 16,
+                retention: Duration::from_secs(3600),
+                max_bytes: 1 << 30,
+            },
+        )
+        .unwrap();
+    conformance::stream::run(Arc::new(stream), conformance::stream::Retention::Server).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_stream_partitions_keep_to_their_size_cap() {
+    let server = NatsServer::start();
+    let state = state(&server, "stream-cap").await;
+    let stream = state
+        .stream(
+            "readings",
+            updraft_store::nats::NatsStreamConfig {
+                partitions: 2,
+                retention: Duration::from_secs(3600),
+                max_bytes: 20_000,
+            },
+        )
+        .unwrap();
+    let events: Vec<(u32, Event)> = (0..500)
+        .map(|i| {
+            let e = Event {
+                id: format!("e-{i}"),
+                source: "/t".into(),
+                ty: "t".into(),
+                data: vec![b'x'; 100],
+                ..Default::default()
+            };
+            (1, e)
+        })
+        .collect();
+    let offsets = stream.append(events, 0).await.unwrap();
+    assert_eq!(offsets.last(), Some(&499));
+    let parts = stream.partitions().await.unwrap();
+    assert_eq!(parts.len(), 1);
+    assert_eq!(parts[0].next, 500);
+    assert!(
+        parts[0].first > 0 && parts[0].bytes <= 20_000,
+        "{:?}",
+        parts[0]
+    );
+    let kept = stream.read(1, 0, 1_000).await.unwrap();
+    assert_eq!(
+        kept.first().map(|r| r.offset),
+        Some(parts[0].first),
+        "reads start at the oldest kept"
+    );
+    assert_eq!(kept.last().map(|r| r.offset), Some(499));
 }

@@ -54,6 +54,8 @@ pub struct PlatformState {
     pub topics: Arc<dyn TopicStore>,
     /// Cron claims.
     pub schedules: Arc<dyn ScheduleStore>,
+    /// Each `[stream.<name>]`.
+    pub streams: BTreeMap<String, Arc<dyn updraft_store::StreamStore>>,
 }
 
 /// What a state backend gets to open an app's platform state.

@@ -1,11 +1,13 @@
 //! `[state] type = "nats"`: platform state on NATS JetStream, shared by every node of the
-//! app (KV buckets for kv and cron claims, streams for queues and topics).
+//! app (KV buckets for kv and cron claims, streams for queues, topics and each
+//! `[stream.<name>]`'s partitions).
 
 use std::collections::BTreeMap;
 
 use anyhow::Context;
 use serde::Deserialize;
-use updraft_store::nats::{NatsOptions, NatsState as Connection};
+use updraft_store::StreamStore;
+use updraft_store::nats::{NatsOptions, NatsState as Connection, NatsStreamConfig};
 
 use super::{PlatformState, StateBackend, StateContext};
 
@@ -72,8 +74,24 @@ impl StateBackend for NatsState {
             .schedule_store()
             .await
             .with_context(|| format!("cannot open the cron claims on nats at `{url}`"))?;
+        let mut streams = BTreeMap::new();
+        for (name, decl) in &node.app.manifest.stream {
+            let stream = nats
+                .stream(
+                    name,
+                    NatsStreamConfig {
+                        partitions: decl.partition_count(),
+                        retention: decl.retention_duration(),
+                        max_bytes: decl.max_bytes_per_partition(),
+                    },
+                )
+                .with_context(|| format!("cannot open stream `{name}` on nats at `{url}`"))?;
+            let stream: std::sync::Arc<dyn StreamStore> = std::sync::Arc::new(stream);
+            streams.insert(name.clone(), stream);
+        }
         Ok(PlatformState {
             kv,
+            streams,
             queues: nats.queue_store(),
             topics: nats.topic_store(),
             schedules,

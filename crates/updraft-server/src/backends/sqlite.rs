@@ -1,13 +1,17 @@
-//! The embedded backends: platform state in the node's `.updraft/state.db`, and each
+//! The embedded backends: platform state in the node's `.updraft/state.db`, each
+//! `[stream.<name>]` in its own file (`.updraft/streams/<name>.db`), and each
 //! `[sql.<label>]` in its own SQLite file (`.updraft/sql/<label>.db`, or the manifest's
 //! `path`).
 
 use std::sync::Arc;
 
+use anyhow::Context;
 use serde::Deserialize;
 use updraft_manifest::{LoadedManifest, SqlDecl};
-use updraft_store::sqlite::{SqliteKv, SqliteQueues, SqliteSchedules, SqliteSql, SqliteTopics};
-use updraft_store::{KvStore, SqlLimits, SqlStore};
+use updraft_store::sqlite::{
+    SqliteKv, SqliteQueues, SqliteSchedules, SqliteSql, SqliteStream, SqliteTopics,
+};
+use updraft_store::{KvStore, SqlLimits, SqlStore, StreamStore};
 
 use super::{LabelBackend, PlatformState, StateBackend, StateContext};
 
@@ -43,8 +47,28 @@ impl StateBackend for SqliteState {
             queues: Arc::new(SqliteQueues::new(state.clone())),
             topics: Arc::new(SqliteTopics::new(state.clone())),
             schedules: Arc::new(SqliteSchedules::new(state.clone())),
+            streams: open_streams(node.app)?,
         })
     }
+}
+
+/// Each `[stream.<name>]` in its own file under `.updraft/streams/`, never `state.db`.
+fn open_streams(
+    app: &LoadedManifest,
+) -> anyhow::Result<std::collections::BTreeMap<String, Arc<dyn StreamStore>>> {
+    let dir = app.state_dir().join("streams");
+    app.manifest
+        .stream
+        .keys()
+        .map(|name| {
+            let path = dir.join(format!("{name}.db"));
+            let store: Arc<dyn StreamStore> =
+                Arc::new(SqliteStream::open(&path).with_context(|| {
+                    format!("stream `{name}`: cannot open `{}`", path.display())
+                })?);
+            Ok((name.clone(), store))
+        })
+        .collect()
 }
 
 /// `[sql.<label>] type = "sqlite"` (the default): a SQLite file of its own.

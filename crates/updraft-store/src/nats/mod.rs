@@ -12,6 +12,7 @@
 //! | [`ScheduleStore`] | KV bucket `updraft-<ns>-schedules`: a claim is a `create` of `<trigger>.<occurrence>`, and `<trigger>` holds the latest claim (raised by compare-and-swap) |
 //! | [`QueueStore`] | a work-queue stream per queue (`updraft-<ns>-q-<queue>`, subject `updraft.<ns>.q.<queue>`) with one durable pull consumer (explicit ack, unlimited deliveries, `ack_wait` = the lease); dead letters in `updraft-<ns>-dlq`, a subject per queue; lease bookkeeping in the KV bucket `updraft-<ns>-leases` |
 //! | [`TopicStore`] | a limits stream per topic (`updraft-<ns>-t-<topic>`, 7 days), fanned out at publish into the subscriptions' queues |
+//! | [`StreamStore`](crate::StreamStore) (per `[stream.<name>]`) | a limits stream per partition (`updraft-<ns>-s-<stream>-<p>`), offset = sequence − 1; checkpoints in KV bucket `updraft-<ns>-s-<stream>-checkpoints`; dead letters in `updraft-<ns>-s-<stream>-dlq` |
 //!
 //! Each module's doc says how its trait's methods map, and where JetStream makes them differ
 //! from the embedded backend. Durability is the server's: an acknowledged write is stored
@@ -25,6 +26,7 @@ mod kv;
 pub(crate) mod names;
 mod queue;
 mod schedule;
+mod stream;
 mod topic;
 
 use std::fmt::Display;
@@ -36,6 +38,7 @@ use async_nats::jetstream;
 pub use kv::NatsKv;
 pub use queue::NatsQueues;
 pub use schedule::NatsSchedules;
+pub use stream::{NatsStream, NatsStreamConfig};
 pub use topic::NatsTopics;
 
 use crate::{KvStore, QueueStore, ScheduleStore, StoreError, TopicStore};
@@ -140,6 +143,11 @@ impl NatsState {
     /// The topics, fanning out into [`NatsState::queues`].
     pub fn topics(&self) -> NatsTopics {
         NatsTopics::new(self.inner.clone())
+    }
+
+    /// The stream `name` (its partitions are created on first append).
+    pub fn stream(&self, name: &str, config: NatsStreamConfig) -> Result<NatsStream, StoreError> {
+        NatsStream::new(self.inner.clone(), name, config)
     }
 
     /// [`NatsState::topics`] as a trait object.

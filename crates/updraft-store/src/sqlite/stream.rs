@@ -579,6 +579,10 @@ mod tests {
     async fn conformance() {
         let dir = tempfile::tempdir().expect("tempdir");
         let stream = SqliteStream::open(&dir.path().join("streams/readings.db")).expect("open");
-        crate::conformance::stream::run(Arc::new(stream)).await;
+        crate::conformance::stream::run(
+            Arc::new(stream),
+            crate::conformance::stream::Retention::Store,
+        )
+        .await;
     }
 }

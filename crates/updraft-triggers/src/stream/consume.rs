@@ -26,6 +26,9 @@ const BUSY_RETRY: Duration = Duration::from_millis(200);
 /// Tries of a store write (a commit, a dead letter) before the partition starts over from
 /// its stored checkpoint.
 const STORE_TRIES: u32 = 10;
+/// How long a node's claim on a partition lasts without renewal: a dead node's partitions
+/// move to another node within this.
+const CLAIM_TTL: Duration = Duration::from_secs(10);
 
 /// How a consumer runs, from its `[[trigger.stream]]` and its stream.
 #[derive(Debug, Clone)]
@@ -44,6 +47,7 @@ pub(crate) fn spawn(
     stream: Arc<StreamHandle>,
     function: EventFunction,
     consumer: String,
+    holder: String,
     settings: Settings,
     stop: watch::Receiver<bool>,
 ) {
@@ -52,6 +56,7 @@ pub(crate) fn spawn(
         stream,
         function,
         consumer,
+        holder,
         settings,
         slots,
     });
@@ -60,6 +65,7 @@ pub(crate) fn spawn(
             shared: shared.clone(),
             partition,
             stop: stop.clone(),
+            claimed_until: None,
         };
         tokio::spawn(p.run());
     }
@@ -69,6 +75,8 @@ struct Shared {
     stream: Arc<StreamHandle>,
     function: EventFunction,
     consumer: String,
+    /// Who this node is, in partition claims.
+    holder: String,
     settings: Settings,
     /// Partitions processing a batch at once.
     slots: Arc<Semaphore>,
@@ -78,6 +86,8 @@ struct Partition {
     shared: Arc<Shared>,
     partition: u32,
     stop: watch::Receiver<bool>,
+    /// While this node holds the partition's claim (renewed at half its life).
+    claimed_until: Option<Instant>,
 }
 
 /// Where a partition is after a batch.
@@ -88,6 +98,16 @@ enum Progress {
     Moved,
     /// The node is draining.
     Stopped,
+}
+
+/// Whether this node holds a partition.
+enum Hold {
+    /// It did and still does.
+    Kept,
+    /// It just took it (again): read the checkpoint.
+    Taken,
+    /// Another node does.
+    Elsewhere,
 }
 
 /// How one try of a batch ended.
@@ -107,6 +127,20 @@ impl Partition {
         loop {
             if *self.stop.borrow() {
                 return;
+            }
+            match self.hold().await {
+                Hold::Kept => {}
+                Hold::Taken => match self.begin().await {
+                    // Another node may have moved the checkpoint while it held the claim.
+                    Some(n) => next = n,
+                    None => return,
+                },
+                Hold::Elsewhere => {
+                    if !self.pause(IDLE_POLL).await {
+                        return;
+                    }
+                    continue;
+                }
             }
             // Listen before looking, so an append that lands meanwhile still wakes us.
             let notified = s.stream.notify.notified();
@@ -163,6 +197,41 @@ impl Partition {
                     Some(n) => next = n,
                     None => return,
                 },
+            }
+        }
+    }
+
+    /// Whether this node may process the partition now: its claim is kept or renewed, just
+    /// taken, or held by another node.
+    async fn hold(&mut self) -> Hold {
+        let now = Instant::now();
+        if self
+            .claimed_until
+            .is_some_and(|until| until > now + CLAIM_TTL / 2)
+        {
+            return Hold::Kept;
+        }
+        let s = self.shared.clone();
+        let ttl = i64::try_from(CLAIM_TTL.as_micros()).unwrap_or(i64::MAX);
+        let claimed = s
+            .stream
+            .store
+            .claim(&s.consumer, self.partition, &s.holder, now_us(), ttl)
+            .await;
+        let had = self.claimed_until.is_some_and(|until| until > now);
+        match claimed {
+            Ok(true) => {
+                self.claimed_until = Some(now + CLAIM_TTL);
+                if had { Hold::Kept } else { Hold::Taken }
+            }
+            Ok(false) => {
+                self.claimed_until = None;
+                Hold::Elsewhere
+            }
+            Err(e) => {
+                self.log_error("cannot claim the partition", &e);
+                self.claimed_until = None;
+                Hold::Elsewhere
             }
         }
     }

@@ -172,6 +172,7 @@ impl Trigger for Stream {
             stream,
             function,
             self.consumer.clone(),
+            node.claimant.clone(),
             self.settings.clone(),
             node.stop.clone(),
         );

@@ -987,3 +987,95 @@ stream = "readings"
         streams(&server).await[0]["events"]
     );
 }
+
+/// Rows `key/seq` in a stopped node's `seen` table, read from its file.
+fn seen_in_file(app: &AppDir) -> Vec<String> {
+    let path = app.path().join(".updraft/sql/app.db");
+    let Ok(db) = rusqlite::Connection::open(path) else {
+        return Vec::new();
+    };
+    let Ok(mut stmt) = db.prepare("SELECT key || '/' || seq FROM seen") else {
+        return Vec::new();
+    };
+    stmt.query_map([], |r| r.get::<_, String>(0))
+        .map(|rows| rows.filter_map(Result::ok).collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_on_nats_share_a_stream_and_one_takes_over_when_the_other_dies() {
+    let nats = updraft_test_support::NatsServer::start();
+    let start = |app: &AppDir| Server::start(bin(), app.path(), &["--store", &nats.url()]);
+    let (app_a, app_b) = (
+        app("partitions = 4", "batch = { max = 50 }"),
+        app("partitions = 4", "batch = { max = 50 }"),
+    );
+    let a = start(&app_a);
+    let b = start(&app_b);
+    // Readings sent to either node land in the shared stream; each partition is processed
+    // by one node at a time, in order.
+    let first: Vec<(String, u64)> = (0..2_000).map(|i| (format!("dev-{}", i % 40), i)).collect();
+    for chunk in first.chunks(500) {
+        let (status, reply) = ingest(&b, lines(chunk.iter().cloned())).await;
+        assert_eq!(status, 200, "{reply}");
+    }
+    let both = eventually(Duration::from_secs(60), async || {
+        seen(&a).await + seen(&b).await >= 2_000
+    })
+    .await;
+    assert!(
+        both,
+        "a {} + b {} of 2000; a:\n{}",
+        seen(&a).await,
+        seen(&b).await,
+        a.stderr.text()
+    );
+    assert_eq!(
+        seen(&a).await + seen(&b).await,
+        2_000,
+        "no event ran on both nodes"
+    );
+    assert_eq!(
+        numbers(&a, VIOLATIONS).await.first().copied().unwrap_or(0),
+        0
+    );
+    assert_eq!(
+        numbers(&b, VIOLATIONS).await.first().copied().unwrap_or(0),
+        0
+    );
+    let info = streams(&b).await;
+    assert_eq!(info[0]["events"], 2_000, "{info}");
+    assert_eq!(info[0]["consumers"][0]["lag"], 0, "{info}");
+
+    // The node holding partitions dies; the other takes them over once their claims lapse.
+    let (on_a, on_b) = (seen(&a).await, seen(&b).await);
+    let (dying, survivor, dead_app) = if on_a >= on_b {
+        (a, b, &app_a)
+    } else {
+        (b, a, &app_b)
+    };
+    dying.signal(libc::SIGKILL);
+    drop(dying);
+    let second: Vec<(String, u64)> = (2_000..3_000)
+        .map(|i| (format!("dev-{}", i % 40), i))
+        .collect();
+    let (status, reply) = ingest(&survivor, lines(second)).await;
+    assert_eq!(status, 200, "{reply}");
+    let want: HashSet<String> = (0..3_000u64)
+        .map(|i| format!("dev-{}/{i}", i % 40))
+        .collect();
+    let mut got = HashSet::new();
+    let complete = eventually(Duration::from_secs(90), async || {
+        let (ids, _) = recorded(&survivor).await;
+        got = ids;
+        got.extend(seen_in_file(dead_app));
+        want.is_subset(&got)
+    })
+    .await;
+    assert!(
+        complete,
+        "{} of 3000 processed after the takeover; survivor:\n{}",
+        want.intersection(&got).count(),
+        survivor.stderr.text()
+    );
+}
