@@ -28,6 +28,7 @@ const SDK: &[File] = embed![
     "updraft-sdk/src/messaging.rs" => "crates/updraft-sdk/src/messaging.rs",
     "updraft-sdk/src/sql.rs" => "crates/updraft-sdk/src/sql.rs",
     "updraft-sdk/src/variables.rs" => "crates/updraft-sdk/src/variables.rs",
+    "updraft-sdk/src/window.rs" => "crates/updraft-sdk/src/window.rs",
     "updraft-sdk/wit/updraft.wit" => "wit/updraft.wit",
     "updraft-sdk/wit/deps/config/store.wit" => "wit/deps/config/store.wit",
     "updraft-sdk/wit/deps/config/world.wit" => "wit/deps/config/world.wit",
