@@ -11,8 +11,10 @@
 //!   call is not one transaction: if it fails part way, the events acknowledged so far stay,
 //!   and a retry of the whole call stores them once (within the 2-minute duplicate window).
 //!   `appended_us` is the server's timestamp.
-//! * **Read** walks a partition with direct gets ("the next message at or after sequence
-//!   N"), one round trip per record; gaps left by the server's limits are skipped.
+//! * **Read** fetches a batch in one round trip from an ephemeral consumer per partition
+//!   (no acks, in memory, gone after a minute unused), kept while reads go on from where
+//!   the last one ended and made anew when a read starts elsewhere (a replay, a retry);
+//!   gaps left by the server's limits are skipped.
 //! * **Checkpoints** are KV bucket `updraft-<ns>-s-<stream>-checkpoints`, key
 //!   `<consumer>.<p>`; `commit` is a KV update on the revision it read.
 //! * **Dead letters** go to `updraft-<ns>-s-<stream>-dlq` (14 days), a subject per consumer.
@@ -25,6 +27,7 @@ use std::time::Duration;
 
 use async_nats::HeaderMap;
 use async_nats::jetstream::ErrorCode;
+use async_nats::jetstream::consumer::{self, AckPolicy, DeliverPolicy, PullConsumer};
 use async_nats::jetstream::context::GetStreamErrorKind;
 use async_nats::jetstream::kv::{Operation, UpdateErrorKind};
 use async_nats::jetstream::stream::{
@@ -37,7 +40,7 @@ use tokio::sync::OnceCell;
 
 use super::names::{nonempty_token, token};
 use super::queue::{Envelope, MSG_ID_HEADER, decode, encode, hashed};
-use super::{Inner, backend};
+use super::{Inner, REQUEST_TIMEOUT, backend};
 use crate::StoreError;
 use crate::queue::Event;
 use crate::stream::{Checkpoint, PartitionState, StreamDeadLetter, StreamRecord, StreamStore};
@@ -65,8 +68,17 @@ pub struct NatsStream {
     token: String,
     config: NatsStreamConfig,
     parts: Vec<OnceCell<Stream>>,
+    /// Per partition, the consumer reads go through and where it is.
+    readers: Vec<tokio::sync::Mutex<Option<Reader>>>,
     checkpoints: OnceCell<async_nats::jetstream::kv::Store>,
     dead: OnceCell<Stream>,
+}
+
+/// An ephemeral consumer positioned at `next` (the offset its next message has, or a later
+/// one when records were dropped).
+struct Reader {
+    next: u64,
+    consumer: PullConsumer,
 }
 
 /// Who consumes a partition, until when.
@@ -97,6 +109,9 @@ impl NatsStream {
         let token = nonempty_token("stream", name)?;
         Ok(Self {
             parts: (0..config.partitions).map(|_| OnceCell::new()).collect(),
+            readers: (0..config.partitions)
+                .map(|_| tokio::sync::Mutex::new(None))
+                .collect(),
             inner,
             name: name.to_owned(),
             token,
@@ -225,6 +240,69 @@ impl NatsStream {
         }
     }
 
+    /// A consumer of `stream` starting at offset `from`.
+    async fn reader(&self, stream: &Stream, from: u64) -> Result<Reader, StoreError> {
+        let consumer = stream
+            .create_consumer(consumer::pull::Config {
+                deliver_policy: DeliverPolicy::ByStartSequence {
+                    start_sequence: from + 1,
+                },
+                ack_policy: AckPolicy::None,
+                inactive_threshold: Duration::from_secs(60),
+                memory_storage: true,
+                num_replicas: 1,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| self.failed("read", e))?;
+        Ok(Reader {
+            next: from,
+            consumer,
+        })
+    }
+
+    /// Up to `max` records from `reader`, without waiting for records that are not there.
+    async fn fetch(
+        &self,
+        reader: &mut Reader,
+        partition: u32,
+        max: u32,
+    ) -> Result<Vec<StreamRecord>, StoreError> {
+        use futures::StreamExt;
+        let want = max.clamp(1, 10_000) as usize;
+        let mut batch = reader
+            .consumer
+            .fetch()
+            .max_messages(want)
+            .messages()
+            .await
+            .map_err(|e| self.failed("read", e))?;
+        let mut out = Vec::with_capacity(want);
+        for _ in 0..=want {
+            let Some(m) = tokio::time::timeout(REQUEST_TIMEOUT, batch.next())
+                .await
+                .map_err(|_| self.failed("read", "the server did not answer in time"))?
+            else {
+                break;
+            };
+            let m = m.map_err(|e| self.failed("read", e))?;
+            let info = m.info().map_err(|e| self.failed("read", e))?;
+            let (sequence, appended_us) = (info.stream_sequence, info.published.timestamp_micros());
+            reader.next = sequence;
+            let Some((envelope, data)) = decode::<Envelope>(&m.payload) else {
+                tracing::warn!(stream = %self.name, partition, sequence, "skipping a record updraft did not write");
+                continue;
+            };
+            out.push(StreamRecord {
+                partition,
+                offset: sequence - 1,
+                appended_us,
+                event: envelope.event(data),
+            });
+        }
+        Ok(out)
+    }
+
     fn key(consumer: &str, partition: u32) -> String {
         format!("{}.{partition}", token(consumer))
     }
@@ -296,26 +374,36 @@ impl StreamStore for NatsStream {
         let Some(stream) = self.existing(partition).await? else {
             return Ok(Vec::new());
         };
-        let (_, subject) = self.partition_names(partition);
-        let mut out = Vec::new();
-        let mut sequence = from + 1;
-        for _ in 0..max {
-            let Some(m) = self.next_at(&stream, &subject, sequence).await? else {
-                break;
-            };
-            sequence = m.sequence + 1;
-            let Some((envelope, data)) = decode::<Envelope>(&m.payload) else {
-                tracing::warn!(stream = %self.name, partition, sequence = m.sequence, "skipping a record updraft did not write");
+        let Some(slot) = self.readers.get(partition as usize) else {
+            return Ok(Vec::new());
+        };
+        let mut slot = slot.lock().await;
+        // A consumer the server dropped (unused for a minute) is made anew, once.
+        for attempt in 0..2 {
+            if slot.as_ref().is_none_or(|r| r.next != from) {
+                if let Some(old) = slot.take() {
+                    let _ = stream
+                        .delete_consumer(&old.consumer.cached_info().name)
+                        .await;
+                }
+                *slot = Some(self.reader(&stream, from).await?);
+            }
+            let Some(reader) = slot.as_mut() else {
                 continue;
             };
-            out.push(StreamRecord {
-                partition,
-                offset: m.sequence - 1,
-                appended_us: micros(&m.time),
-                event: envelope.event(data),
-            });
+            match self.fetch(reader, partition, max).await {
+                Ok(records) => return Ok(records),
+                Err(e) if attempt == 0 => {
+                    tracing::debug!(stream = %self.name, partition, "reader lost, making another: {e}");
+                    *slot = None;
+                }
+                Err(e) => {
+                    *slot = None;
+                    return Err(e);
+                }
+            }
         }
-        Ok(out)
+        Ok(Vec::new())
     }
 
     async fn partitions(&self) -> Result<Vec<PartitionState>, StoreError> {
