@@ -100,6 +100,39 @@ enum Progress {
     Stopped,
 }
 
+/// Renews this node's claim on a partition every third of its life while a batch runs;
+/// stops when dropped (also on a panic).
+struct ClaimKeeper(tokio::task::JoinHandle<()>);
+
+impl ClaimKeeper {
+    fn start(shared: Arc<Shared>, partition: u32) -> Self {
+        let ttl = i64::try_from(CLAIM_TTL.as_micros()).unwrap_or(i64::MAX);
+        Self(tokio::spawn(async move {
+            // Ends when the batch does (the keeper is dropped and aborts this task).
+            loop {
+                tokio::time::sleep(CLAIM_TTL / 3).await;
+                let renewed = shared
+                    .stream
+                    .store
+                    .claim(&shared.consumer, partition, &shared.holder, now_us(), ttl)
+                    .await;
+                if !matches!(renewed, Ok(true)) {
+                    tracing::warn!(
+                        stream = %shared.stream.name, consumer = %shared.consumer, partition,
+                        "lost the partition's claim during a batch; another node may process it again"
+                    );
+                }
+            }
+        }))
+    }
+}
+
+impl Drop for ClaimKeeper {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Whether this node holds a partition.
 enum Hold {
     /// It did and still does.
@@ -187,7 +220,10 @@ impl Partition {
             let Ok(permit) = s.slots.clone().acquire_owned().await else {
                 return;
             };
+            // A long batch keeps the partition: its claim is renewed while it runs.
+            let keeper = ClaimKeeper::start(s.clone(), self.partition);
             let progress = self.process(&records, next).await;
+            drop(keeper);
             drop(permit);
             idle_since = Instant::now();
             match progress {

@@ -726,6 +726,14 @@ async fn iot_telemetry_example_turns_device_readings_into_minutes_alerts_and_a_d
         mqtt.contains("sent 4500 readings from 50 devices") && mqtt.contains("4500 acknowledged"),
         "{mqtt}"
     );
+    // The broker acknowledged those; the bridge stores them a moment later. Wait for that,
+    // or the later HTTP readings could close a minute before its MQTT readings are counted
+    // (they would be late, and rightly not counted).
+    let stored = eventually(Duration::from_secs(60), async || {
+        streams(&server).await[0]["events"] == 4_500
+    })
+    .await;
+    assert!(stored, "{}", streams(&server).await);
     let http = simulate(&[
         "--http",
         &server.url("/ingest"),
