@@ -114,6 +114,10 @@ pub struct MqttIngest {
     /// `updraft-<app>-<stream>-<n>`).
     #[serde(default)]
     pub client_id: Option<String>,
+    /// PEM certificates to trust for an `mqtts://` broker besides the system's roots (a
+    /// private CA, or the broker's own self-signed certificate), relative to the manifest.
+    #[serde(default)]
+    pub ca: Option<std::path::PathBuf>,
     /// An environment variable holding the user name.
     #[serde(default)]
     pub username_env: Option<String>,
@@ -153,13 +157,19 @@ pub struct BrokerAddr {
 impl MqttIngest {
     /// The broker's address, or why `broker` is not one.
     pub fn broker_addr(&self) -> Result<BrokerAddr, String> {
+        BrokerAddr::parse(&self.broker)
+    }
+}
+
+impl BrokerAddr {
+    /// `mqtt://host[:port]` or `mqtts://host[:port]`, or why `url` is not one.
+    pub fn parse(url: &str) -> Result<Self, String> {
         let bad = || {
             format!(
-                "`{}` is not a broker address; write it like \"mqtt://localhost:1883\" or \"mqtts://broker.example.com:8883\"",
-                self.broker
+                "`{url}` is not a broker address; write it like \"mqtt://localhost:1883\" or \"mqtts://broker.example.com:8883\""
             )
         };
-        let (tls, rest) = match self.broker.split_once("://") {
+        let (tls, rest) = match url.split_once("://") {
             Some(("mqtt", rest)) => (false, rest),
             Some(("mqtts", rest)) => (true, rest),
             _ => return Err(bad()),
@@ -172,7 +182,7 @@ impl MqttIngest {
         if host.is_empty() || host.contains('/') || host.contains('@') {
             return Err(bad());
         }
-        Ok(BrokerAddr {
+        Ok(Self {
             tls,
             host: host
                 .trim_start_matches('[')
@@ -316,6 +326,12 @@ pub(crate) fn validate(m: &Manifest) -> Result<(), ManifestError> {
         }
         if let Some(e) = mqtt.topics.iter().find_map(|t| topic_filter_error(t)) {
             return Err(ManifestError::invalid(key("topics"), e));
+        }
+        if mqtt.ca.is_some() && !mqtt.broker_addr().is_ok_and(|a| a.tls) {
+            return Err(ManifestError::invalid(
+                key("ca"),
+                "`ca` is for a TLS broker; write the broker as \"mqtts://host:port\"",
+            ));
         }
         if mqtt.device == Some(0) {
             return Err(ManifestError::invalid(

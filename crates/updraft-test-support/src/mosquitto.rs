@@ -19,6 +19,8 @@ pub struct Mosquitto {
     child: Option<Child>,
     dir: tempfile::TempDir,
     port: u16,
+    /// A second listener with TLS (a self-signed certificate for 127.0.0.1), if asked for.
+    tls_port: Option<u16>,
     bin: PathBuf,
 }
 
@@ -46,18 +48,35 @@ impl Mosquitto {
         Self::try_start().unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// A broker that also listens with TLS ([`Mosquitto::tls_url`]), its certificate a
+    /// self-signed one for 127.0.0.1 ([`Mosquitto::certificate`]), made with `openssl`.
+    pub fn start_with_tls() -> Self {
+        Self::try_start_with(true).unwrap_or_else(|e| panic!("{e}"))
+    }
+
     /// Like [`Mosquitto::start`], but returns what went wrong.
     pub fn try_start() -> Result<Self, String> {
+        Self::try_start_with(false)
+    }
+
+    fn try_start_with(tls: bool) -> Result<Self, String> {
         let mut broker = Self {
             child: None,
             dir: tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?,
             port: 0,
+            tls_port: None,
             bin: binary()?,
         };
+        if tls {
+            broker.make_certificate()?;
+        }
         let mut last = String::new();
         // A picked port can be taken before the broker binds it: try again.
         for _ in 0..3 {
             broker.port = free_port()?;
+            if tls {
+                broker.tls_port = Some(free_port()?);
+            }
             match broker.spawn() {
                 Ok(()) => return Ok(broker),
                 Err(e) => last = e,
@@ -74,6 +93,47 @@ impl Mosquitto {
     /// The port.
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// `mqtts://127.0.0.1:PORT` of the TLS listener ([`Mosquitto::start_with_tls`]).
+    pub fn tls_url(&self) -> Option<String> {
+        self.tls_port.map(|p| format!("mqtts://127.0.0.1:{p}"))
+    }
+
+    /// The TLS listener's certificate (PEM), to trust.
+    pub fn certificate(&self) -> PathBuf {
+        self.dir.path().join("broker.pem")
+    }
+
+    fn make_certificate(&self) -> Result<(), String> {
+        let dir = self.dir.path();
+        let out = Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+            ])
+            .args(["-nodes", "-days", "2", "-subj", "/CN=127.0.0.1"])
+            .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
+            // A leaf, not a CA: webpki refuses a CA certificate as a server's own.
+            .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+            .arg("-keyout")
+            .arg(dir.join("broker.key"))
+            .arg("-out")
+            .arg(dir.join("broker.pem"))
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("run openssl: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "openssl could not make a certificate: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        Ok(())
     }
 
     /// What the broker logged.
@@ -112,6 +172,13 @@ impl Mosquitto {
         } else {
             ""
         };
+        let tls = match self.tls_port {
+            Some(port) => format!(
+                "listener {port} 127.0.0.1\ncertfile {dir}/broker.pem\nkeyfile {dir}/broker.key\ncafile {dir}/broker.pem\n",
+                dir = dir.display()
+            ),
+            None => String::new(),
+        };
         std::fs::write(
             &config,
             format!(
@@ -123,7 +190,8 @@ impl Mosquitto {
                  max_queued_messages 0\n\
                  max_inflight_messages 1000\n\
                  log_dest file {dir}/mosquitto.log\n\
-                 log_type error\nlog_type warning\nlog_type notice\nlog_type information\nlog_type subscribe\n",
+                 log_type error\nlog_type warning\nlog_type notice\nlog_type information\nlog_type subscribe\n\
+                 {tls}",
                 port = self.port,
                 dir = dir.display()
             ),

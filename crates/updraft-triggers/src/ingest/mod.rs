@@ -25,7 +25,7 @@ pub fn start(
                 config.stream
             )
         })?;
-        let bridge = mqtt::Bridge::new(&app.manifest.app.name, index, config, stream)?;
+        let bridge = mqtt::Bridge::new(app, index, config, stream)?;
         tokio::spawn(bridge.run(stop.clone()));
     }
     Ok(())

@@ -55,9 +55,9 @@ pub struct Bridge {
 }
 
 impl Bridge {
-    /// The bridge of `ingest.mqtt[index]` of app `app`.
+    /// The bridge of `ingest.mqtt[index]` of `app`.
     pub fn new(
-        app: &str,
+        app: &updraft_manifest::LoadedManifest,
         index: usize,
         config: &MqttIngest,
         stream: Arc<StreamHandle>,
@@ -66,10 +66,12 @@ impl Bridge {
         let addr = config
             .broker_addr()
             .map_err(|e| anyhow::anyhow!("`{name}.broker`: {e}"))?;
-        let client_id = config
-            .client_id
-            .clone()
-            .unwrap_or_else(|| format!("updraft-{app}-{}-{index}", config.stream));
+        let client_id = config.client_id.clone().unwrap_or_else(|| {
+            format!(
+                "updraft-{}-{}-{index}",
+                app.manifest.app.name, config.stream
+            )
+        });
         let mut options = MqttOptions::new(client_id, addr.host.clone(), addr.port);
         options
             .set_clean_session(false)
@@ -86,8 +88,10 @@ impl Bridge {
             options.set_credentials(user, password);
         }
         if addr.tls {
+            let ca = config.ca.as_ref().map(|p| app.resolve(p));
+            let tls = tls_config(ca.as_deref()).map_err(|e| anyhow::anyhow!("`{name}.ca`: {e}"))?;
             options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
-                Arc::new(tls_config()?),
+                Arc::new(tls),
             )));
         }
         Ok(Self {
@@ -339,11 +343,34 @@ fn env(bridge: &str, key: &str, var: &str) -> anyhow::Result<String> {
     })
 }
 
-/// TLS with the ring provider and the system's root certificates.
-fn tls_config() -> anyhow::Result<rustls::ClientConfig> {
+/// TLS with the ring provider, the system's root certificates and those of `ca`.
+fn tls_config(ca: Option<&std::path::Path>) -> anyhow::Result<rustls::ClientConfig> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls_native_certs::load_native_certs().certs {
         let _ = roots.add(cert);
+    }
+    if let Some(path) = ca {
+        let certs = CertificateDer::pem_file_iter(path)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot read certificates from `{}`: {e}; give a PEM file of the CA (or the broker's own certificate)",
+                    path.display()
+                )
+            })?;
+        if certs.is_empty() {
+            anyhow::bail!(
+                "`{}` holds no PEM certificate; give the broker's CA certificate",
+                path.display()
+            );
+        }
+        for cert in certs {
+            roots
+                .add(cert)
+                .map_err(|e| anyhow::anyhow!("`{}`: {e}", path.display()))?;
+        }
     }
     Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),

@@ -165,18 +165,7 @@ fn reading(device: u32, round: u64, time_ms: i64, spike: bool) -> String {
 }
 
 fn connect_mqtt(broker: &str) -> anyhow::Result<Sink> {
-    let config = updraft_manifest::MqttIngest {
-        broker: broker.to_owned(),
-        topics: Vec::new(),
-        stream: String::new(),
-        device: None,
-        client_id: None,
-        username_env: None,
-        password_env: None,
-        ty: None,
-        format: None,
-    };
-    let addr = config.broker_addr().map_err(anyhow::Error::msg)?;
+    let addr = updraft_manifest::BrokerAddr::parse(broker).map_err(anyhow::Error::msg)?;
     if addr.tls {
         bail!("the simulator speaks plain MQTT; give an mqtt:// broker");
     }

@@ -367,6 +367,21 @@ fn stream_manifest_mistakes_are_keyed_and_say_the_fix() {
             "[gateway.auth.devices]",
         ),
         (
+            "[stream.readings]\n[[ingest.mqtt]]\nbroker = \"mqtt://127.0.0.1:1883\"\ntopics = [\"a/#/b\"]\nstream = \"readings\"\n",
+            "ingest.mqtt[0].topics",
+            "`#` may only be the last level",
+        ),
+        (
+            "[stream.readings]\n[[ingest.mqtt]]\nbroker = \"tcp://127.0.0.1:1883\"\ntopics = [\"a/+\"]\nstream = \"readings\"\n",
+            "ingest.mqtt[0].broker",
+            "mqtts://broker.example.com:8883",
+        ),
+        (
+            "[stream.readings]\n[[ingest.mqtt]]\nbroker = \"mqtt://127.0.0.1:1883\"\ntopics = [\"a/+\"]\nstream = \"readings\"\nca = \"ca.pem\"\n",
+            "ingest.mqtt[0].ca",
+            "mqtts://host:port",
+        ),
+        (
             "[stream.readings]\n[[trigger.stream]]\nstream = \"reading\"\nfunction = \"streamer\"\n",
             "trigger.stream[0].stream",
             "(declared: `readings`)",
@@ -1086,4 +1101,66 @@ async fn two_nodes_on_nats_share_a_stream_and_one_takes_over_when_the_other_dies
         want.intersection(&got).count(),
         survivor.stderr.text()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mqtts_broker_is_bridged_when_its_certificate_is_trusted() {
+    let broker = updraft_test_support::Mosquitto::start_with_tls();
+    let tls_url = broker.tls_url().unwrap();
+    let manifest = |app: &str, ca: &str| {
+        format!(
+            r#"
+[app]
+name = "{app}"
+
+[stream.readings]
+key = "data.device"
+
+[[ingest.mqtt]]
+broker = "{tls_url}"
+topics = ["sensors/+/reading"]
+stream = "readings"
+{ca}
+"#
+        )
+    };
+    // The broker's certificate is self-signed: without `ca` the bridge refuses it, says so,
+    // and keeps trying.
+    let untrusted = AppDir::new(&manifest("untrusted", ""));
+    let server = Server::start(bin(), untrusted.path(), &[]);
+    crate::stderr_shows(&server, "lost the broker 127.0.0.1").await;
+    let err = server.stderr.text();
+    assert!(
+        err.to_lowercase().contains("certificate") || err.contains("UnknownIssuer"),
+        "{err}"
+    );
+    drop(server);
+    // With the certificate trusted, readings published on the broker's plain listener reach
+    // the stream over TLS.
+    let app = AppDir::new(&manifest("trusted", "ca = \"broker.pem\""));
+    std::fs::copy(broker.certificate(), app.path().join("broker.pem")).unwrap();
+    let server = Server::start(bin(), app.path(), &[]);
+    let subscribed = eventually(Duration::from_secs(30), async || {
+        broker
+            .log()
+            .contains("updraft-trusted-readings-0 1 sensors/+/reading")
+    })
+    .await;
+    assert!(subscribed, "{}\n{}", broker.log(), server.stderr.text());
+    let out = simulate(&[
+        "--mqtt",
+        &broker.url(),
+        "--devices",
+        "10",
+        "--rounds",
+        "10",
+        "--rate",
+        "0",
+    ]);
+    assert!(out.contains("100 acknowledged"), "{out}");
+    let stored = eventually(Duration::from_secs(30), async || {
+        streams(&server).await[0]["events"] == 100
+    })
+    .await;
+    assert!(stored, "{}", streams(&server).await);
 }
