@@ -95,7 +95,7 @@ pub trait StreamStore: Send + Sync + 'static {
         partition: u32,
         next: u64,
     ) -> Result<(), StoreError>;
-    /// Every consumer's checkpoints.
+    /// Every consumer's checkpoints, by consumer, then partition.
     async fn checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError>;
     /// Records that `consumer` gave up on `record`.
     async fn dead_letter(

@@ -126,30 +126,29 @@ pub(crate) async fn stream_info(stream: &StreamHandle) -> Result<StreamInfo, Sto
             .find(|s| s.partition == p)
             .map_or(0, |s| s.next)
     };
+    // Checkpoints come sorted by consumer, so each consumer's run is together.
     let mut consumers: Vec<ConsumerInfo> = Vec::new();
     for c in checkpoints {
         let lag = next_of(c.partition).saturating_sub(c.next);
-        let entry = match consumers.iter_mut().find(|x| x.name == c.consumer) {
-            Some(e) => e,
-            None => {
-                consumers.push(ConsumerInfo {
-                    dead_letters: dead
-                        .iter()
-                        .find(|(consumer, _)| *consumer == c.consumer)
-                        .map_or(0, |(_, n)| *n),
-                    name: c.consumer.clone(),
-                    lag: 0,
-                    partitions: Vec::new(),
-                });
-                consumers.last_mut().expect("just pushed")
-            }
-        };
-        entry.lag += lag;
-        entry.partitions.push(ConsumerPartition {
-            partition: c.partition,
-            next: c.next,
-            lag,
-        });
+        if consumers.last().is_none_or(|last| last.name != c.consumer) {
+            consumers.push(ConsumerInfo {
+                dead_letters: dead
+                    .iter()
+                    .find(|(consumer, _)| *consumer == c.consumer)
+                    .map_or(0, |(_, n)| *n),
+                name: c.consumer.clone(),
+                lag: 0,
+                partitions: Vec::new(),
+            });
+        }
+        if let Some(entry) = consumers.last_mut() {
+            entry.lag += lag;
+            entry.partitions.push(ConsumerPartition {
+                partition: c.partition,
+                next: c.next,
+                lag,
+            });
+        }
     }
     // Consumers with dead letters and no checkpoint: ingestion (`ingest.mqtt[0]`).
     for (name, n) in dead {
