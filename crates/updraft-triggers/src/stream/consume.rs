@@ -26,6 +26,8 @@ const BUSY_RETRY: Duration = Duration::from_millis(200);
 /// Tries of a store write (a commit, a dead letter) before the partition starts over from
 /// its stored checkpoint.
 const STORE_TRIES: u32 = 10;
+/// The longest an idle partition goes between ticks.
+const MAX_TICK_GAP: Duration = Duration::from_secs(3600);
 /// How long a node's claim on a partition lasts without renewal: a dead node's partitions
 /// move to another node within this.
 const CLAIM_TTL: Duration = Duration::from_secs(10);
@@ -133,6 +135,13 @@ impl Drop for ClaimKeeper {
     }
 }
 
+/// How long an idle partition waits before its `n`-th tick since its last record (from 0):
+/// the stream's `tick`, doubling per tick, at most [`MAX_TICK_GAP`].
+fn tick_gap(tick: Duration, n: u32) -> Duration {
+    tick.saturating_mul(1u32 << n.min(20))
+        .min(MAX_TICK_GAP.max(tick))
+}
+
 /// Whether this node holds a partition.
 enum Hold {
     /// It did and still does.
@@ -157,6 +166,9 @@ impl Partition {
         };
         let s = self.shared.clone();
         let mut idle_since = Instant::now();
+        // Ticks since the last record: each idle tick waits twice as long as the one
+        // before, up to MAX_TICK_GAP, so a quiet stream costs little overnight.
+        let mut ticks: u32 = 0;
         loop {
             if *self.stop.borrow() {
                 return;
@@ -193,11 +205,14 @@ impl Partition {
                 }
             };
             if records.is_empty() {
-                if next > 0 && idle_since.elapsed() >= s.settings.tick {
+                let gap = tick_gap(s.settings.tick, ticks);
+                if next > 0 && idle_since.elapsed() >= gap {
                     self.tick().await;
                     idle_since = Instant::now();
+                    ticks = ticks.saturating_add(1);
                 }
-                let until_tick = s.settings.tick.saturating_sub(idle_since.elapsed());
+                let until_tick =
+                    tick_gap(s.settings.tick, ticks).saturating_sub(idle_since.elapsed());
                 tokio::select! {
                     _ = notified => {}
                     _ = tokio::time::sleep(IDLE_POLL.min(until_tick).max(Duration::from_millis(10))) => {}
@@ -226,6 +241,7 @@ impl Partition {
             drop(keeper);
             drop(permit);
             idle_since = Instant::now();
+            ticks = 0;
             match progress {
                 Progress::At(n) => next = n,
                 Progress::Stopped => return,
@@ -538,4 +554,21 @@ fn delivered(r: &StreamRecord) -> Event {
     e.extensions
         .push(("offset".to_owned(), r.offset.to_string()));
     e
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idle_ticks_back_off_to_an_hour() {
+        let tick = Duration::from_secs(10);
+        let gaps: Vec<u64> = (0..4).map(|n| tick_gap(tick, n).as_secs()).collect();
+        assert_eq!(gaps, [10, 20, 40, 80]);
+        assert_eq!(tick_gap(tick, 9), Duration::from_secs(3600));
+        assert_eq!(tick_gap(tick, 1_000), Duration::from_secs(3600));
+        // A tick longer than the cap is kept as it is.
+        let long = Duration::from_secs(7200);
+        assert_eq!(tick_gap(long, 3), long);
+    }
 }
