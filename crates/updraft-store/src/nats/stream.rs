@@ -687,15 +687,4 @@ impl StreamStore for NatsStream {
         out.sort();
         Ok(out)
     }
-
-    async fn prune(
-        &self,
-        _now_us: i64,
-        _retention_us: i64,
-        _max_bytes: u64,
-        _dead_retention_us: i64,
-    ) -> Result<u64, StoreError> {
-        // The server applies `max_age` and `max_bytes` to each partition and the dead letters.
-        Ok(0)
-    }
 }

@@ -105,6 +105,18 @@ impl SqliteStream {
     }
 }
 
+/// Every row `sql` returns for `params`, each made by `map`.
+fn all<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    map: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> Result<Vec<T>, StoreError> {
+    let mut s = conn.prepare_cached(sql).map_err(backend)?;
+    let rows = s.query_map(params, map).map_err(backend)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(backend)
+}
+
 fn record_at(r: &rusqlite::Row<'_>) -> rusqlite::Result<StreamRecord> {
     let (partition, offset) = split_rowid(r.get(0)?);
     Ok(StreamRecord {
@@ -268,23 +280,19 @@ impl StreamStore for SqliteStream {
     ) -> Result<Vec<StreamRecord>, StoreError> {
         self.db
             .read(move |conn| {
-                let mut s = conn
-                    .prepare_cached(&format!(
+                all(
+                    conn,
+                    &format!(
                         "SELECT id, appended_us, {EVENT_COLUMNS} FROM events
                          WHERE id >= ?1 AND id < ?2 ORDER BY id LIMIT ?3"
-                    ))
-                    .map_err(backend)?;
-                let rows = s
-                    .query_map(
-                        params![
-                            rowid(partition, from),
-                            rowid(partition + 1, 0),
-                            i64::from(max)
-                        ],
-                        record_at,
-                    )
-                    .map_err(backend)?;
-                rows.collect::<Result<Vec<_>, _>>().map_err(backend)
+                    ),
+                    params![
+                        rowid(partition, from),
+                        rowid(partition + 1, 0),
+                        i64::from(max)
+                    ],
+                    record_at,
+                )
             })
             .await
     }
@@ -292,22 +300,19 @@ impl StreamStore for SqliteStream {
     async fn partitions(&self) -> Result<Vec<PartitionState>, StoreError> {
         self.db
             .read(|conn| {
-                let mut s = conn
-                    .prepare_cached(
-                        "SELECT partition, first, next, bytes FROM partitions ORDER BY partition",
-                    )
-                    .map_err(backend)?;
-                let rows = s
-                    .query_map([], |r| {
+                all(
+                    conn,
+                    "SELECT partition, first, next, bytes FROM partitions ORDER BY partition",
+                    [],
+                    |r| {
                         Ok(PartitionState {
                             partition: r.get(0)?,
                             first: r.get::<_, i64>(1)? as u64,
                             next: r.get::<_, i64>(2)? as u64,
                             bytes: r.get::<_, i64>(3)? as u64,
                         })
-                    })
-                    .map_err(backend)?;
-                rows.collect::<Result<Vec<_>, _>>().map_err(backend)
+                    },
+                )
             })
             .await
     }
@@ -408,21 +413,13 @@ impl StreamStore for SqliteStream {
     async fn checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError> {
         self.db
             .read(|conn| {
-                let mut s = conn
-                    .prepare_cached(
-                        "SELECT consumer, partition, next FROM checkpoints ORDER BY consumer, partition",
-                    )
-                    .map_err(backend)?;
-                let rows = s
-                    .query_map([], |r| {
+                all(conn, "SELECT consumer, partition, next FROM checkpoints ORDER BY consumer, partition", [], |r| {
                         Ok(Checkpoint {
                             consumer: r.get(0)?,
                             partition: r.get(1)?,
                             next: r.get::<_, i64>(2)? as u64,
                         })
                     })
-                    .map_err(backend)?;
-                rows.collect::<Result<Vec<_>, _>>().map_err(backend)
             })
             .await
     }
@@ -475,15 +472,11 @@ impl StreamStore for SqliteStream {
         let consumer = consumer.map(str::to_owned);
         self.db
             .read(move |conn| {
-                let mut s = conn
-                    .prepare_cached(&format!(
+                all(conn, &format!(
                         "SELECT consumer, partition, offset, appended_us, error, dead_us, {EVENT_COLUMNS}
                          FROM dead_letters WHERE ?1 IS NULL OR consumer = ?1
                          ORDER BY seq DESC LIMIT ?2"
-                    ))
-                    .map_err(backend)?;
-                let rows = s
-                    .query_map(params![consumer, i64::from(limit)], |r| {
+                    ), params![consumer, i64::from(limit)], |r| {
                         Ok(StreamDeadLetter {
                             consumer: r.get(0)?,
                             record: StreamRecord {
@@ -496,8 +489,6 @@ impl StreamStore for SqliteStream {
                             dead_us: r.get(5)?,
                         })
                     })
-                    .map_err(backend)?;
-                rows.collect::<Result<Vec<_>, _>>().map_err(backend)
             })
             .await
     }
@@ -505,15 +496,7 @@ impl StreamStore for SqliteStream {
     async fn dead_letter_counts(&self) -> Result<Vec<(String, u64)>, StoreError> {
         self.db
             .read(|conn| {
-                let mut s = conn
-                    .prepare_cached(
-                        "SELECT consumer, count(*) FROM dead_letters GROUP BY consumer ORDER BY consumer",
-                    )
-                    .map_err(backend)?;
-                let rows = s
-                    .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))
-                    .map_err(backend)?;
-                rows.collect::<Result<Vec<_>, _>>().map_err(backend)
+                all(conn, "SELECT consumer, count(*) FROM dead_letters GROUP BY consumer ORDER BY consumer", [], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))
             })
             .await
     }
