@@ -107,6 +107,17 @@ async fn streams(server: &Server) -> Value {
     serde_json::from_str(&out).expect("streams ls json")
 }
 
+/// Waits (up to 30 s) until the bridge `client` has subscribed on `broker`: a message
+/// published before that is not for it.
+async fn wait_subscribed(broker: &updraft_test_support::Mosquitto, client: &str) {
+    let needle = format!("{client} 1 sensors/+/reading");
+    let subscribed = eventually(Duration::from_secs(30), async || {
+        broker.log().contains(&needle)
+    })
+    .await;
+    assert!(subscribed, "`{client}` never subscribed:\n{}", broker.log());
+}
+
 /// Out-of-order deliveries per key, counted by the table in the order rows were written.
 const VIOLATIONS: &str = "SELECT count(*) FROM (SELECT seq, lag(seq) OVER (PARTITION BY key ORDER BY id) AS prev FROM seen) WHERE prev IS NOT NULL AND seq <= prev";
 
@@ -603,13 +614,7 @@ start = "earliest"
         server.stdout.text()
     );
     // The bridge subscribes once connected; a message published before that is not for it.
-    let subscribed = eventually(Duration::from_secs(30), async || {
-        broker
-            .log()
-            .contains("updraft-telemetry-readings-0 1 sensors/+/reading")
-    })
-    .await;
-    assert!(subscribed, "the bridge never connected:\n{}", broker.log());
+    wait_subscribed(&broker, "updraft-telemetry-readings-0").await;
     let devices = Devices::connect(broker.port());
     let readings = |range: std::ops::Range<u64>| {
         range
@@ -712,13 +717,7 @@ async fn iot_telemetry_example_turns_device_readings_into_minutes_alerts_and_a_d
     )
     .unwrap();
     let server = Server::start(bin(), dir.path(), &[]);
-    let subscribed = eventually(Duration::from_secs(30), async || {
-        broker
-            .log()
-            .contains("updraft-iot-telemetry-readings-0 1 sensors/+/reading")
-    })
-    .await;
-    assert!(subscribed, "the bridge never subscribed:\n{}", broker.log());
+    wait_subscribed(&broker, "updraft-iot-telemetry-readings-0").await;
     // 50 devices, three simulated minutes of one reading a second each, every 500th a
     // spike over the 40 °C threshold; half over MQTT, half through the HTTP route.
     let mqtt = simulate(&[
@@ -982,13 +981,7 @@ stream = "readings"
         broker.url()
     ));
     let server = Server::start(bin(), app.path(), &[]);
-    let subscribed = eventually(Duration::from_secs(30), async || {
-        broker
-            .log()
-            .contains("updraft-burst-readings-0 1 sensors/+/reading")
-    })
-    .await;
-    assert!(subscribed, "{}", broker.log());
+    wait_subscribed(&broker, "updraft-burst-readings-0").await;
     let out = simulate(&[
         "--mqtt",
         &broker.url(),
@@ -1140,13 +1133,7 @@ stream = "readings"
     let app = AppDir::new(&manifest("trusted", "ca = \"broker.pem\""));
     std::fs::copy(broker.certificate(), app.path().join("broker.pem")).unwrap();
     let server = Server::start(bin(), app.path(), &[]);
-    let subscribed = eventually(Duration::from_secs(30), async || {
-        broker
-            .log()
-            .contains("updraft-trusted-readings-0 1 sensors/+/reading")
-    })
-    .await;
-    assert!(subscribed, "{}\n{}", broker.log(), server.stderr.text());
+    wait_subscribed(&broker, "updraft-trusted-readings-0").await;
     let out = simulate(&[
         "--mqtt",
         &broker.url(),
