@@ -1,7 +1,9 @@
-//! The NATS JetStream backends against a real, private `nats-server` (one per test, each on
-//! its own port and store folder; see `updraft_test_support::NatsServer`).
+//! The cluster backends against real, private servers: NATS JetStream (one `nats-server`
+//! per test, each on its own port and store folder; see `updraft_test_support::NatsServer`),
+//! S3 (`blob`) and PostgreSQL (`postgres`).
 
 mod blob;
+mod postgres;
 
 use std::collections::HashMap;
 use std::sync::Arc;

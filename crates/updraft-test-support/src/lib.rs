@@ -11,10 +11,12 @@ use std::time::{Duration, Instant};
 
 pub mod mosquitto;
 pub mod nats;
+pub mod postgres;
 pub mod s3;
 mod tools;
 pub use mosquitto::Mosquitto;
 pub use nats::NatsServer;
+pub use postgres::Postgres;
 
 /// Paths of the built guest components.
 pub mod guests {

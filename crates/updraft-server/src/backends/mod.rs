@@ -7,7 +7,8 @@
 //! url = "nats://127.0.0.1:4222"
 //! replicas = 3
 //! [sql.orders]
-//! type = "sqlite"              # the only sql backend so far
+//! type = "postgres"            # "sqlite" (default: .updraft/sql/<label>.db) or "postgres"
+//! url = "postgres://app@db:5432/orders"   # password in UPDRAFT_SQL_ORDERS_PASSWORD
 //! [bucket.uploads]
 //! type = "s3"                  # "fs" (default: the manifest's folder) or "s3"
 //! endpoint = "http://127.0.0.1:9000"
@@ -25,6 +26,7 @@
 
 mod buckets;
 mod nats;
+mod postgres;
 mod sqlite;
 
 use std::collections::BTreeMap;
@@ -160,8 +162,10 @@ pub const STATE_BACKENDS: &[StateKind] = &[
 ];
 
 /// Every sql backend. To add one, add a line.
-pub const SQL_BACKENDS: &[LabelKind<SqlDecl, dyn SqlStore>] =
-    &[label_kind::<sqlite::SqliteDatabase>()];
+pub const SQL_BACKENDS: &[LabelKind<SqlDecl, dyn SqlStore>] = &[
+    label_kind::<sqlite::SqliteDatabase>(),
+    label_kind::<postgres::PostgresDatabase>(),
+];
 
 /// Every bucket backend. To add one, add a line.
 pub const BUCKET_BACKENDS: &[LabelKind<BucketDecl, dyn BlobStore>] = &[
@@ -474,7 +478,7 @@ mod tests {
         let e = block_on(config.open_sql("orders", &decl, &app));
         let e = format!("{:#}", e.err().map(|e| e.to_string()).unwrap_or_default());
         assert!(
-            e.contains("unknown `[sql.orders] type = \"oracle\"`; use \"sqlite\""),
+            e.contains("unknown `[sql.orders] type = \"oracle\"`; use \"sqlite\" or \"postgres\""),
             "{e}"
         );
     }

@@ -145,19 +145,19 @@ fn param_slots(stmt: &Statement<'_>, given: usize) -> Result<Vec<usize>, JobErro
 /// Binds `$n` (by number) and `?` (by position) parameters, checking the count.
 fn bind(stmt: &mut Statement<'_>, params: &[Value]) -> Result<(), JobError> {
     for (slot, which) in param_slots(stmt, params.len())?.into_iter().enumerate() {
-        stmt.raw_bind_parameter(slot + 1, to_sql(&params[which]))
+        stmt.raw_bind_parameter(slot + 1, to_sql(params[which].clone()))
             .map_err(stmt_err)?;
     }
     Ok(())
 }
 
-fn to_sql(v: &Value) -> SqlValue {
+fn to_sql(v: Value) -> SqlValue {
     match v {
         Value::Null => SqlValue::Null,
-        Value::Int(i) => SqlValue::Integer(*i),
-        Value::Float(f) => SqlValue::Real(*f),
-        Value::Text(s) => SqlValue::Text(s.clone()),
-        Value::Blob(b) => SqlValue::Blob(b.clone()),
+        Value::Int(i) => SqlValue::Integer(i),
+        Value::Float(f) => SqlValue::Real(f),
+        Value::Text(s) => SqlValue::Text(s),
+        Value::Blob(b) => SqlValue::Blob(b),
     }
 }
 

@@ -1,27 +1,15 @@
 //! A streamed `load` on SQLite: pushed rows are spooled to an unnamed temporary file beside
-//! the database (never held in memory), and the commit runs the statement over the spool in
-//! one write job, so the load is one all-or-nothing transaction and the writer is held only
-//! while the rows go in, not while the guest produces them.
-
-use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Seek, Write};
+//! the database (never held in memory, [`crate::spool`]), and the commit runs the statement
+//! over the spool in one write job, so the load is one all-or-nothing transaction and the
+//! writer is held only while the rows go in, not while the guest produces them.
 
 use async_trait::async_trait;
 use rusqlite::Connection;
-use rusqlite::types::Value as SqlValue;
 
-use super::{JobError, SqliteSql, guest, param_slots, stmt_err};
+use super::{JobError, SqliteSql, guest, param_slots, stmt_err, to_sql};
+use crate::spool::{Spool, SpoolReader};
 use crate::sql::{SqlError, SqlLoad, Value};
 use crate::sqlite::guest::Cancel;
-
-/// Spool buffer: large enough that a chunk of rows is a few writes.
-const SPOOL_BUFFER: usize = 256 << 10;
-
-const NULL: u8 = 0;
-const INT: u8 = 1;
-const FLOAT: u8 = 2;
-const TEXT: u8 = 3;
-const BLOB: u8 = 4;
 
 pub(super) struct SqliteLoad {
     sql: SqliteSql,
@@ -29,7 +17,7 @@ pub(super) struct SqliteLoad {
     params: usize,
     rows: u64,
     /// None once a push was cut off half way (its caller went): the spool is then unusable.
-    spool: Option<BufWriter<File>>,
+    spool: Option<Spool>,
 }
 
 impl SqliteLoad {
@@ -52,7 +40,7 @@ impl SqliteLoad {
             .parent()
             .map(std::path::Path::to_path_buf)
             .unwrap_or_default();
-        let spool = tokio::task::spawn_blocking(move || tempfile::tempfile_in(dir))
+        let spool = tokio::task::spawn_blocking(move || Spool::create_in(&dir))
             .await
             .map_err(|e| sql.labelled(JobError::Backend(e.to_string())))?
             .map_err(|e| {
@@ -64,7 +52,7 @@ impl SqliteLoad {
             statement: statement.to_owned(),
             params,
             rows: 0,
-            spool: Some(BufWriter::with_capacity(SPOOL_BUFFER, spool)),
+            spool: Some(spool),
             sql,
         })
     }
@@ -91,19 +79,14 @@ impl SqlLoad for SqliteLoad {
         }
         let mut spool = self.spool.take().ok_or_else(|| self.interrupted())?;
         let count = rows.len() as u64;
-        let spool = tokio::task::spawn_blocking(move || {
-            rows.iter()
-                .flatten()
-                .try_for_each(|v| encode(&mut spool, v))
-                .map(|()| spool)
-        })
-        .await
-        .map_err(|e| self.sql.labelled(JobError::Backend(e.to_string())))?
-        .map_err(|e| {
-            self.sql.labelled(JobError::Backend(format!(
-                "cannot spool the load's rows: {e}"
-            )))
-        })?;
+        let spool = tokio::task::spawn_blocking(move || spool.write(&rows).map(|()| spool))
+            .await
+            .map_err(|e| self.sql.labelled(JobError::Backend(e.to_string())))?
+            .map_err(|e| {
+                self.sql.labelled(JobError::Backend(format!(
+                    "cannot spool the load's rows: {e}"
+                )))
+            })?;
         self.spool = Some(spool);
         self.rows += count;
         Ok(())
@@ -115,21 +98,15 @@ impl SqlLoad for SqliteLoad {
 
     async fn commit(mut self: Box<Self>) -> Result<u64, SqlError> {
         let spool = self.spool.take().ok_or_else(|| self.interrupted())?;
-        let mut file = spool.into_inner().map_err(|e| {
-            self.sql.labelled(JobError::Backend(format!(
-                "cannot spool the load's rows: {}",
-                e.error()
-            )))
-        })?;
         let (statement, params, rows) = (self.statement.clone(), self.params, self.rows);
         let cancel = Cancel::default();
         let _cancel_when_dropped = cancel.on_drop();
         self.sql
             .db
             .write(move |c| {
-                file.rewind()
+                let mut spool = spool
+                    .into_reader()
                     .map_err(|e| JobError::Backend(format!("cannot read the spool: {e}")))?;
-                let mut spool = BufReader::with_capacity(SPOOL_BUFFER, file);
                 guest(&cancel, || {
                     run_load(c, &statement, params, rows, &mut spool)
                 })
@@ -145,7 +122,7 @@ fn run_load(
     statement: &str,
     params: usize,
     rows: u64,
-    spool: &mut impl Read,
+    spool: &mut SpoolReader,
 ) -> Result<u64, JobError> {
     let mut stmt = conn.prepare(statement).map_err(stmt_err)?;
     let slots = param_slots(&stmt, params)?;
@@ -154,10 +131,10 @@ fn run_load(
     for row in 1..=rows {
         values.clear();
         for _ in 0..params {
-            values.push(
-                decode(spool)
-                    .map_err(|e| JobError::Backend(format!("cannot read the spool: {e}")))?,
-            );
+            let value = spool
+                .next_value()
+                .map_err(|e| JobError::Backend(format!("cannot read the spool: {e}")))?;
+            values.push(to_sql(value));
         }
         let at_row =
             |e: rusqlite::Error| JobError::Statement(format!("row {row} of the load: {e}"));
@@ -168,60 +145,4 @@ fn run_load(
         changed += stmt.raw_execute().map_err(at_row)? as u64;
     }
     Ok(changed)
-}
-
-fn encode(out: &mut impl Write, v: &Value) -> std::io::Result<()> {
-    match v {
-        Value::Null => out.write_all(&[NULL]),
-        Value::Int(i) => {
-            out.write_all(&[INT])?;
-            out.write_all(&i.to_le_bytes())
-        }
-        Value::Float(f) => {
-            out.write_all(&[FLOAT])?;
-            out.write_all(&f.to_le_bytes())
-        }
-        Value::Text(t) => encode_bytes(out, TEXT, t.as_bytes()),
-        Value::Blob(b) => encode_bytes(out, BLOB, b),
-    }
-}
-
-fn encode_bytes(out: &mut impl Write, tag: u8, bytes: &[u8]) -> std::io::Result<()> {
-    out.write_all(&[tag])?;
-    out.write_all(&(bytes.len() as u64).to_le_bytes())?;
-    out.write_all(bytes)
-}
-
-fn decode(input: &mut impl Read) -> std::io::Result<SqlValue> {
-    let mut tag = [0u8; 1];
-    input.read_exact(&mut tag)?;
-    let mut word = [0u8; 8];
-    Ok(match tag[0] {
-        NULL => SqlValue::Null,
-        INT => {
-            input.read_exact(&mut word)?;
-            SqlValue::Integer(i64::from_le_bytes(word))
-        }
-        FLOAT => {
-            input.read_exact(&mut word)?;
-            SqlValue::Real(f64::from_le_bytes(word))
-        }
-        TEXT | BLOB => {
-            input.read_exact(&mut word)?;
-            let len = usize::try_from(u64::from_le_bytes(word))
-                .map_err(|_| std::io::Error::other("a spooled value is too long"))?;
-            let mut bytes = vec![0u8; len];
-            input.read_exact(&mut bytes)?;
-            if tag[0] == TEXT {
-                SqlValue::Text(String::from_utf8(bytes).map_err(std::io::Error::other)?)
-            } else {
-                SqlValue::Blob(bytes)
-            }
-        }
-        other => {
-            return Err(std::io::Error::other(format!(
-                "unknown spooled value tag {other}"
-            )));
-        }
-    })
 }
