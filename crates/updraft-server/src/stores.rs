@@ -132,7 +132,8 @@ impl AppStores {
         for (label, decl) in &manifest.manifest.sql {
             let db = runtime.open_sql(label, decl, manifest).await?;
             if let Some(dir) = &decl.migrations {
-                let migrations = read_migrations(label, &manifest.resolve(dir))?;
+                let folder = migrations_for(&manifest.resolve(dir), runtime.sql_type(label));
+                let migrations = read_migrations(label, &folder)?;
                 for name in db.migrate(migrations).await? {
                     applied.push(format!("{label}/{name}"));
                 }
@@ -300,6 +301,13 @@ fn grants<T: ?Sized>(
     function: &Function,
 ) -> Grants<T> {
     Grants::new(list, declared, function.allowed(&list))
+}
+
+/// `dir/<backend>/` when it exists (`migrations/postgres/` beside `migrations/sqlite/`, for
+/// SQL that differs between them), else `dir` itself.
+fn migrations_for(dir: &Path, backend: &str) -> std::path::PathBuf {
+    let own = dir.join(backend);
+    if own.is_dir() { own } else { dir.to_path_buf() }
 }
 
 fn read_migrations(label: &str, dir: &Path) -> anyhow::Result<Vec<Migration>> {

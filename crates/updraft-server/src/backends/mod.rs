@@ -351,6 +351,11 @@ impl RuntimeConfig {
         (self.state_kind()?.open)(&self.state, node).await
     }
 
+    /// The backend type of `[sql.<label>]` (`sqlite` unless the runtime config says).
+    pub fn sql_type(&self, label: &str) -> &str {
+        self.sql.get(label).map_or("sqlite", |t| t.kind.as_str())
+    }
+
     /// Opens `[sql.<label>]` on its configured backend (SQLite when the runtime config does
     /// not name one).
     pub async fn open_sql(

@@ -22,6 +22,7 @@ mod limits;
 mod malformed;
 mod new;
 mod pipelines;
+mod postgres;
 mod queues;
 mod reliability;
 mod scenarios;
