@@ -1,11 +1,11 @@
 //! Where state lives: one trait per capability, a conformance suite per trait, the
 //! embedded SQLite backends ([`sqlite`]) and the cluster backends on NATS JetStream
-//! ([`nats`]).
+//! ([`nats`]), PostgreSQL (user databases, [`postgres`]) and S3 (buckets, [`s3`]).
 //!
 //! * [`KvStore`]: platform key-value state (a namespace per `[kv.<label>]`), kept in
 //!   `.updraft/state.db` on the embedded backend.
 //! * [`SqlStore`]: a user database (`[sql.<label>]`), one SQLite file each on the embedded
-//!   backend, never the platform's own file.
+//!   backend, never the platform's own file, or a database on a PostgreSQL server.
 //!
 //! * [`StreamStore`]: a partitioned log with consumer checkpoints (`[stream.<name>]`), a
 //!   SQLite file of its own per stream on the embedded backend.
