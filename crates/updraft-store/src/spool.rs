@@ -3,7 +3,7 @@
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Seek, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::sql::Value;
 
@@ -15,6 +15,86 @@ const INT: u8 = 1;
 const FLOAT: u8 = 2;
 const TEXT: u8 = 3;
 const BLOB: u8 = 4;
+
+/// The rows of a streamed load waiting for its commit, in a spool.
+pub(crate) struct PendingLoad {
+    width: usize,
+    rows: u64,
+    /// None once a push was cut off half way (its caller went): the spool is then unusable.
+    spool: Option<Spool>,
+}
+
+/// Why a push failed.
+pub(crate) enum PushError {
+    /// A row of the wrong width (the message names it).
+    Width(String),
+    /// The spool failed, or an earlier push was cut off.
+    Spool(String),
+}
+
+impl PendingLoad {
+    /// A load of rows of `width` values, spooled in `dir` (or the system's temporary folder).
+    pub(crate) async fn start(dir: Option<PathBuf>, width: usize) -> Result<Self, String> {
+        let spool = tokio::task::spawn_blocking(move || match dir {
+            Some(dir) => Spool::create_in(&dir),
+            None => Spool::create(),
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("cannot open a spool file for the load: {e}"))?;
+        Ok(Self {
+            width,
+            rows: 0,
+            spool: Some(spool),
+        })
+    }
+
+    /// Adds rows, each of the load's width.
+    pub(crate) async fn push(&mut self, rows: Vec<Vec<Value>>) -> Result<(), PushError> {
+        if let Some((i, row)) = rows.iter().enumerate().find(|(_, r)| r.len() != self.width) {
+            return Err(PushError::Width(format!(
+                "row {} of the load has {} value(s) but the statement has {} parameter(s)",
+                self.rows + i as u64 + 1,
+                row.len(),
+                self.width
+            )));
+        }
+        let mut spool = self.spool.take().ok_or_else(cut_off)?;
+        let count = rows.len() as u64;
+        let spool = tokio::task::spawn_blocking(move || spool.write(&rows).map(|()| spool))
+            .await
+            .map_err(|e| PushError::Spool(e.to_string()))?
+            .map_err(|e| PushError::Spool(format!("cannot spool the load's rows: {e}")))?;
+        self.spool = Some(spool);
+        self.rows += count;
+        Ok(())
+    }
+
+    /// The rows pushed so far.
+    pub(crate) fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// The values in a row.
+    pub(crate) fn width(&self) -> usize {
+        self.width
+    }
+
+    /// The spool, rewound for the commit.
+    pub(crate) async fn into_reader(mut self) -> Result<SpoolReader, String> {
+        let spool = self.spool.take().ok_or_else(|| match cut_off() {
+            PushError::Spool(m) | PushError::Width(m) => m,
+        })?;
+        tokio::task::spawn_blocking(move || spool.into_reader())
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("cannot read the spool: {e}"))
+    }
+}
+
+fn cut_off() -> PushError {
+    PushError::Spool("an earlier push of this load was cut off; start the load again".into())
+}
 
 /// Rows being written to a spool.
 pub(crate) struct Spool {

@@ -215,28 +215,11 @@ fn value(ty: &Type, raw: &[u8]) -> Result<Value, BoxError> {
     })
 }
 
-fn be_i64(raw: &[u8], at: usize) -> Result<i64, BoxError> {
-    let bytes: [u8; 8] = raw
-        .get(at..at + 8)
+/// The `N` bytes at `at` of a binary value.
+fn be<const N: usize>(raw: &[u8], at: usize) -> Result<[u8; N], BoxError> {
+    raw.get(at..at + N)
         .and_then(|b| b.try_into().ok())
-        .ok_or("a value is shorter than its type")?;
-    Ok(i64::from_be_bytes(bytes))
-}
-
-fn be_i32(raw: &[u8], at: usize) -> Result<i32, BoxError> {
-    let bytes: [u8; 4] = raw
-        .get(at..at + 4)
-        .and_then(|b| b.try_into().ok())
-        .ok_or("a value is shorter than its type")?;
-    Ok(i32::from_be_bytes(bytes))
-}
-
-fn be_i16(raw: &[u8], at: usize) -> Result<i16, BoxError> {
-    let bytes: [u8; 2] = raw
-        .get(at..at + 2)
-        .and_then(|b| b.try_into().ok())
-        .ok_or("a value is shorter than its type")?;
-    Ok(i16::from_be_bytes(bytes))
+        .ok_or_else(|| "a value is shorter than its type".into())
 }
 
 /// The server's epoch for dates and times.
@@ -248,7 +231,7 @@ fn epoch() -> NaiveDateTime {
 
 /// `YYYY-MM-DD`, or `infinity` / `-infinity`.
 fn date(raw: &[u8]) -> Result<String, BoxError> {
-    let days = be_i32(raw, 0)?;
+    let days = i32::from_be_bytes(be(raw, 0)?);
     match days {
         i32::MAX => return Ok("infinity".into()),
         i32::MIN => return Ok("-infinity".into()),
@@ -264,7 +247,7 @@ fn date(raw: &[u8]) -> Result<String, BoxError> {
 /// ISO 8601: `2026-12-07T06:22:09.123456` (with `Z` for timestamptz, which the server
 /// keeps in UTC), or `infinity` / `-infinity`.
 fn timestamp(raw: &[u8], utc: bool) -> Result<String, BoxError> {
-    let micros = be_i64(raw, 0)?;
+    let micros = i64::from_be_bytes(be(raw, 0)?);
     match micros {
         i64::MAX => return Ok("infinity".into()),
         i64::MIN => return Ok("-infinity".into()),
@@ -283,9 +266,9 @@ fn timestamp(raw: &[u8], utc: bool) -> Result<String, BoxError> {
 
 /// ISO 8601 duration: `P1Y2M3DT4H5M6.5S` (`PT0S` for zero).
 fn interval(raw: &[u8]) -> Result<String, BoxError> {
-    let micros = be_i64(raw, 0)?;
-    let days = be_i32(raw, 8)?;
-    let months = be_i32(raw, 12)?;
+    let micros = i64::from_be_bytes(be(raw, 0)?);
+    let days = i32::from_be_bytes(be(raw, 8)?);
+    let months = i32::from_be_bytes(be(raw, 12)?);
     let mut out = String::from("P");
     let (years, months) = (months / 12, months % 12);
     for (n, unit) in [(years, 'Y'), (months, 'M'), (days, 'D')] {
@@ -316,10 +299,12 @@ fn interval(raw: &[u8]) -> Result<String, BoxError> {
 
 /// A numeric's decimal string, as the server prints it (`-12.3400`, `NaN`, `Infinity`).
 fn numeric(raw: &[u8]) -> Result<String, BoxError> {
-    let ndigits = usize::try_from(be_i16(raw, 0)?).map_err(|_| "a negative digit count")?;
-    let weight = i32::from(be_i16(raw, 2)?);
-    let sign = be_i16(raw, 4)? as u16;
-    let dscale = usize::try_from(be_i16(raw, 6)?).map_err(|_| "a negative scale")?;
+    let ndigits =
+        usize::try_from(i16::from_be_bytes(be(raw, 0)?)).map_err(|_| "a negative digit count")?;
+    let weight = i32::from(i16::from_be_bytes(be(raw, 2)?));
+    let sign = u16::from_be_bytes(be(raw, 4)?);
+    let dscale =
+        usize::try_from(i16::from_be_bytes(be(raw, 6)?)).map_err(|_| "a negative scale")?;
     match sign {
         0xC000 => return Ok("NaN".into()),
         0xD000 => return Ok("Infinity".into()),
@@ -327,7 +312,7 @@ fn numeric(raw: &[u8]) -> Result<String, BoxError> {
         _ => {}
     }
     let digits = (0..ndigits)
-        .map(|i| be_i16(raw, 8 + 2 * i))
+        .map(|i| be(raw, 8 + 2 * i).map(i16::from_be_bytes))
         .collect::<Result<Vec<_>, _>>()?;
     // Base-10000 digits: digits[i] is worth 10000^(weight - i).
     let digit_at = |power: i32| -> i16 {

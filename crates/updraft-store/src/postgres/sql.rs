@@ -13,7 +13,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Statement};
 
 use super::convert::{Cell, Param, param, readable};
-use crate::spool::{Spool, SpoolReader};
+use crate::spool::{PendingLoad, PushError, SpoolReader};
 use crate::sql::{Migration, RowSet, SqlError, SqlLimits, SqlLoad, SqlStore, TableInfo, Value};
 
 /// How long a call waits for a free connection by default before it fails (instead of
@@ -719,16 +719,13 @@ impl SqlStore for PostgresSql {
         let session = self.session().await?;
         let statement = self.prepare(&session, sql).await?;
         session.done();
-        let spool = tokio::task::spawn_blocking(Spool::create)
+        let pending = PendingLoad::start(None, statement.params().len())
             .await
-            .map_err(|e| self.backend(e.to_string()))?
-            .map_err(|e| self.backend(format!("cannot open a spool file for the load: {e}")))?;
+            .map_err(|e| self.backend(e))?;
         Ok(Box::new(PostgresLoad {
             db: self.clone_handle(),
             statement: sql.to_owned(),
-            params: statement.params().len(),
-            rows: 0,
-            spool: Some(spool),
+            pending,
         }))
     }
 }
@@ -907,63 +904,34 @@ impl PostgresSql {
 struct PostgresLoad {
     db: PostgresSql,
     statement: String,
-    params: usize,
-    rows: u64,
-    /// None once a push was cut off half way: the spool is then unusable.
-    spool: Option<Spool>,
-}
-
-impl PostgresLoad {
-    fn interrupted(&self) -> SqlError {
-        self.db
-            .backend("an earlier push of this load was cut off; start the load again".into())
-    }
+    pending: PendingLoad,
 }
 
 #[async_trait]
 impl SqlLoad for PostgresLoad {
     async fn push(&mut self, rows: Vec<Vec<Value>>) -> Result<(), SqlError> {
-        for (i, row) in rows.iter().enumerate() {
-            if row.len() != self.params {
-                return Err(self.db.statement_error(format!(
-                    "row {} of the load has {} value(s) but the statement has {} parameter(s)",
-                    self.rows + i as u64 + 1,
-                    row.len(),
-                    self.params
-                )));
-            }
-        }
-        let mut spool = self.spool.take().ok_or_else(|| self.interrupted())?;
-        let count = rows.len() as u64;
-        let spool = tokio::task::spawn_blocking(move || spool.write(&rows).map(|()| spool))
-            .await
-            .map_err(|e| self.db.backend(e.to_string()))?
-            .map_err(|e| {
-                self.db
-                    .backend(format!("cannot spool the load's rows: {e}"))
-            })?;
-        self.spool = Some(spool);
-        self.rows += count;
-        Ok(())
+        self.pending.push(rows).await.map_err(|e| match e {
+            PushError::Width(m) => self.db.statement_error(m),
+            PushError::Spool(m) => self.db.backend(m),
+        })
     }
 
     fn rows(&self) -> u64 {
-        self.rows
+        self.pending.rows()
     }
 
-    async fn commit(mut self: Box<Self>) -> Result<u64, SqlError> {
-        let spool = self.spool.take().ok_or_else(|| self.interrupted())?;
-        let db = &self.db;
-        let reader = tokio::task::spawn_blocking(move || spool.into_reader())
-            .await
-            .map_err(|e| db.backend(e.to_string()))?
-            .map_err(|e| db.backend(format!("cannot read the spool: {e}")))?;
+    async fn commit(self: Box<Self>) -> Result<u64, SqlError> {
+        let Self {
+            db,
+            statement,
+            pending,
+        } = *self;
+        let (width, total) = (pending.width(), pending.rows());
+        let reader = pending.into_reader().await.map_err(|e| db.backend(e))?;
         let mut session = db.session().await?;
         let result = match db.begin(&mut session, false).await {
             Ok(tx) => {
-                let outcome = db
-                    .load_in(&tx, &self.statement, reader, self.params, self.rows)
-                    .await;
+                let outcome = db.load_in(&tx, &statement, reader, width, total).await;
                 db.end(tx, false, outcome).await
             }
             Err(e) => Err(e),

@@ -9,7 +9,8 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use updraft_test_support::{Postgres, Server};
 
-use crate::{bin, client, copy_example, eventually, get};
+use crate::scenarios::send;
+use crate::{bin, copy_example, eventually, get};
 
 /// `[sql.<label>]` on `server`'s database `database`, the password left to the environment.
 fn runtime_toml(server: &Postgres, databases: &[(&str, &str)]) -> String {
@@ -22,21 +23,6 @@ fn runtime_toml(server: &Postgres, databases: &[(&str, &str)]) -> String {
             )
         })
         .collect()
-}
-
-async fn send(server: &Server, method: Method, path: &str, body: Value) -> (u16, Value) {
-    let r = client()
-        .request(method, server.url(path))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    let text = r.text().await.unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
 }
 
 #[tokio::test]

@@ -14,7 +14,12 @@ use updraft_test_support::Server;
 
 use crate::{bin, cli, client, copy_example, eventually, get};
 
-async fn send(server: &Server, method: reqwest::Method, path: &str, body: Value) -> (u16, Value) {
+pub(crate) async fn send(
+    server: &Server,
+    method: reqwest::Method,
+    path: &str,
+    body: Value,
+) -> (u16, Value) {
     let r = client()
         .request(method, server.url(path))
         .json(&body)

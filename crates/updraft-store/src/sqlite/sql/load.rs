@@ -7,17 +7,14 @@ use async_trait::async_trait;
 use rusqlite::Connection;
 
 use super::{JobError, SqliteSql, guest, param_slots, stmt_err, to_sql};
-use crate::spool::{Spool, SpoolReader};
+use crate::spool::{PendingLoad, PushError, SpoolReader};
 use crate::sql::{SqlError, SqlLoad, Value};
 use crate::sqlite::guest::Cancel;
 
 pub(super) struct SqliteLoad {
     sql: SqliteSql,
     statement: String,
-    params: usize,
-    rows: u64,
-    /// None once a push was cut off half way (its caller went): the spool is then unusable.
-    spool: Option<Spool>,
+    pending: PendingLoad,
 }
 
 impl SqliteLoad {
@@ -34,85 +31,54 @@ impl SqliteLoad {
             })
             .await
             .map_err(|e| sql.labelled(e))?;
-        let dir = sql
-            .db
-            .path()
-            .parent()
-            .map(std::path::Path::to_path_buf)
-            .unwrap_or_default();
-        let spool = tokio::task::spawn_blocking(move || Spool::create_in(&dir))
+        let dir = sql.db.path().parent().map(std::path::Path::to_path_buf);
+        let pending = PendingLoad::start(dir, params)
             .await
-            .map_err(|e| sql.labelled(JobError::Backend(e.to_string())))?
-            .map_err(|e| {
-                sql.labelled(JobError::Backend(format!(
-                    "cannot open a spool file for the load: {e}"
-                )))
-            })?;
+            .map_err(|e| sql.labelled(JobError::Backend(e)))?;
         Ok(Self {
             statement: statement.to_owned(),
-            params,
-            rows: 0,
-            spool: Some(spool),
+            pending,
             sql,
         })
-    }
-
-    fn interrupted(&self) -> SqlError {
-        self.sql.labelled(JobError::Backend(
-            "an earlier push of this load was cut off; start the load again".into(),
-        ))
     }
 }
 
 #[async_trait]
 impl SqlLoad for SqliteLoad {
     async fn push(&mut self, rows: Vec<Vec<Value>>) -> Result<(), SqlError> {
-        for (i, row) in rows.iter().enumerate() {
-            if row.len() != self.params {
-                return Err(self.sql.labelled(JobError::Statement(format!(
-                    "row {} of the load has {} value(s) but the statement has {} parameter(s)",
-                    self.rows + i as u64 + 1,
-                    row.len(),
-                    self.params
-                ))));
-            }
-        }
-        let mut spool = self.spool.take().ok_or_else(|| self.interrupted())?;
-        let count = rows.len() as u64;
-        let spool = tokio::task::spawn_blocking(move || spool.write(&rows).map(|()| spool))
-            .await
-            .map_err(|e| self.sql.labelled(JobError::Backend(e.to_string())))?
-            .map_err(|e| {
-                self.sql.labelled(JobError::Backend(format!(
-                    "cannot spool the load's rows: {e}"
-                )))
-            })?;
-        self.spool = Some(spool);
-        self.rows += count;
-        Ok(())
+        self.pending.push(rows).await.map_err(|e| {
+            self.sql.labelled(match e {
+                PushError::Width(m) => JobError::Statement(m),
+                PushError::Spool(m) => JobError::Backend(m),
+            })
+        })
     }
 
     fn rows(&self) -> u64 {
-        self.rows
+        self.pending.rows()
     }
 
-    async fn commit(mut self: Box<Self>) -> Result<u64, SqlError> {
-        let spool = self.spool.take().ok_or_else(|| self.interrupted())?;
-        let (statement, params, rows) = (self.statement.clone(), self.params, self.rows);
+    async fn commit(self: Box<Self>) -> Result<u64, SqlError> {
+        let Self {
+            sql,
+            statement,
+            pending,
+        } = *self;
+        let (params, rows) = (pending.width(), pending.rows());
+        let mut spool = pending
+            .into_reader()
+            .await
+            .map_err(|e| sql.labelled(JobError::Backend(e)))?;
         let cancel = Cancel::default();
         let _cancel_when_dropped = cancel.on_drop();
-        self.sql
-            .db
+        sql.db
             .write(move |c| {
-                let mut spool = spool
-                    .into_reader()
-                    .map_err(|e| JobError::Backend(format!("cannot read the spool: {e}")))?;
                 guest(&cancel, || {
                     run_load(c, &statement, params, rows, &mut spool)
                 })
             })
             .await
-            .map_err(|e| self.sql.labelled(e))
+            .map_err(|e| sql.labelled(e))
     }
 }
 
