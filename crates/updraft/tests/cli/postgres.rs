@@ -90,6 +90,62 @@ async fn the_web_app_runs_unchanged_on_postgres_and_survives_an_outage() {
     );
     assert!(!dir.path().join(".updraft/sql/items.db").exists());
 
+    // The table explorer's API reads the PostgreSQL catalogue and runs read-only queries.
+    let (s, body) = get(&server, "/_updraft/api/v1/sql").await;
+    assert_eq!(s, 200, "{body}");
+    let databases: Value = serde_json::from_str(&body).unwrap();
+    let items = &databases[0]["tables"][0];
+    assert_eq!(items["name"], "items", "{databases}");
+    assert_eq!(items["columns"][0], json!({"name": "id", "type": "bigint"}));
+    let (s, result) = send(
+        &server,
+        Method::POST,
+        "/_updraft/api/v1/sql/items/query",
+        json!({"sql": "SELECT count(*) AS n FROM items"}),
+    )
+    .await;
+    assert_eq!((s, &result["rows"]), (200, &json!([[1]])), "{result}");
+    let (s, refused) = send(
+        &server,
+        Method::POST,
+        "/_updraft/api/v1/sql/items/query",
+        json!({"sql": "DELETE FROM items"}),
+    )
+    .await;
+    assert_eq!(s, 400, "{refused}");
+    assert!(refused.to_string().contains("may only read"), "{refused}");
+
+    // A second node of the app, with the same runtime.toml, shares the database: what one
+    // node writes the other reads (the reason to put it on PostgreSQL).
+    let second_dir = copy_example("web-app");
+    std::fs::copy(
+        dir.path().join("runtime.toml"),
+        second_dir.path().join("runtime.toml"),
+    )
+    .unwrap();
+    let second = Server::start_with_env(
+        bin(),
+        second_dir.path(),
+        &[],
+        &[("UPDRAFT_SQL_ITEMS_PASSWORD", pg.password())],
+    );
+    assert!(
+        !second.stdout.text().contains("applied migration"),
+        "the first node applied them: {}",
+        second.stdout.text()
+    );
+    let (s, scone) = send(
+        &second,
+        Method::POST,
+        "/api/items",
+        json!({"name": "scone"}),
+    )
+    .await;
+    assert_eq!(s, 201, "{scone}");
+    let (_, body) = get(&server, "/api/items").await;
+    assert!(body.contains("scone") && body.contains("cake"), "{body}");
+    drop(second);
+
     // The server goes away: the API fails with an error naming the database, the rest of
     // the app keeps serving, and the API heals once the server is back.
     pg.stop();
@@ -97,6 +153,7 @@ async fn the_web_app_runs_unchanged_on_postgres_and_survives_an_outage() {
     assert_eq!(s, 500, "{body}");
     assert!(body.contains("items"), "{body}");
     assert_eq!(get(&server, "/").await.0, 200);
+    assert_eq!(get(&server, "/_updraft/api/v1/functions").await.0, 200);
     pg.resume().unwrap();
     assert!(
         eventually(Duration::from_secs(30), async || get(&server, "/api/items")
