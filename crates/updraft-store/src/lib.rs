@@ -33,6 +33,7 @@ mod spool;
 pub mod sql;
 pub mod sqlite;
 pub mod stream;
+pub mod tls;
 pub mod topic;
 pub mod writers;
 

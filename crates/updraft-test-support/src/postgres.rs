@@ -28,6 +28,8 @@ pub struct Postgres {
     bin: PathBuf,
     /// The user and group the server runs as (None: the current ones).
     owner: Option<(u32, u32)>,
+    /// Whether it takes TLS connections (a self-signed certificate for 127.0.0.1).
+    tls: bool,
 }
 
 fn bin_dir() -> Result<PathBuf, String> {
@@ -85,16 +87,30 @@ impl Postgres {
         Self::try_start().unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// A server that also takes TLS connections, its certificate a self-signed one for
+    /// 127.0.0.1 ([`Postgres::certificate`]), made with `openssl`.
+    pub fn start_with_tls() -> Self {
+        Self::try_start_with(true).unwrap_or_else(|e| panic!("{e}"))
+    }
+
     /// Like [`Postgres::start`], but returns what went wrong.
     pub fn try_start() -> Result<Self, String> {
+        Self::try_start_with(false)
+    }
+
+    fn try_start_with(tls: bool) -> Result<Self, String> {
         let mut server = Self {
             child: None,
             dir: tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?,
             port: 0,
             bin: bin_dir()?,
             owner: postgres_owner()?,
+            tls,
         };
         server.init()?;
+        if tls {
+            server.make_certificate()?;
+        }
         let mut last = String::new();
         // A picked port can be taken before the server binds it: try again.
         for _ in 0..3 {
@@ -150,6 +166,46 @@ impl Postgres {
                 String::from_utf8_lossy(&out.stdout),
                 String::from_utf8_lossy(&out.stderr)
             ));
+        }
+        Ok(())
+    }
+
+    /// The TLS certificate (PEM) to trust ([`Postgres::start_with_tls`]).
+    pub fn certificate(&self) -> PathBuf {
+        self.dir.path().join("server.pem")
+    }
+
+    fn make_certificate(&self) -> Result<(), String> {
+        let dir = self.dir.path();
+        let out = Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "ec"])
+            .args(["-pkeyopt", "ec_paramgen_curve:prime256v1"])
+            .args(["-nodes", "-days", "2", "-subj", "/CN=127.0.0.1"])
+            .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
+            // A leaf, not a CA: webpki refuses a CA certificate as a server's own.
+            .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+            .arg("-keyout")
+            .arg(dir.join("server.key"))
+            .arg("-out")
+            .arg(dir.join("server.pem"))
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("run openssl: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "openssl could not make a certificate: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        // The server refuses a key others can read.
+        let key = dir.join("server.key");
+        std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .map_err(|e| format!("chmod {}: {e}", key.display()))?;
+        if let Some((uid, gid)) = self.owner {
+            for file in ["server.key", "server.pem"] {
+                std::os::unix::fs::chown(dir.join(file), Some(uid), Some(gid))
+                    .map_err(|e| format!("chown {file}: {e}"))?;
+            }
         }
         Ok(())
     }
@@ -249,8 +305,20 @@ impl Postgres {
             );
         }
         let stderr = log.try_clone().map_err(|e| format!("log: {e}"))?;
-        let mut child = self
-            .command("postgres")
+        let mut command = self.command("postgres");
+        if self.tls {
+            let dir = self.dir.path();
+            command
+                .args(["-c", "ssl=on"])
+                .arg("-c")
+                .arg(format!(
+                    "ssl_cert_file={}",
+                    dir.join("server.pem").display()
+                ))
+                .arg("-c")
+                .arg(format!("ssl_key_file={}", dir.join("server.key").display()));
+        }
+        let mut child = command
             .arg("-D")
             .arg(self.data())
             .arg("-p")

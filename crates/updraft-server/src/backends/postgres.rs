@@ -6,6 +6,7 @@
 //! url = "postgres://app@db.internal:5432/orders"   # password here, or in
 //! pool_size = 16                                   # UPDRAFT_SQL_ORDERS_PASSWORD
 //! statement_timeout = "5m"
+//! ca = "certs/db-ca.pem"      # with ?sslmode=require: TLS, the server's CA trusted
 //! ```
 
 use std::sync::Arc;
@@ -34,6 +35,10 @@ pub struct PostgresTable {
     /// default function timeout); a function that times out cancels its statement at once.
     #[serde(default)]
     statement_timeout: Option<String>,
+    /// With `sslmode=require` in the URL: a PEM file (relative to the manifest) of the CA
+    /// that signed the server's certificate, trusted beside the system's roots.
+    #[serde(default)]
+    ca: Option<std::path::PathBuf>,
 }
 
 /// Connections per database unless `pool_size` says otherwise.
@@ -66,7 +71,7 @@ impl LabelBackend for PostgresDatabase {
         label: &str,
         decl: &SqlDecl,
         config: PostgresTable,
-        _app: &LoadedManifest,
+        app: &LoadedManifest,
     ) -> anyhow::Result<Arc<dyn SqlStore>> {
         let statement_timeout = match &config.statement_timeout {
             Some(t) => {
@@ -90,6 +95,7 @@ impl LabelBackend for PostgresDatabase {
                 max_bytes: decl.max_bytes.map_or(defaults.max_bytes, |b| b.0),
             },
             pool_wait: POOL_WAIT,
+            ca: config.ca.as_deref().map(|ca| app.resolve(ca)),
         };
         let db = PostgresSql::connect(label, &options)
             .await

@@ -12,5 +12,6 @@
 
 mod convert;
 mod sql;
+mod tls;
 
 pub use sql::{POOL_WAIT, PostgresOptions, PostgresSql};

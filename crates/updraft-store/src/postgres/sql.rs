@@ -1,5 +1,6 @@
 //! [`SqlStore`] on a PostgreSQL server.
 
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -8,11 +9,13 @@ use deadpool_postgres::{
     Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
 };
 use futures::{StreamExt, TryStreamExt};
+use tokio_postgres::config::SslMode;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Statement};
 
 use super::convert::{Cell, Param, param, readable};
+use super::tls::MakeRustls;
 use crate::spool::{PendingLoad, PushError, SpoolReader};
 use crate::sql::{Migration, RowSet, SqlError, SqlLimits, SqlLoad, SqlStore, TableInfo, Value};
 
@@ -46,6 +49,9 @@ pub struct PostgresOptions {
     pub limits: SqlLimits,
     /// How long a call waits for a free connection ([`POOL_WAIT`]).
     pub pool_wait: Duration,
+    /// A PEM file of the CA that signed the server's certificate, trusted beside the
+    /// system's roots (with `sslmode=require` in the URL).
+    pub ca: Option<PathBuf>,
 }
 
 /// A user database on a PostgreSQL server.
@@ -55,6 +61,8 @@ pub struct PostgresSql {
     limits: SqlLimits,
     pool_size: usize,
     pool_wait: Duration,
+    /// TLS to the server (`sslmode=require`), also for cancel requests.
+    tls: Option<MakeRustls>,
     /// The URL with its password masked, for messages.
     shown: String,
 }
@@ -166,6 +174,7 @@ fn server_message(e: &tokio_postgres::Error) -> String {
 struct Session {
     client: Option<Object>,
     clean: bool,
+    tls: Option<MakeRustls>,
 }
 
 impl Session {
@@ -194,9 +203,13 @@ impl Drop for Session {
         };
         let token = client.cancel_token();
         drop(Object::take(client));
+        let tls = self.tls.take();
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
-                let _ = token.cancel_query(NoTls).await;
+                let _ = match tls {
+                    Some(tls) => token.cancel_query(tls).await,
+                    None => token.cancel_query(NoTls).await,
+                };
             });
         }
     }
@@ -261,13 +274,25 @@ impl PostgresSql {
             .options(&session_options)
             .application_name("updraft")
             .connect_timeout(CONNECT_TIMEOUT);
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        let tls = match (config.get_ssl_mode(), &options.ca) {
+            (SslMode::Require, ca) => Some(MakeRustls::new(
+                crate::tls::client_config(ca.as_deref()).map_err(&invalid)?,
+            )),
+            (_, Some(_)) => {
+                return Err(invalid(
+                    "`ca` is for a server reached over TLS; add `sslmode=require` to the URL"
+                        .into(),
+                ));
+            }
+            (_, None) => None,
+        };
+        let manager_config = ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let manager = match &tls {
+            Some(tls) => Manager::from_config(config, tls.clone(), manager_config),
+            None => Manager::from_config(config, NoTls, manager_config),
+        };
         let pool = Pool::builder(manager)
             .max_size(options.pool_size.max(1))
             .runtime(Runtime::Tokio1)
@@ -282,6 +307,7 @@ impl PostgresSql {
             limits: options.limits,
             pool_size: options.pool_size.max(1),
             pool_wait: options.pool_wait,
+            tls,
             shown,
         })
     }
@@ -363,6 +389,7 @@ impl PostgresSql {
         Ok(Session {
             client: Some(client),
             clean: false,
+            tls: self.tls.clone(),
         })
     }
 
@@ -894,6 +921,7 @@ impl PostgresSql {
             limits: self.limits,
             pool_size: self.pool_size,
             pool_wait: self.pool_wait,
+            tls: self.tls.clone(),
             shown: self.shown.clone(),
         }
     }

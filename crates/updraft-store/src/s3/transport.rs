@@ -11,7 +11,6 @@
 //! timeout between chunks of a response body (a stalled download fails instead of hanging).
 
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -42,22 +41,10 @@ pub(super) struct Transport {
 
 impl HttpConnector for Transport {
     fn connect(&self, _options: &ClientOptions) -> object_store::Result<HttpClient> {
-        let mut roots = rustls::RootCertStore::empty();
-        // Certificates that fail to load or parse are skipped: `https` to a server whose
-        // chain needs one then fails with a certificate error naming the server.
-        for cert in rustls_native_certs::load_native_certs().certs {
-            let _ = roots.add(cert);
-        }
-        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| object_store::Error::Generic {
+        let tls = crate::tls::client_config(None).map_err(|e| object_store::Error::Generic {
             store: "S3",
-            source: Box::new(e),
-        })?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+            source: e.into(),
+        })?;
         let mut tcp = TcpConnector::new();
         tcp.enforce_http(false);
         tcp.set_nodelay(true);

@@ -17,6 +17,7 @@ fn options(url: String) -> PostgresOptions {
         statement_timeout: Duration::from_secs(60),
         limits: SqlLimits::default(),
         pool_wait: POOL_WAIT,
+        ca: None,
     }
 }
 
@@ -316,4 +317,60 @@ async fn postgres_wrong_password_is_named_without_showing_it() {
         db.query("SELECT 1", vec![]).await.expect("query").rows[0][0],
         Value::Int(1)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_over_tls_verifies_the_server() {
+    let server = Postgres::start_with_tls();
+    server.create_database("secure");
+    let url = format!("{}?sslmode=require", server.url("secure"));
+
+    // Trusting the server's certificate: the session is encrypted.
+    let mut trusted = options(url.clone());
+    trusted.ca = Some(server.certificate());
+    let db = PostgresSql::connect("orders", &trusted)
+        .await
+        .expect("tls with the server's ca");
+    let rows = db
+        .query(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            vec![],
+        )
+        .await
+        .expect("ssl status");
+    assert_eq!(rows.rows, [[Value::Int(1)]]);
+    // A call cut off over TLS still cancels its statement (the cancel goes over TLS too).
+    let call = db.query("SELECT pg_sleep(30)", vec![]);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), call)
+            .await
+            .is_err()
+    );
+    assert!(
+        eventually(Duration::from_secs(10), async || db
+            .query(
+                "SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(30)'",
+                vec![]
+            )
+            .await
+            .is_ok_and(|r| r.rows[0][0] == Value::Int(0)))
+        .await,
+        "cancelled over TLS"
+    );
+
+    // Not trusting it: refused, saying why.
+    let e = PostgresSql::connect("orders", &options(url))
+        .await
+        .expect_err("an unknown issuer");
+    assert!(
+        e.to_string().contains("certificate") && !e.to_string().contains(server.password()),
+        "{e}"
+    );
+    // A CA without TLS asked for is a mistake worth naming.
+    let mut confused = options(server.url("secure"));
+    confused.ca = Some(server.certificate());
+    let e = PostgresSql::connect("orders", &confused)
+        .await
+        .expect_err("ca without sslmode");
+    assert!(e.to_string().contains("sslmode=require"), "{e}");
 }

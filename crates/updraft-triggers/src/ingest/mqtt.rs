@@ -345,38 +345,5 @@ fn env(bridge: &str, key: &str, var: &str) -> anyhow::Result<String> {
 
 /// TLS with the ring provider, the system's root certificates and those of `ca`.
 fn tls_config(ca: Option<&std::path::Path>) -> anyhow::Result<rustls::ClientConfig> {
-    use rustls_pki_types::CertificateDer;
-    use rustls_pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_native_certs::load_native_certs().certs {
-        let _ = roots.add(cert);
-    }
-    if let Some(path) = ca {
-        let certs = CertificateDer::pem_file_iter(path)
-            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "cannot read certificates from `{}`: {e}; give a PEM file of the CA (or the broker's own certificate)",
-                    path.display()
-                )
-            })?;
-        if certs.is_empty() {
-            anyhow::bail!(
-                "`{}` holds no PEM certificate; give the broker's CA certificate",
-                path.display()
-            );
-        }
-        for cert in certs {
-            roots
-                .add(cert)
-                .map_err(|e| anyhow::anyhow!("`{}`: {e}", path.display()))?;
-        }
-    }
-    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| anyhow::anyhow!("cannot set up TLS: {e}"))?
-    .with_root_certificates(roots)
-    .with_no_client_auth())
+    updraft_store::tls::client_config(ca).map_err(anyhow::Error::msg)
 }
