@@ -27,6 +27,7 @@ mod queues;
 mod reliability;
 mod scenarios;
 mod serve;
+mod showcase;
 mod state;
 mod streams;
 mod topics;
@@ -168,6 +169,24 @@ pub fn copy_example(name: &str) -> tempfile::TempDir {
     copy_tree(&src, dst.path());
     share_wasm_target(dst.path());
     dst
+}
+
+/// Copies several examples side by side into one temp folder (`<tmp>/<name>/…`), as
+/// [`copy_example`] copies one: for an app that uses its siblings' functions (the showcase).
+pub fn copy_examples(names: &[&str]) -> tempfile::TempDir {
+    let root = tempfile::tempdir().unwrap();
+    for name in names {
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../examples")
+            .join(name)
+            .canonicalize()
+            .unwrap();
+        let dst = root.path().join(name);
+        std::fs::create_dir_all(&dst).unwrap();
+        copy_tree(&src, &dst);
+        share_wasm_target(&dst);
+    }
+    root
 }
 
 /// Points the `target/` of each cargo workspace in a copied example (its root or one folder

@@ -397,7 +397,7 @@ async fn scheduling_scrubs_the_legacy_database_on_a_timer() {
 }
 
 /// An uncompressed 24-bit BMP of `w`×`h` pixels (a gradient).
-fn bmp(w: u32, h: u32) -> Vec<u8> {
+pub(crate) fn bmp(w: u32, h: u32) -> Vec<u8> {
     let row = (w * 3).div_ceil(4) * 4;
     let size = 54 + row * h;
     let mut b = Vec::with_capacity(size as usize);
