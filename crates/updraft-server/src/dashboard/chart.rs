@@ -312,6 +312,19 @@ fn legend<'a>(names: impl Iterator<Item = &'a str>) -> String {
     out + "</ul>"
 }
 
+const DAY: f64 = 86_400.0;
+
+/// Ticks on whole days from `low` to `high` (seconds), at most five, so that no two
+/// date-only labels are the same day.
+fn day_marks(low: f64, high: f64) -> Vec<f64> {
+    let step = ((high - low) / DAY / 4.0).ceil().max(1.0) * DAY;
+    let first = (low / DAY).ceil() * DAY;
+    (0..6)
+        .map(|i| first + step * f64::from(i))
+        .take_while(|m| *m <= high)
+        .collect()
+}
+
 /// Where each x value goes: on a continuous axis when every x is a number or a date, else
 /// one slot per distinct value in order of first appearance.
 enum XAxis {
@@ -370,20 +383,26 @@ impl XAxis {
         let plot = WIDTH - LEFT - RIGHT;
         match self {
             Self::Continuous { low, high, dates } => {
+                let whole_days = *dates && high - low >= 2.0 * DAY;
                 let marks: Vec<f64> = if high - low < f64::EPSILON {
                     vec![*low]
+                } else if whole_days {
+                    day_marks(*low, *high)
                 } else {
                     (0..5)
                         .map(|i| low + (high - low) * f64::from(i) / 4.0)
                         .collect()
                 };
-                let last = marks.len().saturating_sub(1);
-                for (i, m) in marks.into_iter().enumerate() {
+                for m in marks {
                     // The outer labels end at the plot's edges instead of spilling past.
-                    let anchor = match i {
-                        _ if last == 0 => "middle",
-                        0 => "start",
-                        i if i == last => "end",
+                    let share = if high - low < f64::EPSILON {
+                        0.5
+                    } else {
+                        (m - low) / (high - low)
+                    };
+                    let anchor = match share {
+                        s if s < 0.1 => "start",
+                        s if s > 0.9 => "end",
                         _ => "middle",
                     };
                     let x = if high - low < f64::EPSILON {
@@ -395,10 +414,10 @@ impl XAxis {
                         chrono::DateTime::from_timestamp(m as i64, 0).map_or_else(
                             String::new,
                             |d| {
-                                if high - low < 2.0 * 86_400.0 {
-                                    d.format("%m-%d %H:%M").to_string()
-                                } else {
+                                if whole_days {
                                     d.format("%Y-%m-%d").to_string()
+                                } else {
+                                    d.format("%m-%d %H:%M").to_string()
                                 }
                             },
                         )
@@ -679,6 +698,30 @@ mod tests {
             !html.contains("<script>") && html.contains("&lt;b&gt;"),
             "{html}"
         );
+    }
+
+    #[test]
+    fn date_ticks_fall_on_distinct_days() {
+        let day = |d: &str| position(&t(d)).unwrap();
+        let marks = day_marks(day("2026-11-02"), day("2026-11-04"));
+        assert_eq!(
+            marks,
+            [day("2026-11-02"), day("2026-11-03"), day("2026-11-04")]
+        );
+        let month = day_marks(day("2026-11-01"), day("2026-11-30"));
+        assert!(month.len() <= 5 && month.len() >= 3, "{month:?}");
+        assert!(month.windows(2).all(|w| w[1] - w[0] >= DAY));
+        let rows = rows(
+            &["day", "units"],
+            ["2026-11-02", "2026-11-03", "2026-11-04"]
+                .iter()
+                .map(|d| vec![t(d), Value::Int(1)])
+                .collect(),
+        );
+        let svg = render(&spec(ChartKind::Line, &["units"], None), &rows).unwrap();
+        for d in ["2026-11-02", "2026-11-03", "2026-11-04"] {
+            assert_eq!(svg.matches(&format!(">{d}</text>")).count(), 1, "{svg}");
+        }
     }
 
     #[test]

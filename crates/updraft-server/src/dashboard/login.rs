@@ -10,7 +10,7 @@ use axum::{Extension, Form};
 use http::{HeaderValue, StatusCode, header};
 use serde::Deserialize;
 
-use super::{STYLE, escape, html};
+use super::{HEAD, STYLE, escape, html};
 use crate::admin_token;
 use crate::state::NodeState;
 
@@ -44,7 +44,7 @@ fn form(status: StatusCode, next: &str, problem: Option<&str>) -> Response {
         status,
         format!(
             r#"<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<html lang="en"><head>{HEAD}
 <title>Sign in · updraft</title><style>{STYLE}</style></head>
 <body><main><h1>Sign in to updraft</h1>{problem}
 <form method="post" action="/_updraft/login"><p><label for="token">Admin token</label><br>

@@ -130,7 +130,7 @@ fn layout(title: &str, app: &AppState, nav: Nav, body: &str, reload: Option<&str
     });
     format!(
         r#"<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<html lang="en"><head>{HEAD}
 <title>{title} · updraft</title><style>{STYLE}</style></head>
 <body><header>{links}<h1>{title}</h1><p class="meta">App <code>{app}</code> · drawn at {generated}{reload}</p></header>
 <main>{body}</main><script>{SCRIPT}</script></body></html>"#,
@@ -162,7 +162,7 @@ fn not_found(why: &str) -> Response {
     html(
         StatusCode::NOT_FOUND,
         format!(
-            r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Not found · updraft</title></head><body><main><h1>Not found</h1><p>{}</p></main></body></html>"#,
+            r#"<!doctype html><html lang="en"><head>{HEAD}<title>Not found · updraft</title></head><body><main><h1>Not found</h1><p>{}</p></main></body></html>"#,
             escape(why)
         ),
     )
@@ -184,6 +184,13 @@ pub(crate) fn escape(s: &str) -> String {
     out
 }
 
+/// What every page's `<head>` starts with. The inline icon spares the browser a
+/// `/favicon.ico` request, which the app's own routes would answer 404 (a console error).
+pub(crate) const HEAD: &str = concat!(
+    r#"<meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">"#,
+    r#"<link rel="icon" href="data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 16 16'%3E%3Cpath d='M8 1l6 7h-4v7H6V8H2z' fill='%230072b2'/%3E%3C/svg%3E">"#
+);
+
 pub(crate) const STYLE: &str = r#"
 :root { color-scheme: light dark; --fg: #1b1f24; --muted: #57606a; --bg: #ffffff; --card: #f6f8fa; --line: #d0d7de; --err: #b42318; }
 @media (prefers-color-scheme: dark) { :root { --fg: #e6edf3; --muted: #9da7b1; --bg: #0d1117; --card: #161b22; --line: #30363d; --err: #ff7b72; } }
@@ -204,7 +211,7 @@ h1 { font-size: 1.5rem; margin: 0; } h2 { font-size: 1.05rem; margin: 0 0 .5rem;
 .table-wrap { overflow-x: auto; } table { border-collapse: collapse; width: 100%; font-size: .9rem; }
 th, td { text-align: left; padding: .3rem .5rem; border-bottom: 1px solid var(--line); } td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .error { color: var(--err); } .empty, .note { color: var(--muted); }
-nav ul { list-style: none; display: flex; gap: 1rem; padding: 0; margin: 0 0 .5rem; }
+nav ul { list-style: none; display: flex; flex-wrap: wrap; gap: .25rem 1rem; padding: 0; margin: 0 0 .5rem; }
 nav a { text-decoration: none; padding: .15rem 0; } nav a[aria-current] { border-bottom: 2px solid currentColor; font-weight: 600; }
 .stats { display: flex; flex-wrap: wrap; gap: .5rem 2rem; margin: 0 0 1rem; padding: 0; list-style: none; }
 .stats b { font-size: 1.4rem; display: block; } .windows { margin: 0 0 1rem; } .windows a { margin-right: .75rem; }

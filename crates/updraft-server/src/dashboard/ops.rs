@@ -11,7 +11,7 @@ use serde::Deserialize;
 use updraft_manifest::ChartKind;
 use updraft_store::{InvocationQuery, RowSet, Value};
 
-use super::{Nav, chart, escape, html, layout, no_app, not_found};
+use super::{HEAD, Nav, chart, escape, html, layout, no_app, not_found};
 use crate::api::{self, AppStats, FunctionInfo, Invocation};
 use crate::state::{AppState, NodeState};
 
@@ -31,7 +31,7 @@ fn failed(what: &str, e: impl std::fmt::Display) -> Response {
     html(
         StatusCode::INTERNAL_SERVER_ERROR,
         format!(
-            r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Error · updraft</title></head><body><main><h1>Cannot show {}</h1><p role="alert">{}</p></main></body></html>"#,
+            r#"<!doctype html><html lang="en"><head>{HEAD}<title>Error · updraft</title></head><body><main><h1>Cannot show {}</h1><p role="alert">{}</p></main></body></html>"#,
             escape(what),
             escape(&e.to_string())
         ),
@@ -56,7 +56,7 @@ pub(super) async fn only_app_overview(
             html(
                 StatusCode::OK,
                 format!(
-                    r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>Apps · updraft</title></head><body><main><h1>Apps on this node</h1><ul>{list}</ul></main></body></html>"#
+                    r#"<!doctype html><html lang="en"><head>{HEAD}<title>Apps · updraft</title></head><body><main><h1>Apps on this node</h1><ul>{list}</ul></main></body></html>"#
                 ),
             )
         }

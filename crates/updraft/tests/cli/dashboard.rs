@@ -21,7 +21,7 @@ fn panel(page: &str, i: usize) -> &str {
 
 /// Copies the data-pipeline sample export into `incoming/` (the folder the trigger makes)
 /// and waits until its five rows are loaded.
-async fn drop_sample_and_wait(server: &Server, app: &std::path::Path) {
+pub(crate) async fn drop_sample_and_wait(server: &Server, app: &std::path::Path) {
     let incoming = app.join(".updraft/buckets/drop/incoming");
     assert!(eventually(Duration::from_secs(30), async || incoming.is_dir()).await);
     std::fs::copy(

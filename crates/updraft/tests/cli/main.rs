@@ -9,6 +9,7 @@
 mod admin;
 mod async_jobs;
 mod blob_binding;
+mod browser;
 mod buckets;
 mod cluster;
 mod cron;
