@@ -184,6 +184,9 @@ mod tests {
         async fn logs(&self, _: LogQuery) -> Result<Vec<LogRow>, StoreError> {
             Ok(Vec::new())
         }
+        async fn minutes(&self, _: i64) -> Result<Vec<updraft_store::MinuteRow>, StoreError> {
+            Ok(Vec::new())
+        }
         async fn prune(&self, _: i64, _: i64) -> Result<u64, StoreError> {
             Ok(0)
         }

@@ -44,7 +44,9 @@ pub use blob::{
 pub use error::StoreError;
 pub use kv::{KeyPage, KvStore};
 pub use queue::{DeadLetter, Event, Leased, NewMessage, QueueDepth, QueueStore};
-pub use records::{InvocationQuery, InvocationRow, LogQuery, LogRow, RecordStore};
+pub use records::{
+    Durations, InvocationQuery, InvocationRow, LogQuery, LogRow, MINUTE_US, MinuteRow, RecordStore,
+};
 pub use schedule::ScheduleStore;
 pub use sql::{Migration, RowSet, SqlError, SqlLimits, SqlLoad, SqlStore, TableInfo, Value};
 pub use stream::{

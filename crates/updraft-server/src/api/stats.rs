@@ -1,11 +1,10 @@
 //! Invocation statistics over a recent window, per function and per minute: what the
-//! dashboard's overview charts, computed from the invocation records.
+//! dashboard's overview charts, read from the record store's per-minute rollups.
+
+use updraft_store::{MINUTE_US, MinuteRow};
 
 use super::*;
 
-/// Most records one answer reads; past it the figures cover the newest ones (`complete`
-/// says so). Per-minute rollups kept as records are written would lift this.
-const MAX_RECORDS: u32 = 20_000;
 /// Longest window.
 const MAX_WINDOW: Duration = Duration::from_secs(24 * 3600);
 
@@ -20,9 +19,9 @@ pub struct FunctionStats {
     pub errors: u64,
     /// Those that were the first since the component was loaded.
     pub cold: u64,
-    /// Median duration, in microseconds.
+    /// Median duration, in microseconds (exact below 32 µs, else within 3%).
     pub p50_us: i64,
-    /// 99th-percentile duration, in microseconds.
+    /// 99th-percentile duration, in microseconds (exact below 32 µs, else within 3%).
     pub p99_us: i64,
 }
 
@@ -40,11 +39,9 @@ pub struct MinuteStats {
 /// Invocation statistics of an app over a recent window.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct AppStats {
-    /// The window, in seconds, ending now.
+    /// The window, in seconds, ending now. The figures cover its whole minutes and the
+    /// current one (they are read from per-minute rollups).
     pub window_s: u64,
-    /// False when more invocations started in the window than one answer reads (20,000):
-    /// the figures then cover the newest of them.
-    pub complete: bool,
     /// Per function with invocations in the window, in id order.
     pub functions: Vec<FunctionStats>,
     /// Per minute of the window, oldest first.
@@ -90,46 +87,15 @@ pub(crate) fn parse_window(text: Option<&str>) -> Result<Duration, String> {
     Ok(w)
 }
 
-/// The app's statistics over the `window` ending now.
+/// The app's statistics over the `window` ending now, from the per-minute rollups: the
+/// same few rows per minute however many invocations ran.
 pub(crate) async fn app_stats(state: &AppState, window: Duration) -> Result<AppStats, StoreError> {
     let now = updraft_runtime::now_us();
     let window_us = i64::try_from(window.as_micros()).unwrap_or(i64::MAX);
-    let since = now - window_us;
-    let rows = state
-        .records
-        .invocations(InvocationQuery {
-            function: None,
-            before_us: None,
-            limit: MAX_RECORDS,
-        })
-        .await?;
-    let complete =
-        rows.len() < MAX_RECORDS as usize || rows.last().is_some_and(|r| r.started_us < since);
-    let rows: Vec<&InvocationRow> = rows.iter().filter(|r| r.started_us >= since).collect();
-
-    let mut by_function: BTreeMap<&str, Vec<&InvocationRow>> = BTreeMap::new();
-    for r in &rows {
-        by_function.entry(r.function.as_str()).or_default().push(r);
-    }
-    let functions = by_function
-        .into_iter()
-        .map(|(function, rows)| {
-            let mut durations: Vec<i64> = rows.iter().map(|r| r.duration_us).collect();
-            durations.sort_unstable();
-            FunctionStats {
-                function: function.to_owned(),
-                invocations: rows.len() as u64,
-                errors: rows.iter().filter(|r| r.outcome != "ok").count() as u64,
-                cold: rows.iter().filter(|r| r.cold).count() as u64,
-                p50_us: percentile(&durations, 50),
-                p99_us: percentile(&durations, 99),
-            }
-        })
-        .collect();
-
-    const MINUTE_US: i64 = 60_000_000;
-    let first = since.div_euclid(MINUTE_US) + 1;
+    let first = (now - window_us).div_euclid(MINUTE_US) + 1;
     let last = now.div_euclid(MINUTE_US);
+    let rollups = state.records.minutes(first * MINUTE_US).await?;
+
     let mut minutes: Vec<MinuteStats> = (first..=last)
         .map(|m| MinuteStats {
             minute: rfc3339(m * MINUTE_US),
@@ -137,31 +103,36 @@ pub(crate) async fn app_stats(state: &AppState, window: Duration) -> Result<AppS
             failed: 0,
         })
         .collect();
-    for r in &rows {
-        let at = r.started_us.div_euclid(MINUTE_US) - first;
+    let mut by_function: BTreeMap<String, MinuteRow> = BTreeMap::new();
+    for r in rollups {
+        let at = r.minute_us.div_euclid(MINUTE_US) - first;
         if let Some(m) = usize::try_from(at).ok().and_then(|i| minutes.get_mut(i)) {
-            if r.outcome == "ok" {
-                m.ok += 1;
-            } else {
-                m.failed += 1;
+            m.ok += r.invocations.saturating_sub(r.errors);
+            m.failed += r.errors;
+        }
+        match by_function.get_mut(&r.function) {
+            Some(total) => total.merge(&r),
+            None => {
+                by_function.insert(r.function.clone(), r);
             }
         }
     }
+    let functions = by_function
+        .into_values()
+        .map(|f| FunctionStats {
+            p50_us: f.durations.percentile(50),
+            p99_us: f.durations.percentile(99),
+            function: f.function,
+            invocations: f.invocations,
+            errors: f.errors,
+            cold: f.cold,
+        })
+        .collect();
     Ok(AppStats {
         window_s: window.as_secs(),
-        complete,
         functions,
         minutes,
     })
-}
-
-/// The nearest-rank `p`th percentile of sorted `values` (0 when there are none).
-fn percentile(values: &[i64], p: usize) -> i64 {
-    if values.is_empty() {
-        return 0;
-    }
-    let rank = (p * values.len()).div_ceil(100).max(1);
-    values[rank - 1]
 }
 
 #[cfg(test)]
@@ -169,11 +140,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn percentiles_are_nearest_rank_and_windows_are_bounded() {
-        let v: Vec<i64> = (1..=100).collect();
-        assert_eq!((percentile(&v, 50), percentile(&v, 99)), (50, 99));
-        assert_eq!(percentile(&[7], 99), 7);
-        assert_eq!(percentile(&[], 50), 0);
+    fn windows_are_bounded() {
         assert_eq!(parse_window(None), Ok(Duration::from_secs(3600)));
         assert_eq!(parse_window(Some("15m")), Ok(Duration::from_secs(900)));
         assert!(parse_window(Some("2d")).unwrap_err().contains("1m to 24h"));

@@ -146,13 +146,8 @@ fn totals(stats: &AppStats) -> String {
     } else {
         format!("{:.1}%", errors as f64 * 100.0 / n as f64)
     };
-    let partial = if stats.complete {
-        ""
-    } else {
-        r#"<p class="note">More invocations than the overview reads (20,000) started in this window; the figures cover the newest.</p>"#
-    };
     format!(
-        r#"<ul class="stats"><li><b data-stat="invocations">{n}</b>invocations</li><li><b data-stat="errors">{errors}</b>errors</li><li><b>{rate}</b>error rate</li><li><b data-stat="cold">{cold}</b>cold starts</li></ul>{partial}"#
+        r#"<ul class="stats"><li><b data-stat="invocations">{n}</b>invocations</li><li><b data-stat="errors">{errors}</b>errors</li><li><b>{rate}</b>error rate</li><li><b data-stat="cold">{cold}</b>cold starts</li></ul>"#
     )
 }
 

@@ -1,11 +1,14 @@
 //! `RecordStore` on the platform state file.
 
 use async_trait::async_trait;
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 
 use super::Db;
 use crate::StoreError;
-use crate::records::{InvocationQuery, InvocationRow, LogQuery, LogRow, RecordStore};
+use crate::records::{
+    Durations, InvocationQuery, InvocationRow, LogQuery, LogRow, MINUTE_US, MinuteRow, RecordStore,
+};
 
 pub(crate) const SCHEMA: &str = "
 CREATE TABLE invocations (
@@ -32,6 +35,20 @@ CREATE TABLE logs (
 CREATE INDEX logs_by_invocation ON logs (invocation);
 CREATE INDEX logs_by_function ON logs (function, seq);
 CREATE INDEX logs_by_time ON logs (time_us);
+";
+
+/// Per-function, per-minute rollups of `invocations` (see [`MinuteRow`]), kept as records
+/// are appended; `durations` is [`Durations::to_bytes`].
+pub(crate) const MINUTES_SCHEMA: &str = "
+CREATE TABLE invocation_minutes (
+    minute_us INTEGER NOT NULL,
+    function TEXT NOT NULL,
+    invocations INTEGER NOT NULL,
+    errors INTEGER NOT NULL,
+    cold INTEGER NOT NULL,
+    durations BLOB NOT NULL
+);
+CREATE UNIQUE INDEX invocation_minutes_key ON invocation_minutes (minute_us, function);
 ";
 
 fn backend(e: rusqlite::Error) -> StoreError {
@@ -84,14 +101,18 @@ fn append_in(
     invocations: &[InvocationRow],
     logs: &[LogRow],
 ) -> Result<(), StoreError> {
-    let mut ins = conn
-        .prepare_cached(
-            "INSERT OR REPLACE INTO invocations (id, function, trigger, started_us, cold, instantiate_us, duration_us, outcome, error)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        )
+    const COLUMNS: &str =
+        "(id, function, trigger, started_us, cold, instantiate_us, duration_us, outcome, error)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+    let mut insert = conn
+        .prepare_cached(&format!("INSERT OR IGNORE INTO invocations {COLUMNS}"))
         .map_err(backend)?;
+    let mut replace = conn
+        .prepare_cached(&format!("INSERT OR REPLACE INTO invocations {COLUMNS}"))
+        .map_err(backend)?;
+    let mut fresh = Vec::with_capacity(invocations.len());
     for i in invocations {
-        ins.execute(params![
+        let values = params![
             i.id,
             i.function,
             i.trigger,
@@ -101,9 +122,15 @@ fn append_in(
             i.duration_us,
             i.outcome,
             i.error
-        ])
-        .map_err(backend)?;
+        ];
+        // A record written again replaces the first, and its rollup already counts it.
+        if insert.execute(values).map_err(backend)? == 1 {
+            fresh.push(i);
+        } else {
+            replace.execute(values).map_err(backend)?;
+        }
     }
+    roll_up(conn, MinuteRow::of(fresh))?;
     let mut ins = conn
         .prepare_cached(
             "INSERT INTO logs (time_us, function, invocation, stream, line) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -120,6 +147,90 @@ fn append_in(
         .map_err(backend)?;
     }
     Ok(())
+}
+
+/// Adds `rollups` to the stored ones of the same minute and function.
+fn roll_up(conn: &Connection, rollups: Vec<MinuteRow>) -> Result<(), StoreError> {
+    let mut read = conn
+        .prepare_cached(&format!(
+            "SELECT {MINUTE_COLUMNS} FROM invocation_minutes WHERE minute_us = ?1 AND function = ?2"
+        ))
+        .map_err(backend)?;
+    let mut write = conn
+        .prepare_cached(&format!(
+            "INSERT OR REPLACE INTO invocation_minutes ({MINUTE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+        ))
+        .map_err(backend)?;
+    for mut m in rollups {
+        let stored = read
+            .query_row(params![m.minute_us, m.function], minute_row)
+            .optional()
+            .map_err(backend)?;
+        if let Some(stored) = stored {
+            m.merge(&stored);
+        }
+        write
+            .execute(params![
+                m.minute_us,
+                m.function,
+                count(m.invocations),
+                count(m.errors),
+                count(m.cold),
+                m.durations.to_bytes()
+            ])
+            .map_err(backend)?;
+    }
+    Ok(())
+}
+
+const MINUTE_COLUMNS: &str = "minute_us, function, invocations, errors, cold, durations";
+
+fn count(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn minute_row(r: &Row<'_>) -> rusqlite::Result<MinuteRow> {
+    let n = |i: usize| r.get::<_, i64>(i).map(|v| u64::try_from(v).unwrap_or(0));
+    Ok(MinuteRow {
+        minute_us: r.get(0)?,
+        function: r.get(1)?,
+        invocations: n(2)?,
+        errors: n(3)?,
+        cold: n(4)?,
+        durations: Durations::from_bytes(&r.get::<_, Vec<u8>>(5)?),
+    })
+}
+
+/// A `WHERE` clause with only the conditions asked for: `(?1 IS NULL OR col = ?1)` would
+/// keep SQLite from using the column's index and scan the whole table.
+#[derive(Default)]
+struct Filter {
+    conditions: Vec<String>,
+    values: Vec<SqlValue>,
+}
+
+impl Filter {
+    /// `column_op ?n` when `value` is given.
+    fn add(&mut self, column_op: &str, value: Option<SqlValue>) {
+        if let Some(v) = value {
+            let n = self.bind(v);
+            self.conditions.push(format!("{column_op} {n}"));
+        }
+    }
+
+    /// Binds `value`; returns its placeholder.
+    fn bind(&mut self, value: SqlValue) -> String {
+        self.values.push(value);
+        format!("?{}", self.values.len())
+    }
+
+    fn clause(&self) -> String {
+        if self.conditions.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", self.conditions.join(" AND "))
+        }
+    }
 }
 
 #[async_trait]
@@ -140,17 +251,18 @@ impl RecordStore for SqliteRecords {
     async fn invocations(&self, q: InvocationQuery) -> Result<Vec<InvocationRow>, StoreError> {
         self.db
             .read(move |c| {
+                let mut w = Filter::default();
+                w.add("function =", q.function.map(SqlValue::Text));
+                w.add("started_us <", q.before_us.map(SqlValue::Integer));
+                let limit = w.bind(SqlValue::Integer(i64::from(q.limit.clamp(1, 10_000))));
                 let sql = format!(
-                    "SELECT {INVOCATION_COLUMNS} FROM invocations
-                     WHERE (?1 IS NULL OR function = ?1) AND (?2 IS NULL OR started_us < ?2)
-                     ORDER BY started_us DESC LIMIT ?3"
+                    "SELECT {INVOCATION_COLUMNS} FROM invocations {}
+                     ORDER BY started_us DESC LIMIT {limit}",
+                    w.clause()
                 );
                 let mut stmt = c.prepare_cached(&sql).map_err(backend)?;
                 let rows = stmt
-                    .query_map(
-                        params![q.function, q.before_us, q.limit.clamp(1, 10_000)],
-                        invocation_row,
-                    )
+                    .query_map(params_from_iter(w.values), invocation_row)
                     .map_err(backend)?;
                 rows.collect::<Result<Vec<_>, _>>().map_err(backend)
             })
@@ -172,24 +284,44 @@ impl RecordStore for SqliteRecords {
     async fn logs(&self, q: LogQuery) -> Result<Vec<LogRow>, StoreError> {
         self.db
             .read(move |c| {
-                let limit = q.limit.clamp(1, 10_000);
-                let filter = "(?1 IS NULL OR function = ?1) AND (?2 IS NULL OR invocation = ?2)";
-                let sql = match q.after {
+                let mut w = Filter::default();
+                w.add("function =", q.function.map(SqlValue::Text));
+                w.add("invocation =", q.invocation.map(SqlValue::Text));
+                let following = q.after.is_some();
+                w.add("seq >", q.after.map(SqlValue::Integer));
+                let limit = w.bind(SqlValue::Integer(i64::from(q.limit.clamp(1, 10_000))));
+                let columns = "seq, time_us, function, invocation, stream, line";
+                let sql = if following {
                     // Following: the next lines after a position, oldest first.
-                    Some(_) => format!(
-                        "SELECT seq, time_us, function, invocation, stream, line FROM logs
-                         WHERE {filter} AND seq > ?3 ORDER BY seq LIMIT ?4"
-                    ),
+                    format!(
+                        "SELECT {columns} FROM logs {} ORDER BY seq LIMIT {limit}",
+                        w.clause()
+                    )
+                } else {
                     // A look back: the newest lines, returned oldest first.
-                    None => format!(
-                        "SELECT * FROM (SELECT seq, time_us, function, invocation, stream, line FROM logs
-                         WHERE {filter} AND ?3 IS NULL ORDER BY seq DESC LIMIT ?4) ORDER BY seq"
-                    ),
+                    format!(
+                        "SELECT * FROM (SELECT {columns} FROM logs {} ORDER BY seq DESC LIMIT {limit}) ORDER BY seq",
+                        w.clause()
+                    )
                 };
                 let mut stmt = c.prepare_cached(&sql).map_err(backend)?;
                 let rows = stmt
-                    .query_map(params![q.function, q.invocation, q.after, limit], log_row)
+                    .query_map(params_from_iter(w.values), log_row)
                     .map_err(backend)?;
+                rows.collect::<Result<Vec<_>, _>>().map_err(backend)
+            })
+            .await
+    }
+
+    async fn minutes(&self, since_us: i64) -> Result<Vec<MinuteRow>, StoreError> {
+        self.db
+            .read(move |c| {
+                let sql = format!(
+                    "SELECT {MINUTE_COLUMNS} FROM invocation_minutes WHERE minute_us >= ?1
+                     ORDER BY minute_us, function"
+                );
+                let mut stmt = c.prepare_cached(&sql).map_err(backend)?;
+                let rows = stmt.query_map([since_us], minute_row).map_err(backend)?;
                 rows.collect::<Result<Vec<_>, _>>().map_err(backend)
             })
             .await
@@ -215,7 +347,15 @@ impl RecordStore for SqliteRecords {
             logs_before_us,
         )
         .await?;
-        Ok(invocations + logs)
+        let minutes = super::delete_in_batches(
+            &self.db,
+            "DELETE FROM invocation_minutes WHERE rowid IN (
+                 SELECT rowid FROM invocation_minutes WHERE minute_us <= ?1 LIMIT ?2)",
+            // A minute goes once it ended before the cut-off.
+            invocations_before_us.saturating_sub(MINUTE_US),
+        )
+        .await?;
+        Ok(invocations + logs + minutes)
     }
 }
 

@@ -15,6 +15,7 @@ const MIGRATIONS: &[&str] = &[
     super::topic::SCHEMA,
     super::asyncjobs::SCHEMA,
     RETENTION_INDEXES,
+    super::records::MINUTES_SCHEMA,
 ];
 
 /// Lets the hourly retention find expired rows without scanning whole tables.
