@@ -14,6 +14,7 @@ use crate::cache::ComponentCache;
 use crate::error::LoadError;
 use crate::event::{EventFunction, EventHandlerExportPre};
 use crate::http::HttpFunction;
+use crate::report::{EngineReport, MemoryReset, Swap, memory_reset};
 use crate::state::InvocationState;
 use crate::{FunctionSpec, Observer};
 
@@ -86,7 +87,7 @@ pub struct Runtime {
     cache: ComponentCache,
     node_permits: Arc<Semaphore>,
     settings: EngineSettings,
-    pooling: bool,
+    report: EngineReport,
     ticker_stop: Arc<AtomicBool>,
 }
 
@@ -94,14 +95,27 @@ impl Runtime {
     /// Builds the engine. Falls back to on-demand allocation (with a warning) when the
     /// pooling allocator cannot reserve its address space, e.g. under `ulimit -v`.
     pub fn new(settings: EngineSettings) -> anyhow::Result<Self> {
-        let (engine, pooling) = match Engine::new(&config(&settings, true)) {
-            Ok(engine) => (engine, true),
+        let reset = memory_reset(
+            Swap::of_host(),
+            PoolingAllocationConfig::is_pagemap_scan_available(),
+        );
+        let (engine, memory_reset) = match Engine::new(&config(&settings, Some(&reset))) {
+            Ok(engine) => (engine, reset),
             Err(err) => {
                 tracing::warn!(
                     "pooling allocator unavailable ({err:#}); falling back to on-demand allocation, which instantiates more slowly. Lift any virtual-memory limit (`ulimit -v`) to restore it"
                 );
-                (Engine::new(&config(&settings, false))?, false)
+                (
+                    Engine::new(&config(&settings, None))?,
+                    MemoryReset::OnDemand,
+                )
             }
+        };
+        let report = EngineReport {
+            memory_reset,
+            max_instances: settings.max_instances,
+            max_memory: settings.max_memory,
+            keep_resident: settings.keep_resident,
         };
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
@@ -119,7 +133,7 @@ impl Runtime {
             linker: Arc::new(linker),
             cache,
             settings,
-            pooling,
+            report,
             ticker_stop,
         })
     }
@@ -131,7 +145,19 @@ impl Runtime {
 
     /// Whether the pooling allocator is in use.
     pub fn pooling(&self) -> bool {
-        self.pooling
+        self.report.pooling()
+    }
+
+    /// The allocator, limits and memory reset in force.
+    pub fn report(&self) -> &EngineReport {
+        &self.report
+    }
+
+    /// Component instances allocated right now (pooling allocator only).
+    pub fn live_instances(&self) -> Option<u64> {
+        self.engine
+            .pooling_allocator_metrics()
+            .map(|m| m.component_instances())
     }
 
     /// The settings the engine was built with.
@@ -208,11 +234,13 @@ impl Drop for Runtime {
     }
 }
 
-fn config(settings: &EngineSettings, pooling: bool) -> Config {
+/// The engine's config: with the pooling allocator when `reset` is given (how it resets
+/// memory), else on-demand allocation.
+fn config(settings: &EngineSettings, reset: Option<&MemoryReset>) -> Config {
     let mut config = Config::new();
     config.wasm_component_model(true);
     config.epoch_interruption(true);
-    if pooling {
+    if let Some(reset) = reset {
         let n = settings.max_instances;
         let mut pool = PoolingAllocationConfig::default();
         // A Rust wasip2 component has a handful of core instances, one memory and a few
@@ -225,27 +253,16 @@ fn config(settings: &EngineSettings, pooling: bool) -> Config {
             .max_memory_size(usize::try_from(settings.max_memory).unwrap_or(usize::MAX))
             .linear_memory_keep_resident(settings.keep_resident)
             .table_keep_resident(settings.keep_resident)
-            .pagemap_scan(dirty_page_scan());
+            // Scanning for dirty pages instead of a memset of the resident prefix made
+            // hello 1.55x faster (the memset was ~18% of updraft's CPU on the HTTP path).
+            .pagemap_scan(if *reset == MemoryReset::DirtyPages {
+                Enabled::Auto
+            } else {
+                Enabled::No
+            });
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     }
     config
-}
-
-/// Whether to reset instance memory by scanning for the pages it dirtied (Linux 6.7+
-/// `PAGEMAP_SCAN`) rather than memsetting the whole resident prefix of every memory. The
-/// memset was ~18% of updraft's CPU on the HTTP path and in a queue drain; the scan made
-/// hello 1.55x faster. Off when the host has swap: the scan looks for dirty pages that are
-/// *present*, so a dirty page swapped out would be neither reset nor decommitted, and the
-/// next instance in its slot could read it (wasmtime PR 14357).
-fn dirty_page_scan() -> Enabled {
-    match std::fs::read_to_string("/proc/swaps") {
-        // The first line is the header; any other is an active swap area.
-        Ok(swaps) if swaps.lines().skip(1).all(|l| l.trim().is_empty()) => Enabled::Auto,
-        _ => {
-            tracing::debug!("swap is on (or unknown): instance memory is reset by memset");
-            Enabled::No
-        }
-    }
 }
 
 /// Ticks the engine's epoch until `stop` is set. A plain thread: it must keep ticking even

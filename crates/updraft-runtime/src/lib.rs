@@ -7,6 +7,8 @@
 //! * [`HttpFunction::handle`] serves one `wasi:http` request: concurrency permit, fresh
 //!   `Store`, instantiate from the pre-instantiated component, call `handle`, enforce the
 //!   timeout and memory cap, capture stdout/stderr.
+//! * [`EngineReport`] ([`Runtime::report`]) says what the engine runs with: the allocator,
+//!   its limits and how instance memory is reset ([`MemoryReset`]), and why.
 //! * [`InvocationObserver`] is how the rest of the node hears about invocations (metrics,
 //!   logs, records) without the runtime knowing about any of them.
 //!
@@ -25,6 +27,7 @@ mod http;
 mod limits;
 mod logs;
 mod outbound;
+mod report;
 mod state;
 mod stream;
 
@@ -40,6 +43,7 @@ pub use host::messaging::now_us;
 pub use host::{QueueHandle, Resources, TopicHandle};
 pub use http::{HttpFunction, HttpInvocation, ResponseBody};
 pub use logs::LogStream;
+pub use report::{EngineReport, MemoryReset};
 pub use stream::{AppendError, StreamHandle};
 /// The error type of request bodies handed to [`HttpFunction::handle`].
 pub use wasmtime_wasi_http::Error as HttpError;

@@ -129,10 +129,11 @@ async fn readyz(Extension(state): Extension<Arc<NodeState>>) -> impl IntoRespons
     }
 }
 
-async fn metrics() -> impl IntoResponse {
-    let text = crate::metrics::handle()
-        .map(|h| h.render())
-        .unwrap_or_default();
+async fn metrics(Extension(state): Extension<Arc<NodeState>>) -> impl IntoResponse {
+    // The recorder first: gauges set before it is installed would go nowhere.
+    let handle = crate::metrics::handle();
+    crate::metrics::engine(state.runtime.report(), state.runtime.live_instances());
+    let text = handle.map(|h| h.render()).unwrap_or_default();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }
 

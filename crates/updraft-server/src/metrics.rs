@@ -47,6 +47,33 @@ fn describe() {
         "updraft_cold_starts_total",
         "First invocations of a function since its component was loaded"
     );
+    metrics::describe_gauge!(
+        "updraft_engine_pooling",
+        "1 when instances come from the pooling allocator, 0 under on-demand allocation"
+    );
+    metrics::describe_gauge!(
+        "updraft_engine_dirty_page_reset",
+        "1 when only the pages an instance dirtied are reset (PAGEMAP_SCAN), 0 when memory is reset with memset; `updraft up` prints why"
+    );
+    metrics::describe_gauge!(
+        "updraft_engine_max_instances",
+        "Instances that may exist at once on this node"
+    );
+    metrics::describe_gauge!(
+        "updraft_instances",
+        "Component instances allocated now (pooling allocator only)"
+    );
+}
+
+/// Sets the engine's gauges; called when metrics are scraped.
+pub fn engine(report: &updraft_runtime::EngineReport, live_instances: Option<u64>) {
+    let flag = |on: bool| if on { 1.0 } else { 0.0 };
+    metrics::gauge!("updraft_engine_pooling").set(flag(report.pooling()));
+    metrics::gauge!("updraft_engine_dirty_page_reset").set(flag(report.dirty_page_reset()));
+    metrics::gauge!("updraft_engine_max_instances").set(f64::from(report.max_instances));
+    if let Some(n) = live_instances {
+        metrics::gauge!("updraft_instances").set(n as f64);
+    }
 }
 
 /// Counts a finished invocation.

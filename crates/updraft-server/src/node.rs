@@ -141,6 +141,8 @@ pub struct RunningNode {
     pub routes: Vec<RouteInfo>,
     /// `https` under `--tls-cert`, else `http`.
     pub scheme: &'static str,
+    /// The engine's allocator, limits and memory reset.
+    pub engine: updraft_runtime::EngineReport,
     stop: watch::Sender<bool>,
     done: tokio::task::JoinHandle<bool>,
 }
@@ -177,6 +179,7 @@ pub async fn start(
         ..EngineSettings::default()
     })
     .context("cannot start the WebAssembly engine")?;
+    let engine = runtime.report().clone();
 
     let mut loaded = Vec::new();
     let mut functions = BTreeMap::new();
@@ -308,6 +311,7 @@ pub async fn start(
         loaded,
         routes,
         scheme: if https { "https" } else { "http" },
+        engine,
         stop,
         done,
     })

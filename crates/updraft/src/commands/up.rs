@@ -85,6 +85,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     })
     .await?;
 
+    println!("engine: {}", node.engine);
     println!("app `{app_name}`");
     for report in &node.loaded {
         match report.outcome {

@@ -492,3 +492,62 @@ fn tls_files_that_do_not_fit_are_refused_with_the_file() {
         "{err}"
     );
 }
+
+/// What the host offers, read here independently of updraft's own probe: no swap and a
+/// kernel of 6.7 or later (`PAGEMAP_SCAN`) mean only dirtied pages are reset.
+fn expected_memory_reset() -> &'static str {
+    let swaps = std::fs::read_to_string("/proc/swaps").unwrap_or_default();
+    if swaps.lines().skip(1).any(|l| !l.trim().is_empty()) {
+        return "no dirty-page scan: swap is on";
+    }
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let mut parts = release
+        .trim()
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|p| p.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    if (major, minor) >= (6, 7) {
+        "memory reset: only the pages an instance dirtied (PAGEMAP_SCAN)"
+    } else {
+        "no dirty-page scan: the kernel does not offer the PAGEMAP_SCAN ioctl"
+    }
+}
+
+#[tokio::test]
+async fn up_and_the_metrics_say_how_the_engine_resets_memory() {
+    let app = kitchen_app("");
+    let server = start(&app);
+    let out = server.stdout.text();
+    let engine = out
+        .lines()
+        .find(|l| l.starts_with("engine: "))
+        .unwrap_or_else(|| panic!("`up` names its engine settings:\n{out}"));
+    assert!(
+        engine.starts_with("engine: pooling allocator, up to 1000 instances of at most 128 MiB"),
+        "{engine}"
+    );
+    let expected = expected_memory_reset();
+    assert!(
+        engine.contains(expected),
+        "expected `{expected}` in: {engine}"
+    );
+
+    assert_eq!(get(&server, "/k/echo").await.0, 200);
+    let metrics = crate::wait_metrics(&server, &["updraft_invocations_total"]).await;
+    let dirty = if engine.contains("only the pages an instance dirtied") {
+        "updraft_engine_dirty_page_reset 1"
+    } else {
+        "updraft_engine_dirty_page_reset 0"
+    };
+    for line in [
+        dirty,
+        "updraft_engine_pooling 1",
+        "updraft_engine_max_instances 1000",
+        "updraft_instances ",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l.starts_with(line)),
+            "no `{line}` in:\n{metrics}"
+        );
+    }
+}
