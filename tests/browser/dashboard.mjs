@@ -161,6 +161,14 @@ check((await page.locator('svg[data-chart]').count()) > 0, 'the overview draws n
 step('the overview lists the functions and charts them');
 await inspect('overview');
 
+// The header's search box takes an id (as a response's updraft-invocation-id gives it).
+const id = decodeURIComponent(invocation.split('/invocations/')[1]);
+await page.getByLabel('Invocation id').fill(id);
+await page.getByRole('button', { name: 'Find' }).click();
+await page.waitForURL(invocation);
+check((await page.locator('main').textContent()).includes('asked to fail'), 'search led elsewhere');
+step('searching by invocation id opens its page');
+
 // ---- the data pipeline: the table explorer, a refused write, the app's own panels
 
 const explorer = `${pipeline}/_updraft/apps/data-pipeline/sql`;

@@ -4,7 +4,8 @@
 //! * `/_updraft/` (the node's only app) and `/_updraft/apps/<app>`: the overview: every
 //!   function with its triggers, allow-lists and how its invocations went over a window
 //!   (`?window=15m|1h|6h|24h`), invocations per minute as a chart, the latest invocations.
-//! * `/_updraft/apps/<app>/invocations/<id>`: one invocation with what it logged.
+//! * `/_updraft/apps/<app>/invocations/<id>`: one invocation with what it logged;
+//!   `/_updraft/apps/<app>/invocations?id=…` (the header's search box) leads there.
 //! * `/_updraft/apps/<app>/live`: invocations as they happen, over SSE (`live.rs`).
 //! * `/_updraft/apps/<app>/queues`: depths and dead letters, with a redrive button.
 //! * `/_updraft/apps/<app>/streams`: partitions and each consumer's lag per partition
@@ -47,6 +48,7 @@ pub(crate) fn router() -> axum::Router {
     axum::Router::new()
         .route("/_updraft/", get(ops::only_app_overview))
         .route("/_updraft/apps/{app}", get(ops::overview))
+        .route("/_updraft/apps/{app}/invocations", get(ops::find))
         .route(
             "/_updraft/apps/{app}/invocations/{id}",
             get(ops::invocation),
@@ -121,8 +123,14 @@ fn layout(title: &str, app: &AppState, nav: Nav, body: &str, reload: Option<&str
                 escape(&href)
             );
         }
+        links.push_str("</ul></nav>");
+        let _ = write!(
+            links,
+            r#"<form class="find" role="search" method="get" action="{}/invocations"><label for="find-id">Invocation id</label> <input id="find-id" name="id" size="38" required placeholder="from updraft-invocation-id or the logs"> <button type="submit">Find</button></form>"#,
+            escape(&base)
+        );
         // Harmless where no token is needed (loopback under `up`).
-        links.push_str(r#"</ul></nav><form class="sign-out" method="post" action="/_updraft/logout"><button type="submit">Sign out</button></form>"#);
+        links.push_str(r#"<form class="sign-out" method="post" action="/_updraft/logout"><button type="submit">Sign out</button></form>"#);
     }
     let generated = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
     let reload = reload.map_or(String::new(), |r| {
@@ -212,6 +220,7 @@ h1 { font-size: 1.5rem; margin: 0; } h2 { font-size: 1.05rem; margin: 0 0 .5rem;
 th, td { text-align: left; padding: .3rem .5rem; border-bottom: 1px solid var(--line); } td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .error { color: var(--err); } .empty, .note { color: var(--muted); }
 nav ul { list-style: none; display: flex; flex-wrap: wrap; gap: .25rem 1rem; padding: 0; margin: 0 0 .5rem; }
+.find { display: flex; flex-wrap: wrap; align-items: center; gap: .25rem .5rem; margin: 0 0 .5rem; } .find input { flex: 1 1 12rem; min-width: 0; max-width: 24rem; }
 nav a { text-decoration: none; padding: .15rem 0; } nav a[aria-current] { border-bottom: 2px solid currentColor; font-weight: 600; }
 .stats { display: flex; flex-wrap: wrap; gap: .5rem 2rem; margin: 0 0 1rem; padding: 0; list-style: none; }
 .stats b { font-size: 1.4rem; display: block; } .windows { margin: 0 0 1rem; } .windows a { margin-right: .75rem; }

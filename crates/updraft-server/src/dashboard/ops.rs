@@ -287,6 +287,37 @@ fn latest_table(base: &str, latest: &[Invocation], function: Option<&str>) -> St
     out + "</tbody></table></div></section>"
 }
 
+#[derive(Debug, Deserialize)]
+pub(super) struct FindQuery {
+    id: Option<String>,
+}
+
+/// The header's search box: an invocation's page by its id (as the `updraft-invocation-id`
+/// response header, the logs and `updraft logs` show it).
+pub(super) async fn find(
+    Extension(node): Extension<Arc<NodeState>>,
+    Path(app): Path<String>,
+    Query(q): Query<FindQuery>,
+) -> Response {
+    let Some(app) = node.apps.get(&app) else {
+        return no_app(&app);
+    };
+    let id = q.id.as_deref().map(str::trim).unwrap_or_default();
+    if id.is_empty() {
+        return Redirect::to(&format!("/_updraft/apps/{}", app.name)).into_response();
+    }
+    match app.records.invocation(id).await {
+        Ok(Some(_)) => Redirect::to(&format!(
+            "/_updraft/apps/{}/invocations/{}",
+            app.name,
+            api::url_encode(id)
+        ))
+        .into_response(),
+        Ok(None) => not_found(&api::no_invocation(id)),
+        Err(e) => failed("the invocation", e),
+    }
+}
+
 pub(super) async fn invocation(
     Extension(node): Extension<Arc<NodeState>>,
     Path((app, id)): Path<(String, String)>,

@@ -304,6 +304,28 @@ async fn the_overview_shows_what_ran_and_the_queues_page_redrives_dead_letters()
     assert!(page.contains("asked to fail"), "the error is shown: {page}");
     let (status, _) = get(&server, "/_updraft/apps/jobs/invocations/nope").await;
     assert_eq!(status, 404);
+    // The header's search box finds it by id (pasted with spaces around it, too).
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let found = no_redirects
+        .get(server.url(&format!("/_updraft/apps/jobs/invocations?id=%20{id}%20")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(found.status(), 303);
+    assert_eq!(
+        found.headers()["location"],
+        format!("/_updraft/apps/jobs/invocations/{id}").as_str()
+    );
+    let (status, missing) = get(&server, "/_updraft/apps/jobs/invocations?id=nope").await;
+    assert_eq!(status, 404);
+    assert!(missing.contains("no invocation `nope`"), "{missing}");
+    assert!(
+        page.contains(r#"action="/_updraft/apps/jobs/invocations""#),
+        "every page has the search box: {page}"
+    );
 
     // The queues page shows the dead letter; its button redrives it (a same-origin POST),
     // and it fails three more times.
