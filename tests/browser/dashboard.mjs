@@ -169,6 +169,23 @@ await page.waitForURL(invocation);
 check((await page.locator('main').textContent()).includes('asked to fail'), 'search led elsewhere');
 step('searching by invocation id opens its page');
 
+// The live view stays bounded under a burst: it keeps its newest rows, not every one.
+await page.goto(`${jobs}/_updraft/apps/jobs/live`);
+await page.locator('#live-status', { hasText: 'Live:' }).waitFor();
+const kept = Number(await page.locator('#live-rows').getAttribute('data-kept'));
+const burst = kept + 60;
+for (let sent = 0; sent < burst; sent += 20) {
+  const batch = [];
+  for (let i = 0; i < 20; i++) {
+    batch.push(fetch(`${jobs}/k/echo`).then((r) => r.arrayBuffer()));
+  }
+  await Promise.all(batch);
+}
+const rows = page.locator('#live-rows tr');
+await eventually(`the live view to fill its ${kept} rows`, async () => (await rows.count()) >= kept);
+check((await rows.count()) === kept, `the live view holds ${await rows.count()} rows, not ${kept}`);
+step(`a burst of ${burst} invocations leaves the live view at its ${kept} rows`);
+
 // ---- the data pipeline: the table explorer, a refused write, the app's own panels
 
 const explorer = `${pipeline}/_updraft/apps/data-pipeline/sql`;
