@@ -193,7 +193,8 @@ impl FunctionCore {
             };
         }
         let message = match err.downcast_ref::<wasmtime::Trap>() {
-            Some(trap) => format!("wasm trap: {trap}"),
+            // A trap's own text starts with "wasm trap: ".
+            Some(trap) => trap.to_string(),
             None => format!("{err:#}"),
         };
         tracing::debug!(function = %self.id, "guest error detail: {err:?}");

@@ -2,7 +2,7 @@
 //! instance with its own limits.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
@@ -129,6 +129,9 @@ impl HttpFunction {
             .map_err(failed)?;
 
         let (outcome_tx, outcome_rx) = tokio::sync::oneshot::channel();
+        // Set when the response body is dropped unfinished: the client went away.
+        let client_gone = Arc::new(AtomicBool::new(false));
+        let gone = client_gone.clone();
         let this = self.clone();
         let task = tokio::spawn(async move {
             let mut instantiate_us = 0;
@@ -150,8 +153,26 @@ impl HttpFunction {
                 Ok(Err(err)) => Err(this.inner.core.classify(err, hit_memory_cap)),
                 Err(_elapsed) => Err(this.inner.core.timeout()),
             };
-            if let Err(err) = &result {
-                tracing::warn!(function = %this.inner.core.id, invocation = %invocation.id, "{err}");
+            let left_first = gone.load(Ordering::Acquire);
+            let result = result.map_err(|err| match err {
+                // Its next write failed because the client had hung up (wstd guests panic
+                // on that): say so, so nobody hunts for a bug in the function.
+                InvokeError::Failed { function, message } if left_first => InvokeError::Failed {
+                    function,
+                    message: format!(
+                        "the client closed the connection before the response was complete, then {message}"
+                    ),
+                },
+                other => other,
+            });
+            match &result {
+                Err(err) if left_first => {
+                    tracing::info!(function = %this.inner.core.id, invocation = %invocation.id, "{err}");
+                }
+                Err(err) => {
+                    tracing::warn!(function = %this.inner.core.id, invocation = %invocation.id, "{err}");
+                }
+                Ok(()) => {}
             }
             this.inner.core.observer.finished(&InvocationRecord {
                 id: invocation.id.to_string(),
@@ -173,7 +194,8 @@ impl HttpFunction {
 
         match tokio::time::timeout_at(deadline.into(), receiver).await {
             Ok(Ok(Ok(response))) => {
-                Ok(response.map(|body| GuardedBody::new(body, outcome_rx).boxed_unsync()))
+                Ok(response
+                    .map(|body| GuardedBody::new(body, outcome_rx, client_gone).boxed_unsync()))
             }
             Ok(Ok(Err(code))) => Err(InvokeError::Failed {
                 function: inner.core.id.to_string(),
@@ -204,17 +226,29 @@ struct GuardedBody {
     inner: ResponseBody,
     outcome: tokio::sync::oneshot::Receiver<Result<(), InvokeError>>,
     done: bool,
+    /// Set if this is dropped before the invocation's outcome arrived (the client left).
+    client_gone: Arc<AtomicBool>,
 }
 
 impl GuardedBody {
     fn new(
         inner: ResponseBody,
         outcome: tokio::sync::oneshot::Receiver<Result<(), InvokeError>>,
+        client_gone: Arc<AtomicBool>,
     ) -> Self {
         Self {
             inner,
             outcome,
             done: false,
+            client_gone,
+        }
+    }
+}
+
+impl Drop for GuardedBody {
+    fn drop(&mut self) {
+        if !self.done {
+            self.client_gone.store(true, Ordering::Release);
         }
     }
 }

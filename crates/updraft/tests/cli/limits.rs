@@ -405,3 +405,56 @@ async fn a_trap_after_the_headers_breaks_the_body_instead_of_ending_it() {
             .contains(needle)
     );
 }
+
+/// A client that hangs up mid-response makes the guest's next write fail; the record says
+/// the client left first, so an operator does not hunt for a bug in the function.
+#[tokio::test]
+async fn a_client_leaving_mid_response_is_named_in_the_invocation_record() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let app = kitchen_app("");
+    let server = start(&app);
+    let addr = server
+        .base
+        .trim_start_matches("http://")
+        .trim_end_matches('/');
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(b"GET /k/stream?chunks=200&ms=20 HTTP/1.1\r\nhost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    let got_first_chunk = tokio::time::timeout(Duration::from_secs(20), async {
+        while !String::from_utf8_lossy(&seen).contains("chunk 0") {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => seen.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(
+        got_first_chunk.is_ok() && String::from_utf8_lossy(&seen).contains("chunk 0"),
+        "{}",
+        String::from_utf8_lossy(&seen)
+    );
+    drop(tcp);
+
+    let mut records = String::new();
+    let named = crate::eventually(Duration::from_secs(30), async || {
+        records = get(
+            &server,
+            "/_updraft/api/v1/invocations?function=kitchen&limit=5",
+        )
+        .await
+        .1;
+        records.contains("the client closed the connection before the response was complete")
+    })
+    .await;
+    assert!(named, "{records}\n{}", server.stderr.text());
+    assert!(
+        !server.stderr.text().contains(" WARN "),
+        "a client leaving is not a warning: {}",
+        server.stderr.text()
+    );
+}
