@@ -231,6 +231,10 @@ pub struct GatewayRoute {
     /// At most this many requests at once (503 + `Retry-After` beyond).
     #[serde(default)]
     pub max_in_flight: Option<u32>,
+    /// Compress answers with gzip or Brotli when the client accepts it (`Accept-Encoding`);
+    /// event streams, images and bodies already encoded or under 32 bytes are left as they are.
+    #[serde(default)]
+    pub compress: bool,
     /// One target: a function,
     #[serde(default)]
     pub function: Option<String>,

@@ -26,8 +26,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Method, Request, Response};
+use http_body_util::BodyExt;
 use tower::Layer;
-use tower::util::{BoxCloneSyncService, MapRequestLayer};
+use tower::util::{BoxCloneSyncService, MapRequestLayer, MapResponseLayer};
+use tower_http::compression::{CompressionBody, CompressionLayer};
 use tower_http::cors::CorsLayer;
 use updraft_manifest::gateway::{AuthKind, GatewayRoute, Rewrite};
 
@@ -76,6 +78,8 @@ pub struct RoutePolicies {
     pub timeout: Option<Duration>,
     /// `rewrite = { … }`.
     pub rewrite: Option<Rewrite>,
+    /// `compress = true`.
+    pub compress: bool,
 }
 
 impl RoutePolicies {
@@ -87,10 +91,12 @@ impl RoutePolicies {
             && self.in_flight.is_none()
             && self.timeout.is_none()
             && self.rewrite.is_none()
+            && !self.compress
     }
 }
 
 /// Wraps `target` in a route's policies. The order, outermost first:
+/// 0. compression: every answer the client accepts compressed (gzip, br), refusals included;
 /// 1. CORS: a preflight is answered here; every answer, a 429 included, carries the
 ///    allow headers, so a browser can read why it was refused;
 /// 2. auth: 401 without a valid credential, 403 when it may not call this route; the
@@ -133,6 +139,14 @@ where
     }
     if let Some(cors) = &policies.cors {
         service = BoxCloneSyncService::new(cors.clone().layer(service));
+    }
+    if policies.compress {
+        service = BoxCloneSyncService::new(
+            MapResponseLayer::new(|r: Response<CompressionBody<Body>>| {
+                r.map(BodyExt::boxed_unsync)
+            })
+            .layer(CompressionLayer::new().gzip(true).br(true).layer(service)),
+        );
     }
     service
 }
@@ -214,6 +228,7 @@ impl Policies {
                 .map(|max| in_flight::InFlightLayer::new(route.display_name(), max)),
             timeout: route.timeout.map(|d| d.0),
             rewrite: route.rewrite.clone(),
+            compress: route.compress,
         }
     }
 

@@ -71,6 +71,7 @@ impl RouteInfo {
             );
             policies.extend(g.max_in_flight.map(|n| format!("max_in_flight:{n}")));
             policies.extend(g.rewrite.as_ref().map(|_| "rewrite".to_owned()));
+            policies.extend(g.compress.then(|| "compress".to_owned()));
             policies.extend(g.sticky.as_ref().map(|_| "sticky".to_owned()));
         }
         Self {

@@ -923,3 +923,101 @@ limit = "l"
     assert!(offered > 200.0, "offered only {offered:.0} req/s");
     assert!(off <= 0.05, "accepted {accepted}, GCRA allows {allowed}");
 }
+
+/// `compress = true` on a route: gzip or Brotli as the client's `Accept-Encoding` asks, for
+/// a function's answer and for static files; other routes and clients that accept nothing
+/// get the bytes as they are.
+#[tokio::test]
+async fn a_route_with_compress_answers_gzip_or_brotli_when_the_client_accepts_it() {
+    use std::io::Read;
+
+    let app = AppDir::new(
+        r#"
+[app]
+name = "squeeze"
+
+[function.kitchen]
+source = "kitchen.wasm"
+
+[[gateway.route]]
+route = "/z/..."
+function = "kitchen"
+rewrite = { strip_prefix = "/z", add_prefix = "/k" }
+compress = true
+
+[[gateway.route]]
+route = "/k/..."
+function = "kitchen"
+
+[[gateway.route]]
+route = "/web/..."
+static = "web"
+rewrite = { strip_prefix = "/web" }
+compress = true
+"#,
+    );
+    app.guest(updraft_test_support::guests::KITCHEN, "kitchen.wasm");
+    let page = "<p>the same line, many times over</p>\n".repeat(200);
+    app.write("web/index.html", &page);
+    let server = crate::start(&app);
+    let text: String = "a compressible line of text\n".repeat(300);
+
+    let ask = async |path: &str, accept: Option<&str>| {
+        let mut r = client().post(server.url(path)).body(text.clone());
+        if path.starts_with("/web") {
+            r = client().get(server.url(path));
+        }
+        if let Some(a) = accept {
+            r = r.header("accept-encoding", a);
+        }
+        let r = r.send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        let encoding = r
+            .headers()
+            .get("content-encoding")
+            .map(|v| v.to_str().unwrap().to_owned());
+        (encoding, r.bytes().await.unwrap().to_vec())
+    };
+    let gunzip = |b: &[u8]| {
+        let mut out = String::new();
+        flate2::read::GzDecoder::new(b)
+            .read_to_string(&mut out)
+            .unwrap();
+        out
+    };
+    let unbrotli = |b: &[u8]| {
+        let mut out = String::new();
+        brotli_decompressor::Decompressor::new(b, 4096)
+            .read_to_string(&mut out)
+            .unwrap();
+        out
+    };
+
+    let (enc, body) = ask("/z/echo", Some("gzip")).await;
+    assert_eq!(enc.as_deref(), Some("gzip"));
+    assert!(body.len() < text.len() / 4, "{} bytes", body.len());
+    assert_eq!(gunzip(&body), text);
+
+    let (enc, body) = ask("/z/echo", Some("br")).await;
+    assert_eq!(enc.as_deref(), Some("br"));
+    assert_eq!(unbrotli(&body), text);
+
+    let (enc, body) = ask("/web/index.html", Some("gzip, deflate, br")).await;
+    assert!(enc.is_some(), "static files are compressed too");
+    let shown = if enc.as_deref() == Some("br") {
+        unbrotli(&body)
+    } else {
+        gunzip(&body)
+    };
+    assert_eq!(shown, page);
+
+    // A client that accepts nothing, and a route without `compress`, get the bytes.
+    let (enc, body) = ask("/z/echo", None).await;
+    assert_eq!((enc, body), (None, text.clone().into_bytes()));
+    let (enc, body) = ask("/k/echo", Some("gzip")).await;
+    assert_eq!((enc, body), (None, text.clone().into_bytes()));
+
+    // `updraft ls` and the routes API name the policy.
+    let (_, routes) = crate::get(&server, "/_updraft/api/v1/routes").await;
+    assert!(routes.contains(r#""compress""#), "{routes}");
+}
