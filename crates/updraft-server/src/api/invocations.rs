@@ -107,7 +107,7 @@ pub(super) async fn invocations(
         Ok(rows) => {
             Json(rows.into_iter().map(Invocation::from).collect::<Vec<_>>()).into_response()
         }
-        Err(e) => api_error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => store_error(&e),
     }
 }
 
@@ -120,7 +120,7 @@ pub(super) async fn invocation(
     match invocation_detail(&state, &id).await {
         Ok(Some(detail)) => Json(detail).into_response(),
         Ok(None) => api_error(StatusCode::NOT_FOUND, no_invocation(&id)),
-        Err(e) => api_error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => store_error(&e),
     }
 }
 
@@ -186,7 +186,7 @@ pub(super) async fn logs(
     };
     match state.records.logs(query).await {
         Ok(rows) => Json(rows.into_iter().map(LogLine::from).collect::<Vec<_>>()).into_response(),
-        Err(e) => api_error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => store_error(&e),
     }
 }
 
@@ -202,6 +202,6 @@ pub(super) async fn async_status(
             StatusCode::NOT_FOUND,
             format!("no async invocation `{id}` (results are kept 24 hours)"),
         ),
-        Err(e) => api_error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => store_error(&e),
     }
 }

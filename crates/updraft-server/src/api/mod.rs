@@ -143,6 +143,24 @@ pub struct ApiError {
     pub error: String,
 }
 
+/// A store failure as the API answers it: 400 for what the caller sent, 409 for a lost
+/// race, 503 with `Retry-After` while the backend is unreachable, else 500.
+pub(crate) fn store_error(e: &StoreError) -> Response {
+    let status = match e {
+        StoreError::Invalid(_) => StatusCode::BAD_REQUEST,
+        StoreError::Conflict(_) => StatusCode::CONFLICT,
+        StoreError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        StoreError::Backend(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    let mut response = api_error(status, e.to_string());
+    if e.is_transient() {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, http::HeaderValue::from_static("1"));
+    }
+    response
+}
+
 fn api_error(status: StatusCode, error: impl Into<String>) -> Response {
     (
         status,
@@ -325,6 +343,24 @@ async fn read_events(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn store_errors_answer_by_kind_and_transient_ones_say_when_to_retry() {
+        for (e, status, retry) in [
+            (StoreError::Invalid("k".into()), 400, false),
+            (StoreError::Conflict("k".into()), 409, true),
+            (StoreError::Unavailable("k".into()), 503, true),
+            (StoreError::Backend("k".into()), 500, false),
+        ] {
+            let r = store_error(&e);
+            assert_eq!(r.status().as_u16(), status, "{e:?}");
+            assert_eq!(
+                r.headers().contains_key(header::RETRY_AFTER),
+                retry,
+                "{e:?}"
+            );
+        }
+    }
 
     /// The checked-in document must match the code; run with `UPDATE_OPENAPI=1` to rewrite it.
     #[test]

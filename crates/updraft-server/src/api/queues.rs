@@ -54,7 +54,7 @@ pub(super) fn unknown_queue(name: &str) -> Response {
 pub(super) async fn queues(Extension(state): Extension<Arc<AppState>>) -> Response {
     match queue_infos(&state).await {
         Ok(out) => Json(out).into_response(),
-        Err(e) => api_error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => store_error(&e),
     }
 }
 
@@ -82,7 +82,7 @@ pub(super) async fn dead_letters(
     match dead_letter_infos(&state, &name).await {
         Ok(Some(dead)) => Json(dead).into_response(),
         Ok(None) => unknown_queue(&name),
-        Err(e) => api_error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => store_error(&e),
     }
 }
 
@@ -127,7 +127,7 @@ pub(super) async fn redrive(
     match redrive_queue(&state, &name, p.id).await {
         Ok(Some(n)) => Json(Redriven { redriven: n }).into_response(),
         Ok(None) => unknown_queue(&name),
-        Err(e) => api_error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => store_error(&e),
     }
 }
 
@@ -220,6 +220,6 @@ pub(super) async fn enqueue(
             };
             (StatusCode::ACCEPTED, Json(out)).into_response()
         }
-        Err(e) => api_error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => store_error(&e),
     }
 }

@@ -67,7 +67,7 @@ pub(super) async fn stats(
     };
     match app_stats(&state, window).await {
         Ok(s) => Json(s).into_response(),
-        Err(e) => api_error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => store_error(&e),
     }
 }
 

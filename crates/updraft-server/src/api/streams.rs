@@ -111,10 +111,6 @@ fn unknown_stream(name: &str) -> Response {
     )
 }
 
-fn store_error(e: StoreError) -> Response {
-    api_error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
-}
-
 /// What the API says about one stream now.
 pub(crate) async fn stream_info(stream: &StreamHandle) -> Result<StreamInfo, StoreError> {
     let parts = stream.store.partitions().await?;
@@ -185,7 +181,7 @@ pub(super) async fn streams(Extension(state): Extension<Arc<AppState>>) -> Respo
     for stream in state.streams.values() {
         match stream_info(stream).await {
             Ok(info) => out.push(info),
-            Err(e) => return store_error(e),
+            Err(e) => return store_error(&e),
         }
     }
     Json(out).into_response()
@@ -231,7 +227,7 @@ pub(super) async fn stream_dead_letters(
                 .collect::<Vec<_>>(),
         )
         .into_response(),
-        Err(e) => store_error(e),
+        Err(e) => store_error(&e),
     }
 }
 
@@ -271,7 +267,7 @@ pub(super) async fn stream_replay(
     }
     let checkpoints = match stream.store.checkpoints().await {
         Ok(c) => c,
-        Err(e) => return store_error(e),
+        Err(e) => return store_error(&e),
     };
     if !checkpoints.iter().any(|c| c.consumer == p.consumer) {
         let mut known: Vec<&str> = checkpoints.iter().map(|c| c.consumer.as_str()).collect();
@@ -287,7 +283,7 @@ pub(super) async fn stream_replay(
     }
     let parts = match stream.store.partitions().await {
         Ok(parts) => parts,
-        Err(e) => return store_error(e),
+        Err(e) => return store_error(&e),
     };
     let mut out = StreamReplayed {
         partitions: Vec::new(),
@@ -300,7 +296,7 @@ pub(super) async fn stream_replay(
         let from = match since {
             Some(t) => match stream.store.offset_at(part.partition, t).await {
                 Ok(o) => o,
-                Err(e) => return store_error(e),
+                Err(e) => return store_error(&e),
             },
             None => p.from_offset.unwrap_or(0),
         }
@@ -310,7 +306,7 @@ pub(super) async fn stream_replay(
             .set_checkpoint(&p.consumer, part.partition, from)
             .await
         {
-            return store_error(e);
+            return store_error(&e);
         }
         out.events += part.next - from;
         out.partitions.push(ConsumerPartition {

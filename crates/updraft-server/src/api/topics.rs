@@ -99,7 +99,7 @@ pub(super) async fn publish(
                 out.positions.push(p);
             }
             Ok(None) => out.duplicates += 1,
-            Err(e) => return api_error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+            Err(e) => return store_error(&e),
         }
     }
     (StatusCode::ACCEPTED, Json(out)).into_response()
@@ -159,6 +159,6 @@ pub(super) async fn replay(
             notify.notify_waiters();
             Json(Replayed { replayed: n }).into_response()
         }
-        Err(e) => api_error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => store_error(&e),
     }
 }

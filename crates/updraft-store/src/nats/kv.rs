@@ -146,7 +146,7 @@ impl KvStore for NatsKv {
         let mut keys = tokio::time::timeout(LIST_TIMEOUT, listing)
             .await
             .map_err(|_| {
-                StoreError::Backend(format!(
+                StoreError::Unavailable(format!(
                     "listing kv `{}` took over {LIST_TIMEOUT:?}",
                     self.label
                 ))
@@ -181,7 +181,7 @@ impl KvStore for NatsKv {
                 tokio::time::sleep(Duration::from_millis(u64::from(attempt % 8) + 1)).await;
             }
         }
-        Err(StoreError::Backend(format!(
+        Err(StoreError::Conflict(format!(
             "kv key `{key}` in `{}` changed {MAX_CAS_ATTEMPTS} times while incrementing it; try again",
             self.label
         )))

@@ -95,7 +95,9 @@ impl NatsState {
             .request_timeout(Some(REQUEST_TIMEOUT))
             .connect(url)
             .await
-            .map_err(|e| StoreError::Backend(format!("cannot connect to nats at `{url}`: {e}")))?;
+            .map_err(|e| {
+                StoreError::Unavailable(format!("cannot connect to nats at `{url}`: {e}"))
+            })?;
         let js = jetstream::new(client.clone());
         tracing::debug!(url, namespace, "connected to nats");
         Ok(Self {
@@ -187,6 +189,21 @@ impl Inner {
             })
             .await
             .map_err(|e| backend(format_args!("cannot open the kv bucket `{bucket}`"), e))
+    }
+}
+
+/// A publish that failed: [`StoreError::Unavailable`] when the server did not answer in time
+/// or the connection broke (try again later), else [`StoreError::Backend`].
+pub(crate) fn publish_failed(
+    what: impl Display,
+    e: &async_nats::jetstream::context::PublishError,
+) -> StoreError {
+    use async_nats::jetstream::context::PublishErrorKind;
+    match e.kind() {
+        PublishErrorKind::TimedOut | PublishErrorKind::BrokenPipe => {
+            StoreError::Unavailable(format!("{what}: {e}"))
+        }
+        _ => backend(what, e),
     }
 }
 

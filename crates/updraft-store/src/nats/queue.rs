@@ -49,6 +49,7 @@ use std::time::{Duration, Instant};
 
 use async_nats::HeaderMap;
 use async_nats::jetstream::consumer::{self, AckPolicy, PullConsumer};
+use async_nats::jetstream::context::PublishError;
 use async_nats::jetstream::kv::{Operation, UpdateErrorKind};
 use async_nats::jetstream::stream::{
     self, DirectGetErrorKind, RetentionPolicy, StorageType, Stream,
@@ -62,7 +63,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::OnceCell;
 
 use super::names::nonempty_token;
-use super::{Inner, REQUEST_TIMEOUT, backend};
+use super::{Inner, REQUEST_TIMEOUT, backend, publish_failed};
 use crate::StoreError;
 use crate::queue::{DeadLetter, Event, Leased, NewMessage, QueueDepth, QueueStore};
 
@@ -622,7 +623,7 @@ impl NatsQueues {
                 break;
             }
             if Instant::now() > deadline {
-                return Err(StoreError::Backend(format!(
+                return Err(StoreError::Unavailable(format!(
                     "reading the dead letters of queue `{}` took over {DEAD_WALK_TIME:?}",
                     h.name
                 )));
@@ -835,7 +836,7 @@ impl NatsQueues {
         headers: HeaderMap,
         payload: Bytes,
     ) -> Result<bool, StoreError> {
-        let failed = |e: &dyn std::fmt::Display| backend(format_args!("cannot {what}"), e);
+        let failed = |e: &PublishError| publish_failed(format_args!("cannot {what}"), e);
         let ack = self
             .inner
             .js
@@ -860,9 +861,8 @@ impl NatsQueues {
             return Ok(0);
         }
         let h = self.handle(queue, dedup_window, None).await?;
-        let failed = |e: &dyn std::fmt::Display| {
-            backend(format_args!("cannot enqueue to queue `{queue}`"), e)
-        };
+        let failed =
+            |e: &PublishError| publish_failed(format_args!("cannot enqueue to queue `{queue}`"), e);
         // Send them all, then wait for the acks: one round trip for the batch.
         let mut acks = Vec::with_capacity(messages.len());
         for (m, msg_id) in messages {
@@ -1153,7 +1153,7 @@ impl QueueStore for NatsQueues {
                 break;
             }
             if Instant::now() > deadline {
-                return Err(StoreError::Backend(format!(
+                return Err(StoreError::Unavailable(format!(
                     "redriving the dead letters of queue `{queue}` took over {DEAD_WALK_TIME:?} \
                      ({moved} redriven); redrive again for the rest"
                 )));

@@ -84,7 +84,7 @@ impl NatsSchedules {
                 Err(e) => return Err(failed(&e)),
             }
         }
-        Err(StoreError::Backend(format!(
+        Err(StoreError::Conflict(format!(
             "the last claim of cron trigger `{trigger}` changed {MAX_CAS_ATTEMPTS} times while recording it"
         )))
     }
@@ -127,7 +127,7 @@ impl NatsSchedules {
         tokio::time::timeout(deadline.saturating_duration_since(Instant::now()), listing)
             .await
             .map_err(|_| {
-                StoreError::Backend(format!("listing the cron claims took over {PRUNE_TIME:?}"))
+                StoreError::Unavailable(format!("listing the cron claims took over {PRUNE_TIME:?}"))
             })?
     }
 }

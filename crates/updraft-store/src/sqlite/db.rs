@@ -168,11 +168,11 @@ impl Db {
             .lock()
             .map_err(backend)?
             .clone()
-            .ok_or_else(|| StoreError::Backend("database is closed".into()))?;
+            .ok_or_else(|| StoreError::Unavailable("database is closed".into()))?;
         sender
             .send(job)
             .await
-            .map_err(|_| StoreError::Backend("the writer thread has stopped".into()))?;
+            .map_err(|_| StoreError::Unavailable("the writer thread has stopped".into()))?;
         rx.await.map_err(|_| {
             E::from(StoreError::Backend(
                 "the writer thread dropped a write".into(),

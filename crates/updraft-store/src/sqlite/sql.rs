@@ -113,7 +113,9 @@ impl From<StoreError> for JobError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Invalid(m) => JobError::Statement(m),
-            StoreError::Backend(m) => JobError::Backend(m),
+            StoreError::Conflict(m) | StoreError::Unavailable(m) | StoreError::Backend(m) => {
+                JobError::Backend(m)
+            }
         }
     }
 }

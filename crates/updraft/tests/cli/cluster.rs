@@ -222,3 +222,44 @@ fn unknown_or_unreachable_stores_are_refused_clearly() {
         "{err}"
     );
 }
+
+/// While the NATS server is down, enqueueing over the admin API answers 503 with
+/// `Retry-After` (the state backend is unavailable: try later), not a 500; once it is back,
+/// the same call is accepted.
+#[tokio::test]
+async fn while_nats_is_down_enqueue_answers_503_with_retry_after() {
+    let mut nats = NatsServer::start();
+    let (_app, server) = node(&nats);
+    let enqueue = async |id: &str| {
+        client()
+            .post(server.url("/_updraft/api/v1/queues/jobs/messages"))
+            .header("content-type", "application/cloudevents+json")
+            .body(
+                json!({"specversion": "1.0", "id": id, "source": "/test", "type": "job", "data": "x"})
+                    .to_string(),
+            )
+            .send()
+            .await
+            .unwrap()
+    };
+    assert_eq!(enqueue("before").await.status(), 202);
+
+    nats.kill9();
+    let r = enqueue("during").await;
+    assert_eq!(r.status(), 503, "{:?}", r.text().await);
+    assert_eq!(r.headers()["retry-after"], "1");
+    let body = r.text().await.unwrap();
+    assert!(
+        body.contains("state backend unavailable") && body.contains("queue `jobs`"),
+        "{body}"
+    );
+
+    nats.restart();
+    let mut last = 0;
+    let back = eventually(Duration::from_secs(60), async || {
+        last = enqueue("after").await.status().as_u16();
+        last == 202
+    })
+    .await;
+    assert!(back, "enqueue after NATS came back answered {last}");
+}
