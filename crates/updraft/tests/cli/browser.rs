@@ -11,37 +11,6 @@ use updraft_test_support::{Server, run_with_env};
 
 use crate::{bin, copy_example};
 
-/// The queue backs off 3 s between attempts, so a redriven message stays out of the dead
-/// letters long enough for the page to show it gone.
-const JOBS: &str = r#"
-[app]
-name = "jobs"
-
-[kv.default]
-
-[queue.jobs]
-max_attempts = 3
-backoff = "3s"
-max_backoff = "3s"
-
-[function.kitchen]
-source = "kitchen.wasm"
-kv = ["default"]
-enqueue = ["jobs"]
-
-[function.worker]
-source = "worker.wasm"
-kv = ["default"]
-
-[[trigger.http]]
-route = "/k/..."
-function = "kitchen"
-
-[[trigger.queue]]
-queue = "jobs"
-function = "worker"
-"#;
-
 fn browser_tests() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/browser")
 }
@@ -54,7 +23,9 @@ async fn an_operator_tours_the_dashboard_in_chromium() {
             && scripts.join("node_modules/axe-core").is_dir(),
         "the browser tests need their npm packages: `npm ci --prefix tests/browser` (scripts/test runs it)"
     );
-    let jobs_app = crate::kitchen_and_worker(JOBS);
+    // The queue backs off 3 s between attempts, so a redriven message stays out of the
+    // dead letters long enough for the page to show it gone.
+    let jobs_app = crate::kitchen_and_worker(&crate::dashboard::jobs_manifest("3s", "3s"));
     let jobs = crate::start(&jobs_app);
     let pipeline_dir = copy_example("data-pipeline");
     let pipeline = Server::start(bin(), pipeline_dir.path(), &[]);

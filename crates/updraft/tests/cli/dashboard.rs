@@ -164,7 +164,12 @@ query = "DELETE FROM sales"
     );
 }
 
-const JOBS: &str = r#"
+/// The `jobs` app the dashboard tests watch: the kitchen enqueues to `jobs`, the worker
+/// fails a message three times (`backoff` to `max_backoff` apart) and dead-letters it; a yearly cron gives
+/// the overview a schedule to show.
+pub(crate) fn jobs_manifest(backoff: &str, max_backoff: &str) -> String {
+    format!(
+        r#"
 [app]
 name = "jobs"
 
@@ -172,8 +177,8 @@ name = "jobs"
 
 [queue.jobs]
 max_attempts = 3
-backoff = "100ms"
-max_backoff = "200ms"
+backoff = "{backoff}"
+max_backoff = "{max_backoff}"
 
 [function.kitchen]
 source = "kitchen.wasm"
@@ -195,7 +200,9 @@ function = "worker"
 [[trigger.cron]]
 schedule = "@yearly"
 function = "worker"
-"#;
+"#
+    )
+}
 
 async fn post(server: &Server, path: &str, origin: Option<&str>, body: &str) -> reqwest::Response {
     let client = reqwest::Client::builder()
@@ -220,7 +227,7 @@ async fn worker_errors(server: &Server) -> u64 {
 
 #[tokio::test]
 async fn the_overview_shows_what_ran_and_the_queues_page_redrives_dead_letters() {
-    let app = crate::kitchen_and_worker(JOBS);
+    let app = crate::kitchen_and_worker(&jobs_manifest("100ms", "200ms"));
     let server = crate::start(&app);
     assert!(
         server
@@ -412,7 +419,7 @@ fn form_value(text: &str) -> String {
 /// carries it; the API takes the cookie too.
 #[tokio::test]
 async fn off_loopback_the_dashboard_signs_in_with_the_admin_token() {
-    let app = crate::kitchen_and_worker(JOBS);
+    let app = crate::kitchen_and_worker(&jobs_manifest("100ms", "200ms"));
     let server = Server::start(bin(), app.path(), &["--listen", "0.0.0.0:0"]);
     let base = server.base.replace("0.0.0.0", "127.0.0.1");
     let token = std::fs::read_to_string(app.path().join(".updraft/admin-token")).unwrap();

@@ -9,7 +9,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use updraft_test_support::{Postgres, Server};
 
-use crate::scenarios::send;
+use crate::scenarios::{contact, create_contact, send};
 use crate::{bin, copy_example, eventually, get};
 
 /// `[sql.<label>]` on `server`'s database `database`, the password left to the environment.
@@ -190,26 +190,7 @@ async fn cqrs_runs_unchanged_on_postgres() {
             ("UPDRAFT_SQL_DIRECTORY_PASSWORD", pg.password()),
         ],
     );
-    let contact = |city: &str| {
-        json!({
-            "first_name": "Ada",
-            "last_name": "Lovelace",
-            "email": "ada@example.org",
-            "address": {"street": "12 St James's Square", "city": city, "postcode": "SW1Y 4JH", "country": "GB"}
-        })
-    };
-    let (status, created) = send(&server, Method::POST, "/api/contacts", contact("London")).await;
-    assert_eq!(status, 202, "{created}");
-    let id = created["id"].as_str().unwrap().to_owned();
-    let path = format!("/api/contacts/{id}");
-    assert!(
-        eventually(Duration::from_secs(30), async || get(&server, &path)
-            .await
-            .0
-            == 200)
-        .await,
-        "the projector never built the read model"
-    );
+    let path = create_contact(&server, "London").await;
     let (status, _) = send(&server, Method::PUT, &path, contact("Paris")).await;
     assert_eq!(status, 202);
     assert!(

@@ -34,7 +34,7 @@ pub(crate) async fn send(
     )
 }
 
-async fn get_json(server: &Server, path: &str) -> (u16, Value) {
+pub(crate) async fn get_json(server: &Server, path: &str) -> (u16, Value) {
     let (status, text) = get(server, path).await;
     (
         status,
@@ -66,13 +66,35 @@ fn rows(db: &Path, query: &str) -> Vec<Value> {
     .collect()
 }
 
-fn contact(city: &str) -> Value {
+/// A contact for `examples/cqrs`'s commands, living in `city`.
+pub(crate) fn contact(city: &str) -> Value {
     json!({
         "first_name": "Ada",
         "last_name": "Lovelace",
         "email": "ada@example.org",
         "address": {"street": "12 St James's Square", "city": city, "postcode": "SW1Y 4JH", "country": "GB"}
     })
+}
+
+/// Creates a contact living in `city` through the CQRS commands and waits until the
+/// projector has built its read model; returns the contact's path.
+pub(crate) async fn create_contact(server: &Server, city: &str) -> String {
+    let (status, created) = send(
+        server,
+        reqwest::Method::POST,
+        "/api/contacts",
+        contact(city),
+    )
+    .await;
+    assert_eq!(status, 202, "{created}");
+    let path = format!("/api/contacts/{}", created["id"].as_str().unwrap());
+    assert!(
+        eventually(Duration::from_secs(30), async || get(server, &path).await.0
+            == 200)
+        .await,
+        "the projector never built the read model"
+    );
+    path
 }
 
 #[tokio::test]
@@ -88,18 +110,8 @@ async fn cqrs_commands_project_into_a_flattened_read_model() {
     );
     use reqwest::Method;
 
-    let (status, created) = send(&server, Method::POST, "/api/contacts", contact("London")).await;
-    assert_eq!(status, 202, "{created}");
-    let id = created["id"].as_str().unwrap().to_owned();
-    let path = format!("/api/contacts/{id}");
-    assert!(
-        eventually(Duration::from_secs(30), async || get(&server, &path)
-            .await
-            .0
-            == 200)
-        .await,
-        "the projector never built the read model"
-    );
+    let path = create_contact(&server, "London").await;
+    let id = path.trim_start_matches("/api/contacts/").to_owned();
     let (_, view) = get_json(&server, &path).await;
     assert_eq!(view["name"], "Ada Lovelace", "{view}");
     assert_eq!(view["city"], "London");

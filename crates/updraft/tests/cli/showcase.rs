@@ -8,12 +8,11 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use updraft_test_support::Server;
 
-use crate::scenarios::send;
+use crate::scenarios::{create_contact, send};
 use crate::{bin, client, copy_examples, eventually, get};
 
 async fn get_json(server: &Server, path: &str) -> Value {
-    let (_, body) = get(server, path).await;
-    serde_json::from_str(&body).unwrap_or(Value::String(body))
+    crate::scenarios::get_json(server, path).await.1
 }
 
 #[tokio::test]
@@ -42,23 +41,7 @@ async fn the_showcase_runs_several_scenarios_in_one_app() {
     assert_eq!(get_json(&server, "/api/items").await[0]["name"], "tea");
 
     // Scenario 2: a command becomes an event, the projection a readable view.
-    let contact = json!({
-        "first_name": "Ada",
-        "last_name": "Lovelace",
-        "email": "ada@example.org",
-        "address": {"street": "12 St James's Square", "city": "London", "postcode": "SW1Y 4JH", "country": "GB"}
-    });
-    let (s, created) = send(&server, Method::POST, "/api/contacts", contact).await;
-    assert_eq!(s, 202, "{created}");
-    let path = format!("/api/contacts/{}", created["id"].as_str().unwrap());
-    assert!(
-        eventually(Duration::from_secs(30), async || get(&server, &path)
-            .await
-            .0
-            == 200)
-        .await,
-        "the projector never built the read model"
-    );
+    create_contact(&server, "London").await;
 
     // Scenarios 4 and 7: a CSV dropped into the bucket is loaded and charted.
     let incoming = dir.join(".updraft/buckets/drop/incoming");
