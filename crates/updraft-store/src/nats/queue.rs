@@ -36,7 +36,9 @@
 //! * `extend(until)` restarts the lease at the queue's lease length from now (JetStream
 //!   has no per-message deadline), which is what the worker asks for; it also cannot revive a
 //!   lease that already expired on the server (the message comes back once more).
-//! * `depth`: `ready` is what the consumer has not delivered yet and `waiting` what it has
+//! * `depth`: `ready` is what the consumer has not delivered yet (counted from the stream's
+//!   sequences past the consumer's delivered point, which are exact as soon as a publish is
+//!   acknowledged; the consumer's own `num_pending` lags) and `waiting` what it has
 //!   delivered and not settled (leased, backing off, or delayed once a `lease` has seen it);
 //!   an expired lease counts as `waiting` until it is delivered again, and a delayed message
 //!   counts as `ready` until a `lease` has seen it.
@@ -1110,8 +1112,22 @@ impl QueueStore for NatsQueues {
             )
         };
         let mut consumer = h.consumer.clone();
-        let info = consumer.info().await.map_err(|e| failed(&e))?;
-        let (ready, waiting) = (info.num_pending, info.num_ack_pending as u64);
+        let info = consumer.info().await.map_err(|e| failed(&e))?.clone();
+        let mut stream = h.stream.clone();
+        let state = stream.info().await.map_err(|e| failed(&e))?.state.clone();
+        // The server counts a consumer's `num_pending` in the background, so right after a
+        // publish was acknowledged it can still miss that message. A work queue only removes
+        // messages the consumer was given, so everything past the delivered point is still
+        // there and undelivered: count it from the stream's sequences instead.
+        let delivered = info
+            .delivered
+            .stream_sequence
+            .max(state.first_sequence.saturating_sub(1));
+        let ready = state
+            .last_sequence
+            .saturating_sub(delivered)
+            .min(state.messages);
+        let waiting = info.num_ack_pending as u64;
         let dead_stream = self.dead_stream().await?;
         let mut subjects = dead_stream
             .info_with_subjects(h.dead_subject.as_str())
