@@ -235,6 +235,13 @@ pub struct GatewayRoute {
     /// event streams, images and bodies already encoded or under 32 bytes are left as they are.
     #[serde(default)]
     pub compress: bool,
+    /// A JSON Schema file (relative to the app) the request body must match (400 naming
+    /// the failing field otherwise).
+    #[serde(default)]
+    pub body_schema: Option<PathBuf>,
+    /// A JSON Schema file the query string, read as an object of its parameters, must match.
+    #[serde(default)]
+    pub query_schema: Option<PathBuf>,
     /// One target: a function,
     #[serde(default)]
     pub function: Option<String>,

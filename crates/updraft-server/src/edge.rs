@@ -258,7 +258,7 @@ impl AppState {
         let room = policy.max_bytes.saturating_sub(queued_bytes);
         let (parts, mut body) = req.into_parts();
         let mut bytes = Vec::new();
-        let deadline = tokio::time::Instant::now() + ASYNC_BODY_DEADLINE;
+        let deadline = tokio::time::Instant::now() + BODY_DEADLINE;
         loop {
             let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
                 Ok(Some(frame)) => frame,
@@ -268,7 +268,7 @@ impl AppState {
                         StatusCode::REQUEST_TIMEOUT,
                         &format!(
                             "the request body was not received within {}s; send it faster or without `Prefer: respond-async`",
-                            ASYNC_BODY_DEADLINE.as_secs()
+                            BODY_DEADLINE.as_secs()
                         ),
                         Some(&id),
                     );
@@ -434,9 +434,70 @@ pub(crate) struct RouteCall {
     peer: SocketAddr,
 }
 
+/// A request body read whole (to be checked against a route's `body_schema`), with the error
+/// type of the streamed one, so every target takes either.
+type ReadBody = http_body_util::combinators::MapErr<
+    http_body_util::Full<bytes::Bytes>,
+    fn(std::convert::Infallible) -> hyper::Error,
+>;
+
 impl RouteCall {
-    /// Chooses the target and has it answer.
+    /// Checks the request against the route's schemas, if it has any, then has a target
+    /// answer it.
     async fn dispatch(self, req: Request<Incoming>) -> Response<Body> {
+        let Some(schema) = self.served.schema.clone() else {
+            return self.answer(req).await;
+        };
+        if let Err(refusal) = schema.check_query(req.uri().query()) {
+            return refusal.response(&self.id);
+        }
+        if !schema.checks_body() {
+            return self.answer(req).await;
+        }
+        let (parts, body) = req.into_parts();
+        let bytes = match self.read_body(body).await {
+            Ok(bytes) => bytes,
+            Err(response) => return *response,
+        };
+        if let Err(refusal) = schema.check_body(&parts.method, &bytes) {
+            return refusal.response(&self.id);
+        }
+        let never: fn(std::convert::Infallible) -> hyper::Error = |never| match never {};
+        let body: ReadBody = http_body_util::Full::new(bytes).map_err(never);
+        self.answer(Request::from_parts(parts, body)).await
+    }
+
+    /// Reads a body whole, within the app's body limit (413) and [`BODY_DEADLINE`] (408).
+    async fn read_body(&self, body: Incoming) -> Result<bytes::Bytes, Box<Response<Body>>> {
+        let max = self.app.max_body;
+        let limited =
+            http_body_util::Limited::new(body, usize::try_from(max).unwrap_or(usize::MAX));
+        match tokio::time::timeout(BODY_DEADLINE, limited.collect()).await {
+            Ok(Ok(collected)) => Ok(collected.to_bytes()),
+            Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+                Err(Box::new(self.app.too_large(&self.id)))
+            }
+            Ok(Err(e)) => Err(Box::new(error_response(
+                StatusCode::BAD_REQUEST,
+                &format!("cannot read the request body: {e}"),
+                Some(&self.id),
+            ))),
+            Err(_) => Err(Box::new(error_response(
+                StatusCode::REQUEST_TIMEOUT,
+                &format!(
+                    "the request body did not arrive within {}s; send it at once",
+                    BODY_DEADLINE.as_secs()
+                ),
+                Some(&self.id),
+            ))),
+        }
+    }
+
+    /// Chooses the target and has it answer.
+    async fn answer<B>(self, req: Request<B>) -> Response<Body>
+    where
+        B: http_body::Body<Data = bytes::Bytes, Error = hyper::Error> + Send + Unpin + 'static,
+    {
         let served = &self.served;
         let pick = served.split.as_ref().map(|s| s.pick(req.headers()));
         let index = pick.as_ref().map_or(0, |p| p.index);
@@ -520,8 +581,9 @@ pub(crate) fn target_service() -> RouteService<Incoming> {
     }))
 }
 
-/// How long an async request's body may take to arrive (DESIGN §9: 30 s, else 408).
-const ASYNC_BODY_DEADLINE: Duration = Duration::from_secs(30);
+/// How long a body that is read whole (an async request's, or one checked against a
+/// schema) may take to arrive (DESIGN §9: 30 s, else 408).
+const BODY_DEADLINE: Duration = Duration::from_secs(30);
 /// Request headers a stored async invocation drops unless its function keeps them.
 const SENSITIVE_HEADERS: &[&str] = &["authorization", "cookie", "proxy-authorization"];
 

@@ -13,7 +13,6 @@ use std::sync::Arc;
 
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
 use updraft_gateway::{Body, error_response};
 use updraft_runtime::{AppendError, StreamHandle};
 use updraft_store::Event;
@@ -32,12 +31,10 @@ pub(crate) struct HttpIngest {
 
 impl HttpIngest {
     /// Reads, parses and stores the request's events.
-    pub(crate) async fn accept(
-        &self,
-        req: Request<Incoming>,
-        max_body: u64,
-        id: &str,
-    ) -> Response<Body> {
+    pub(crate) async fn accept<B>(&self, req: Request<B>, max_body: u64, id: &str) -> Response<Body>
+    where
+        B: http_body::Body<Data = bytes::Bytes, Error = hyper::Error> + Send + 'static,
+    {
         let (parts, body) = req.into_parts();
         let limit = usize::try_from(max_body).unwrap_or(usize::MAX);
         let body = match Limited::new(body, limit).collect().await {

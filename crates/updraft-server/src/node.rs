@@ -18,6 +18,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use updraft_gateway::policy::client_ip::TrustedProxies;
 use updraft_gateway::policy::split::Split;
+use updraft_gateway::policy::validate::RequestSchema;
 use updraft_gateway::policy::{self, Policies};
 use updraft_gateway::router::RESERVED_PREFIX;
 use updraft_gateway::{Body, Route, StaticSite, error_response};
@@ -369,6 +370,22 @@ fn serve_route(
     let route_policies = gateway.map(|g| policies.route(g, route.methods.as_deref()));
     let cors = route_policies.as_ref().is_some_and(|p| p.cors.is_some());
     let keyed = route_policies.as_ref().is_some_and(|p| p.auth.is_some());
+    let schema = match gateway {
+        Some(g) => RequestSchema::load(
+            g.body_schema.as_deref(),
+            g.query_schema.as_deref(),
+            manifest_path.parent().unwrap_or(std::path::Path::new(".")),
+        )
+        .map_err(|why| {
+            anyhow::anyhow!(
+                "route `{}` in `{}`: {why}",
+                g.display_name(),
+                manifest_path.display()
+            )
+        })?
+        .map(Arc::new),
+        None => None,
+    };
     let stack = route_policies
         .filter(|p| !p.is_empty())
         .map(|p| policy::stack(&p, crate::edge::target_service()));
@@ -382,6 +399,7 @@ fn serve_route(
         stack,
         cors,
         keyed,
+        schema,
     }))
 }
 

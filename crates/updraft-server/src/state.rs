@@ -64,6 +64,8 @@ pub(crate) struct Served {
     pub(crate) cors: bool,
     /// Whether it takes API keys (`auth`).
     pub(crate) keyed: bool,
+    /// `body_schema` / `query_schema`: what a request must match before a target sees it.
+    pub(crate) schema: Option<Arc<updraft_gateway::policy::validate::RequestSchema>>,
 }
 
 /// A node: the engine, readiness, the reserved endpoints, and the apps it hosts.

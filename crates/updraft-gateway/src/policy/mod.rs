@@ -19,6 +19,7 @@ pub mod rewrite;
 pub mod split;
 pub mod timeout;
 pub mod upstream;
+pub mod validate;
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -104,7 +105,9 @@ impl RoutePolicies {
 /// 3. rate limit (per client IP, API key or route): 429 before any work is done;
 /// 4. in-flight cap: 503 at once when the route is at `max_in_flight`;
 /// 5. timeout: 504 when what follows takes too long;
-/// 6. rewrite: the path the target sees.
+/// 6. rewrite: the path the target sees;
+/// 7. then, at the target (which has the body limit and reads the body): `body_schema` and
+///    `query_schema` ([`validate`]), 400 before any target runs.
 pub fn stack<B>(policies: &RoutePolicies, target: RouteService<B>) -> RouteService<B>
 where
     B: Send + 'static,

@@ -72,6 +72,16 @@ impl RouteInfo {
             policies.extend(g.max_in_flight.map(|n| format!("max_in_flight:{n}")));
             policies.extend(g.rewrite.as_ref().map(|_| "rewrite".to_owned()));
             policies.extend(g.compress.then(|| "compress".to_owned()));
+            policies.extend(
+                g.body_schema
+                    .as_ref()
+                    .map(|f| format!("body_schema:{}", f.display())),
+            );
+            policies.extend(
+                g.query_schema
+                    .as_ref()
+                    .map(|f| format!("query_schema:{}", f.display())),
+            );
             policies.extend(g.sticky.as_ref().map(|_| "sticky".to_owned()));
         }
         Self {

@@ -1021,3 +1021,181 @@ compress = true
     let (_, routes) = crate::get(&server, "/_updraft/api/v1/routes").await;
     assert!(routes.contains(r#""compress""#), "{routes}");
 }
+
+/// POSTs `body` (raw bytes, as JSON) to `path`; status, the invocation id and the body as JSON.
+async fn post_raw(server: &Server, path: &str, body: &'static str) -> (u16, String, Value) {
+    let r = client()
+        .post(server.url(path))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let id = r.headers()["updraft-invocation-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let text = r.text().await.unwrap();
+    let json = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}: {text}"));
+    (status, id, json)
+}
+
+#[tokio::test]
+async fn api_gateway_example_validates_bodies_and_queries_before_the_function_runs() {
+    let (a, b) = (Instance::start("a").await, Instance::start("b").await);
+    let (_dir, server) = start_example(&a, &b).await;
+
+    // A product that matches the schema reaches the function.
+    let (status, accepted, created) = post_raw(
+        &server,
+        "/v2/products",
+        r#"{"name":"kite","price":25,"tags":["toy"]}"#,
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["product"]["name"], "kite", "{created}");
+
+    // Each mismatch is 400 naming the field, the schema and the invocation.
+    let cases: [(&str, &str); 6] = [
+        (r#"{"name":"kite","price":-1}"#, "/price"),
+        (r#"{"name":"kite"}"#, "/price"),
+        (r#"{"name":"","price":1}"#, "/name"),
+        (r#"{"name":"kite","price":"cheap"}"#, "/price"),
+        (r#"{"name":"kite","price":1,"tags":["ok",7]}"#, "/tags/1"),
+        (r#"{"name":"kite","price":1,"colour":"red"}"#, ""),
+    ];
+    let mut refused = Vec::new();
+    for (body, field) in cases {
+        let (status, id, answer) = post_raw(&server, "/v2/products", body).await;
+        assert_eq!(status, 400, "{body}: {answer}");
+        assert_eq!(answer["field"], field, "{body}: {answer}");
+        assert_eq!(answer["part"], "body", "{answer}");
+        assert_eq!(answer["schema"], "schemas/product.json", "{answer}");
+        assert_eq!(answer["invocation_id"], id.as_str(), "{answer}");
+        let error = answer["error"].as_str().unwrap();
+        assert!(error.contains("schemas/product.json"), "{error}");
+        if !field.is_empty() {
+            assert!(error.contains(&format!("`{field}`")), "{error}");
+        }
+        refused.push(id);
+    }
+    for (body, why) in [("name=kite", "not JSON"), ("", "empty")] {
+        let (status, id, answer) = post_raw(&server, "/v2/products", body).await;
+        assert_eq!(status, 400, "{answer}");
+        assert!(answer["error"].as_str().unwrap().contains(why), "{answer}");
+        refused.push(id);
+    }
+
+    // Queries: values are read as the schema's properties ask (an integer, a boolean, a list).
+    let listing = json(
+        &server,
+        "/v2/products?limit=10&in_stock=true&tag=a&tag=b",
+        &[],
+    )
+    .await;
+    assert!(listing["products"].is_array(), "{listing}");
+    for (query, field) in [
+        ("limit=ten", "/limit"),
+        ("limit=0", "/limit"),
+        ("in_stock=maybe", "/in_stock"),
+        ("tag=a&tag=b&tag=c&tag=d", "/tag"),
+        ("limit=1&limit=2", "/limit"),
+    ] {
+        let (status, headers, body) = send(
+            &server,
+            reqwest::Method::GET,
+            &format!("/v2/products?{query}"),
+            &[],
+        )
+        .await;
+        assert_eq!(status, 400, "{query}: {body}");
+        let answer: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(answer["part"], "query", "{answer}");
+        assert_eq!(answer["field"], field, "{query}: {answer}");
+        refused.push(
+            headers["updraft-invocation-id"]
+                .to_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    // v1 has no schema: the same mismatching body reaches its function.
+    let (status, _, answer) =
+        post_raw(&server, "/v1/products", r#"{"name":"kite","price":-1}"#).await;
+    assert_eq!(status, 201, "{answer}");
+
+    // No refused request ran the function: the accepted one is recorded, none of them is.
+    assert!(
+        eventually(Duration::from_secs(20), async || {
+            send(
+                &server,
+                reqwest::Method::GET,
+                &format!("/_updraft/api/v1/invocations/{accepted}"),
+                &[],
+            )
+            .await
+            .0 == 200
+        })
+        .await,
+        "the accepted POST was never recorded"
+    );
+    for id in &refused {
+        let (status, _, body) = send(
+            &server,
+            reqwest::Method::GET,
+            &format!("/_updraft/api/v1/invocations/{id}"),
+            &[],
+        )
+        .await;
+        assert_eq!(status, 404, "refused request {id} ran a function: {body}");
+    }
+
+    // The routes API lists both checks.
+    let routes = json(&server, "/_updraft/api/v1/routes", &[]).await;
+    let v2 = routes
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "products-v2")
+        .unwrap();
+    let policies = v2["policies"].to_string();
+    assert!(
+        policies.contains("body_schema:schemas/product.json")
+            && policies.contains("query_schema:schemas/list-query.json"),
+        "{v2}"
+    );
+}
+
+#[test]
+fn a_broken_schema_stops_up_naming_route_and_file() {
+    let dir = copy_example("api-gateway");
+    for (content, why) in [
+        (None, "cannot read schema `schemas/product.json`"),
+        (
+            Some("{\"type\":"),
+            "schema `schemas/product.json` is not JSON",
+        ),
+        (
+            Some("{\"type\": \"thing\"}"),
+            "schema `schemas/product.json` is not a valid JSON Schema",
+        ),
+    ] {
+        let file = dir.path().join("schemas/product.json");
+        match content {
+            None => {
+                let _ = std::fs::remove_file(&file);
+            }
+            Some(text) => std::fs::write(&file, text).unwrap(),
+        }
+        let out = std::process::Command::new(bin())
+            .args(["up", "--listen", "127.0.0.1:0"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{stderr}");
+        assert!(stderr.contains(why), "{why}: {stderr}");
+        assert!(stderr.contains("route `products-v2`"), "{stderr}");
+    }
+}
