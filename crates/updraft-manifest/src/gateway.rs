@@ -87,12 +87,17 @@ pub enum AuthKind {
     Jwt,
 }
 
-/// `[gateway.limit.<label>]`: a GCRA rate limit, per node.
+/// `[gateway.limit.<label>]`: a GCRA rate limit (per node), a daily quota (in the state
+/// store, so shared by the nodes that share it), or both.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitDecl {
     /// `"<count>/<s|m|h>"`, like `"100/s"`.
-    pub rate: Rate,
+    #[serde(default)]
+    pub rate: Option<Rate>,
+    /// `"<count>/day"`: requests per UTC day.
+    #[serde(default)]
+    pub quota: Option<DailyQuota>,
     /// Requests that may arrive at once (default: one second's worth, at least 1).
     #[serde(default)]
     pub burst: Option<u32>,
@@ -148,6 +153,38 @@ impl std::str::FromStr for Rate {
             count,
             per: std::time::Duration::from_secs(secs),
         })
+    }
+}
+
+/// A daily quota: `count` requests per UTC day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DailyQuota {
+    /// How many.
+    pub count: u64,
+}
+
+impl std::str::FromStr for DailyQuota {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("`{s}` is not a quota; write `<count>/day`, like \"10000/day\"");
+        let (count, unit) = s.split_once('/').ok_or_else(bad)?;
+        if !matches!(unit.trim(), "day" | "d") {
+            return Err(bad());
+        }
+        let count: u64 = count.trim().parse().map_err(|_| bad())?;
+        if count == 0 {
+            return Err(format!(
+                "`{s}` allows nothing; the count must be at least 1"
+            ));
+        }
+        Ok(Self { count })
+    }
+}
+
+impl<'de> Deserialize<'de> for DailyQuota {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -413,6 +450,20 @@ pub(crate) fn validate(m: &Manifest) -> Result<(), ManifestError> {
                     ));
                 }
             }
+        }
+    }
+    for (label, limit) in &g.limit {
+        if limit.rate.is_none() && limit.quota.is_none() {
+            return Err(ManifestError::invalid(
+                format!("gateway.limit.{label}"),
+                "a limit needs `rate = \"<count>/s\"`, `quota = \"<count>/day\"` or both",
+            ));
+        }
+        if limit.rate.is_none() && limit.burst.is_some() {
+            return Err(ManifestError::invalid(
+                format!("gateway.limit.{label}.burst"),
+                "`burst` goes with a `rate`; a `quota` alone has none",
+            ));
         }
     }
     for (label, cors) in &g.cors {

@@ -27,6 +27,7 @@ pub mod metrics;
 pub mod node;
 #[cfg(test)]
 mod properties;
+mod quotas;
 pub mod recorder;
 mod state;
 pub mod stores;

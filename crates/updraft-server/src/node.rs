@@ -195,9 +195,13 @@ pub async fn start(
     let keys = Arc::new(crate::api::KvKeys::new(
         stores.internal_kv(crate::api::KEYS_NAMESPACE),
     ));
+    let quotas = Arc::new(crate::quotas::KvQuotas(
+        stores.internal_kv(crate::quotas::QUOTAS_NAMESPACE),
+    ));
     let policies = Policies::new(
         &plan.manifest.manifest.gateway,
         keys.clone(),
+        quotas,
         &plan.manifest.dir,
     )
     .with_context(|| format!("`[gateway]` in `{}`", plan.manifest.path.display()))?;
@@ -303,6 +307,7 @@ pub async fn start(
     });
     let done = tokio::spawn(async move {
         let drained = serve(listener, state, tls, stop_rx, options.grace).await;
+        policies.flush_quotas().await;
         // The node state (and with it every observer handle) is gone: flush the records.
         recorder_task.finish().await;
         drained

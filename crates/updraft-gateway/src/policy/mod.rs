@@ -15,6 +15,7 @@ pub mod cors;
 pub mod in_flight;
 pub mod jwt;
 pub mod limit;
+pub mod quota;
 pub mod rewrite;
 pub mod split;
 pub mod timeout;
@@ -169,6 +170,7 @@ impl Policies {
     pub fn new(
         gateway: &updraft_manifest::Gateway,
         keys: Arc<dyn KeyStore>,
+        quotas: Arc<dyn quota::QuotaStore>,
         app_dir: &std::path::Path,
     ) -> Result<Self, PolicyError> {
         Ok(Self {
@@ -189,7 +191,7 @@ impl Policies {
             limits: gateway
                 .limit
                 .iter()
-                .map(|(label, decl)| (label.clone(), Arc::new(Limiter::new(label, decl))))
+                .map(|(label, decl)| (label.clone(), Arc::new(Limiter::new(label, decl, &quotas))))
                 .collect(),
             cors: gateway.cors.clone(),
             upstreams: gateway
@@ -232,6 +234,14 @@ impl Policies {
             timeout: route.timeout.map(|d| d.0),
             rewrite: route.rewrite.clone(),
             compress: route.compress,
+        }
+    }
+
+    /// Stores what the daily quotas counted (at a graceful stop; they also flush every
+    /// [`quota::FLUSH_EVERY`]).
+    pub async fn flush_quotas(&self) {
+        for limiter in self.limits.values() {
+            limiter.flush().await;
         }
     }
 

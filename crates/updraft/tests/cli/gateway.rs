@@ -716,6 +716,16 @@ fn gateway_mistakes_name_their_key() {
     ];
     let cases = cases.into_iter().chain([
         (
+            "[gateway.limit.l]\nby = \"ip\"\n",
+            "gateway.limit.l",
+            "a limit needs `rate = \"<count>/s\"`, `quota = \"<count>/day\"` or both",
+        ),
+        (
+            "[gateway.limit.l]\nquota = \"5/week\"\n",
+            "gateway.limit.l.quota",
+            "`5/week` is not a quota; write `<count>/day`",
+        ),
+        (
             "[gateway.auth.spa]\ntype = \"jwt\"\n",
             "gateway.auth.spa.jwks",
             "a `jwt` auth needs `jwks`",
@@ -1198,4 +1208,82 @@ fn a_broken_schema_stops_up_naming_route_and_file() {
         assert!(stderr.contains(why), "{why}: {stderr}");
         assert!(stderr.contains("route `products-v2`"), "{stderr}");
     }
+}
+
+/// A route behind API keys with a daily quota of 5 per key.
+const QUOTA_APP: &str = r#"[app]
+name = "quota"
+[function.hello]
+source = "hello.wasm"
+[gateway.auth.partners]
+type = "api-key"
+[gateway.limit.daily]
+quota = "5/day"
+by = "key"
+[[gateway.route]]
+name = "partners"
+route = "/hello"
+auth = ["partners"]
+limit = "daily"
+function = "hello"
+"#;
+
+async fn with_key(server: &Server, key: &str) -> (u16, HeaderMap, String) {
+    send(
+        server,
+        reqwest::Method::GET,
+        "/hello",
+        &[("x-api-key", key)],
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_daily_quota_counts_each_key_and_survives_a_restart() {
+    let app = AppDir::new(QUOTA_APP);
+    app.guest(updraft_test_support::guests::HELLO, "hello.wasm");
+    let mut server = Server::start(bin(), app.path(), &[]);
+    let a = create_key(&server, "a", &[]);
+    let b = create_key(&server, "b", &[]);
+
+    for left in (0..5).rev() {
+        let (status, headers, body) = with_key(&server, &a).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(headers["x-quota-limit"], "5");
+        assert_eq!(headers["x-quota-remaining"], left.to_string());
+    }
+    let (status, headers, body) = with_key(&server, &a).await;
+    assert_eq!(status, 429, "{body}");
+    assert!(
+        body.contains("daily quota `daily` of 5 requests is used up; it starts again at 00:00 UTC"),
+        "{body}"
+    );
+    let retry: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=86_400).contains(&retry), "{retry}");
+    assert_eq!(headers["x-quota-remaining"], "0");
+    let (status, headers, _) = with_key(&server, &b).await;
+    assert_eq!(status, 200, "another key has its own quota");
+    assert_eq!(headers["x-quota-remaining"], "4");
+
+    // A graceful restart keeps the day's counts (they are in the node's state).
+    server.signal(libc::SIGTERM);
+    assert!(server.wait(Duration::from_secs(30)).is_some(), "no exit");
+    let server = Server::start(bin(), app.path(), &[]);
+    let (status, _, body) = with_key(&server, &a).await;
+    assert_eq!(
+        status, 429,
+        "key a is still used up after a restart: {body}"
+    );
+    let (status, headers, _) = with_key(&server, &b).await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["x-quota-remaining"], "3");
+    let metrics = crate::wait_metrics(
+        &server,
+        &["updraft_gateway_quota_exceeded_total{limit=\"daily\"} 1"],
+    )
+    .await;
+    assert!(
+        metrics.contains("updraft_gateway_quota_exceeded_total{limit=\"daily\"} 1"),
+        "{metrics}"
+    );
 }
