@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use crate::values::HumanDuration;
+use crate::values::{ByteSize, HumanDuration};
 use crate::{Manifest, ManifestError, declared, unknown_function};
 
 /// `[gateway]`.
@@ -272,6 +272,10 @@ pub struct GatewayRoute {
     /// event streams, images and bodies already encoded or under 32 bytes are left as they are.
     #[serde(default)]
     pub compress: bool,
+    /// The largest request body this route takes (`413` beyond), instead of the node's
+    /// `--max-body`; it holds for every target, upstreams included.
+    #[serde(default)]
+    pub max_body: Option<ByteSize>,
     /// A JSON Schema file (relative to the app) the request body must match (400 naming
     /// the failing field otherwise).
     #[serde(default)]

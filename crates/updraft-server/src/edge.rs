@@ -142,13 +142,14 @@ impl AppState {
         self.router.lookup_request(&view)
     }
 
-    /// Runs `function` for `req`, with the body limit and updraft's headers.
+    /// Runs `function` for `req`, with the body limit `max_body` and updraft's headers.
     pub(crate) async fn call<B>(
         &self,
         function: &HttpFunction,
         mut req: Request<B>,
         headers: &FunctionHeaders<'_>,
         id: Arc<str>,
+        max_body: u64,
     ) -> Response<Body>
     where
         B: http_body::Body<Data = bytes::Bytes> + Send + Unpin + 'static,
@@ -156,10 +157,10 @@ impl AppState {
     {
         let declared = content_length(&req);
         if let Some(len) = declared
-            && len > self.max_body
+            && len > max_body
         {
-            discard(req.into_body(), self.max_body.saturating_mul(4));
-            return self.too_large(&id);
+            discard(req.into_body(), max_body.saturating_mul(4));
+            return self.too_large(&id, max_body);
         }
         // A body of declared length cannot pass the limit once it is under it (hyper holds
         // it to its length); only a streamed one can, after the answer has started.
@@ -169,7 +170,7 @@ impl AppState {
         if wants_async(req.headers())
             && let Some(policy) = self.async_policies.get(function.id())
         {
-            return self.submit_async(function, policy, req, id).await;
+            return self.submit_async(function, policy, req, id, max_body).await;
         }
         if req
             .headers()
@@ -188,7 +189,7 @@ impl AppState {
             }
         }
         let exceeded = Arc::new(AtomicBool::new(false));
-        let req = req.map(|b| LimitedBody::new(b, self.max_body, exceeded.clone()));
+        let req = req.map(|b| LimitedBody::new(b, max_body, exceeded.clone()));
         let result = function
             .handle(
                 req,
@@ -199,7 +200,7 @@ impl AppState {
             )
             .await;
         if exceeded.load(Ordering::Relaxed) {
-            return self.too_large(&id);
+            return self.too_large(&id, max_body);
         }
         match result {
             Ok(response) => {
@@ -216,7 +217,7 @@ impl AppState {
                         exceeded,
                         function,
                         invocation: id.clone(),
-                        limit: self.max_body,
+                        limit: max_body,
                     }
                     .boxed_unsync()
                 })
@@ -232,6 +233,7 @@ impl AppState {
         policy: &AsyncPolicy,
         req: Request<B>,
         id: Arc<str>,
+        max_body: u64,
     ) -> Response<Body>
     where
         B: http_body::Body<Data = bytes::Bytes> + Send + Unpin + 'static,
@@ -277,7 +279,7 @@ impl AppState {
             if let Ok(frame) = &frame
                 && let Some(data) = frame.data_ref()
                 && (bytes.len() + data.len()) as u64 > room
-                && (bytes.len() + data.len()) as u64 <= self.max_body
+                && (bytes.len() + data.len()) as u64 <= max_body
             {
                 return self.async_unavailable(
                     &format!(
@@ -291,15 +293,15 @@ impl AppState {
             match frame {
                 Ok(frame) => {
                     if let Some(data) = frame.data_ref() {
-                        if (bytes.len() + data.len()) as u64 > self.max_body {
-                            return self.too_large(&id);
+                        if (bytes.len() + data.len()) as u64 > max_body {
+                            return self.too_large(&id, max_body);
                         }
                         bytes.extend_from_slice(data);
                     }
                 }
                 Err(e) => {
                     return match e.into() {
-                        HttpError::HttpRequestBodySize(_) => self.too_large(&id),
+                        HttpError::HttpRequestBodySize(_) => self.too_large(&id, max_body),
                         // Bad chunked framing, or a client that went away before the length
                         // it announced.
                         e => error_response(
@@ -408,13 +410,10 @@ impl AppState {
             .any(|h| h.allows(scheme, host, port))
     }
 
-    fn too_large(&self, id: &str) -> Response<Body> {
+    fn too_large(&self, id: &str, max_body: u64) -> Response<Body> {
         error_response(
             StatusCode::PAYLOAD_TOO_LARGE,
-            &format!(
-                "request body is over the limit of {} bytes; send a smaller body",
-                self.max_body
-            ),
+            &format!("request body is over the limit of {max_body} bytes; send a smaller body"),
             Some(id),
         )
     }
@@ -467,15 +466,20 @@ impl RouteCall {
         self.answer(Request::from_parts(parts, body)).await
     }
 
-    /// Reads a body whole, within the app's body limit (413) and [`BODY_DEADLINE`] (408).
+    /// The route's `max_body`, else the node's.
+    fn max_body(&self) -> u64 {
+        self.served.max_body.unwrap_or(self.app.max_body)
+    }
+
+    /// Reads a body whole, within the route's body limit (413) and [`BODY_DEADLINE`] (408).
     async fn read_body(&self, body: Incoming) -> Result<bytes::Bytes, Box<Response<Body>>> {
-        let max = self.app.max_body;
+        let max = self.max_body();
         let limited =
             http_body_util::Limited::new(body, usize::try_from(max).unwrap_or(usize::MAX));
         match tokio::time::timeout(BODY_DEADLINE, limited.collect()).await {
             Ok(Ok(collected)) => Ok(collected.to_bytes()),
             Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
-                Err(Box::new(self.app.too_large(&self.id)))
+                Err(Box::new(self.app.too_large(&self.id, max)))
             }
             Ok(Err(e)) => Err(Box::new(error_response(
                 StatusCode::BAD_REQUEST,
@@ -509,7 +513,7 @@ impl RouteCall {
             .unwrap_or_default();
         let mut response = match &served.targets[index.min(served.targets.len() - 1)] {
             Handler::Static(site) => site.serve(req, &self.raw_path_info).await,
-            Handler::Ingest(ingest) => ingest.accept(req, self.app.max_body, &self.id).await,
+            Handler::Ingest(ingest) => ingest.accept(req, self.max_body(), &self.id).await,
             Handler::Dashboard => crate::dashboard::public_page(&self.app, &req)
                 .await
                 .map(|b| b.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync()),
@@ -522,7 +526,9 @@ impl RouteCall {
                     client_addr: Some(self.peer),
                     identity: &identity,
                 };
-                self.app.call(f, req, &headers, self.id.clone()).await
+                self.app
+                    .call(f, req, &headers, self.id.clone(), self.max_body())
+                    .await
             }
             Handler::Upstream(upstream) => {
                 let how = Forwarded {
@@ -531,7 +537,20 @@ impl RouteCall {
                     proto: if self.app.https { "https" } else { "http" },
                     identity,
                 };
-                upstream.forward(req, &how).await
+                let max = self.max_body();
+                if content_length(&req).is_some_and(|len| len > max) {
+                    discard(req.into_body(), max.saturating_mul(4));
+                    self.app.too_large(&self.id, max)
+                } else {
+                    let exceeded = Arc::new(AtomicBool::new(false));
+                    let req = req.map(|b| LimitedBody::new(b, max, exceeded.clone()));
+                    let response = upstream.forward(req, &how).await;
+                    if exceeded.load(Ordering::Relaxed) {
+                        self.app.too_large(&self.id, max)
+                    } else {
+                        response
+                    }
+                }
             }
         };
         if self.app.access_log {

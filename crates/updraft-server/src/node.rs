@@ -405,6 +405,7 @@ fn serve_route(
         cors,
         keyed,
         schema,
+        max_body: gateway.and_then(|g| g.max_body).map(|b| b.0),
     }))
 }
 

@@ -66,6 +66,8 @@ pub(crate) struct Served {
     pub(crate) keyed: bool,
     /// `body_schema` / `query_schema`: what a request must match before a target sees it.
     pub(crate) schema: Option<Arc<updraft_gateway::policy::validate::RequestSchema>>,
+    /// `max_body`: the route's body limit in bytes, instead of the node's.
+    pub(crate) max_body: Option<u64>,
 }
 
 /// A node: the engine, readiness, the reserved endpoints, and the apps it hosts.

@@ -72,6 +72,7 @@ impl RouteInfo {
             policies.extend(g.max_in_flight.map(|n| format!("max_in_flight:{n}")));
             policies.extend(g.rewrite.as_ref().map(|_| "rewrite".to_owned()));
             policies.extend(g.compress.then(|| "compress".to_owned()));
+            policies.extend(g.max_body.map(|b| format!("max_body:{}", b.0)));
             policies.extend(
                 g.body_schema
                     .as_ref()
@@ -354,7 +355,9 @@ pub(super) async fn invoke(
         client_addr: None,
         identity: &[],
     };
-    let mut response = state.call(&function, req, &fh, invocation_id.clone()).await;
+    let mut response = state
+        .call(&function, req, &fh, invocation_id.clone(), state.max_body)
+        .await;
     if let Ok(v) = http::HeaderValue::from_str(&invocation_id) {
         response
             .headers_mut()

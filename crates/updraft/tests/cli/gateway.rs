@@ -716,6 +716,11 @@ fn gateway_mistakes_name_their_key() {
     ];
     let cases = cases.into_iter().chain([
         (
+            "[[gateway.route]]\nroute = \"/x\"\nfunction = \"hello\"\nmax_body = \"0\"\n",
+            "gateway.route[0].max_body",
+            "`0` is not a size; write it like \"128MiB\"",
+        ),
+        (
             "[gateway.limit.l]\nby = \"ip\"\n",
             "gateway.limit.l",
             "a limit needs `rate = \"<count>/s\"`, `quota = \"<count>/day\"` or both",

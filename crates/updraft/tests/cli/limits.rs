@@ -458,3 +458,122 @@ async fn a_client_leaving_mid_response_is_named_in_the_invocation_record() {
         server.stderr.text()
     );
 }
+
+/// Reads one request (head, then its `content-length` or chunked body) and answers 200 with
+/// how many body bytes it got (chunk framing included); a stand-in upstream service.
+async fn counting_upstream() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 8192];
+                let head_end = loop {
+                    let Ok(n) = stream.read(&mut chunk).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break i + 4;
+                    }
+                };
+                let head = String::from_utf8_lossy(&buf[..head_end]).to_lowercase();
+                let want: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
+                let chunked = head.contains("transfer-encoding: chunked");
+                while if chunked {
+                    !buf[head_end..].ends_with(b"0\r\n\r\n")
+                } else {
+                    buf.len() - head_end < want
+                } {
+                    match stream.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let reply = format!("{}", buf.len() - head_end);
+                let _ = stream
+                    .write_all(
+                        format!(
+                            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{reply}",
+                            reply.len()
+                        )
+                        .as_bytes(),
+                    )
+                    .await;
+            });
+        }
+    });
+    (addr, task)
+}
+
+#[tokio::test]
+async fn a_route_body_limit_holds_for_functions_and_upstreams() {
+    let (upstream, task) = counting_upstream().await;
+    let app = kitchen_app(&format!(
+        r#"
+[[gateway.route]]
+name = "small"
+route = "/small/..."
+max_body = "1KiB"
+rewrite = {{ strip_prefix = "/small", add_prefix = "/k" }}
+function = "kitchen"
+
+[[gateway.route]]
+name = "small-upstream"
+route = "/up/..."
+max_body = "1KiB"
+upstream = "http://{upstream}"
+"#
+    ));
+    let server = start(&app);
+    let post = async |path: &str, body: Vec<u8>| {
+        let r = client()
+            .post(server.url(path))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    };
+    // Under the route's limit: the function echoes it, the upstream counts it.
+    let (status, body) = post("/small/echo", vec![b'x'; 1000]).await;
+    assert_eq!((status, body.len()), (200, 1000));
+    let (status, body) = post("/up/count", vec![b'x'; 1000]).await;
+    assert_eq!((status, body.as_str()), (200, "1000"));
+    // Over it: 413 naming the route's limit, before the target sees anything.
+    for path in ["/small/echo", "/up/count"] {
+        let (status, body) = post(path, vec![b'x'; 2048]).await;
+        assert_eq!(status, 413, "{path}: {body}");
+        assert!(
+            body.contains("over the limit of 1024 bytes"),
+            "{path}: {body}"
+        );
+    }
+    // The node's limit still holds elsewhere: 2 KiB is fine on the function's own route.
+    let (status, body) = post("/k/echo", vec![b'x'; 2048]).await;
+    assert_eq!((status, body.len()), (200, 2048));
+    // A streamed (chunked) body over the limit to the upstream: 413, not a partial forward.
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        (0..4).map(|_| Ok(vec![b'y'; 512])).collect();
+    if let Ok(r) = client()
+        .post(server.url("/up/count"))
+        .body(reqwest::Body::wrap_stream(futures::stream::iter(chunks)))
+        .send()
+        .await
+    {
+        assert_eq!(r.status(), 413, "{:?}", r.text().await);
+    }
+    // The routes API shows the limit.
+    let (_, routes) = get(&server, "/_updraft/api/v1/routes").await;
+    assert!(routes.contains("max_body:1024"), "{routes}");
+    task.abort();
+}
