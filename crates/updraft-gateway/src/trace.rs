@@ -3,7 +3,58 @@
 //! else a new trace starts. Both reach functions and upstreams; the response carries the
 //! request id. The access log line ([`access_line`]) names both.
 
+use std::io::Write;
+use std::sync::Mutex;
+use std::time::Duration;
+
 use http::{HeaderMap, HeaderValue};
+
+/// Access log lines not written to stdout yet.
+static ACCESS_LOG: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+/// Past this many buffered bytes the request that adds a line writes them out.
+const ACCESS_LOG_BUFFER: usize = 32 * 1024;
+/// How long a line may wait in the buffer.
+pub const ACCESS_LOG_FLUSH_EVERY: Duration = Duration::from_millis(100);
+
+/// Adds an access log line; lines reach stdout in batches (one `write` for many requests,
+/// where a line each cost a system call per request), at most [`ACCESS_LOG_FLUSH_EVERY`]
+/// late once [`spawn_access_log_flusher`] runs.
+pub fn log_access(line: &str) {
+    let full = {
+        let mut buffer = ACCESS_LOG.lock().unwrap_or_else(|e| e.into_inner());
+        buffer.extend_from_slice(line.as_bytes());
+        buffer.push(b'\n');
+        (buffer.len() >= ACCESS_LOG_BUFFER).then(|| std::mem::take(&mut *buffer))
+    };
+    if let Some(lines) = full {
+        write_out(&lines);
+    }
+}
+
+/// Writes what the access log holds to stdout now (at a graceful stop, and on a timer).
+pub fn flush_access_log() {
+    let lines = std::mem::take(&mut *ACCESS_LOG.lock().unwrap_or_else(|e| e.into_inner()));
+    if !lines.is_empty() {
+        write_out(&lines);
+    }
+}
+
+/// Flushes the access log every [`ACCESS_LOG_FLUSH_EVERY`] for as long as the runtime runs.
+pub fn spawn_access_log_flusher() -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async {
+        let mut tick = tokio::time::interval(ACCESS_LOG_FLUSH_EVERY);
+        loop {
+            tick.tick().await;
+            flush_access_log();
+        }
+    })
+}
+
+fn write_out(lines: &[u8]) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(lines);
+    let _ = out.flush();
+}
 
 /// The request id header.
 pub const REQUEST_ID: &str = "x-request-id";

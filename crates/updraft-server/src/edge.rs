@@ -1,7 +1,6 @@
 //! An app's HTTP path: route lookup, static folders, the body limit, updraft's headers,
 //! `Prefer: respond-async`, and turning invocation errors into status codes.
 
-use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -116,8 +115,7 @@ impl AppState {
                 key_id: answered.and_then(|a| a.key_id.as_deref()),
                 client: &client.0.to_string(),
             });
-            let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "{line}");
+            trace::log_access(&line);
         }
         response
     }

@@ -305,9 +305,19 @@ pub async fn start(
         admin: admin::router(),
         apps: BTreeMap::from([(app.name.clone(), app)]),
     });
+    let access_log = plan
+        .manifest
+        .manifest
+        .gateway
+        .access_log
+        .then(updraft_gateway::trace::spawn_access_log_flusher);
     let done = tokio::spawn(async move {
         let drained = serve(listener, state, tls, stop_rx, options.grace).await;
         policies.flush_quotas().await;
+        if let Some(flusher) = access_log {
+            flusher.abort();
+            updraft_gateway::trace::flush_access_log();
+        }
         // The node state (and with it every observer handle) is gone: flush the records.
         recorder_task.finish().await;
         drained
