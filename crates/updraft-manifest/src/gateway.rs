@@ -276,6 +276,10 @@ pub struct GatewayRoute {
     /// `--max-body`; it holds for every target, upstreams included.
     #[serde(default)]
     pub max_body: Option<ByteSize>,
+    /// The most bytes a request's headers may take (`431` beyond); the listener's 64 KiB
+    /// holds for every route.
+    #[serde(default)]
+    pub max_headers: Option<ByteSize>,
     /// A JSON Schema file (relative to the app) the request body must match (400 naming
     /// the failing field otherwise).
     #[serde(default)]

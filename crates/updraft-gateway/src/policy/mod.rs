@@ -12,6 +12,7 @@
 pub mod auth;
 pub mod client_ip;
 pub mod cors;
+pub mod header_limit;
 pub mod in_flight;
 pub mod jwt;
 pub mod limit;
@@ -82,6 +83,8 @@ pub struct RoutePolicies {
     pub rewrite: Option<Rewrite>,
     /// `compress = true`.
     pub compress: bool,
+    /// `max_headers = "16KiB"`, in bytes.
+    pub max_headers: Option<u64>,
 }
 
 impl RoutePolicies {
@@ -94,6 +97,7 @@ impl RoutePolicies {
             && self.timeout.is_none()
             && self.rewrite.is_none()
             && !self.compress
+            && self.max_headers.is_none()
     }
 }
 
@@ -101,13 +105,14 @@ impl RoutePolicies {
 /// 0. compression: every answer the client accepts compressed (gzip, br), refusals included;
 /// 1. CORS: a preflight is answered here; every answer, a 429 included, carries the
 ///    allow headers, so a browser can read why it was refused;
-/// 2. auth: 401 without a valid credential, 403 when it may not call this route; the
+/// 2. header limit: 431 when the request's headers are over the route's `max_headers`;
+/// 3. auth: 401 without a valid credential, 403 when it may not call this route; the
 ///    identity goes on in the request's extensions;
-/// 3. rate limit (per client IP, API key or route): 429 before any work is done;
-/// 4. in-flight cap: 503 at once when the route is at `max_in_flight`;
-/// 5. timeout: 504 when what follows takes too long;
-/// 6. rewrite: the path the target sees;
-/// 7. then, at the target (which has the body limit and reads the body): `body_schema` and
+/// 4. rate limit and daily quota (per client IP, API key or route): 429 before any work;
+/// 5. in-flight cap: 503 at once when the route is at `max_in_flight`;
+/// 6. timeout: 504 when what follows takes too long;
+/// 7. rewrite: the path the target sees;
+/// 8. then, at the target (which has the body limit and reads the body): `body_schema` and
 ///    `query_schema` ([`validate`]), 400 before any target runs.
 pub fn stack<B>(policies: &RoutePolicies, target: RouteService<B>) -> RouteService<B>
 where
@@ -141,6 +146,13 @@ where
     if let Some(auth) = &policies.auth {
         service = BoxCloneSyncService::new(auth.clone().layer(service));
     }
+    if let Some(max) = policies.max_headers {
+        let route: Arc<str> = policies.name.as_str().into();
+        service = BoxCloneSyncService::new(
+            GuardLayer(move |req: &Request<B>| header_limit::check(&route, max, req))
+                .layer(service),
+        );
+    }
     if let Some(cors) = &policies.cors {
         service = BoxCloneSyncService::new(cors.clone().layer(service));
     }
@@ -153,6 +165,53 @@ where
         );
     }
     service
+}
+
+/// A step that answers at once when its check refuses a request (a header limit), and
+/// otherwise passes the request on untouched.
+#[derive(Clone)]
+pub struct GuardLayer<F>(pub F);
+
+impl<S, F: Clone> Layer<S> for GuardLayer<F> {
+    type Service = Guard<S, F>;
+    fn layer(&self, inner: S) -> Guard<S, F> {
+        Guard {
+            inner,
+            check: self.0.clone(),
+        }
+    }
+}
+
+/// A service behind a [`GuardLayer`].
+#[derive(Clone)]
+pub struct Guard<S, F> {
+    inner: S,
+    check: F,
+}
+
+impl<S, B, F> tower::Service<Request<B>> for Guard<S, F>
+where
+    S: tower::Service<Request<B>, Response = Response<Body>, Error = Infallible>,
+    S::Future: Send + 'static,
+    F: Fn(&Request<B>) -> Option<Response<Body>>,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Result<Response<Body>, Infallible>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        match (self.check)(&req) {
+            Some(refused) => Box::pin(std::future::ready(Ok(refused))),
+            None => Box::pin(self.inner.call(req)),
+        }
+    }
 }
 
 /// Every policy and upstream `[gateway]` declares, ready for routes to name.
@@ -234,6 +293,7 @@ impl Policies {
             timeout: route.timeout.map(|d| d.0),
             rewrite: route.rewrite.clone(),
             compress: route.compress,
+            max_headers: route.max_headers.map(|max| max.0),
         }
     }
 

@@ -73,6 +73,7 @@ impl RouteInfo {
             policies.extend(g.rewrite.as_ref().map(|_| "rewrite".to_owned()));
             policies.extend(g.compress.then(|| "compress".to_owned()));
             policies.extend(g.max_body.map(|b| format!("max_body:{}", b.0)));
+            policies.extend(g.max_headers.map(|b| format!("max_headers:{}", b.0)));
             policies.extend(
                 g.body_schema
                     .as_ref()

@@ -577,3 +577,41 @@ upstream = "http://{upstream}"
     assert!(routes.contains("max_body:1024"), "{routes}");
     task.abort();
 }
+
+#[tokio::test]
+async fn a_route_header_limit_answers_431_before_the_target() {
+    let app = kitchen_app(
+        r#"
+[[gateway.route]]
+name = "tight"
+route = "/tight/..."
+max_headers = "1KiB"
+rewrite = { strip_prefix = "/tight", add_prefix = "/k" }
+function = "kitchen"
+"#,
+    );
+    let server = start(&app);
+    let send = async |path: &str, header_len: usize| {
+        let r = client()
+            .post(server.url(path))
+            .header("x-filler", "f".repeat(header_len))
+            .body("hello")
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    };
+    let (status, body) = send("/tight/echo", 100).await;
+    assert_eq!((status, body.as_str()), (200, "hello"));
+    let (status, body) = send("/tight/echo", 2000).await;
+    assert_eq!(status, 431, "{body}");
+    assert!(
+        body.contains("over route `tight`'s `max_headers` of 1024"),
+        "{body}"
+    );
+    // Other routes keep the listener's limit.
+    let (status, body) = send("/k/echo", 2000).await;
+    assert_eq!((status, body.as_str()), (200, "hello"));
+    let (_, routes) = get(&server, "/_updraft/api/v1/routes").await;
+    assert!(routes.contains("max_headers:1024"), "{routes}");
+}
