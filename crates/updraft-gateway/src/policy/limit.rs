@@ -155,15 +155,18 @@ impl Limiter {
         }
     }
 
-    /// Counts one request against the daily quota, if there is one.
-    pub async fn check_quota(
-        &self,
-        client: Option<IpAddr>,
-        key_id: Option<&str>,
-    ) -> Result<HeaderMap, Box<Response<Body>>> {
+    /// What the daily quota counts this request as; `None` when the limit has no quota.
+    fn quota_subject(&self, client: Option<IpAddr>, key_id: Option<&str>) -> Option<String> {
+        self.quota
+            .as_ref()
+            .map(|_| self.counted(client, key_id).subject())
+    }
+
+    /// Counts one request of `subject` against the daily quota, if there is one.
+    pub async fn check_quota(&self, subject: &str) -> Result<HeaderMap, Box<Response<Body>>> {
         match &self.quota {
             None => Ok(HeaderMap::new()),
-            Some(quota) => quota.take(&self.counted(client, key_id).subject()).await,
+            Some(quota) => quota.take(subject).await,
         }
     }
 }
@@ -224,25 +227,25 @@ where
         let key_id = req
             .extensions()
             .get::<super::auth::Identity>()
-            .map(|i| i.subject.clone());
-        let mut headers = match self.limiter.check(client, key_id.as_deref()) {
+            .map(|i| i.subject.as_str());
+        let mut headers = match self.limiter.check(client, key_id) {
             Err(refused) => return Box::pin(std::future::ready(Ok(*refused))),
             Ok(headers) => headers,
         };
-        if self.limiter.quota.is_none() {
+        let Some(subject) = self.limiter.quota_subject(client, key_id) else {
             let fut = self.inner.call(req);
             return Box::pin(async move {
                 let mut response = fut.await?;
                 response.headers_mut().extend(headers);
                 Ok(response)
             });
-        }
+        };
         // The quota may read the store first: take the service that was made ready along.
         let ready = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, ready);
         let limiter = self.limiter.clone();
         Box::pin(async move {
-            match limiter.check_quota(client, key_id.as_deref()).await {
+            match limiter.check_quota(&subject).await {
                 Err(refused) => Ok(*refused),
                 Ok(quota) => {
                     headers.extend(quota);

@@ -9,7 +9,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use updraft_test_support::{AppDir, Server};
 
-use crate::{client, eventually, get, kitchen_app, start, stderr_shows};
+use crate::{client, eventually, get, kitchen_app, post, start, stderr_shows};
 
 /// `kitchen` may use `uploads`; `private` is declared but not listed.
 fn app(function_extra: &str) -> AppDir {
@@ -27,16 +27,6 @@ fn app(function_extra: &str) -> AppDir {
 /// The `uploads` bucket's folder (the default, under the app's `.updraft`).
 fn folder(app: &AppDir) -> PathBuf {
     app.path().join(".updraft/buckets/uploads")
-}
-
-async fn post(server: &Server, path: &str, body: impl Into<reqwest::Body>) -> (u16, String) {
-    let r = client()
-        .post(server.url(path))
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    (r.status().as_u16(), r.text().await.unwrap())
 }
 
 fn json(status_and_body: (u16, String)) -> Value {

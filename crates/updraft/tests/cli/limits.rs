@@ -535,15 +535,7 @@ upstream = "http://{upstream}"
 "#
     ));
     let server = start(&app);
-    let post = async |path: &str, body: Vec<u8>| {
-        let r = client()
-            .post(server.url(path))
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        (r.status().as_u16(), r.text().await.unwrap())
-    };
+    let post = async |path: &str, body: Vec<u8>| crate::post(&server, path, body).await;
     // Under the route's limit: the function echoes it, the upstream counts it.
     let (status, body) = post("/small/echo", vec![b'x'; 1000]).await;
     assert_eq!((status, body.len()), (200, 1000));

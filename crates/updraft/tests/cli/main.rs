@@ -126,6 +126,18 @@ pub async fn get(server: &Server, path: &str) -> (u16, String) {
     (status, r.text().await.expect("body"))
 }
 
+/// POSTs `body` to `path`; the status and the body as text.
+pub async fn post(server: &Server, path: &str, body: impl Into<reqwest::Body>) -> (u16, String) {
+    let r = client()
+        .post(server.url(path))
+        .body(body)
+        .send()
+        .await
+        .expect("request");
+    let status = r.status().as_u16();
+    (status, r.text().await.expect("body"))
+}
+
 pub fn start_no_build(app: &AppDir) -> Server {
     Server::start(bin(), app.path(), &["--no-build"])
 }

@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::{client, get, kitchen_app, start};
+use crate::{client, get, kitchen_app, post, start};
 
 const STATE: &str = r#"
 [kv.cache]
@@ -37,20 +37,6 @@ fn app() -> updraft_test_support::AppDir {
         "INSERT INTO items (name, price) VALUES ('seed', 1.5);",
     );
     app
-}
-
-async fn post(
-    server: &updraft_test_support::Server,
-    path: &str,
-    body: impl Into<reqwest::Body>,
-) -> (u16, String) {
-    let r = client()
-        .post(server.url(path))
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    (r.status().as_u16(), r.text().await.unwrap())
 }
 
 #[tokio::test]
