@@ -169,6 +169,17 @@ await page.waitForURL(invocation);
 check((await page.locator('main').textContent()).includes('asked to fail'), 'search led elsewhere');
 step('searching by invocation id opens its page');
 
+// Logs followed live: a line the function prints appears without a reload.
+await page.goto(`${jobs}/_updraft/apps/jobs/logs?function=kitchen`);
+await page.locator('#logs-status', { hasText: 'Live:' }).waitFor();
+const logged = await fetch(`${jobs}/k/log`);
+check(logged.status === 200, `/k/log answered ${logged.status}`);
+await logged.text();
+const logId = logged.headers.get('updraft-invocation-id');
+await page.locator('#log-lines span.stderr', { hasText: `to stderr from ${logId}` }).waitFor();
+step('a line the function printed appeared on the logs page live');
+await inspect('logs');
+
 // The live view stays bounded under a burst: it keeps its newest rows, not every one.
 await page.goto(`${jobs}/_updraft/apps/jobs/live`);
 await page.locator('#live-status', { hasText: 'Live:' }).waitFor();

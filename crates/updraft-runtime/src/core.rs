@@ -82,6 +82,7 @@ impl FunctionCore {
         id: &str,
         trigger: &'static str,
         started: std::time::SystemTime,
+        request: &Option<String>,
     ) -> Result<(OwnedSemaphorePermit, OwnedSemaphorePermit), InvokeError> {
         self.acquire().inspect_err(|err| {
             self.observer.finished(&crate::InvocationRecord {
@@ -94,6 +95,7 @@ impl FunctionCore {
                 duration_us: 0,
                 outcome: crate::Outcome::Rejected,
                 error: Some(err.to_string()),
+                request: request.clone(),
             });
         })
     }

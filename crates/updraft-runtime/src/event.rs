@@ -108,7 +108,8 @@ impl EventFunction {
     ) -> Result<(), EventError> {
         let core = &self.inner.core;
         let started = SystemTime::now();
-        let permits = core.admit(&id, trigger, started)?;
+        let request = describe(&events);
+        let permits = core.admit(&id, trigger, started, &request)?;
         let clock = Instant::now();
         let deadline = core.deadline(clock);
         let cold = !core.warm.swap(true, Ordering::Relaxed);
@@ -156,8 +157,20 @@ impl EventFunction {
                 Err(EventError::Handler { .. }) => Outcome::Error,
             },
             error: result.as_ref().err().map(ToString::to_string),
+            request,
         });
         drop(permits);
         result
     }
+}
+
+/// `order.placed 01J… from /queues/orders (+2 more)`: what the invocation record keeps of
+/// a batch of events.
+fn describe(events: &[Event]) -> Option<String> {
+    let first = events.first()?;
+    let mut out = format!("{} {} from {}", first.ty, first.id, first.source);
+    if events.len() > 1 {
+        out.push_str(&format!(" (+{} more)", events.len() - 1));
+    }
+    Some(out)
 }

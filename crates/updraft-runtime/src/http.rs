@@ -91,7 +91,10 @@ impl HttpFunction {
     {
         let inner = &self.inner;
         let started = SystemTime::now();
-        let permits = inner.core.admit(&invocation.id, "http", started)?;
+        let request_line = Some(request_line(&request));
+        let permits = inner
+            .core
+            .admit(&invocation.id, "http", started, &request_line)?;
         let clock = Instant::now();
         let deadline = inner.core.deadline(clock);
         let cold = !inner.core.warm.swap(true, Ordering::Relaxed);
@@ -186,6 +189,7 @@ impl HttpFunction {
                     .as_ref()
                     .map_or_else(InvokeError::outcome, |()| Outcome::Ok),
                 error: result.as_ref().err().map(ToString::to_string),
+                request: request_line,
             });
             drop(permits);
             let _ = outcome_tx.send(result.clone());
@@ -217,6 +221,15 @@ impl HttpFunction {
             Err(_elapsed) => Err(self.inner.core.timeout()),
         }
     }
+}
+
+/// `GET /items?page=2`: what the invocation record keeps of the request.
+fn request_line<B>(request: &hyper::Request<B>) -> String {
+    let target = request
+        .uri()
+        .path_and_query()
+        .map_or("/", http::uri::PathAndQuery::as_str);
+    format!("{} {target}", request.method())
 }
 
 /// A guest's response body that ends cleanly only if the invocation did: a trap or timeout

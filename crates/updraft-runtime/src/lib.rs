@@ -138,6 +138,9 @@ pub struct InvocationRecord {
     pub outcome: Outcome,
     /// The error, when it failed.
     pub error: Option<String>,
+    /// What it was asked: for HTTP the method, path and query (as the function received
+    /// them), for events the first event's type, id and source and how many came with it.
+    pub request: Option<String>,
 }
 
 /// Hears about invocations. The server implements it for metrics, logs and records.

@@ -103,6 +103,7 @@ impl InvocationObserver for Recorder {
             duration_us: i64::try_from(r.duration_us).unwrap_or(i64::MAX),
             outcome: r.outcome.as_str().to_owned(),
             error: r.error.clone(),
+            request: r.request.clone(),
         }));
     }
 }

@@ -57,6 +57,10 @@ pub trait AsyncStore: Send + Sync + 'static {
     async fn start(&self, id: &str) -> Result<(), StoreError>;
     /// Records its outcome (`succeeded` or `failed`); the first outcome recorded stays.
     async fn finish(&self, job: &AsyncJob, now_us: i64) -> Result<(), StoreError>;
+    /// The newest `limit` jobs (of `function`, when given), newest first, without their
+    /// request and response bodies: what the dashboard and `GET /async` list.
+    async fn recent(&self, function: Option<&str>, limit: u32)
+    -> Result<Vec<AsyncJob>, StoreError>;
     /// Deletes finished jobs older than `before_us`.
     async fn prune(&self, before_us: i64) -> Result<u64, StoreError>;
 }

@@ -28,6 +28,8 @@ pub struct InvocationRow {
     pub outcome: String,
     /// The error, when it failed.
     pub error: Option<String>,
+    /// What it was asked: `GET /items?page=2`, or the first event it was given.
+    pub request: Option<String>,
 }
 
 /// One line a function wrote.

@@ -1,5 +1,7 @@
 //! Invocation records, captured logs and async invocations' outcomes.
 
+use updraft_store::AsyncJob;
+
 use super::*;
 
 /// One finished invocation.
@@ -23,6 +25,9 @@ pub struct Invocation {
     pub outcome: String,
     /// The error, when it failed.
     pub error: Option<String>,
+    /// What it was asked: the HTTP method, path and query (`GET /items?page=2`), or the
+    /// first event's type, id and source.
+    pub request: Option<String>,
 }
 
 /// An invocation with what it logged.
@@ -64,6 +69,7 @@ impl From<InvocationRow> for Invocation {
             duration_us: r.duration_us,
             outcome: r.outcome,
             error: r.error,
+            request: r.request,
         }
     }
 }
@@ -186,6 +192,82 @@ pub(super) async fn logs(
     };
     match state.records.logs(query).await {
         Ok(rows) => Json(rows.into_iter().map(LogLine::from).collect::<Vec<_>>()).into_response(),
+        Err(e) => store_error(&e),
+    }
+}
+
+/// An async invocation (`Prefer: respond-async`) as listed: its request and how it went,
+/// without bodies (`GET async/<id>` has the answer).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AsyncInvocation {
+    /// The invocation id the 202 gave.
+    pub invocation_id: String,
+    /// The function.
+    pub function: String,
+    /// `queued`, `running`, `succeeded` or `failed`.
+    pub status: String,
+    /// The stored request's method.
+    pub method: String,
+    /// The stored request's path and query.
+    pub path: String,
+    /// When it was accepted, RFC 3339.
+    pub created: String,
+    /// When it finished, RFC 3339.
+    pub finished: Option<String>,
+    /// The status the function answered.
+    pub response_status: Option<u16>,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+impl From<AsyncJob> for AsyncInvocation {
+    fn from(j: AsyncJob) -> Self {
+        Self {
+            created: rfc3339(j.created_us),
+            finished: j.finished_us.map(rfc3339),
+            invocation_id: j.id,
+            function: j.function,
+            status: j.status,
+            method: j.method,
+            path: j.path,
+            response_status: j.response_status,
+            error: j.error,
+        }
+    }
+}
+
+/// Filters for async invocations.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct AsyncParams {
+    /// Only this function.
+    pub function: Option<String>,
+    /// At most this many (default 50, at most 1,000).
+    pub limit: Option<u32>,
+}
+
+/// The newest async invocations of `state`'s app (of `function`, when given).
+pub(crate) async fn async_invocations(
+    state: &AppState,
+    function: Option<&str>,
+    limit: u32,
+) -> Result<Vec<AsyncInvocation>, StoreError> {
+    let jobs = state.async_jobs.recent(function, limit.min(1_000)).await?;
+    Ok(jobs.into_iter().map(AsyncInvocation::from).collect())
+}
+
+#[utoipa::path(get, path = "/_updraft/api/v1/apps/{app}/async", params(("app" = String, Path, description = "the app's name"), AsyncParams),
+    responses((status = 200, body = [AsyncInvocation], description = "newest first; results are kept 24 hours"), (status = 404, body = ApiError)))]
+pub(super) async fn async_jobs(
+    Extension(state): Extension<Arc<AppState>>,
+    Query(p): Query<AsyncParams>,
+) -> Response {
+    if let Some(f) = &p.function
+        && !state.functions.contains_key(f)
+    {
+        return unknown_function(f);
+    }
+    match async_invocations(&state, p.function.as_deref(), p.limit.unwrap_or(50)).await {
+        Ok(list) => Json(list).into_response(),
         Err(e) => store_error(&e),
     }
 }

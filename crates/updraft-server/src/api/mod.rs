@@ -77,6 +77,7 @@ pub use topics::*;
         stats,
         sql_databases,
         sql_query,
+        async_jobs,
         async_status,
         topics,
         publish,
@@ -106,6 +107,7 @@ pub use topics::*;
         Invocation,
         InvocationDetail,
         LogLine,
+        AsyncInvocation,
         AppStats,
         FunctionStats,
         MinuteStats,
@@ -219,6 +221,7 @@ pub(crate) fn router() -> axum::Router {
         .route("/_updraft/api/v1/stats", get(stats))
         .route("/_updraft/api/v1/sql", get(sql_databases))
         .route("/_updraft/api/v1/sql/{name}/query", post(sql_query))
+        .route("/_updraft/api/v1/async", get(async_jobs))
         .route("/_updraft/api/v1/async/{id}", get(async_status))
         .route("/_updraft/api/v1/topics", get(topics))
         .route("/_updraft/api/v1/topics/{name}/events", post(publish))

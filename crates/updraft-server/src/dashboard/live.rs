@@ -3,27 +3,22 @@
 //! (one event per poll, however many invocations ended), so a busy app cannot flood it.
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::fmt::Write;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Extension;
 use axum::extract::{Path, Query};
-use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use http::StatusCode;
 use serde::Deserialize;
 use updraft_store::{InvocationQuery, RecordStore};
 
-use super::{Nav, escape, html, layout, no_app};
+use super::{Nav, News, escape, html, layout, news_stream, no_app};
 use crate::api::{Invocation, url_encode as url};
 use crate::state::NodeState;
 
 /// Rows the page keeps.
 const KEPT: usize = 200;
-/// How often the server looks for new records (they are written in 100 ms batches).
-const POLL: Duration = Duration::from_millis(500);
 /// Records read per poll: more than end in one poll at 1,000 invocations/s.
 const PER_POLL: u32 = 1_000;
 /// How long an id is remembered as sent (records land within a second of the end).
@@ -122,29 +117,12 @@ pub(super) async fn events(
     let Some(app) = node.apps.get(&app) else {
         return no_app(&app);
     };
-    let records = app.records.clone();
-    let state = Poller {
-        records,
+    news_stream(Poller {
+        records: app.records.clone(),
         filter: f,
         sent: HashMap::new(),
         first: true,
-    };
-    let stream = futures::stream::unfold(state, |mut p| async move {
-        loop {
-            if !p.first {
-                tokio::time::sleep(POLL).await;
-            }
-            let batch = p.poll().await;
-            if !batch.is_empty() {
-                let data = serde_json::to_string(&batch).unwrap_or_else(|_| "[]".to_owned());
-                let event = Event::default().event("invocations").data(data);
-                return Some((Ok::<_, Infallible>(event), p));
-            }
-        }
-    });
-    Sse::new(stream)
-        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
-        .into_response()
+    })
 }
 
 struct Poller {
@@ -155,7 +133,10 @@ struct Poller {
     first: bool,
 }
 
-impl Poller {
+impl News for Poller {
+    type Item = Invocation;
+    const EVENT: &'static str = "invocations";
+
     /// Records not sent before that pass the filter, oldest first (the first poll: the
     /// latest 50, so the page starts filled).
     async fn poll(&mut self) -> Vec<Invocation> {

@@ -7,6 +7,8 @@
 //! * `/_updraft/apps/<app>/invocations/<id>`: one invocation with what it logged;
 //!   `/_updraft/apps/<app>/invocations?id=…` (the header's search box) leads there.
 //! * `/_updraft/apps/<app>/live`: invocations as they happen, over SSE (`live.rs`).
+//! * `/_updraft/apps/<app>/logs[?function=…&invocation=…]`: what functions print, followed
+//!   live over SSE (`logs.rs`).
 //! * `/_updraft/apps/<app>/queues`: depths and dead letters, with a redrive button.
 //! * `/_updraft/apps/<app>/streams`: partitions and each consumer's lag per partition
 //!   (`streams.rs`).
@@ -28,6 +30,7 @@ mod chart;
 mod explorer;
 mod live;
 mod login;
+mod logs;
 mod ops;
 mod panels;
 mod streams;
@@ -42,6 +45,43 @@ pub(crate) use login::has_session;
 pub(crate) use panels::public_page;
 
 use crate::state::AppState;
+
+/// What a live page follows: asked for news every [`POLL`], each non-empty answer is sent
+/// as one SSE event of JSON named [`News::EVENT`] (batched, so a busy app cannot flood a
+/// page), with keep-alive comments in between.
+trait News: Send + 'static {
+    /// One piece of news.
+    type Item: serde::Serialize + Send;
+    /// The SSE event's name.
+    const EVENT: &'static str;
+    /// What is new since the last call.
+    fn poll(&mut self) -> impl std::future::Future<Output = Vec<Self::Item>> + Send;
+}
+
+/// How often a live page's stream looks for news (records land in 100 ms batches).
+const POLL: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// `news` as an SSE response: polled at once, then every [`POLL`].
+fn news_stream<N: News>(news: N) -> Response {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    let stream = futures::stream::unfold((news, true), |(mut news, first)| async move {
+        if !first {
+            tokio::time::sleep(POLL).await;
+        }
+        loop {
+            let batch = news.poll().await;
+            if !batch.is_empty() {
+                let data = serde_json::to_string(&batch).unwrap_or_else(|_| "[]".to_owned());
+                let event = Event::default().event(N::EVENT).data(data);
+                return Some((Ok::<_, std::convert::Infallible>(event), (news, false)));
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    });
+    Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(std::time::Duration::from_secs(15)))
+        .into_response()
+}
 
 /// The dashboard's pages under `/_updraft/` (behind the admin API's auth).
 pub(crate) fn router() -> axum::Router {
@@ -61,6 +101,8 @@ pub(crate) fn router() -> axum::Router {
         .route("/_updraft/apps/{app}/streams", get(streams::page))
         .route("/_updraft/apps/{app}/live", get(live::page))
         .route("/_updraft/apps/{app}/live/events", get(live::events))
+        .route("/_updraft/apps/{app}/logs", get(logs::page))
+        .route("/_updraft/apps/{app}/logs/events", get(logs::events))
         .route("/_updraft/apps/{app}/buckets", get(buckets::list))
         .route(
             "/_updraft/apps/{app}/buckets/{bucket}",
@@ -80,6 +122,7 @@ pub(crate) fn router() -> axum::Router {
 pub(crate) enum Nav {
     Overview,
     Live,
+    Logs,
     Queues,
     Streams,
     Tables,
@@ -96,6 +139,7 @@ fn layout(title: &str, app: &AppState, nav: Nav, body: &str, reload: Option<&str
         let mut entries = vec![
             (Nav::Overview, base.clone(), "Overview"),
             (Nav::Live, format!("{base}/live"), "Live"),
+            (Nav::Logs, format!("{base}/logs"), "Logs"),
             (Nav::Queues, format!("{base}/queues"), "Queues"),
         ];
         if !app.streams.is_empty() {
@@ -228,11 +272,11 @@ nav a { text-decoration: none; padding: .15rem 0; } nav a[aria-current] { border
 .ok { color: inherit; } .bad { color: var(--err); font-weight: 600; }
 button { font: inherit; padding: .3rem .8rem; border-radius: 6px; border: 1px solid var(--line); background: var(--bg); color: var(--fg); cursor: pointer; }
 button:focus-visible, a:focus-visible { outline: 2px solid #0072b2; outline-offset: 2px; }
-pre.logs { white-space: pre-wrap; word-break: break-word; } .stderr { color: var(--err); }
+pre.logs { white-space: pre-wrap; word-break: break-word; } #log-lines { max-height: 70vh; overflow: auto; } .stderr { color: var(--err); }
 .explorer { display: grid; gap: 1rem; grid-template-columns: minmax(0, 1fr); }
 @media (min-width: 900px) { .explorer { grid-template-columns: 18rem minmax(0, 1fr); } }
 .schema { padding-left: 1rem; } .schema li { margin-bottom: .4rem; } textarea { width: 100%; font: 13px/1.4 ui-monospace, monospace; }
-select, input, textarea { font: inherit; padding: .2rem .3rem; border: 1px solid var(--line); border-radius: 4px; background: var(--bg); color: var(--fg); }
+select, input, textarea { max-width: 100%; box-sizing: border-box; font: inherit; padding: .2rem .3rem; border: 1px solid var(--line); border-radius: 4px; background: var(--bg); color: var(--fg); }
 dl.fields { display: grid; grid-template-columns: max-content 1fr; gap: .25rem 1rem; } dl.fields dt { color: var(--muted); } dl.fields dd { margin: 0; }
 pre { background: var(--card); border: 1px solid var(--line); padding: .75rem; overflow-x: auto; }
 "#;

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use http::StatusCode;
 use serde::Deserialize;
 use updraft_manifest::ChartKind;
-use updraft_store::{InvocationQuery, RowSet, Value};
+use updraft_store::{InvocationQuery, RowSet, StoreError, Value};
 
 use super::{HEAD, Nav, chart, escape, html, layout, no_app, not_found};
 use crate::api::{self, AppStats, FunctionInfo, Invocation};
@@ -343,6 +343,13 @@ pub(super) async fn invocation(
         duration(i.instantiate_us),
         if i.cold { "cold" } else { "warm" },
     );
+    if let Some(r) = &i.request {
+        let _ = write!(
+            body,
+            r#"<dt>request</dt><dd><code>{}</code></dd>"#,
+            escape(r)
+        );
+    }
     if let Some(e) = &i.error {
         let _ = write!(body, r#"<dt>error</dt><dd class="bad">{}</dd>"#, escape(e));
     }
@@ -360,7 +367,14 @@ pub(super) async fn invocation(
                 escape(&l.line)
             );
         }
-        body.push_str("</pre></section>");
+        body.push_str("</pre>");
+        let _ = write!(
+            body,
+            r#"<p><a href="/_updraft/apps/{}/logs?function={}">Follow {}'s logs live</a></p></section>"#,
+            escape(&api::url_encode(&app.name)),
+            escape(&api::url_encode(&i.function)),
+            escape(&i.function)
+        );
     }
     html(
         StatusCode::OK,
@@ -426,11 +440,64 @@ pub(super) async fn queues(
         }
         body.push_str("</tbody></table></div></section>");
     }
+    match async_section(app).await {
+        Ok(section) => body.push_str(&section),
+        Err(e) => return failed("the async invocations", e),
+    }
     let reload = format!("/_updraft/apps/{}/queues", app.name);
     html(
         StatusCode::OK,
         layout("Queues", app, Nav::Queues, &body, Some(&reload)),
     )
+}
+
+/// Async invocations shown on the queues page, newest first.
+const ASYNC_SHOWN: u32 = 50;
+
+/// The newest async invocations with their status; nothing for an app none of whose
+/// functions takes `Prefer: respond-async`.
+async fn async_section(app: &AppState) -> Result<String, StoreError> {
+    if app.async_policies.is_empty() {
+        return Ok(String::new());
+    }
+    let jobs = api::async_invocations(app, None, ASYNC_SHOWN).await?;
+    let mut out = String::from(r#"<section class="panel" id="async"><h2>Async invocations</h2>"#);
+    if jobs.is_empty() {
+        out.push_str(r#"<p class="empty">None in the last 24 hours. Send a request with <code>Prefer: respond-async</code> to a function with <code>async = true</code>; the 202 names its id.</p></section>"#);
+        return Ok(out);
+    }
+    let _ = write!(
+        out,
+        r#"<p class="note">The newest {ASYNC_SHOWN}; each outcome is kept 24 hours.</p><div class="table-wrap"><table><thead><tr><th scope="col">invocation</th><th scope="col">function</th><th scope="col">request</th><th scope="col">status</th><th scope="col">answer</th><th scope="col">accepted</th><th scope="col">finished</th></tr></thead><tbody>"#
+    );
+    for j in &jobs {
+        let class = match j.status.as_str() {
+            "succeeded" => "ok",
+            "failed" => "bad",
+            _ => "",
+        };
+        let answer = match (j.response_status, &j.error) {
+            (Some(s), _) => s.to_string(),
+            (None, Some(e)) => e.clone(),
+            (None, None) => String::new(),
+        };
+        let _ = write!(
+            out,
+            r#"<tr data-async="{id}"><td><a href="/_updraft/apps/{app}/invocations/{id_url}">{id}</a></td><td>{function}</td><td><code>{method} {path}</code></td><td class="{class}">{status}</td><td>{answer}</td><td>{created}</td><td>{finished}</td></tr>"#,
+            id = escape(&j.invocation_id),
+            app = escape(&api::url_encode(&app.name)),
+            id_url = escape(&api::url_encode(&j.invocation_id)),
+            function = escape(&j.function),
+            method = escape(&j.method),
+            path = escape(&j.path),
+            status = escape(&j.status),
+            answer = escape(&answer),
+            created = escape(&j.created),
+            finished = escape(j.finished.as_deref().unwrap_or("")),
+        );
+    }
+    out.push_str("</tbody></table></div></section>");
+    Ok(out)
 }
 
 #[derive(Debug, Deserialize)]

@@ -12,6 +12,33 @@ use crate::queue::QueueStore;
 pub async fn run(mut make: impl FnMut() -> (Arc<dyn AsyncStore>, Arc<dyn QueueStore>)) {
     submit_queues_and_finish_records(make()).await;
     submitting_twice_runs_once(make()).await;
+    recent_lists_the_newest_without_bodies(make()).await;
+}
+
+/// `recent` lists newest first, per function when asked, bounded, and leaves bodies out.
+async fn recent_lists_the_newest_without_bodies(
+    (jobs, _queues): (Arc<dyn AsyncStore>, Arc<dyn QueueStore>),
+) {
+    for (i, function) in ["f", "g", "f", "f"].iter().enumerate() {
+        let job = AsyncJob {
+            id: format!("j{i}"),
+            function: (*function).into(),
+            method: "POST".into(),
+            path: "/".into(),
+            body: vec![b'x'; 100],
+            ..AsyncJob::default()
+        };
+        let at = 10 + i64::try_from(i).expect("small");
+        jobs.submit(job, "_async", at).await.expect("submit");
+    }
+    let ids = |list: Vec<AsyncJob>| list.into_iter().map(|j| j.id).collect::<Vec<_>>();
+    let all = jobs.recent(None, 10).await.expect("recent");
+    assert!(all.iter().all(|j| j.body.is_empty()), "no bodies: {all:?}");
+    assert_eq!(all[0].status, "queued");
+    assert_eq!(ids(all), ["j3", "j2", "j1", "j0"]);
+    let f = jobs.recent(Some("f"), 2).await.expect("recent");
+    assert_eq!(ids(f), ["j3", "j2"]);
+    assert!(jobs.recent(Some("h"), 10).await.expect("recent").is_empty());
 }
 
 async fn submit_queues_and_finish_records(

@@ -17,6 +17,7 @@ fn inv(id: &str, function: &str, started_us: i64) -> InvocationRow {
         duration_us: 100,
         outcome: "ok".into(),
         error: None,
+        request: Some(format!("GET /{id}")),
     }
 }
 
@@ -148,15 +149,12 @@ async fn page_filter_follow_and_prune(store: Arc<dyn RecordStore>) {
         .await
         .expect("record store");
     assert_eq!(f.len(), 1);
-    assert_eq!(
-        store
-            .invocation("b")
-            .await
-            .expect("record store")
-            .expect("record store")
-            .function,
-        "g"
-    );
+    let b = store
+        .invocation("b")
+        .await
+        .expect("record store")
+        .expect("record store");
+    assert_eq!(b, inv("b", "g", 2), "a record reads back as written");
     let recent = store
         .logs(LogQuery {
             limit: 2,

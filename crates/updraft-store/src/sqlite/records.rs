@@ -37,6 +37,9 @@ CREATE INDEX logs_by_function ON logs (function, seq);
 CREATE INDEX logs_by_time ON logs (time_us);
 ";
 
+/// What an invocation was asked (request line or first event), kept since schema 9.
+pub(crate) const REQUEST_COLUMN: &str = "ALTER TABLE invocations ADD COLUMN request TEXT;";
+
 /// Per-function, per-minute rollups of `invocations` (see [`MinuteRow`]), kept as records
 /// are appended; `durations` is [`Durations::to_bytes`].
 pub(crate) const MINUTES_SCHEMA: &str = "
@@ -79,11 +82,12 @@ fn invocation_row(r: &Row<'_>) -> rusqlite::Result<InvocationRow> {
         duration_us: r.get(6)?,
         outcome: r.get(7)?,
         error: r.get(8)?,
+        request: r.get(9)?,
     })
 }
 
 const INVOCATION_COLUMNS: &str =
-    "id, function, trigger, started_us, cold, instantiate_us, duration_us, outcome, error";
+    "id, function, trigger, started_us, cold, instantiate_us, duration_us, outcome, error, request";
 
 fn log_row(r: &Row<'_>) -> rusqlite::Result<LogRow> {
     Ok(LogRow {
@@ -102,8 +106,8 @@ fn append_in(
     logs: &[LogRow],
 ) -> Result<(), StoreError> {
     const COLUMNS: &str =
-        "(id, function, trigger, started_us, cold, instantiate_us, duration_us, outcome, error)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+        "(id, function, trigger, started_us, cold, instantiate_us, duration_us, outcome, error, request)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
     let mut insert = conn
         .prepare_cached(&format!("INSERT OR IGNORE INTO invocations {COLUMNS}"))
         .map_err(backend)?;
@@ -121,7 +125,8 @@ fn append_in(
             i.instantiate_us,
             i.duration_us,
             i.outcome,
-            i.error
+            i.error,
+            i.request
         ];
         // A record written again replaces the first, and its rollup already counts it.
         if insert.execute(values).map_err(backend)? == 1 {

@@ -16,6 +16,8 @@ const MIGRATIONS: &[&str] = &[
     super::asyncjobs::SCHEMA,
     RETENTION_INDEXES,
     super::records::MINUTES_SCHEMA,
+    super::records::REQUEST_COLUMN,
+    super::asyncjobs::CREATED_INDEX,
 ];
 
 /// Lets the hourly retention find expired rows without scanning whole tables.

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use updraft_test_support::Server;
+use updraft_test_support::{AppDir, Server, guests};
 
 use crate::{bin, copy_example, eventually, get};
 
@@ -371,20 +371,8 @@ async fn the_overview_shows_what_ran_and_the_queues_page_redrives_dead_letters()
         .to_str()
         .unwrap()
         .to_owned();
-    let mut seen = String::new();
-    let arrived = tokio::time::timeout(Duration::from_secs(20), async {
-        while !seen.contains(&id) {
-            match live.chunk().await {
-                Ok(Some(chunk)) => seen.push_str(&String::from_utf8_lossy(&chunk)),
-                _ => break,
-            }
-        }
-    })
-    .await;
-    assert!(
-        arrived.is_ok() && seen.contains(&id),
-        "no live record of {id}: {seen}"
-    );
+    let seen = read_until(&mut live, &id, Duration::from_secs(20)).await;
+    assert!(seen.contains(&id), "no live record of {id}: {seen}");
     assert!(seen.contains("event: invocations"), "{seen}");
     drop(live);
     // The page itself (its script fills the rows from the stream; a headless `--dump-dom`
@@ -668,4 +656,133 @@ async fn the_table_explorer_and_bucket_browser_show_the_pipeline_s_data() {
     )
     .await;
     assert!(shown.dom.contains(r#"data-chart="pie""#), "{}", shown.dom);
+}
+
+/// Reads `stream` until `want` is in what arrived (bounded by `within`); what arrived.
+async fn read_until(stream: &mut reqwest::Response, want: &str, within: Duration) -> String {
+    let mut seen = String::new();
+    let _ = tokio::time::timeout(within, async {
+        while !seen.contains(want) {
+            match stream.chunk().await {
+                Ok(Some(chunk)) => seen.push_str(&String::from_utf8_lossy(&chunk)),
+                _ => break,
+            }
+        }
+    })
+    .await;
+    seen
+}
+
+#[tokio::test]
+async fn logs_are_followed_live_and_async_invocations_are_listed() {
+    let app = AppDir::new(
+        r#"
+[app]
+name = "kitchen"
+
+[function.kitchen]
+source = "kitchen.wasm"
+async = true
+
+[[trigger.http]]
+route = "/k/..."
+function = "kitchen"
+"#,
+    );
+    app.guest(guests::KITCHEN, "kitchen.wasm");
+    let server = crate::start(&app);
+
+    // Follow the logs, then make the function print: its lines arrive over SSE.
+    let mut follow = crate::client()
+        .get(server.url("/_updraft/apps/kitchen/logs/events?function=kitchen&after=0"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(follow.status(), 200);
+    assert_eq!(follow.headers()["content-type"], "text/event-stream");
+    let r = crate::client()
+        .get(server.url("/k/log?from=test"))
+        .send()
+        .await
+        .unwrap();
+    let id = r.headers()["updraft-invocation-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let want = format!("to stderr from {id}");
+    let seen = read_until(&mut follow, &want, Duration::from_secs(20)).await;
+    assert!(seen.contains(&want), "no live log line of {id}: {seen}");
+    assert!(seen.contains("event: lines"), "{seen}");
+    assert!(seen.contains(&format!("to stdout from {id}")), "{seen}");
+    drop(follow);
+
+    // The page lists the newest lines and streams from after the last one it shows.
+    let (status, page) = get(&server, "/_updraft/apps/kitchen/logs?function=kitchen").await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains(&want), "{page}");
+    assert!(page.contains(r#"<span class="stderr""#), "{page}");
+    assert!(
+        page.contains("/_updraft/apps/kitchen/logs/events?after=")
+            && page.contains("function=kitchen"),
+        "the page follows what its filter asks for: {page}"
+    );
+    let (status, page) = get(&server, "/_updraft/apps/kitchen/logs?function=nope").await;
+    assert_eq!(status, 404, "{page}");
+    assert!(
+        page.contains("function `nope` is not in this app"),
+        "{page}"
+    );
+
+    // The invocation keeps its request line; its page shows it and links to the logs.
+    let (_, record) = get(&server, &format!("/_updraft/api/v1/invocations/{id}")).await;
+    let record: serde_json::Value = serde_json::from_str(&record).unwrap();
+    assert_eq!(record["request"], "GET /k/log?from=test", "{record}");
+    let (_, page) = get(&server, &format!("/_updraft/apps/kitchen/invocations/{id}")).await;
+    assert!(
+        page.contains("<dt>request</dt><dd><code>GET /k/log?from=test</code></dd>"),
+        "{page}"
+    );
+    assert!(
+        page.contains("/_updraft/apps/kitchen/logs?function=kitchen"),
+        "{page}"
+    );
+
+    // An async invocation is listed with its status, on the API and the queues page.
+    let (status, page) = get(&server, "/_updraft/apps/kitchen/queues").await;
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("Async invocations") && page.contains("None in the last 24 hours"),
+        "{page}"
+    );
+    let r = crate::client()
+        .post(server.url("/k/sleep?ms=10"))
+        .header("prefer", "respond-async")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let accepted: serde_json::Value = r.json().await.unwrap();
+    let job = accepted["invocation_id"].as_str().unwrap().to_owned();
+    let mut list = serde_json::Value::Null;
+    let done = eventually(Duration::from_secs(30), async || {
+        list = serde_json::from_str(
+            &get(&server, "/_updraft/api/v1/async?function=kitchen")
+                .await
+                .1,
+        )
+        .unwrap_or_default();
+        list[0]["status"] == "succeeded"
+    })
+    .await;
+    assert!(done, "{list}");
+    assert_eq!(list[0]["invocation_id"], job.as_str(), "{list}");
+    assert_eq!(list[0]["method"], "POST");
+    assert_eq!(list[0]["path"], "/k/sleep?ms=10");
+    assert_eq!(list[0]["response_status"], 200);
+    let (status, body) = get(&server, "/_updraft/api/v1/async?function=nope").await;
+    assert_eq!(status, 404, "{body}");
+    let (_, page) = get(&server, "/_updraft/apps/kitchen/queues").await;
+    assert!(page.contains(&format!(r#"data-async="{job}""#)), "{page}");
+    assert!(page.contains("<code>POST /k/sleep?ms=10</code>"), "{page}");
+    assert!(page.contains(r#"<td class="ok">succeeded</td>"#), "{page}");
 }
