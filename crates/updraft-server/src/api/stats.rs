@@ -1,7 +1,7 @@
 //! Invocation statistics over a recent window, per function and per minute: what the
 //! dashboard's overview charts, read from the record store's per-minute rollups.
 
-use updraft_store::{MINUTE_US, MinuteRow};
+use updraft_store::{Durations, MINUTE_US, MinuteRow};
 
 use super::*;
 
@@ -34,6 +34,13 @@ pub struct MinuteStats {
     pub ok: u64,
     /// With any other outcome.
     pub failed: u64,
+    /// Those that were cold starts.
+    pub cold: u64,
+    /// Median duration of all functions' invocations in the minute, in microseconds;
+    /// absent for a minute without any.
+    pub p50_us: Option<i64>,
+    /// Their 99th-percentile duration, in microseconds.
+    pub p99_us: Option<i64>,
 }
 
 /// Invocation statistics of an app over a recent window.
@@ -101,20 +108,33 @@ pub(crate) async fn app_stats(state: &AppState, window: Duration) -> Result<AppS
             minute: rfc3339(m * MINUTE_US),
             ok: 0,
             failed: 0,
+            cold: 0,
+            p50_us: None,
+            p99_us: None,
         })
         .collect();
+    let mut durations = vec![Durations::default(); minutes.len()];
     let mut by_function: BTreeMap<String, MinuteRow> = BTreeMap::new();
     for r in rollups {
-        let at = r.minute_us.div_euclid(MINUTE_US) - first;
-        if let Some(m) = usize::try_from(at).ok().and_then(|i| minutes.get_mut(i)) {
+        let at = usize::try_from(r.minute_us.div_euclid(MINUTE_US) - first).ok();
+        if let Some(i) = at.filter(|i| *i < minutes.len()) {
+            let m = &mut minutes[i];
             m.ok += r.invocations.saturating_sub(r.errors);
             m.failed += r.errors;
+            m.cold += r.cold;
+            durations[i].merge(&r.durations);
         }
         match by_function.get_mut(&r.function) {
             Some(total) => total.merge(&r),
             None => {
                 by_function.insert(r.function.clone(), r);
             }
+        }
+    }
+    for (m, d) in minutes.iter_mut().zip(&durations) {
+        if !d.is_empty() {
+            m.p50_us = Some(d.percentile(50));
+            m.p99_us = Some(d.percentile(99));
         }
     }
     let functions = by_function

@@ -251,7 +251,7 @@ body { margin: 0; font: 15px/1.5 system-ui, -apple-system, "Segoe UI", sans-seri
 header, main { max-width: 1400px; margin: 0 auto; padding: 1rem; }
 h1 { font-size: 1.5rem; margin: 0; } h2 { font-size: 1.05rem; margin: 0 0 .5rem; }
 .meta { color: var(--muted); margin: .25rem 0 0; } a { color: inherit; }
-.panels { display: grid; gap: 1rem; grid-template-columns: repeat(auto-fit, minmax(min(100%, 520px), 1fr)); }
+.panels { display: grid; gap: 1rem; grid-template-columns: repeat(auto-fit, minmax(min(100%, 520px), 1fr)); } .charts { display: grid; gap: 0 1rem; grid-template-columns: repeat(auto-fit, minmax(min(100%, 480px), 1fr)); }
 .panel { background: var(--card); border: 1px solid var(--line); border-radius: 8px; padding: 1rem; min-width: 0; }
 .chart { width: 100%; height: auto; max-height: 360px; display: block; }
 .chart .dense { opacity: 0; } .chart .dense:hover { opacity: 1; }

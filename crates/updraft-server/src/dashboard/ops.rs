@@ -151,39 +151,95 @@ fn totals(stats: &AppStats) -> String {
     )
 }
 
+/// The overview's charts over the window, one point per minute: invocations (ok and
+/// failed), p50/p99 duration, error rate and cold starts.
 fn per_minute(stats: &AppStats, window: &str) -> String {
-    let title = format!("Invocations per minute, last {window}");
     if stats.minutes.iter().all(|m| m.ok + m.failed == 0) {
         return format!(
-            r#"<section class="panel"><h2>{}</h2><p class="empty">No invocations in this window. Call a route, or send an event (`updraft events enqueue …`), and they appear here.</p></section>"#,
-            escape(&title)
+            r#"<section class="panel"><h2>Invocations per minute, last {}</h2><p class="empty">No invocations in this window. Call a route, or send an event (`updraft events enqueue …`), and they appear here.</p></section>"#,
+            escape(window)
         );
     }
+    let count = |n: u64| Value::Int(i64::try_from(n).unwrap_or(i64::MAX));
+    let ms = |us: Option<i64>| us.map_or(Value::Null, |us| Value::Float(us as f64 / 1e3));
+    let mut out = minute_chart(
+        "per-minute",
+        &format!("Invocations per minute, last {window}"),
+        ChartKind::Area,
+        &["ok", "failed"],
+        stats,
+        |m| vec![count(m.ok), count(m.failed)],
+    );
+    out.push_str(r#"<div class="charts">"#);
+    out.push_str(&minute_chart(
+        "durations",
+        "Duration per minute (ms)",
+        ChartKind::Line,
+        &["p50 ms", "p99 ms"],
+        stats,
+        |m| vec![ms(m.p50_us), ms(m.p99_us)],
+    ));
+    out.push_str(&minute_chart(
+        "error-rate",
+        "Error rate per minute (%)",
+        ChartKind::Line,
+        &["errors %"],
+        stats,
+        |m| {
+            let n = m.ok + m.failed;
+            vec![if n == 0 {
+                Value::Null
+            } else {
+                Value::Float(m.failed as f64 * 100.0 / n as f64)
+            }]
+        },
+    ));
+    out.push_str(&minute_chart(
+        "cold-starts",
+        "Cold starts per minute",
+        ChartKind::Area,
+        &["cold starts"],
+        stats,
+        |m| vec![count(m.cold)],
+    ));
+    out.push_str("</div>");
+    out
+}
+
+/// One chart of `stats`' minutes: `columns` are the series `values` gives for each.
+fn minute_chart(
+    id: &str,
+    title: &str,
+    kind: ChartKind,
+    columns: &[&str],
+    stats: &AppStats,
+    values: impl Fn(&api::MinuteStats) -> Vec<Value>,
+) -> String {
+    let mut names = vec!["minute".to_owned()];
+    names.extend(columns.iter().map(|c| (*c).to_owned()));
     let rows = RowSet {
-        columns: vec!["minute".into(), "ok".into(), "failed".into()],
+        columns: names,
         rows: stats
             .minutes
             .iter()
             .map(|m| {
-                vec![
-                    Value::Text(m.minute.clone()),
-                    Value::Int(i64::try_from(m.ok).unwrap_or(i64::MAX)),
-                    Value::Int(i64::try_from(m.failed).unwrap_or(i64::MAX)),
-                ]
+                let mut row = vec![Value::Text(m.minute.clone())];
+                row.extend(values(m));
+                row
             })
             .collect(),
     };
     let spec = chart::Spec {
-        chart: ChartKind::Area,
+        chart: kind,
         x: Some("minute"),
-        y: vec!["ok".into(), "failed".into()],
+        y: columns.iter().map(|c| (*c).to_owned()).collect(),
         group: None,
     };
     let drawn = chart::render(&spec, &rows)
         .unwrap_or_else(|e| format!(r#"<p class="error">{}</p>"#, escape(&e)));
     format!(
-        r#"<section class="panel" id="per-minute"><h2>{}</h2>{drawn}</section>"#,
-        escape(&title)
+        r#"<section class="panel" id="{id}"><h2>{}</h2>{drawn}</section>"#,
+        escape(title)
     )
 }
 

@@ -282,6 +282,44 @@ async fn the_overview_shows_what_ran_and_the_queues_page_redrives_dead_letters()
         page.contains(r#"data-chart="area""#),
         "invocations per minute are charted: {page}"
     );
+    for (id, kind) in [
+        ("durations", "line"),
+        ("error-rate", "line"),
+        ("cold-starts", "area"),
+    ] {
+        let at = page
+            .find(&format!(r#"id="{id}""#))
+            .unwrap_or_else(|| panic!("no `{id}` chart: {page}"));
+        assert!(
+            page[at..].contains(&format!(r#"data-chart="{kind}""#)),
+            "`{id}` is drawn as a {kind} chart: {page}"
+        );
+    }
+    assert!(page.contains("Duration per minute (ms)"), "{page}");
+    // The same figures per minute on the API: each minute with invocations has its
+    // percentiles, and the cold starts add up to the totals.
+    let (_, stats) = get(&server, "/_updraft/api/v1/stats?window=15m").await;
+    let stats: serde_json::Value = serde_json::from_str(&stats).unwrap();
+    let minutes = stats["minutes"].as_array().unwrap();
+    let busy: Vec<_> = minutes
+        .iter()
+        .filter(|m| m["ok"].as_u64().unwrap() + m["failed"].as_u64().unwrap() > 0)
+        .collect();
+    assert!(!busy.is_empty(), "{stats}");
+    assert!(
+        busy.iter()
+            .all(|m| m["p50_us"].as_i64().unwrap() > 0
+                && m["p99_us"].as_i64() >= m["p50_us"].as_i64()),
+        "{stats}"
+    );
+    let cold: u64 = minutes.iter().map(|m| m["cold"].as_u64().unwrap()).sum();
+    let cold_total: u64 = stats["functions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["cold"].as_u64().unwrap())
+        .sum();
+    assert!(cold >= 2 && cold == cold_total, "{stats}");
     assert!(page.contains(r#"<b data-stat="errors">3</b>"#), "{page}");
     assert!(page.contains(r#"aria-current="true">15m<"#), "{page}");
 
