@@ -13,7 +13,7 @@ use wasmtime_wasi_config::WasiConfigVariables;
 use wasmtime_wasi_http::WasiHttpCtx;
 
 use crate::error::InvokeError;
-use crate::host::Caller;
+use crate::host::{Caller, http_budget};
 use crate::limits::Limiter;
 use crate::logs::{InvocationLog, LogStream};
 use crate::outbound::OutboundPolicy;
@@ -137,17 +137,21 @@ impl FunctionCore {
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false);
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(http_budget::MAX_HANDLES);
+        let limiter = Limiter::new(inner.spec.memory);
         let state = InvocationState {
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
-            table: ResourceTable::new(),
+            http_budget: http_budget::HttpBudget::new(limiter.memory_cap()),
+            table,
             outbound: OutboundPolicy {
                 function: inner.id.clone(),
                 invocation: invocation.clone(),
                 allowed: inner.allowed.clone(),
             },
             config: inner.config.clone(),
-            limiter: Limiter::new(inner.spec.memory),
+            limiter,
             resources: inner.spec.resources.clone(),
             caller: Caller {
                 function: inner.id.clone(),
@@ -186,6 +190,13 @@ impl FunctionCore {
             return InvokeError::AtCapacity {
                 function: self.id.to_string(),
                 limit: self.node_limit,
+            };
+        }
+        if let Some(over) = err.downcast_ref::<http_budget::OverBudget>() {
+            return InvokeError::HostMemoryLimit {
+                function: self.id.to_string(),
+                limit_mib: self.spec.memory >> 20,
+                what: over.what.to_owned(),
             };
         }
         if hit_memory_cap {

@@ -120,6 +120,7 @@ impl Runtime {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+        crate::host::http_budget::link(&mut linker)?;
         wasmtime_wasi_config::add_to_linker(&mut linker, |s: &mut InvocationState| {
             wasmtime_wasi_config::WasiConfig::from(&*s.config)
         })?;

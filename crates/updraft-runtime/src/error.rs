@@ -93,6 +93,19 @@ pub enum InvokeError {
         /// The cap.
         limit_mib: u64,
     },
+    /// The function asked the host to hold more through `wasi:http` (header maps, request
+    /// fields) than its memory limit allows.
+    #[error(
+        "function `{function}` exceeded its memory limit of {limit_mib} MiB in host memory held through wasi:http: {what} would take it past the limit. Header maps and request fields count against `memory`; hold fewer or smaller ones, or raise it"
+    )]
+    HostMemoryLimit {
+        /// The function.
+        function: String,
+        /// The cap.
+        limit_mib: u64,
+        /// The call that would have passed it.
+        what: String,
+    },
     /// The guest trapped, returned an error, or never set a response.
     #[error("function `{function}` failed: {message}")]
     Failed {
@@ -109,7 +122,9 @@ impl InvokeError {
         match self {
             InvokeError::AtCapacity { .. } => crate::Outcome::Rejected,
             InvokeError::Timeout { .. } => crate::Outcome::Timeout,
-            InvokeError::MemoryLimit { .. } => crate::Outcome::MemoryLimit,
+            InvokeError::MemoryLimit { .. } | InvokeError::HostMemoryLimit { .. } => {
+                crate::Outcome::MemoryLimit
+            }
             InvokeError::Failed { .. } | InvokeError::BadRequest { .. } => crate::Outcome::Error,
         }
     }

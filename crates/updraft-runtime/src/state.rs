@@ -20,6 +20,7 @@ pub struct InvocationState {
     pub(crate) outbound: OutboundPolicy,
     pub(crate) config: Arc<WasiConfigVariables>,
     pub(crate) limiter: Limiter,
+    pub(crate) http_budget: crate::host::http_budget::HttpBudget,
     pub(crate) resources: Arc<Resources>,
     pub(crate) caller: Caller,
 }

@@ -650,9 +650,9 @@ fn invoke_error_response(err: &InvokeError, id: &str) -> Response<Body> {
         InvokeError::AtCapacity { .. } => StatusCode::SERVICE_UNAVAILABLE,
         InvokeError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
         InvokeError::BadRequest { .. } => StatusCode::BAD_REQUEST,
-        InvokeError::MemoryLimit { .. } | InvokeError::Failed { .. } => {
-            StatusCode::INTERNAL_SERVER_ERROR
-        }
+        InvokeError::MemoryLimit { .. }
+        | InvokeError::HostMemoryLimit { .. }
+        | InvokeError::Failed { .. } => StatusCode::INTERNAL_SERVER_ERROR,
     };
     let mut response = error_response(status, &err.to_string(), Some(id));
     if status == StatusCode::SERVICE_UNAVAILABLE {

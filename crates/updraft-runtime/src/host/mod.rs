@@ -13,6 +13,7 @@
 //! [`BINDINGS`], and its allow-list in `updraft-manifest`'s `allow.rs`.
 
 mod blob;
+pub(crate) mod http_budget;
 mod kv;
 pub mod messaging;
 mod sql;
