@@ -58,6 +58,12 @@ pub struct QueueDepth {
     pub waiting: u64,
     /// Dead-lettered.
     pub dead: u64,
+    /// Of `waiting`, those leased to a worker right now (on JetStream: every delivery not
+    /// settled yet, which includes those backing off after a failure).
+    pub in_flight: u64,
+    /// When the oldest message not dead-lettered was enqueued, in microseconds since the
+    /// epoch; `None` when there is none.
+    pub oldest_us: Option<i64>,
 }
 
 /// Durable queues.
@@ -130,6 +136,8 @@ pub trait QueueStore: Send + Sync + 'static {
         let _ = (now_us, dead_letter_retention_us);
         Ok(0)
     }
+    /// Deletes dead letters (all, or those listed by id); returns how many went.
+    async fn delete_dead(&self, queue: &str, ids: Option<Vec<String>>) -> Result<u32, StoreError>;
     /// Makes dead letters (all, or those listed) deliverable again with fresh attempts.
     async fn redrive(
         &self,

@@ -88,6 +88,7 @@ pub use topics::*;
         queues,
         enqueue,
         dead_letters,
+        delete_dead_letters,
         redrive,
         buckets,
         list_objects,
@@ -130,6 +131,7 @@ pub use topics::*;
         Enqueued,
         DeadLetterInfo,
         Redriven,
+        DeletedDeadLetters,
         BucketInfo,
         ObjectInfo,
         ObjectList,
@@ -238,7 +240,7 @@ pub(crate) fn router() -> axum::Router {
         .route("/_updraft/api/v1/queues", get(queues))
         .route(
             "/_updraft/api/v1/queues/{name}/dead-letters",
-            get(dead_letters),
+            get(dead_letters).delete(delete_dead_letters),
         )
         .route("/_updraft/api/v1/queues/{name}/redrive", post(redrive))
         .route("/_updraft/api/v1/queues/{name}/messages", post(enqueue))

@@ -13,6 +13,12 @@ pub struct QueueInfo {
     pub waiting: u64,
     /// Dead-lettered (`<name>.dlq`).
     pub dead: u64,
+    /// Of `waiting`, leased to a worker now (on JetStream, also those backing off).
+    pub in_flight: u64,
+    /// When the oldest message not dead-lettered was enqueued, RFC 3339.
+    pub oldest: Option<String>,
+    /// Its age in seconds: how far behind the queue's workers are.
+    pub oldest_age_s: Option<u64>,
 }
 
 /// A message that used up its attempts.
@@ -62,12 +68,18 @@ pub(super) async fn queues(Extension(state): Extension<Arc<AppState>>) -> Respon
 pub(crate) async fn queue_infos(state: &AppState) -> Result<Vec<QueueInfo>, StoreError> {
     let mut out = Vec::new();
     for (name, q) in &state.queues {
-        let d = q.store.depth(name, updraft_runtime::now_us()).await?;
+        let now = updraft_runtime::now_us();
+        let d = q.store.depth(name, now).await?;
         out.push(QueueInfo {
             name: name.clone(),
             ready: d.ready,
             waiting: d.waiting,
             dead: d.dead,
+            in_flight: d.in_flight,
+            oldest: d.oldest_us.map(rfc3339),
+            oldest_age_s: d
+                .oldest_us
+                .map(|t| u64::try_from((now - t) / 1_000_000).unwrap_or(0)),
         });
     }
     Ok(out)
@@ -110,7 +122,7 @@ pub(crate) async fn dead_letter_infos(
     ))
 }
 
-/// Which dead letters to redrive.
+/// Which dead letters to redrive or delete.
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct RedriveParams {
     /// One message id; without it, all of them.
@@ -124,29 +136,67 @@ pub(super) async fn redrive(
     Path(name): Path<String>,
     Query(p): Query<RedriveParams>,
 ) -> Response {
-    match redrive_queue(&state, &name, p.id).await {
+    match act_on_dead_letters(&state, &name, p.id, DeadLetterAction::Redrive).await {
         Ok(Some(n)) => Json(Redriven { redriven: n }).into_response(),
         Ok(None) => unknown_queue(&name),
         Err(e) => store_error(&e),
     }
 }
 
-/// Makes the dead letters of queue `name` (or only message `id`) deliverable again;
-/// `None` when the app has no such queue.
-pub(crate) async fn redrive_queue(
+/// What to do with dead letters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DeadLetterAction {
+    /// Deliverable again with fresh attempts.
+    Redrive,
+    /// Gone for good.
+    Delete,
+}
+
+/// Redrives or deletes the dead letters of queue `name` (or only message `id`); how many,
+/// or `None` when the app has no such queue.
+pub(crate) async fn act_on_dead_letters(
     state: &AppState,
     name: &str,
     id: Option<String>,
+    action: DeadLetterAction,
 ) -> Result<Option<u32>, StoreError> {
     let Some(q) = state.queues.get(name) else {
         return Ok(None);
     };
-    let n = q
-        .store
-        .redrive(name, id.map(|id| vec![id]), updraft_runtime::now_us())
-        .await?;
-    q.notify.notify_waiters();
+    let ids = id.map(|id| vec![id]);
+    let n = match action {
+        DeadLetterAction::Redrive => {
+            let n = q
+                .store
+                .redrive(name, ids, updraft_runtime::now_us())
+                .await?;
+            q.notify.notify_waiters();
+            n
+        }
+        DeadLetterAction::Delete => q.store.delete_dead(name, ids).await?,
+    };
     Ok(Some(n))
+}
+
+/// How many dead letters were deleted.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct DeletedDeadLetters {
+    /// Dead letters deleted.
+    pub deleted: u32,
+}
+
+#[utoipa::path(delete, path = "/_updraft/api/v1/apps/{app}/queues/{name}/dead-letters", params(("app" = String, Path, description = "the app's name"), ("name" = String, Path, description = "queue name"), RedriveParams),
+    responses((status = 200, body = DeletedDeadLetters), (status = 404, body = ApiError)))]
+pub(super) async fn delete_dead_letters(
+    Extension(state): Extension<Arc<AppState>>,
+    Path(name): Path<String>,
+    Query(p): Query<RedriveParams>,
+) -> Response {
+    match act_on_dead_letters(&state, &name, p.id, DeadLetterAction::Delete).await {
+        Ok(Some(n)) => Json(DeletedDeadLetters { deleted: n }).into_response(),
+        Ok(None) => unknown_queue(&name),
+        Err(e) => store_error(&e),
+    }
 }
 
 /// How enqueued messages are delivered.

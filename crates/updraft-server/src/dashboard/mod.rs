@@ -9,7 +9,8 @@
 //! * `/_updraft/apps/<app>/live`: invocations as they happen, over SSE (`live.rs`).
 //! * `/_updraft/apps/<app>/logs[?function=…&invocation=…]`: what functions print, followed
 //!   live over SSE (`logs.rs`).
-//! * `/_updraft/apps/<app>/queues`: depths and dead letters, with a redrive button.
+//! * `/_updraft/apps/<app>/queues`: depths, in-flight, the oldest message's age and dead
+//!   letters, with redrive and delete buttons; async invocations with their status.
 //! * `/_updraft/apps/<app>/streams`: partitions and each consumer's lag per partition
 //!   (`streams.rs`).
 //! * `/_updraft/apps/<app>/buckets[/<bucket>?prefix=…]`: the bucket browser (`buckets.rs`).
@@ -95,8 +96,8 @@ pub(crate) fn router() -> axum::Router {
         )
         .route("/_updraft/apps/{app}/queues", get(ops::queues))
         .route(
-            "/_updraft/apps/{app}/queues/{name}/redrive",
-            post(ops::redrive),
+            "/_updraft/apps/{app}/queues/{name}/{action}",
+            post(ops::dead_letters),
         )
         .route("/_updraft/apps/{app}/streams", get(streams::page))
         .route("/_updraft/apps/{app}/live", get(live::page))
@@ -246,7 +247,7 @@ pub(crate) const HEAD: &str = concat!(
 pub(crate) const STYLE: &str = r#"
 :root { color-scheme: light dark; --fg: #1b1f24; --muted: #57606a; --bg: #ffffff; --card: #f6f8fa; --line: #d0d7de; --err: #b42318; }
 @media (prefers-color-scheme: dark) { :root { --fg: #e6edf3; --muted: #9da7b1; --bg: #0d1117; --card: #161b22; --line: #30363d; --err: #ff7b72; } }
-* { box-sizing: border-box; }
+* { box-sizing: border-box; } .actions { display: flex; gap: .5rem; flex-wrap: wrap; margin-bottom: .5rem; } td form { display: inline-block; margin: 0 .25rem .25rem 0; }
 body { margin: 0; font: 15px/1.5 system-ui, -apple-system, "Segoe UI", sans-serif; color: var(--fg); background: var(--bg); }
 header, main { max-width: 1400px; margin: 0 auto; padding: 1rem; }
 h1 { font-size: 1.5rem; margin: 0; } h2 { font-size: 1.05rem; margin: 0 0 .5rem; }

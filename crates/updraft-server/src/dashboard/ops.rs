@@ -453,16 +453,26 @@ pub(super) async fn queues(
     if queues.is_empty() {
         body.push_str(r#"<p class="empty">The app has no queues. Declare one with <code>[queue.&lt;name&gt;]</code>; topic subscriptions and file and cron triggers have queues of their own, listed here too.</p>"#);
     } else {
-        body.push_str(r#"<section class="panel"><h2>Queues</h2><div class="table-wrap"><table><thead><tr><th scope="col">queue</th><th scope="col">ready</th><th scope="col">waiting</th><th scope="col">dead letters</th></tr></thead><tbody>"#);
+        body.push_str(r#"<section class="panel"><h2>Queues</h2><div class="table-wrap"><table><thead><tr><th scope="col">queue</th><th scope="col">ready</th><th scope="col">waiting</th><th scope="col">dead letters</th><th scope="col">in flight</th><th scope="col">oldest message</th></tr></thead><tbody>"#);
         for q in &queues {
             let dead_class = if q.dead > 0 { "num bad" } else { "num" };
+            let oldest = q.oldest_age_s.map_or_else(
+                || "–".to_owned(),
+                |s| {
+                    humantime::format_duration(std::time::Duration::from_secs(s)).to_string()
+                        + " ago"
+                },
+            );
             let _ = write!(
                 body,
-                r#"<tr data-queue="{0}"><th scope="row">{0}</th><td class="num">{1}</td><td class="num">{2}</td><td class="{dead_class}">{3}</td></tr>"#,
+                r#"<tr data-queue="{0}"><th scope="row">{0}</th><td class="num">{1}</td><td class="num">{2}</td><td class="{dead_class}">{3}</td><td class="num">{4}</td><td data-oldest="{5}">{6}</td></tr>"#,
                 escape(&q.name),
                 q.ready,
                 q.waiting,
-                q.dead
+                q.dead,
+                q.in_flight,
+                q.oldest_age_s.map_or(String::new(), |s| s.to_string()),
+                escape(&oldest),
             );
         }
         body.push_str("</tbody></table></div></section>");
@@ -473,25 +483,28 @@ pub(super) async fn queues(
             Err(e) => return failed("the dead letters", e),
         };
         let action = format!("/_updraft/apps/{}/queues/{}/redrive", app.name, q.name);
+        let delete = format!("/_updraft/apps/{}/queues/{}/delete", app.name, q.name);
         let _ = write!(
             body,
-            r#"<section class="panel" id="dead-{name}"><h2>Dead letters of <code>{name}</code></h2><form method="post" action="{action}"><button type="submit">Redrive all {n}</button></form><div class="table-wrap"><table><thead><tr><th scope="col">event</th><th scope="col">type</th><th scope="col">attempts</th><th scope="col">last error</th><th scope="col">dead since</th><th scope="col"><span class="note">action</span></th></tr></thead><tbody>"#,
+            r#"<section class="panel" id="dead-{name}"><h2>Dead letters of <code>{name}</code></h2><div class="actions"><form method="post" action="{action}"><button type="submit">Redrive all {n}</button></form><form method="post" action="{delete}"><button type="submit">Delete all {n}</button></form></div><div class="table-wrap"><table><thead><tr><th scope="col">event</th><th scope="col">type</th><th scope="col">data</th><th scope="col">attempts</th><th scope="col">last error</th><th scope="col">dead since</th><th scope="col"><span class="note">action</span></th></tr></thead><tbody>"#,
             name = escape(&q.name),
             action = escape(&action),
+            delete = escape(&delete),
             n = dead.len(),
         );
         for d in &dead {
             let _ = write!(
                 body,
-                r#"<tr><td>{}</td><td>{}</td><td class="num">{}</td><td class="bad">{}</td><td>{}</td><td><form method="post" action="{}?id={}"><button type="submit" aria-label="redrive {}">Redrive</button></form></td></tr>"#,
-                escape(&d.event_id),
-                escape(&d.event_type),
-                d.attempts,
-                escape(d.last_error.as_deref().unwrap_or("")),
-                escape(&d.dead_at),
-                escape(&action),
-                escape(&d.id),
-                escape(&d.event_id),
+                r#"<tr data-dead="{id}"><td>{event}</td><td>{ty}</td><td><code>{data}</code></td><td class="num">{attempts}</td><td class="bad">{error}</td><td>{at}</td><td><form method="post" action="{action}?id={id}"><button type="submit" aria-label="redrive {event}">Redrive</button></form><form method="post" action="{delete}?id={id}"><button type="submit" aria-label="delete {event}">Delete</button></form></td></tr>"#,
+                id = escape(&d.id),
+                event = escape(&d.event_id),
+                ty = escape(&d.event_type),
+                data = escape(&shorten(&d.data, 200)),
+                attempts = d.attempts,
+                error = escape(d.last_error.as_deref().unwrap_or("")),
+                at = escape(&d.dead_at),
+                action = escape(&action),
+                delete = escape(&delete),
             );
         }
         body.push_str("</tbody></table></div></section>");
@@ -556,24 +569,41 @@ async fn async_section(app: &AppState) -> Result<String, StoreError> {
     Ok(out)
 }
 
+/// `text` cut to at most `max` characters, with an ellipsis when cut.
+fn shorten(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_owned(),
+    }
+}
+
 #[derive(Debug, Deserialize)]
 pub(super) struct RedriveQuery {
     id: Option<String>,
 }
 
-/// The redrive button: redrives, then back to the queues page (303, so a reload does not
-/// post again).
-pub(super) async fn redrive(
+/// The redrive and delete buttons (`/queues/<name>/redrive|delete[?id=…]`): does it, then
+/// back to the queues page (303, so a reload does not post again).
+pub(super) async fn dead_letters(
     Extension(node): Extension<Arc<NodeState>>,
-    Path((app, name)): Path<(String, String)>,
+    Path((app, name, action)): Path<(String, String, String)>,
     Query(q): Query<RedriveQuery>,
 ) -> Response {
     let Some(app) = node.apps.get(&app) else {
         return no_app(&app);
     };
-    match api::redrive_queue(app, &name, q.id).await {
+    let action = match action.as_str() {
+        "redrive" => api::DeadLetterAction::Redrive,
+        "delete" => api::DeadLetterAction::Delete,
+        other => {
+            return not_found(&format!(
+                "no dead-letter action `{other}`; use redrive or delete"
+            ));
+        }
+    };
+    match api::act_on_dead_letters(app, &name, q.id, action).await {
         Ok(Some(_)) => Redirect::to(&format!("/_updraft/apps/{}/queues", app.name)).into_response(),
         Ok(None) => not_found(&format!("queue `{name}` is not declared in this app")),
-        Err(e) => failed("the redrive", e),
+        Err(e) => failed("the dead letters", e),
     }
 }

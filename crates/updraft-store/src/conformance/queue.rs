@@ -69,6 +69,7 @@ pub async fn run(store: Arc<dyn QueueStore>) {
         expired_leases_come_back(q),
         delays_retries_releases_dead_letters_and_redrive(q),
         idempotency_keys_dedupe_within_the_window(q),
+        dead_letters_are_deleted_by_id_or_all(q),
     );
     competing_workers_each_get_every_message_once(store).await;
 }
@@ -94,6 +95,14 @@ async fn lease_hides_and_ack_removes(q: &dyn QueueStore) {
     );
     assert_eq!(first[0].attempts, 1);
     assert!(first[0].enqueued_us >= now && first[0].enqueued_us <= now_us());
+    let depth = q.depth("a", now_us()).await.expect("depth");
+    assert_eq!((depth.ready, depth.in_flight), (1, 2), "{depth:?}");
+    let oldest = depth.oldest_us.expect("the oldest message's time");
+    // The server may stamp it (JetStream): within a second of the enqueue.
+    assert!(
+        (now - SEC..=now_us()).contains(&oldest),
+        "oldest {oldest}, enqueued at {now}"
+    );
     let second = q.lease("a", 10, LONG, now_us()).await.expect("lease");
     assert_eq!(second.len(), 1, "leased messages are hidden");
     assert_eq!(second[0].event.id, "e2");
@@ -375,4 +384,50 @@ async fn competing_workers_each_get_every_message_once(q: Arc<dyn QueueStore>) {
     let unique: HashSet<_> = all.iter().collect();
     assert_eq!(all.len(), total, "no message delivered twice");
     assert_eq!(unique.len(), total, "no message lost");
+}
+
+/// Dead letters can be deleted one by one or all at once; live messages never are.
+async fn dead_letters_are_deleted_by_id_or_all(q: &dyn QueueStore) {
+    let now = now_us();
+    q.enqueue(
+        "g",
+        (0..3).map(|i| message(i, now, None)).collect(),
+        SEC,
+        now,
+    )
+    .await
+    .expect("enqueue");
+    let leased = q.lease("g", 2, LONG, now_us()).await.expect("lease");
+    assert_eq!(leased.len(), 2);
+    for m in &leased {
+        assert!(
+            q.dead_letter("g", &m.id, &m.token, "no good", now_us())
+                .await
+                .expect("dead letter")
+        );
+    }
+    assert_eq!(
+        q.delete_dead("g", Some(vec!["no-such-id".into()]))
+            .await
+            .expect("delete none"),
+        0
+    );
+    assert_eq!(
+        q.delete_dead("g", Some(vec![leased[0].id.clone()]))
+            .await
+            .expect("delete one"),
+        1
+    );
+    let left = q.dead_letters("g", 10).await.expect("dead letters");
+    assert_eq!(
+        left.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
+        [leased[1].id.as_str()]
+    );
+    assert_eq!(q.delete_dead("g", None).await.expect("delete all"), 1);
+    let depth = q.depth("g", now_us()).await.expect("depth");
+    assert_eq!(
+        (depth.dead, depth.ready),
+        (0, 1),
+        "the live message stays: {depth:?}"
+    );
 }

@@ -1128,6 +1128,7 @@ impl QueueStore for NatsQueues {
             .saturating_sub(delivered)
             .min(state.messages);
         let waiting = info.num_ack_pending as u64;
+        let oldest_us = (state.messages > 0).then(|| state.first_timestamp.timestamp_micros());
         let dead_stream = self.dead_stream().await?;
         let mut subjects = dead_stream
             .info_with_subjects(h.dead_subject.as_str())
@@ -1142,6 +1143,8 @@ impl QueueStore for NatsQueues {
             ready,
             waiting,
             dead,
+            in_flight: waiting,
+            oldest_us,
         })
     }
 
@@ -1150,28 +1153,57 @@ impl QueueStore for NatsQueues {
         self.walk_dead(&h, u64::from(limit)).await
     }
 
+    async fn delete_dead(&self, queue: &str, ids: Option<Vec<String>>) -> Result<u32, StoreError> {
+        self.each_dead(queue, ids, DeadAction::Delete).await
+    }
+
     async fn redrive(
         &self,
         queue: &str,
         ids: Option<Vec<String>>,
         now_us: i64,
     ) -> Result<u32, StoreError> {
+        self.each_dead(queue, ids, DeadAction::Redrive { now_us })
+            .await
+    }
+}
+
+/// What [`NatsQueues::each_dead`] does to each dead letter.
+#[derive(Debug, Clone, Copy)]
+enum DeadAction {
+    Delete,
+    Redrive { now_us: i64 },
+}
+
+impl NatsQueues {
+    /// Walks `queue`'s dead letters one at a time (never the whole set in memory), doing
+    /// `action` to each (all, or those listed: the walk stops once every listed id is
+    /// done); how many it did.
+    async fn each_dead(
+        &self,
+        queue: &str,
+        ids: Option<Vec<String>>,
+        action: DeadAction,
+    ) -> Result<u32, StoreError> {
         let h = self.handle(queue, None, None).await?;
         let dead = self.dead_stream().await?.clone();
-        // The listed ids not redriven yet; the walk ends once none is left.
+        // The listed ids not done yet; the walk ends once none is left.
         let mut wanted: Option<HashSet<String>> = ids.map(|ids| ids.into_iter().collect());
         let deadline = Instant::now() + DEAD_WALK_TIME;
-        let mut moved = 0u32;
+        let mut done = 0u32;
         let mut from = 1;
-        // One dead letter at a time: read, publish, remove; never the whole set in memory.
         for _ in 0..MAX_DEAD_WALK {
             if wanted.as_ref().is_some_and(HashSet::is_empty) {
                 break;
             }
             if Instant::now() > deadline {
+                let doing = match action {
+                    DeadAction::Delete => "deleting",
+                    DeadAction::Redrive { .. } => "redriving",
+                };
                 return Err(StoreError::Unavailable(format!(
-                    "redriving the dead letters of queue `{queue}` took over {DEAD_WALK_TIME:?} \
-                     ({moved} redriven); redrive again for the rest"
+                    "{doing} the dead letters of queue `{queue}` took over {DEAD_WALK_TIME:?} \
+                     ({done} done); ask again for the rest"
                 )));
             }
             let Some((m, id)) = self.next_dead(&h, from).await? else {
@@ -1183,10 +1215,24 @@ impl QueueStore for NatsQueues {
             {
                 continue;
             }
-            if self.redrive_one(&h, &dead, &m, &id, now_us).await? {
-                moved += 1;
+            let did = match action {
+                DeadAction::Redrive { now_us } => {
+                    self.redrive_one(&h, &dead, &m, &id, now_us).await?
+                }
+                DeadAction::Delete => {
+                    dead.delete_message(m.sequence).await.map_err(|e| {
+                        backend(
+                            format_args!("cannot delete a dead letter of queue `{queue}`"),
+                            e,
+                        )
+                    })?;
+                    true
+                }
+            };
+            if did {
+                done += 1;
             }
         }
-        Ok(moved)
+        Ok(done)
     }
 }

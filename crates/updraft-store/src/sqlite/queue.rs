@@ -315,7 +315,9 @@ impl QueueStore for SqliteQueues {
                     "SELECT
                         coalesce(sum(dead_us IS NULL AND available_us <= ?2), 0),
                         coalesce(sum(dead_us IS NULL AND available_us > ?2), 0),
-                        coalesce(sum(dead_us IS NOT NULL), 0)
+                        coalesce(sum(dead_us IS NOT NULL), 0),
+                        coalesce(sum(dead_us IS NULL AND available_us > ?2 AND lease_token IS NOT NULL), 0),
+                        min(CASE WHEN dead_us IS NULL THEN enqueued_us END)
                      FROM queue_messages WHERE queue = ?1",
                     params![queue, now_us],
                     |r| {
@@ -323,6 +325,8 @@ impl QueueStore for SqliteQueues {
                             ready: r.get::<_, i64>(0)? as u64,
                             waiting: r.get::<_, i64>(1)? as u64,
                             dead: r.get::<_, i64>(2)? as u64,
+                            in_flight: r.get::<_, i64>(3)? as u64,
+                            oldest_us: r.get(4)?,
                         })
                     },
                 )
@@ -372,6 +376,29 @@ impl QueueStore for SqliteQueues {
         )
         .await?;
         Ok(keys + dead)
+    }
+
+    async fn delete_dead(&self, queue: &str, ids: Option<Vec<String>>) -> Result<u32, StoreError> {
+        let queue = queue.to_owned();
+        self.db
+            .write(move |c| {
+                let sql = "DELETE FROM queue_messages
+                           WHERE queue = ?1 AND dead_us IS NOT NULL AND (?2 IS NULL OR id = ?2)";
+                let n = match &ids {
+                    None => c
+                        .execute(sql, params![queue, None::<String>])
+                        .map_err(backend)?,
+                    Some(ids) => {
+                        let mut n = 0;
+                        for id in ids {
+                            n += c.execute(sql, params![queue, id]).map_err(backend)?;
+                        }
+                        n
+                    }
+                };
+                Ok(n as u32)
+            })
+            .await
     }
 
     async fn redrive(

@@ -393,6 +393,72 @@ async fn the_overview_shows_what_ran_and_the_queues_page_redrives_dead_letters()
         worker_errors(&server).await
     );
 
+    // Dead again after three more attempts: its Delete button removes it for good.
+    let dead = async || {
+        let (_, list) = get(&server, "/_updraft/api/v1/queues/jobs/dead-letters").await;
+        serde_json::from_str::<serde_json::Value>(&list)
+            .ok()
+            .and_then(|l| l.as_array().map(Vec::len))
+    };
+    assert!(
+        eventually(Duration::from_secs(30), async || dead().await == Some(1)).await,
+        "{:?}",
+        dead().await
+    );
+    let (_, page) = get(&server, "/_updraft/apps/jobs/queues").await;
+    assert!(
+        page.contains("<code>fail</code>"),
+        "a dead letter shows its data: {page}"
+    );
+    let delete = "/_updraft/apps/jobs/queues/jobs/delete";
+    let r = post(&server, delete, Some("http://evil.example"), "").await;
+    assert_eq!(r.status(), 403, "another origin's page cannot press it");
+    let r = post(&server, delete, Some(&origin), "").await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(dead().await, Some(0));
+    let r = crate::client()
+        .delete(server.url("/_updraft/api/v1/queues/nope/dead-letters"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+
+    // A message waiting for later: the queue says how old its oldest message is.
+    let r = post(
+        &server,
+        "/k/enqueue?queue=jobs&id=later&delay_ms=600000",
+        None,
+        "fine",
+    )
+    .await;
+    assert_eq!(r.status(), 202);
+    let (_, queues) = get(&server, "/_updraft/api/v1/queues").await;
+    let queues: serde_json::Value = serde_json::from_str(&queues).unwrap();
+    let jobs = queues
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["name"] == "jobs")
+        .unwrap();
+    assert_eq!(
+        (
+            jobs["waiting"].as_u64(),
+            jobs["in_flight"].as_u64(),
+            jobs["dead"].as_u64()
+        ),
+        (Some(1), Some(0), Some(0)),
+        "{jobs}"
+    );
+    assert!(
+        jobs["oldest_age_s"].as_u64().is_some_and(|s| s < 60),
+        "{jobs}"
+    );
+    let (_, page) = get(&server, "/_updraft/apps/jobs/queues").await;
+    assert!(
+        page.contains("in flight") && page.contains(" ago</td>"),
+        "{page}"
+    );
+
     // The live view: new records arrive over SSE in batches, filtered as asked.
     let mut live = crate::client()
         .get(server.url("/_updraft/apps/jobs/live/events"))
