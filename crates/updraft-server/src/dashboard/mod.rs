@@ -247,7 +247,7 @@ pub(crate) const HEAD: &str = concat!(
 pub(crate) const STYLE: &str = r#"
 :root { color-scheme: light dark; --fg: #1b1f24; --muted: #57606a; --bg: #ffffff; --card: #f6f8fa; --line: #d0d7de; --err: #b42318; }
 @media (prefers-color-scheme: dark) { :root { --fg: #e6edf3; --muted: #9da7b1; --bg: #0d1117; --card: #161b22; --line: #30363d; --err: #ff7b72; } }
-* { box-sizing: border-box; } .actions { display: flex; gap: .5rem; flex-wrap: wrap; margin-bottom: .5rem; } td form { display: inline-block; margin: 0 .25rem .25rem 0; }
+* { box-sizing: border-box; } ol.runs { display: flex; flex-wrap: wrap; gap: .25rem .5rem; list-style: none; margin: 0; padding: 0; } .actions { display: flex; gap: .5rem; flex-wrap: wrap; margin-bottom: .5rem; } td form { display: inline-block; margin: 0 .25rem .25rem 0; }
 body { margin: 0; font: 15px/1.5 system-ui, -apple-system, "Segoe UI", sans-serif; color: var(--fg); background: var(--bg); }
 header, main { max-width: 1400px; margin: 0 auto; padding: 1rem; }
 h1 { font-size: 1.5rem; margin: 0; } h2 { font-size: 1.05rem; margin: 0 0 .5rem; }

@@ -509,6 +509,10 @@ pub(super) async fn queues(
         }
         body.push_str("</tbody></table></div></section>");
     }
+    match schedules_section(app).await {
+        Ok(section) => body.push_str(&section),
+        Err(e) => return failed("the schedules", e),
+    }
     match async_section(app).await {
         Ok(section) => body.push_str(&section),
         Err(e) => return failed("the async invocations", e),
@@ -518,6 +522,73 @@ pub(super) async fn queues(
         StatusCode::OK,
         layout("Queues", app, Nav::Queues, &body, Some(&reload)),
     )
+}
+
+/// Recent runs shown per cron trigger.
+const RECENT_RUNS: usize = 10;
+
+/// Each cron trigger with its last and next run and its recent runs (their outcomes, each a
+/// link to its page); nothing for an app without schedules.
+async fn schedules_section(app: &AppState) -> Result<String, String> {
+    let functions = api::function_infos(app)
+        .await
+        .map_err(|_| "the function list could not be read".to_owned())?;
+    let mut rows = String::new();
+    for f in &functions {
+        let crons: Vec<_> = f.triggers.iter().filter(|t| t.kind == "cron").collect();
+        if crons.is_empty() {
+            continue;
+        }
+        let recent = app
+            .records
+            .invocations(InvocationQuery {
+                function: Some(f.id.clone()),
+                before_us: None,
+                limit: 200,
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut runs = String::new();
+        for r in recent
+            .iter()
+            .filter(|r| r.trigger == "cron")
+            .take(RECENT_RUNS)
+        {
+            let class = if r.outcome == "ok" { "ok" } else { "bad" };
+            let started = Invocation::from(r.clone()).started;
+            let _ = write!(
+                runs,
+                r#"<li><a class="{class}" href="/_updraft/apps/{}/invocations/{}" title="{}">{}</a></li>"#,
+                escape(&api::url_encode(&app.name)),
+                escape(&api::url_encode(&r.id)),
+                escape(&started),
+                escape(&r.outcome),
+            );
+        }
+        let runs = if runs.is_empty() {
+            r#"<span class="note">none yet</span>"#.to_owned()
+        } else {
+            format!(r#"<ol class="runs">{runs}</ol>"#)
+        };
+        for t in crons {
+            let field = |k: &str| t.details[k].as_str().unwrap_or("-").to_owned();
+            let _ = write!(
+                rows,
+                r#"<tr data-schedule="{function}"><th scope="row">{function}</th><td><code>{schedule}</code> {tz}</td><td>{last}</td><td>{next}</td><td>{runs}</td></tr>"#,
+                function = escape(&f.id),
+                schedule = escape(&field("schedule")),
+                tz = escape(&field("timezone")),
+                last = escape(&field("last_run")),
+                next = escape(&field("next_run")),
+            );
+        }
+    }
+    if rows.is_empty() {
+        return Ok(String::new());
+    }
+    Ok(format!(
+        r#"<section class="panel" id="schedules"><h2>Schedules</h2><div class="table-wrap"><table><thead><tr><th scope="col">function</th><th scope="col">schedule</th><th scope="col">last run</th><th scope="col">next run</th><th scope="col">recent runs, newest first</th></tr></thead><tbody>{rows}</tbody></table></div></section>"#
+    ))
 }
 
 /// Async invocations shown on the queues page, newest first.

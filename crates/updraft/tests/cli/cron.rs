@@ -320,6 +320,19 @@ async fn ls_shows_each_cron_trigger_with_its_last_and_next_run() {
         "last {last}, next {next}, now {now}"
     );
 
+    // The dashboard's queues page lists the schedule with its recent runs, each a link.
+    let mut page = String::new();
+    let listed = eventually(Duration::from_secs(30), async || {
+        page = get(&server, "/_updraft/apps/cron/queues").await.1;
+        page.contains(r#"<li><a class="ok" href="/_updraft/apps/cron/invocations/"#)
+    })
+    .await;
+    assert!(listed, "{page}");
+    assert!(
+        page.contains(r#"<tr data-schedule="worker"><th scope="row">worker</th><td><code>* * * * * *</code> UTC</td>"#),
+        "{page}"
+    );
+
     let (code, out, err) = cli(&server, &["ls"]);
     assert_eq!(code, 0, "{err}");
     let line = out
