@@ -460,21 +460,8 @@ async fn the_overview_shows_what_ran_and_the_queues_page_redrives_dead_letters()
     );
 
     // The live view: new records arrive over SSE in batches, filtered as asked.
-    let mut live = crate::client()
-        .get(server.url("/_updraft/apps/jobs/live/events"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(live.headers()["content-type"], "text/event-stream");
-    let r = crate::client()
-        .get(server.url("/k/kv/get?store=default&key=count"))
-        .send()
-        .await
-        .unwrap();
-    let id = r.headers()["updraft-invocation-id"]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let mut live = events(&server, "/_updraft/apps/jobs/live/events").await;
+    let id = invocation_of(&server, "/k/kv/get?store=default&key=count").await;
     let seen = read_until(&mut live, &id, Duration::from_secs(20)).await;
     assert!(seen.contains(&id), "no live record of {id}: {seen}");
     assert!(seen.contains("event: invocations"), "{seen}");
@@ -762,6 +749,23 @@ async fn the_table_explorer_and_bucket_browser_show_the_pipeline_s_data() {
     assert!(shown.dom.contains(r#"data-chart="pie""#), "{}", shown.dom);
 }
 
+/// Opens the SSE stream at `path`, checking that it is one.
+async fn events(server: &Server, path: &str) -> reqwest::Response {
+    let stream = crate::client().get(server.url(path)).send().await.unwrap();
+    assert_eq!(stream.status(), 200, "{path}");
+    assert_eq!(stream.headers()["content-type"], "text/event-stream");
+    stream
+}
+
+/// GETs `path`; the invocation id its answer names.
+async fn invocation_of(server: &Server, path: &str) -> String {
+    let r = crate::client().get(server.url(path)).send().await.unwrap();
+    r.headers()["updraft-invocation-id"]
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
 /// Reads `stream` until `want` is in what arrived (bounded by `within`); what arrived.
 async fn read_until(stream: &mut reqwest::Response, want: &str, within: Duration) -> String {
     let mut seen = String::new();
@@ -797,22 +801,12 @@ function = "kitchen"
     let server = crate::start(&app);
 
     // Follow the logs, then make the function print: its lines arrive over SSE.
-    let mut follow = crate::client()
-        .get(server.url("/_updraft/apps/kitchen/logs/events?function=kitchen&after=0"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(follow.status(), 200);
-    assert_eq!(follow.headers()["content-type"], "text/event-stream");
-    let r = crate::client()
-        .get(server.url("/k/log?from=test"))
-        .send()
-        .await
-        .unwrap();
-    let id = r.headers()["updraft-invocation-id"]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let mut follow = events(
+        &server,
+        "/_updraft/apps/kitchen/logs/events?function=kitchen&after=0",
+    )
+    .await;
+    let id = invocation_of(&server, "/k/log?from=test").await;
     let want = format!("to stderr from {id}");
     let seen = read_until(&mut follow, &want, Duration::from_secs(20)).await;
     assert!(seen.contains(&want), "no live log line of {id}: {seen}");
