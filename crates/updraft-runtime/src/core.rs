@@ -9,7 +9,6 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::component::ResourceTable;
 use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi::WasiCtxBuilder;
-use wasmtime_wasi_config::WasiConfigVariables;
 use wasmtime_wasi_http::WasiHttpCtx;
 
 use crate::error::InvokeError;
@@ -40,7 +39,7 @@ pub(crate) struct FunctionCore {
     pub(crate) node_permits: Arc<Semaphore>,
     pub(crate) node_limit: u32,
     pub(crate) observer: Observer,
-    pub(crate) config: Arc<WasiConfigVariables>,
+    pub(crate) config: Arc<crate::host::sandbox::Variables>,
     pub(crate) allowed: Arc<[updraft_manifest::AllowedHost]>,
     pub(crate) warm: AtomicBool,
     /// The timeout in force: the spec's, or the default for the function's kind.
@@ -59,7 +58,7 @@ impl FunctionCore {
             id: Arc::from(spec.id.as_str()),
             permits: Arc::new(Semaphore::new(spec.max_concurrency as usize)),
             allowed: spec.allowed_outbound_hosts.clone().into(),
-            config: Arc::new(WasiConfigVariables::from_iter(spec.variables.clone())),
+            config: Arc::new(spec.variables.iter().cloned().collect()),
             time_limit: spec.timeout.unwrap_or(default_timeout),
             spec,
             node_permits,

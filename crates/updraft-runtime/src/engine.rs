@@ -121,9 +121,7 @@ impl Runtime {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         crate::host::http_budget::link(&mut linker)?;
-        wasmtime_wasi_config::add_to_linker(&mut linker, |s: &mut InvocationState| {
-            wasmtime_wasi_config::WasiConfig::from(&*s.config)
-        })?;
+        crate::host::sandbox::link(&mut linker)?;
         crate::host::link_all(&mut linker)?;
         let ticker_stop = Arc::new(AtomicBool::new(false));
         spawn_epoch_ticker(&engine, ticker_stop.clone());

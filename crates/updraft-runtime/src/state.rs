@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
-use wasmtime_wasi_config::WasiConfigVariables;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::host::{Caller, Resources};
@@ -18,7 +17,7 @@ pub struct InvocationState {
     pub(crate) http: WasiHttpCtx,
     pub(crate) table: ResourceTable,
     pub(crate) outbound: OutboundPolicy,
-    pub(crate) config: Arc<WasiConfigVariables>,
+    pub(crate) config: Arc<crate::host::sandbox::Variables>,
     pub(crate) limiter: Limiter,
     pub(crate) http_budget: crate::host::http_budget::HttpBudget,
     pub(crate) resources: Arc<Resources>,

@@ -16,6 +16,7 @@ mod blob;
 pub(crate) mod http_budget;
 mod kv;
 pub mod messaging;
+pub(crate) mod sandbox;
 mod sql;
 
 use std::any::Any;
