@@ -95,6 +95,12 @@ pub(crate) fn masked(url: &str) -> String {
         .join(" ")
 }
 
+/// What a pooled connection runs before it serves another call (one round trip): a
+/// statement can change its session without `SET` (`set_config(…, false)`, a temporary
+/// table, a session advisory lock), and none of it may reach the next function. Settings
+/// go back to what the connection started with (its `statement_timeout` included).
+const RESET_SESSION: &str = "RESET ALL; DISCARD TEMP; SELECT pg_advisory_unlock_all()";
+
 /// What a guest statement may not do, judged by its first words: control the transaction
 /// (each call is its own, and a connection must never go back to the pool inside one),
 /// change the pooled connection's session, or move data outside the protocol.
@@ -287,7 +293,7 @@ impl PostgresSql {
             (_, None) => None,
         };
         let manager_config = ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
+            recycling_method: RecyclingMethod::Custom(RESET_SESSION.to_owned()),
         };
         let manager = match &tls {
             Some(tls) => Manager::from_config(config, tls.clone(), manager_config),

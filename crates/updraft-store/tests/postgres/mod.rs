@@ -219,8 +219,20 @@ async fn postgres_statements_stop_at_the_deadline_and_the_pool_never_hangs() {
 
     // One connection, held: the next call fails with a clear error instead of waiting.
     let holder = db.clone();
-    let held = tokio::spawn(async move { holder.query("SELECT pg_sleep(2)", vec![]).await });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let held = tokio::spawn(async move { holder.query("SELECT pg_sleep(3)", vec![]).await });
+    // Watched from a pool of its own: the held call is running before the next one asks.
+    let watcher = PostgresSql::new("orders", &options(server.url("bounds"))).expect("pool");
+    assert!(
+        eventually(Duration::from_secs(10), async || watcher
+            .query(
+                "SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(3)'",
+                vec![]
+            )
+            .await
+            .is_ok_and(|r| r.rows[0][0] == Value::Int(1)))
+        .await,
+        "the held call started"
+    );
     let e = db
         .query("SELECT 1", vec![])
         .await
@@ -259,6 +271,75 @@ async fn postgres_statements_stop_at_the_deadline_and_the_pool_never_hangs() {
     db.batch(vec![("SET LOCAL statement_timeout = 1000".into(), vec![])])
         .await
         .expect("SET LOCAL is the call's own");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_call_leaves_nothing_behind_on_its_pooled_connection() {
+    let server = Postgres::start();
+    let db = database(&server, "leftovers", |o| {
+        o.pool_size = 1;
+        o.limits.max_bytes = 4_096;
+    });
+    db.execute("CREATE TABLE t (x int)", vec![])
+        .await
+        .expect("create");
+
+    // A batch cut at its deadline mid-transaction: its first insert never lands, and the
+    // one connection does not come back inside the transaction (the next write commits).
+    let cut = db.batch(vec![
+        ("INSERT INTO t VALUES (1)".into(), vec![]),
+        ("SELECT pg_sleep(30)".into(), vec![]),
+    ]);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), cut)
+            .await
+            .is_err()
+    );
+    db.execute("INSERT INTO t VALUES (2)", vec![])
+        .await
+        .expect("the next call");
+    let fresh = PostgresSql::new("orders", &options(server.url("leftovers"))).expect("pool");
+    let rows = fresh
+        .query("SELECT x FROM t ORDER BY x", vec![])
+        .await
+        .expect("from another connection");
+    assert_eq!(rows.rows, vec![vec![Value::Int(2)]]);
+
+    // Session state a statement changes without `SET` (which is refused) is reset before
+    // the connection serves another call: settings, temporary tables, advisory locks.
+    db.query("SELECT set_config('search_path', 'nowhere', false)", vec![])
+        .await
+        .expect("set_config");
+    db.execute("CREATE TEMP TABLE scratch AS SELECT 1 AS secret", vec![])
+        .await
+        .expect("temp table");
+    db.query("SELECT pg_advisory_lock(42)", vec![])
+        .await
+        .expect("lock");
+    let rows = db
+        .query("SELECT current_setting('search_path')", vec![])
+        .await
+        .expect("setting");
+    assert_eq!(rows.rows[0][0], Value::Text("\"$user\", public".into()));
+    let e = db
+        .query("SELECT secret FROM scratch", vec![])
+        .await
+        .expect_err("the temporary table is gone");
+    assert!(e.to_string().contains("scratch"), "{e}");
+    let rows = fresh
+        .query("SELECT pg_try_advisory_lock(42)", vec![])
+        .await
+        .expect("lock elsewhere");
+    assert_eq!(rows.rows[0][0], Value::Int(1), "the lock was released");
+
+    // Results are capped in bytes as well as rows; the connection is usable after.
+    let e = db
+        .query("SELECT repeat('x', 10000)", vec![])
+        .await
+        .expect_err("too many bytes");
+    assert!(e.to_string().contains("4096 bytes"), "{e}");
+    let rows = db.query("SELECT 7", vec![]).await.expect("after the cap");
+    assert_eq!(rows.rows[0][0], Value::Int(7));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
