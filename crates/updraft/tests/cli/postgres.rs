@@ -253,6 +253,41 @@ fn a_wrong_password_or_a_broken_migration_stops_up_with_what_to_fix() {
     );
     assert!(!stderr.contains("not-the-password"), "{stderr}");
 
+    // A URL nothing answers at, and one that is not a URL: each named, with the fix.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    std::fs::write(
+        dir.path().join("runtime.toml"),
+        format!(
+            "[sql.items]\ntype = \"postgres\"\nurl = \"postgres://updraft:sekrit@127.0.0.1:{closed}/webapp\"\n"
+        ),
+    )
+    .unwrap();
+    let stderr = up_fails(dir.path(), &[]);
+    assert!(
+        stderr.contains("[sql.items]")
+            && stderr.contains(&format!(
+                "cannot connect to `postgres://updraft:***@127.0.0.1:{closed}/webapp`"
+            )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("sekrit"), "{stderr}");
+    std::fs::write(
+        dir.path().join("runtime.toml"),
+        "[sql.items]\ntype = \"postgres\"\nurl = \"postgres://updraft@127.0.0.1:notaport/webapp\"\n",
+    )
+    .unwrap();
+    let stderr = up_fails(dir.path(), &[]);
+    assert!(
+        stderr.contains("[sql.items]")
+            && stderr.contains("is not a PostgreSQL URL")
+            && stderr.contains("postgres://USER@HOST:PORT/DATABASE"),
+        "{stderr}"
+    );
+
     // A migration the server refuses: `up` names the file and the server's error.
     std::fs::write(
         dir.path().join("runtime.toml"),
