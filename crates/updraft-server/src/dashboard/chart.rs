@@ -33,6 +33,9 @@ pub(crate) struct Spec<'a> {
     pub(crate) x: Option<&'a str>,
     pub(crate) y: Vec<String>,
     pub(crate) group: Option<&'a str>,
+    /// The time range picked (unix seconds, from and to): a line or area chart over dates
+    /// spans all of it, not only the dates that have rows.
+    pub(crate) range: Option<(f64, f64)>,
 }
 
 /// One series: a name and its points as (x, y).
@@ -62,7 +65,13 @@ pub(crate) fn render(spec: &Spec<'_>, rows: &RowSet) -> Result<String, String> {
     Ok(match spec.chart {
         ChartKind::Pie => pie(&series),
         ChartKind::Bar => bars(&series, x_label, &y_label),
-        kind => lines(&series, kind == ChartKind::Area, x_label, &y_label),
+        kind => lines(
+            &series,
+            kind == ChartKind::Area,
+            spec.range,
+            x_label,
+            &y_label,
+        ),
     })
 }
 
@@ -359,6 +368,26 @@ impl XAxis {
         }
     }
 
+    /// The axis widened to `range` when it is an axis of dates (a picked time range
+    /// shows as a whole, quiet stretches included).
+    fn spanning(self, range: Option<(f64, f64)>) -> Self {
+        match (self, range) {
+            (
+                Self::Continuous {
+                    low,
+                    high,
+                    dates: true,
+                },
+                Some((from, to)),
+            ) => Self::Continuous {
+                low: low.min(from),
+                high: high.max(to),
+                dates: true,
+            },
+            (axis, _) => axis,
+        }
+    }
+
     /// The x coordinate of `v`, at the slot's centre for slots.
     fn x(&self, v: &Value) -> f64 {
         let plot = WIDTH - LEFT - RIGHT;
@@ -439,10 +468,16 @@ impl XAxis {
     }
 }
 
-fn lines(series: &[Series], filled: bool, x_label: &str, y_label: &str) -> String {
+fn lines(
+    series: &[Series],
+    filled: bool,
+    range: Option<(f64, f64)>,
+    x_label: &str,
+    y_label: &str,
+) -> String {
     let kind = if filled { "area" } else { "line" };
     let mut frame = Frame::new(kind, series, x_label, y_label);
-    let axis = XAxis::of(series, false);
+    let axis = XAxis::of(series, false).spanning(range);
     axis.draw_ticks(&mut frame);
     let baseline = frame.y(0f64.clamp(frame.y_low, frame.y_high));
     for (i, s) in series.iter().enumerate() {
@@ -625,7 +660,41 @@ mod tests {
             x: Some("day"),
             y: y.iter().map(|y| (*y).to_owned()).collect(),
             group,
+            range: None,
         }
+    }
+
+    #[test]
+    fn a_picked_range_widens_an_axis_of_dates_to_all_of_it() {
+        let data = rows(
+            &["day", "total"],
+            vec![
+                vec![t("2026-11-01"), Value::Int(3)],
+                vec![t("2026-11-02"), Value::Int(5)],
+            ],
+        );
+        let day = |d: &str| {
+            chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d")
+                .unwrap()
+                .and_hms_opt(0, 0, 0)
+                .unwrap()
+                .and_utc()
+                .timestamp() as f64
+        };
+        let narrow = render(&spec(ChartKind::Line, &["total"], None), &data).unwrap();
+        assert!(!narrow.contains("2026-10-25"), "{narrow}");
+        let wide = Spec {
+            range: Some((day("2026-10-25"), day("2026-11-04"))),
+            ..spec(ChartKind::Line, &["total"], None)
+        };
+        let svg = render(&wide, &data).unwrap();
+        assert!(svg.contains("2026-10-25"), "{svg}");
+        // A bar chart has one slot per value: the range does not add empty ones.
+        let bars = Spec {
+            range: Some((day("2026-10-25"), day("2026-11-04"))),
+            ..spec(ChartKind::Bar, &["total"], None)
+        };
+        assert!(!render(&bars, &data).unwrap().contains("2026-10-25"));
     }
 
     fn count(svg: &str, what: &str) -> usize {

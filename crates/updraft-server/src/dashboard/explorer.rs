@@ -12,6 +12,7 @@ use http::{StatusCode, header};
 use serde::Deserialize;
 use updraft_manifest::ChartKind;
 
+use super::range::{self, Picked};
 use super::{Nav, chart, escape, html, layout, no_app};
 use crate::api;
 use crate::api::url_encode as url;
@@ -32,6 +33,8 @@ pub(super) struct Explore {
     /// One column, or several separated by commas.
     y: Option<String>,
     group: Option<String>,
+    /// The time range `$from` and `$to` in the query stand for (default `all`).
+    range: Option<String>,
 }
 
 fn chart_kind(name: Option<&str>) -> ChartKind {
@@ -117,9 +120,13 @@ pub(super) async fn page(
         body.push_str("</ul>");
     }
     body.push_str("</aside><div>");
-    body.push_str(&form(&base, &databases, &db, &e));
+    let picked = match Picked::named(e.range.as_deref()) {
+        Ok(picked) => picked,
+        Err(why) => return html(StatusCode::BAD_REQUEST, escape(&why)),
+    };
+    body.push_str(&form(&base, &databases, &db, &e, &picked));
     if let Some(q) = blank(&e.q) {
-        body.push_str(&results(app, &base, &db, q, &e).await);
+        body.push_str(&results(app, &base, &db, q, &e, &picked).await);
     }
     body.push_str("</div></div>");
     html(
@@ -128,7 +135,13 @@ pub(super) async fn page(
     )
 }
 
-fn form(base: &str, databases: &[api::DatabaseInfo], db: &str, e: &Explore) -> String {
+fn form(
+    base: &str,
+    databases: &[api::DatabaseInfo],
+    db: &str,
+    e: &Explore,
+    picked: &Picked,
+) -> String {
     let mut options = String::new();
     for d in databases {
         let selected = if d.name == db { " selected" } else { "" };
@@ -155,7 +168,9 @@ fn form(base: &str, databases: &[api::DatabaseInfo], db: &str, e: &Explore) -> S
 <label for="x">x</label> <input id="x" name="x" size="10" value="{x}">
 <label for="y">y</label> <input id="y" name="y" size="14" value="{y}" placeholder="a, b">
 <label for="group">group</label> <input id="group" name="group" size="10" value="{group}"></p>
+<p><label for="range">Range</label> <select id="range" name="range">{ranges}</select> <span class="note">what <code>$from</code> and <code>$to</code> in the query stand for (RFC 3339 text), e.g. <code>WHERE at &gt;= $from</code></span></p>
 <p><button type="submit">Run</button> <span class="note">Statements that write are refused; a query runs at most 5 s.</span></p></form>"#,
+        ranges = range::options(picked.name),
         base = escape(base),
         q = field(&e.q),
         x = field(&e.x),
@@ -164,8 +179,15 @@ fn form(base: &str, databases: &[api::DatabaseInfo], db: &str, e: &Explore) -> S
     )
 }
 
-async fn results(app: &AppState, base: &str, db: &str, q: &str, e: &Explore) -> String {
-    let rows = match api::read_query(app, db, q).await {
+async fn results(
+    app: &AppState,
+    base: &str,
+    db: &str,
+    q: &str,
+    e: &Explore,
+    picked: &Picked,
+) -> String {
+    let rows = match api::read_query(app, db, q, &picked.range).await {
         Ok(rows) => rows,
         Err(p) => {
             return format!(
@@ -175,9 +197,10 @@ async fn results(app: &AppState, base: &str, db: &str, q: &str, e: &Explore) -> 
         }
     };
     let mut out = format!(
-        r#"<section class="panel" id="result"><h2>Result</h2><p class="note"><span data-rows="{n}">{n}</span> row(s) · <a href="{base}/export.csv?db={}&amp;q={}">Download CSV</a></p>"#,
+        r#"<section class="panel" id="result"><h2>Result</h2><p class="note"><span data-rows="{n}">{n}</span> row(s) · <a href="{base}/export.csv?db={}&amp;q={}&amp;range={}">Download CSV</a></p>"#,
         url(db),
         url(q),
+        picked.name,
         n = rows.rows.len(),
         base = escape(base),
     );
@@ -196,6 +219,7 @@ async fn results(app: &AppState, base: &str, db: &str, q: &str, e: &Explore) -> 
             x: blank(&e.x),
             y,
             group: blank(&e.group),
+            range: picked.span_of(q),
         };
         let drawn = if spec.x.is_none() || spec.y.is_empty() {
             Err(format!(
@@ -224,6 +248,7 @@ async fn results(app: &AppState, base: &str, db: &str, q: &str, e: &Explore) -> 
                 x: None,
                 y: Vec::new(),
                 group: None,
+                range: None,
             },
             &shown,
         )
@@ -254,7 +279,11 @@ pub(super) async fn export(
         )
             .into_response();
     };
-    match api::read_query(app, db, q).await {
+    let picked = match Picked::named(e.range.as_deref()) {
+        Ok(picked) => picked,
+        Err(why) => return (StatusCode::BAD_REQUEST, why).into_response(),
+    };
+    match api::read_query(app, db, q, &picked.range).await {
         Ok(rows) => {
             let mut out = csv_line(rows.columns.iter().map(String::as_str));
             for row in &rows.rows {

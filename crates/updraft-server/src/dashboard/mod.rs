@@ -34,6 +34,7 @@ mod login;
 mod logs;
 mod ops;
 mod panels;
+mod range;
 mod streams;
 
 use std::fmt::Write;

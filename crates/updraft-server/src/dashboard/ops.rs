@@ -78,7 +78,8 @@ async fn overview_page(app: &AppState, q: OverviewQuery) -> Response {
     let window_text = q.window.clone().unwrap_or_else(|| "1h".to_owned());
     let window = match api::parse_window(Some(&window_text)) {
         Ok(w) => w,
-        Err(why) => return html(StatusCode::BAD_REQUEST, why),
+        // The message repeats the window as given: escaped, as everything a page echoes.
+        Err(why) => return html(StatusCode::BAD_REQUEST, escape(&why)),
     };
     let functions = match api::function_infos(app).await {
         Ok(f) => f,
@@ -109,32 +110,21 @@ async fn overview_page(app: &AppState, q: OverviewQuery) -> Response {
     };
     let base = format!("/_updraft/apps/{}", app.name);
     let mut body = String::new();
-    body.push_str(&windows(&base, &window_text));
+    body.push_str(&super::range::links(
+        "Last",
+        &base,
+        "window",
+        &WINDOWS,
+        &window_text,
+    ));
     body.push_str(&totals(&stats));
-    body.push_str(&per_minute(&stats, &window_text));
+    body.push_str(&per_minute(&stats, &window_text, window));
     body.push_str(&function_table(&base, &functions, &stats, &window_text));
     body.push_str(&latest_table(&base, &latest, q.function.as_deref()));
     html(
         StatusCode::OK,
         layout("Overview", app, Nav::Overview, &body, None),
     )
-}
-
-fn windows(base: &str, current: &str) -> String {
-    let mut out = String::from(r#"<p class="windows">Last: "#);
-    for w in WINDOWS {
-        let mark = if w == current {
-            r#" aria-current="true""#
-        } else {
-            ""
-        };
-        let _ = write!(
-            out,
-            r#"<a href="{}?window={w}"{mark}>{w}</a>"#,
-            escape(base)
-        );
-    }
-    out + "</p>"
 }
 
 fn totals(stats: &AppStats) -> String {
@@ -153,7 +143,8 @@ fn totals(stats: &AppStats) -> String {
 
 /// The overview's charts over the window, one point per minute: invocations (ok and
 /// failed), p50/p99 duration, error rate and cold starts.
-fn per_minute(stats: &AppStats, window: &str) -> String {
+fn per_minute(stats: &AppStats, window: &str, span: std::time::Duration) -> String {
+    let range = Some(api::TimeRange::last(span).seconds());
     if stats.minutes.iter().all(|m| m.ok + m.failed == 0) {
         return format!(
             r#"<section class="panel"><h2>Invocations per minute, last {}</h2><p class="empty">No invocations in this window. Call a route, or send an event (`updraft events enqueue …`), and they appear here.</p></section>"#,
@@ -168,6 +159,7 @@ fn per_minute(stats: &AppStats, window: &str) -> String {
         ChartKind::Area,
         &["ok", "failed"],
         stats,
+        range,
         |m| vec![count(m.ok), count(m.failed)],
     );
     out.push_str(r#"<div class="charts">"#);
@@ -177,6 +169,7 @@ fn per_minute(stats: &AppStats, window: &str) -> String {
         ChartKind::Line,
         &["p50 ms", "p99 ms"],
         stats,
+        range,
         |m| vec![ms(m.p50_us), ms(m.p99_us)],
     ));
     out.push_str(&minute_chart(
@@ -185,6 +178,7 @@ fn per_minute(stats: &AppStats, window: &str) -> String {
         ChartKind::Line,
         &["errors %"],
         stats,
+        range,
         |m| {
             let n = m.ok + m.failed;
             vec![if n == 0 {
@@ -200,6 +194,7 @@ fn per_minute(stats: &AppStats, window: &str) -> String {
         ChartKind::Area,
         &["cold starts"],
         stats,
+        range,
         |m| vec![count(m.cold)],
     ));
     out.push_str("</div>");
@@ -213,6 +208,7 @@ fn minute_chart(
     kind: ChartKind,
     columns: &[&str],
     stats: &AppStats,
+    range: Option<(f64, f64)>,
     values: impl Fn(&api::MinuteStats) -> Vec<Value>,
 ) -> String {
     let mut names = vec!["minute".to_owned()];
@@ -234,6 +230,7 @@ fn minute_chart(
         x: Some("minute"),
         y: columns.iter().map(|c| (*c).to_owned()).collect(),
         group: None,
+        range,
     };
     let drawn = chart::render(&spec, &rows)
         .unwrap_or_else(|e| format!(r#"<p class="error">{}</p>"#, escape(&e)));

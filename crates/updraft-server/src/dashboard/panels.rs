@@ -11,13 +11,17 @@ use http::StatusCode;
 use serde::Deserialize;
 use updraft_manifest::Panel;
 
+use super::range::{Picked, picker};
 use super::{Nav, chart, escape, html, layout, no_app, not_found};
+use crate::api::TimeRange;
 use crate::state::{AppState, NodeState};
 
 #[derive(Debug, Deserialize)]
 pub(super) struct PageQuery {
     /// Only this panel, as a fragment (what a refreshing panel fetches).
     panel: Option<usize>,
+    /// The time range the panels' `$from` and `$to` stand for (default `all`).
+    range: Option<String>,
 }
 
 pub(super) async fn app_page(
@@ -28,7 +32,7 @@ pub(super) async fn app_page(
     match node.apps.get(&app) {
         Some(state) => {
             let base = format!("/_updraft/apps/{app}/dashboard");
-            page(state, &base, query.panel, Nav::Dashboard).await
+            page(state, &base, query, Nav::Dashboard).await
         }
         None => no_app(&app),
     }
@@ -41,7 +45,7 @@ pub(super) async fn only_app_page(
     match node.only_app() {
         Some(state) => {
             let base = format!("/_updraft/apps/{}/dashboard", state.name);
-            page(state, &base, query.panel, Nav::Dashboard).await
+            page(state, &base, query, Nav::Dashboard).await
         }
         None => not_found(
             "this node hosts several apps; open `/_updraft/apps/<app>/dashboard` for one of them",
@@ -51,21 +55,28 @@ pub(super) async fn only_app_page(
 
 /// The page on the app's `[dashboard] route`, for anyone who can reach the app.
 pub(crate) async fn public_page<B>(app: &AppState, req: &http::Request<B>) -> Response {
-    let panel = req
-        .uri()
-        .query()
-        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("panel=")))
-        .and_then(|n| n.parse().ok());
-    page(app, req.uri().path(), panel, Nav::Public).await
+    match Query::<PageQuery>::try_from_uri(req.uri()) {
+        Ok(Query(query)) => page(app, req.uri().path(), query, Nav::Public).await,
+        Err(e) => html(
+            StatusCode::BAD_REQUEST,
+            escape(&format!(
+                "{e}; the page takes `panel` (a number) and `range`"
+            )),
+        ),
+    }
 }
 
 /// The whole page, or one panel's fragment when `panel` is given. `base` is the page's own
 /// path, which refreshing panels fetch from.
-async fn page(app: &AppState, base: &str, panel: Option<usize>, nav: Nav) -> Response {
+async fn page(app: &AppState, base: &str, query: PageQuery, nav: Nav) -> Response {
     let panels = &app.dashboard.panel;
-    if let Some(i) = panel {
+    let picked = match Picked::named(query.range.as_deref()) {
+        Ok(picked) => picked,
+        Err(why) => return html(StatusCode::BAD_REQUEST, escape(&why)),
+    };
+    if let Some(i) = query.panel {
         return match panels.get(i) {
-            Some(p) => html(StatusCode::OK, panel_html(app, base, i, p).await),
+            Some(p) => html(StatusCode::OK, panel_html(app, base, &picked, i, p).await),
             None => not_found(&format!(
                 "the dashboard has {} panel(s); `panel` counts from 0",
                 panels.len()
@@ -76,7 +87,7 @@ async fn page(app: &AppState, base: &str, panel: Option<usize>, nav: Nav) -> Res
         panels
             .iter()
             .enumerate()
-            .map(|(i, p)| panel_html(app, base, i, p)),
+            .map(|(i, p)| panel_html(app, base, &picked, i, p)),
     )
     .await;
     let title = app
@@ -96,15 +107,26 @@ y = "orders"</pre>"#,
             escape(&app.name)
         )
     } else {
-        format!(r#"<div class="panels">{}</div>"#, rendered.concat())
+        // The picker only where a panel's query says where time goes in it.
+        let ranged = panels.iter().any(|p| TimeRange::used_by(&p.query));
+        let picker = if ranged {
+            picker(base, picked.name)
+        } else {
+            String::new()
+        };
+        format!(r#"{picker}<div class="panels">{}</div>"#, rendered.concat())
     };
     html(StatusCode::OK, layout(&title, app, nav, &body, Some(base)))
 }
 
 /// One panel: its heading and its chart, or a message saying why there is none.
-async fn panel_html(app: &AppState, base: &str, i: usize, p: &Panel) -> String {
-    let body = match draw(app, p).await {
+async fn panel_html(app: &AppState, base: &str, picked: &Picked, i: usize, p: &Panel) -> String {
+    let body = match draw(app, picked, p).await {
         Ok(chart) => chart,
+        Err(Problem::Empty) if picked.span_of(&p.query).is_some() => format!(
+            r#"<p class="empty">No rows in the last {}: pick a longer range.</p>"#,
+            picked.name
+        ),
         Err(Problem::Empty) => format!(
             r#"<p class="empty">No rows yet: the query on <code>{}</code> returned nothing. The chart appears once the app writes some.</p>"#,
             escape(&p.sql)
@@ -115,9 +137,10 @@ async fn panel_html(app: &AppState, base: &str, i: usize, p: &Panel) -> String {
     };
     let refresh = p.refresh.as_ref().map_or(String::new(), |r| {
         format!(
-            r#" data-refresh-ms="{}" data-src="{}?panel={i}""#,
+            r#" data-refresh-ms="{}" data-src="{}?panel={i}&amp;range={}""#,
             r.0.as_millis(),
-            escape(base)
+            escape(base),
+            picked.name
         )
     });
     let mut out = String::new();
@@ -134,9 +157,9 @@ enum Problem {
     Failed(String),
 }
 
-async fn draw(app: &AppState, p: &Panel) -> Result<String, Problem> {
+async fn draw(app: &AppState, picked: &Picked, p: &Panel) -> Result<String, Problem> {
     // The same bounded, read-only path as the table explorer and the API.
-    let rows = crate::api::read_query(app, &p.sql, &p.query)
+    let rows = crate::api::read_query(app, &p.sql, &p.query, &picked.range)
         .await
         .map_err(|e| Problem::Failed(e.message().to_owned()))?;
     let spec = chart::Spec {
@@ -144,6 +167,7 @@ async fn draw(app: &AppState, p: &Panel) -> Result<String, Problem> {
         x: p.x.as_deref(),
         y: p.y.as_ref().map(|y| y.to_vec()).unwrap_or_default(),
         group: p.group.as_deref(),
+        range: picked.span_of(&p.query),
     };
     chart::columns(&spec, &rows).map_err(Problem::Failed)?;
     if rows.rows.is_empty() {

@@ -22,21 +22,23 @@ fn panel(page: &str, i: usize) -> &str {
 /// Copies the data-pipeline sample export into `incoming/` (the folder the trigger makes)
 /// and waits until its five rows are loaded.
 pub(crate) async fn drop_sample_and_wait(server: &Server, app: &std::path::Path) {
+    let sample = std::fs::read(app.join("sample/sales-2026-11.csv")).unwrap();
+    drop_and_wait(server, app, "sales-2026-11.csv", &sample, 5).await;
+}
+
+/// Drops `csv` into `incoming/` as `name` (written beside it and moved in, so the trigger
+/// sees it whole) and waits until the `sales` table has `rows` rows.
+async fn drop_and_wait(server: &Server, app: &std::path::Path, name: &str, csv: &[u8], rows: u32) {
     let incoming = app.join(".updraft/buckets/drop/incoming");
     assert!(eventually(Duration::from_secs(30), async || incoming.is_dir()).await);
-    std::fs::copy(
-        app.join("sample/sales-2026-11.csv"),
-        incoming.join("sales-2026-11.csv"),
-    )
-    .unwrap();
+    std::fs::write(app.join(name), csv).unwrap();
+    std::fs::rename(app.join(name), incoming.join(name)).unwrap();
+    let want = format!(r#""rows":{rows}"#);
     let loaded = eventually(Duration::from_secs(60), async || {
-        get(server, "/api/sales/summary")
-            .await
-            .1
-            .contains(r#""rows":5"#)
+        get(server, "/api/sales/summary").await.1.contains(&want)
     })
     .await;
-    assert!(loaded, "the sample never loaded\n{}", server.stderr.text());
+    assert!(loaded, "`{name}` never loaded\n{}", server.stderr.text());
 }
 
 /// `path` as headless Chromium draws it; asserts the page logged no error.
@@ -154,6 +156,8 @@ query = "DELETE FROM sales"
     let (status, _) = get(&server, "/reports?panel=9").await;
     assert_eq!(status, 404);
 
+    picking_a_range_narrows_the_revenue_panel(&server, dir.path()).await;
+
     // In a browser: the charts are drawn, and the page logs no error.
     let shown = in_browser(&server, "/reports").await;
     assert_eq!(shown.dom.matches("<svg").count(), 3, "{}", shown.dom);
@@ -162,6 +166,52 @@ query = "DELETE FROM sales"
         "{}",
         shown.dom
     );
+}
+
+/// The range picker, for the revenue panel that uses `$from` and `$to`: all time by
+/// default; an order from three days ago is the only one of the last 7 days, on an axis
+/// that spans them all; the last hour has none. The bar panel has no range.
+async fn picking_a_range_narrows_the_revenue_panel(server: &Server, app: &std::path::Path) {
+    let days_ago = |n: i64| {
+        (chrono::Utc::now() - chrono::Duration::days(n))
+            .format("%Y-%m-%d")
+            .to_string()
+    };
+    let csv = format!(
+        "order_id,day,region,product,units,unit_price,total,paid\nSO-2001,{},west,widget,2,2.50,5.00,yes\n",
+        days_ago(3)
+    );
+    drop_and_wait(server, app, "recent.csv", csv.as_bytes(), 6).await;
+
+    let page_url = "/_updraft/apps/data-pipeline/dashboard";
+    let (_, page) = get(server, page_url).await;
+    assert!(
+        page.contains(r#"<p class="windows">Range: "#)
+            && page.contains(r#"?range=all" aria-current="true">all</a>"#),
+        "{page}"
+    );
+    assert!(panel(&page, 0).contains(r#"data-points="6""#), "{page}");
+    // The axis of the last 7 days starts at the first midnight in them.
+    let before = days_ago(6);
+    let (status, page) = get(server, &format!("{page_url}?range=7d")).await;
+    let after = days_ago(6);
+    assert_eq!(status, 200, "{page}");
+    let line = panel(&page, 0);
+    assert!(line.contains(r#"data-points="1""#), "{line}");
+    assert!(
+        line.contains(&format!(">{before}<")) || line.contains(&format!(">{after}<")),
+        "the axis starts 7 days back ({before}): {line}"
+    );
+    assert!(
+        line.contains("range=7d"),
+        "a refreshing panel keeps its range: {line}"
+    );
+    assert!(panel(&page, 1).contains(r#"data-points="4""#), "{page}");
+    let (_, page) = get(server, "/reports?range=1h").await;
+    assert!(panel(&page, 0).contains("No rows in the last 1h"), "{page}");
+    let (status, page) = get(server, "/reports?range=fortnight").await;
+    assert_eq!(status, 400);
+    assert!(page.contains("range `fortnight` is not one"), "{page}");
 }
 
 /// The `jobs` app the dashboard tests watch: the kitchen enqueues to `jobs`, the worker
@@ -691,6 +741,40 @@ async fn the_table_explorer_and_bucket_browser_show_the_pipeline_s_data() {
     assert_eq!(r.status(), 200);
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body, serde_json::json!({"columns": ["n"], "rows": [[5]]}));
+    // `$from` and `$to` are the request's time range.
+    let in_range = async |from: &str, to: &str| {
+        crate::client()
+            .post(server.url("/_updraft/api/v1/sql/sales/query"))
+            .json(&serde_json::json!({
+                "sql": "SELECT count(*) AS n FROM sales WHERE day BETWEEN date($from) AND date($to)",
+                "from": from,
+                "to": to,
+            }))
+            .send()
+            .await
+            .unwrap()
+    };
+    let r = in_range("2026-11-03T00:00:00Z", "2026-11-03T23:59:59Z").await;
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["rows"], serde_json::json!([[2]]), "{body}");
+    let r = in_range("lunchtime", "2026-11-03T23:59:59Z").await;
+    assert_eq!(r.status(), 400);
+    let why = r.text().await.unwrap();
+    assert!(why.contains("`from` is not an RFC 3339 time"), "{why}");
+    // And on the page, the picker's range: none of the sample is from the last hour.
+    let q = "SELECT order_id FROM sales WHERE day >= date($from)";
+    let (_, page) = get(
+        &server,
+        &format!("{page_url}?db=sales&q={}&range=1h", form_value(q)),
+    )
+    .await;
+    assert!(
+        page.contains(r#"<span data-rows="0">0</span>"#)
+            && page.contains("<option selected>1h</option>"),
+        "{page}"
+    );
+    let (_, page) = get(&server, &format!("{page_url}?db=sales&q={}", form_value(q))).await;
+    assert!(page.contains(r#"<span data-rows="5">5</span>"#), "{page}");
 
     // The result as CSV, quoted where it must be.
     let q = "SELECT order_id, product FROM sales ORDER BY order_id";
