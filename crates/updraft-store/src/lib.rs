@@ -47,7 +47,7 @@ pub use queue::{DeadLetter, Event, Leased, NewMessage, QueueDepth, QueueStore};
 pub use records::{
     Durations, InvocationQuery, InvocationRow, LogQuery, LogRow, MINUTE_US, MinuteRow, RecordStore,
 };
-pub use schedule::ScheduleStore;
+pub use schedule::{Fired, ScheduleStore, ScheduledRun};
 pub use sql::{Migration, RowSet, SqlError, SqlLimits, SqlLoad, SqlStore, TableInfo, Value};
 pub use stream::{
     Checkpoint, PartitionState, StreamDeadLetter, StreamRecord, StreamStore, partition_of,

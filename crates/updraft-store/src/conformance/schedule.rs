@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::schedule::ScheduleStore;
+use crate::schedule::{Fired, ScheduleStore, ScheduledRun};
 
 /// Runs the suite against `store`.
 pub async fn run(store: Arc<dyn ScheduleStore>) {
@@ -38,4 +38,33 @@ pub async fn run(store: Arc<dyn ScheduleStore>) {
         total += t.await.expect("task");
     }
     assert_eq!(total, 50);
+
+    // Claiming with the run: still one claim per occurrence, whether or not the backend
+    // queues the run in the same commit.
+    let run = ScheduledRun {
+        queue: "conformance-cron".into(),
+        message: crate::queue::NewMessage {
+            event: crate::queue::Event {
+                id: "t/300".into(),
+                source: "/cron/t".into(),
+                ty: "updraft.cron".into(),
+                ..Default::default()
+            },
+            available_us: 0,
+            idempotency_key: Some("t/300".into()),
+        },
+        dedup_window_us: 1_000_000,
+        now_us: 0,
+    };
+    let first = store
+        .claim_and_queue("t", 300, "a", &run)
+        .await
+        .expect("claim");
+    assert!(matches!(first, Fired::Claimed | Fired::Queued), "{first:?}");
+    let again = store
+        .claim_and_queue("t", 300, "b", &run)
+        .await
+        .expect("again");
+    assert_eq!(again, Fired::Lost);
+    assert_eq!(store.last_claimed("t").await.expect("last"), Some(300));
 }

@@ -104,6 +104,47 @@ pub(crate) fn insert(
 }
 
 /// Runs `sql` with `(queue, id, token, …)` and says whether a leased row matched.
+/// Stores `messages` on `queue` inside the caller's transaction (a key seen within the
+/// dedup window stores nothing); how many were stored.
+pub(crate) fn enqueue_in(
+    c: &Connection,
+    queue: &str,
+    messages: &[NewMessage],
+    dedup_window_us: i64,
+    now_us: i64,
+) -> Result<u32, StoreError> {
+    let mut stored = 0;
+    for m in messages {
+        if let Some(key) = &m.idempotency_key {
+            // A key is taken while its entry has not expired.
+            let taken = c
+                .prepare_cached(
+                    "INSERT INTO queue_dedup (queue, key, expires_us) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (queue, key) DO UPDATE SET expires_us = excluded.expires_us
+                     WHERE queue_dedup.expires_us <= ?4",
+                )
+                .and_then(|mut s| s.execute(params![queue, key, now_us + dedup_window_us, now_us]))
+                .map_err(backend)?
+                == 0;
+            if taken {
+                continue;
+            }
+        }
+        insert(c, queue, m, now_us)?;
+        stored += 1;
+    }
+    Ok(stored)
+}
+
+/// Whether `queue` holds a message that is ready or waiting (leased ones included).
+pub(crate) fn holds_live(c: &Connection, queue: &str) -> Result<bool, StoreError> {
+    c.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM queue_messages WHERE queue = ?1 AND dead_us IS NULL)",
+    )
+    .and_then(|mut s| s.query_row([queue], |r| r.get(0)))
+    .map_err(backend)
+}
+
 fn update_leased(
     conn: &Connection,
     sql: &str,
@@ -142,29 +183,7 @@ impl QueueStore for SqliteQueues {
     ) -> Result<u32, StoreError> {
         let queue = queue.to_owned();
         self.db
-            .write(move |c| {
-                let mut stored = 0;
-                for m in &messages {
-                    if let Some(key) = &m.idempotency_key {
-                        // A key is taken while its entry has not expired.
-                        let taken = c
-                            .prepare_cached(
-                                "INSERT INTO queue_dedup (queue, key, expires_us) VALUES (?1, ?2, ?3)
-                                 ON CONFLICT (queue, key) DO UPDATE SET expires_us = excluded.expires_us
-                                 WHERE queue_dedup.expires_us <= ?4",
-                            )
-                            .and_then(|mut s| s.execute(params![queue, key, now_us + dedup_window_us, now_us]))
-                            .map_err(backend)?
-                            == 0;
-                        if taken {
-                            continue;
-                        }
-                    }
-                    insert(c, &queue, m, now_us)?;
-                    stored += 1;
-                }
-                Ok(stored)
-            })
+            .write(move |c| enqueue_in(c, &queue, &messages, dedup_window_us, now_us))
             .await
     }
 

@@ -20,7 +20,7 @@ use serde::Deserialize;
 use tokio::sync::watch;
 use updraft_manifest::{LoadedManifest, ManifestError, unknown_function};
 use updraft_runtime::{QueueHandle, now_us};
-use updraft_store::{Event, NewMessage, ScheduleStore};
+use updraft_store::{Event, Fired, NewMessage, ScheduleStore, ScheduledRun};
 
 use crate::worker::{self, Delivery, EventConsumer};
 use crate::{At, InfoContext, StartContext, Trigger, TriggerInfo};
@@ -328,15 +328,27 @@ async fn catch_up(plan: &CronPlan, store: &dyn ScheduleStore) {
     }
 }
 
-/// Claims occurrence `at` (one process wins), then queues its run unless the previous run
-/// is still queued or running.
+/// Claims occurrence `at` (one process wins) and queues its run unless the previous run
+/// is still queued or running: in one commit where the state backend can (SQLite), so no
+/// crash comes between the claim and the run.
 ///
-/// A process that loses the claim queues the run too, keyed by the occurrence: the queue's
-/// dedup makes that a no-op when the winner queued it, and it is what runs the occurrence
-/// when the winner died between its claim and its enqueue.
+/// Elsewhere (JetStream) they are two steps, and a process that loses the claim queues the
+/// run too, keyed by the occurrence: the queue's dedup makes that a no-op when the winner
+/// queued it, and it is what runs the occurrence when the winner died between its claim
+/// and its enqueue.
 async fn fire(plan: &CronPlan, store: &dyn ScheduleStore, at: DateTime<Tz>, past_due: bool) {
-    let won = match store.claim(&plan.key, micros(&at), &plan.claimant).await {
-        Ok(won) => won,
+    let queue = &plan.queue;
+    let run = ScheduledRun {
+        queue: queue.name.clone(),
+        message: message(plan, &at, past_due),
+        dedup_window_us: queue.dedup_window_us,
+        now_us: now_us(),
+    };
+    let fired = match store
+        .claim_and_queue(&plan.key, micros(&at), &plan.claimant, &run)
+        .await
+    {
+        Ok(fired) => fired,
         Err(e) => {
             tracing::error!(
                 function = plan.function,
@@ -345,28 +357,39 @@ async fn fire(plan: &CronPlan, store: &dyn ScheduleStore, at: DateTime<Tz>, past
             return;
         }
     };
-    if won && failpoint("cron-after-claim") {
-        // Tests arm this to die between the claim and the enqueue.
+    if fired != Fired::Lost && failpoint("cron-after-claim") {
+        // Tests arm this to die right after the claim.
         std::process::abort();
     }
-    let queue = &plan.queue;
-    match queue.store.depth(&queue.name, now_us()).await {
-        Ok(depth) if depth.ready + depth.waiting > 0 => {
-            if won {
-                tracing::warn!(
-                    function = plan.function,
-                    "skipping the {at} run of cron `{}`: the previous run is still going",
-                    plan.schedule
-                );
+    match fired {
+        Fired::Queued => queue.notify.notify_waiters(),
+        Fired::Skipped => skipped(plan, &at),
+        Fired::Claimed | Fired::Lost => {
+            let won = fired == Fired::Claimed;
+            match queue.store.depth(&queue.name, now_us()).await {
+                Ok(depth) if depth.ready + depth.waiting > 0 => {
+                    if won {
+                        skipped(plan, &at);
+                    }
+                }
+                Ok(_) => enqueue(plan, &at, past_due).await,
+                Err(e) => {
+                    // Whether the previous run is going is unknown: better an overlap than
+                    // a lost run.
+                    tracing::warn!(function = plan.function, "cannot read the cron queue: {e}");
+                    enqueue(plan, &at, past_due).await;
+                }
             }
         }
-        Ok(_) => enqueue(plan, &at, past_due).await,
-        Err(e) => {
-            // Whether the previous run is going is unknown: better an overlap than a lost run.
-            tracing::warn!(function = plan.function, "cannot read the cron queue: {e}");
-            enqueue(plan, &at, past_due).await;
-        }
     }
+}
+
+fn skipped(plan: &CronPlan, at: &DateTime<Tz>) {
+    tracing::warn!(
+        function = plan.function,
+        "skipping the {at} run of cron `{}`: the previous run is still going",
+        plan.schedule
+    );
 }
 
 /// Whether the failure point `name` is armed (`UPDRAFT_FAILPOINT=<name>`): tests use it
@@ -383,11 +406,7 @@ fn failpoint(name: &str) -> bool {
 async fn enqueue(plan: &CronPlan, at: &DateTime<Tz>, past_due: bool) {
     let queue = &plan.queue;
     let now = now_us();
-    let message = NewMessage {
-        idempotency_key: Some(format!("{}/{}", plan.key, micros(at))),
-        event: event(plan, at, past_due),
-        available_us: now,
-    };
+    let message = message(plan, at, past_due);
     // The occurrence is claimed, so nobody else will queue it: retry a failing store for a
     // while (the idempotency key makes a repeat harmless).
     let mut pause = Duration::from_millis(200);
@@ -419,6 +438,15 @@ async fn enqueue(plan: &CronPlan, at: &DateTime<Tz>, past_due: bool) {
                 "gave up queueing the {at} cron run after {ENQUEUE_TRIES} tries: {e}"
             ),
         }
+    }
+}
+
+/// The run of occurrence `at`, keyed by the occurrence.
+fn message(plan: &CronPlan, at: &DateTime<Tz>, past_due: bool) -> NewMessage {
+    NewMessage {
+        idempotency_key: Some(format!("{}/{}", plan.key, micros(at))),
+        event: event(plan, at, past_due),
+        available_us: now_us(),
     }
 }
 
