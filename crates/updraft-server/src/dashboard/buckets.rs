@@ -4,28 +4,19 @@
 
 use std::collections::BTreeSet;
 use std::fmt::Write;
-use std::sync::Arc;
 
-use axum::Extension;
 use axum::extract::{Path, Query};
 use axum::response::Response;
 use http::StatusCode;
 use serde::Deserialize;
 
-use super::{Nav, escape, html, layout, no_app, not_found};
+use super::{Nav, PageApp, escape, html, layout, not_found};
 use crate::api::{self, url_encode as url};
-use crate::state::NodeState;
 
 /// Objects per page.
 const PAGE: u32 = 200;
 
-pub(super) async fn list(
-    Extension(node): Extension<Arc<NodeState>>,
-    Path(app): Path<String>,
-) -> Response {
-    let Some(app) = node.apps.get(&app) else {
-        return no_app(&app);
-    };
+pub(super) async fn list(PageApp(ref app): PageApp) -> Response {
     let mut body = String::new();
     if app.buckets.is_empty() {
         body.push_str(r#"<p class="empty">The app declares no buckets. Add one with <code>[bucket.&lt;name&gt;]</code>.</p>"#);
@@ -56,13 +47,10 @@ pub(super) struct Browse {
 }
 
 pub(super) async fn browse(
-    Extension(node): Extension<Arc<NodeState>>,
-    Path((app, bucket)): Path<(String, String)>,
+    PageApp(ref app): PageApp,
+    Path((_, bucket)): Path<(String, String)>,
     Query(b): Query<Browse>,
 ) -> Response {
-    let Some(app) = node.apps.get(&app) else {
-        return no_app(&app);
-    };
     let page =
         match api::object_page(app, &bucket, &b.prefix, b.cursor.as_deref(), Some(PAGE)).await {
             Ok(Some(page)) => page,

@@ -3,20 +3,18 @@
 //! chart, and its result as CSV.
 
 use std::fmt::Write;
-use std::sync::Arc;
 
-use axum::Extension;
-use axum::extract::{Path, Query};
+use axum::extract::Query;
 use axum::response::{IntoResponse, Response};
 use http::{StatusCode, header};
 use serde::Deserialize;
 use updraft_manifest::ChartKind;
 
 use super::range::{self, Picked};
-use super::{Nav, chart, escape, html, layout, no_app};
+use super::{Nav, PageApp, chart, escape, html, layout};
 use crate::api;
 use crate::api::url_encode as url;
-use crate::state::{AppState, NodeState};
+use crate::state::AppState;
 
 /// Rows the page shows; the CSV has them all.
 const SHOWN_ROWS: usize = 1_000;
@@ -51,14 +49,7 @@ fn blank(s: &Option<String>) -> Option<&str> {
     s.as_deref().map(str::trim).filter(|s| !s.is_empty())
 }
 
-pub(super) async fn page(
-    Extension(node): Extension<Arc<NodeState>>,
-    Path(app): Path<String>,
-    Query(e): Query<Explore>,
-) -> Response {
-    let Some(app) = node.apps.get(&app) else {
-        return no_app(&app);
-    };
+pub(super) async fn page(PageApp(ref app): PageApp, Query(e): Query<Explore>) -> Response {
     let databases = match api::databases(app).await {
         Ok(d) => d,
         Err(p) => return html(StatusCode::INTERNAL_SERVER_ERROR, escape(p.message())),
@@ -264,14 +255,7 @@ async fn results(
 }
 
 /// The query's whole result as CSV (RFC 4180: a header row, fields quoted when needed).
-pub(super) async fn export(
-    Extension(node): Extension<Arc<NodeState>>,
-    Path(app): Path<String>,
-    Query(e): Query<Explore>,
-) -> Response {
-    let Some(app) = node.apps.get(&app) else {
-        return no_app(&app);
-    };
+pub(super) async fn export(PageApp(ref app): PageApp, Query(e): Query<Explore>) -> Response {
     let (Some(db), Some(q)) = (blank(&e.db), blank(&e.q)) else {
         return (
             StatusCode::BAD_REQUEST,

@@ -6,16 +6,14 @@ use std::collections::HashMap;
 use std::fmt::Write;
 use std::sync::Arc;
 
-use axum::Extension;
-use axum::extract::{Path, Query};
+use axum::extract::Query;
 use axum::response::Response;
 use http::StatusCode;
 use serde::Deserialize;
 use updraft_store::{InvocationQuery, RecordStore};
 
-use super::{Nav, News, escape, html, layout, news_stream, no_app};
+use super::{Nav, News, PageApp, escape, html, layout, news_stream};
 use crate::api::{Invocation, url_encode as url};
-use crate::state::NodeState;
 
 /// Rows the page keeps.
 const KEPT: usize = 200;
@@ -58,14 +56,7 @@ impl Filter {
     }
 }
 
-pub(super) async fn page(
-    Extension(node): Extension<Arc<NodeState>>,
-    Path(app): Path<String>,
-    Query(f): Query<Filter>,
-) -> Response {
-    let Some(app) = node.apps.get(&app) else {
-        return no_app(&app);
-    };
+pub(super) async fn page(PageApp(ref app): PageApp, Query(f): Query<Filter>) -> Response {
     let select = |name: &str, current: &Option<String>, options: Vec<String>| {
         let mut out = format!(
             r#"<label for="{name}">{name}</label> <select id="{name}" name="{name}"><option value="">all</option>"#
@@ -109,14 +100,7 @@ pub(super) async fn page(
 
 /// New invocation records as SSE: an `invocations` event with a JSON array per poll that
 /// found any (the latest 50 first), and a keep-alive comment otherwise.
-pub(super) async fn events(
-    Extension(node): Extension<Arc<NodeState>>,
-    Path(app): Path<String>,
-    Query(f): Query<Filter>,
-) -> Response {
-    let Some(app) = node.apps.get(&app) else {
-        return no_app(&app);
-    };
+pub(super) async fn events(PageApp(ref app): PageApp, Query(f): Query<Filter>) -> Response {
     news_stream(Poller {
         records: app.records.clone(),
         filter: f,

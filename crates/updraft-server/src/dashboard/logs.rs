@@ -7,16 +7,15 @@
 use std::fmt::Write;
 use std::sync::Arc;
 
-use axum::Extension;
-use axum::extract::{Path, Query};
+use axum::extract::Query;
 use axum::response::Response;
 use http::StatusCode;
 use serde::Deserialize;
 use updraft_store::{LogQuery, RecordStore};
 
-use super::{Nav, News, escape, html, layout, news_stream, no_app, not_found};
+use super::{Nav, News, PageApp, escape, html, layout, news_stream, not_found};
 use crate::api::{LogLine, url_encode as url};
-use crate::state::{AppState, NodeState};
+use crate::state::AppState;
 
 /// Lines the page shows at first and keeps at most.
 const KEPT: u32 = 1_000;
@@ -67,14 +66,7 @@ impl Filter {
     }
 }
 
-pub(super) async fn page(
-    Extension(node): Extension<Arc<NodeState>>,
-    Path(app): Path<String>,
-    Query(f): Query<Filter>,
-) -> Response {
-    let Some(app) = node.apps.get(&app) else {
-        return no_app(&app);
-    };
+pub(super) async fn page(PageApp(ref app): PageApp, Query(f): Query<Filter>) -> Response {
     if let Some(answer) = f.unknown_function(app) {
         return answer;
     }
@@ -148,14 +140,7 @@ fn short(id: &str) -> &str {
 
 /// New lines as SSE: one `lines` event (a JSON array, oldest first) per poll that found
 /// any, a keep-alive comment otherwise.
-pub(super) async fn events(
-    Extension(node): Extension<Arc<NodeState>>,
-    Path(app): Path<String>,
-    Query(f): Query<Filter>,
-) -> Response {
-    let Some(app) = node.apps.get(&app) else {
-        return no_app(&app);
-    };
+pub(super) async fn events(PageApp(ref app): PageApp, Query(f): Query<Filter>) -> Response {
     if let Some(answer) = f.unknown_function(app) {
         return answer;
     }

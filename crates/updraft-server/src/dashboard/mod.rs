@@ -205,6 +205,32 @@ fn html(status: StatusCode, body: String) -> Response {
         .into_response()
 }
 
+/// The app a page is about: the `{app}` of its path, hosted on this node; a page for any
+/// other name answers [`no_app`] before its handler runs.
+pub(super) struct PageApp(pub(super) std::sync::Arc<AppState>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for PageApp {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Response> {
+        use axum::extract::Path;
+        let Path(params) =
+            Path::<std::collections::HashMap<String, String>>::from_request_parts(parts, state)
+                .await
+                .map_err(IntoResponse::into_response)?;
+        let name = params.get("app").map_or("", String::as_str);
+        parts
+            .extensions
+            .get::<std::sync::Arc<crate::state::NodeState>>()
+            .and_then(|node| node.apps.get(name))
+            .map(|app| PageApp(app.clone()))
+            .ok_or_else(|| no_app(name))
+    }
+}
+
 /// The answer for an app this node does not host.
 fn no_app(app: &str) -> Response {
     not_found(&format!(

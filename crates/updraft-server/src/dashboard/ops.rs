@@ -11,7 +11,7 @@ use serde::Deserialize;
 use updraft_manifest::ChartKind;
 use updraft_store::{InvocationQuery, RowSet, StoreError, Value};
 
-use super::{HEAD, Nav, chart, escape, html, layout, no_app, not_found};
+use super::{HEAD, Nav, PageApp, chart, escape, html, layout, not_found};
 use crate::api::{self, AppStats, FunctionInfo, Invocation};
 use crate::state::{AppState, NodeState};
 
@@ -64,14 +64,10 @@ pub(super) async fn only_app_overview(
 }
 
 pub(super) async fn overview(
-    Extension(node): Extension<Arc<NodeState>>,
-    Path(app): Path<String>,
+    PageApp(ref app): PageApp,
     Query(q): Query<OverviewQuery>,
 ) -> Response {
-    match node.apps.get(&app) {
-        Some(state) => overview_page(state, q).await,
-        None => no_app(&app),
-    }
+    overview_page(app, q).await
 }
 
 async fn overview_page(app: &AppState, q: OverviewQuery) -> Response {
@@ -347,14 +343,7 @@ pub(super) struct FindQuery {
 
 /// The header's search box: an invocation's page by its id (as the `updraft-invocation-id`
 /// response header, the logs and `updraft logs` show it).
-pub(super) async fn find(
-    Extension(node): Extension<Arc<NodeState>>,
-    Path(app): Path<String>,
-    Query(q): Query<FindQuery>,
-) -> Response {
-    let Some(app) = node.apps.get(&app) else {
-        return no_app(&app);
-    };
+pub(super) async fn find(PageApp(ref app): PageApp, Query(q): Query<FindQuery>) -> Response {
     let id = q.id.as_deref().map(str::trim).unwrap_or_default();
     if id.is_empty() {
         return Redirect::to(&format!("/_updraft/apps/{}", app.name)).into_response();
@@ -372,12 +361,9 @@ pub(super) async fn find(
 }
 
 pub(super) async fn invocation(
-    Extension(node): Extension<Arc<NodeState>>,
-    Path((app, id)): Path<(String, String)>,
+    PageApp(ref app): PageApp,
+    Path((_, id)): Path<(String, String)>,
 ) -> Response {
-    let Some(app) = node.apps.get(&app) else {
-        return no_app(&app);
-    };
     let detail = match api::invocation_detail(app, &id).await {
         Ok(Some(d)) => d,
         Ok(None) => return not_found(&api::no_invocation(&id)),
@@ -435,13 +421,7 @@ pub(super) async fn invocation(
     )
 }
 
-pub(super) async fn queues(
-    Extension(node): Extension<Arc<NodeState>>,
-    Path(app): Path<String>,
-) -> Response {
-    let Some(app) = node.apps.get(&app) else {
-        return no_app(&app);
-    };
+pub(super) async fn queues(PageApp(ref app): PageApp) -> Response {
     let queues = match api::queue_infos(app).await {
         Ok(q) => q,
         Err(e) => return failed("the queues", e),
@@ -653,13 +633,10 @@ pub(super) struct RedriveQuery {
 /// The redrive and delete buttons (`/queues/<name>/redrive|delete[?id=…]`): does it, then
 /// back to the queues page (303, so a reload does not post again).
 pub(super) async fn dead_letters(
-    Extension(node): Extension<Arc<NodeState>>,
-    Path((app, name, action)): Path<(String, String, String)>,
+    PageApp(ref app): PageApp,
+    Path((_, name, action)): Path<(String, String, String)>,
     Query(q): Query<RedriveQuery>,
 ) -> Response {
-    let Some(app) = node.apps.get(&app) else {
-        return no_app(&app);
-    };
     let action = match action.as_str() {
         "redrive" => api::DeadLetterAction::Redrive,
         "delete" => api::DeadLetterAction::Delete,

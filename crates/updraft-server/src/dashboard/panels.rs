@@ -5,14 +5,14 @@ use std::fmt::Write;
 use std::sync::Arc;
 
 use axum::Extension;
-use axum::extract::{Path, Query};
+use axum::extract::Query;
 use axum::response::Response;
 use http::StatusCode;
 use serde::Deserialize;
 use updraft_manifest::Panel;
 
 use super::range::{Picked, picker};
-use super::{Nav, chart, escape, html, layout, no_app, not_found};
+use super::{Nav, PageApp, chart, escape, html, layout, not_found};
 use crate::api::TimeRange;
 use crate::state::{AppState, NodeState};
 
@@ -25,17 +25,11 @@ pub(super) struct PageQuery {
 }
 
 pub(super) async fn app_page(
-    Extension(node): Extension<Arc<NodeState>>,
-    Path(app): Path<String>,
+    PageApp(ref app): PageApp,
     Query(query): Query<PageQuery>,
 ) -> Response {
-    match node.apps.get(&app) {
-        Some(state) => {
-            let base = format!("/_updraft/apps/{app}/dashboard");
-            page(state, &base, query, Nav::Dashboard).await
-        }
-        None => no_app(&app),
-    }
+    let base = format!("/_updraft/apps/{}/dashboard", app.name);
+    page(app, &base, query, Nav::Dashboard).await
 }
 
 pub(super) async fn only_app_page(

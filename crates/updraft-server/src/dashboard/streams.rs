@@ -3,24 +3,14 @@
 //! `GET /streams` uses.
 
 use std::fmt::Write;
-use std::sync::Arc;
 
-use axum::Extension;
-use axum::extract::Path;
 use axum::response::Response;
 use http::StatusCode;
 
-use super::{Nav, escape, html, layout, no_app};
+use super::{Nav, PageApp, escape, html, layout};
 use crate::api;
-use crate::state::NodeState;
 
-pub(super) async fn page(
-    Extension(node): Extension<Arc<NodeState>>,
-    Path(app): Path<String>,
-) -> Response {
-    let Some(app) = node.apps.get(&app) else {
-        return no_app(&app);
-    };
+pub(super) async fn page(PageApp(ref app): PageApp) -> Response {
     let mut body = String::new();
     if app.streams.is_empty() {
         body.push_str(r#"<p class="empty">The app declares no streams. Add one with <code>[stream.&lt;name&gt;]</code>.</p>"#);
