@@ -101,6 +101,19 @@ async fn the_admin_api_is_app_scoped_with_unscoped_aliases_under_up() {
         body.contains("app `nope` is not on this node") && body.contains("/_updraft/api/v1/apps"),
         "{body}"
     );
+    // The dashboard's pages say the same, whatever else their path holds.
+    for page in [
+        "/_updraft/apps/nope",
+        "/_updraft/apps/nope/invocations/x",
+        "/_updraft/apps/nope/sql",
+    ] {
+        let (s, body) = get(&server, page).await;
+        assert_eq!(s, 404, "{page}: {body}");
+        assert!(
+            body.contains("app `nope` is not on this node"),
+            "{page}: {body}"
+        );
+    }
     // The CLI: the only app by default, the one named by `--app`, and a clear error.
     let (code, out, err) = cli(&server, &["ls", "--app", &name]);
     assert_eq!(code, 0, "{err}");
