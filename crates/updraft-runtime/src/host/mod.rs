@@ -83,6 +83,17 @@ pub(crate) struct Caller {
     pub(crate) invocation: Arc<str>,
 }
 
+impl Caller {
+    /// Logs a refusal against the caller's invocation, where the invocation's logs show it.
+    pub(crate) fn deny(&self, message: impl std::fmt::Display) {
+        tracing::warn!(
+            function = %self.function,
+            invocation = %self.invocation,
+            "{message}"
+        );
+    }
+}
+
 /// What a binding sees of one invocation.
 pub struct BindingCtx<'a> {
     pub(crate) resources: &'a Resources,
@@ -152,12 +163,7 @@ impl<T: ?Sized> Grants<T> {
                 message: self.list.not_listed(&caller.function, &shown),
             },
         };
-        tracing::warn!(
-            function = %caller.function,
-            invocation = %caller.invocation,
-            "{}",
-            denial.message
-        );
+        caller.deny(&denial.message);
         Err(denial)
     }
 }

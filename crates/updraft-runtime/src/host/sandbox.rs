@@ -19,7 +19,7 @@ use wasmtime::component::{Linker, Resource, ResourceAny, Val};
 use wasmtime_wasi::p2::Network;
 use wasmtime_wasi::p2::bindings::sockets::network::ErrorCode;
 
-use crate::host::{Caller, shown};
+use crate::host::shown;
 use crate::state::InvocationState;
 
 /// The WASI 0.2 interfaces wasmtime-wasi 48 defines; a guest's import of any 0.2.x
@@ -32,15 +32,6 @@ const PREOPENS: &str = "wasi:filesystem/preopens@0.2.12";
 const CONFIG_STORE: &str = "wasi:config/store@0.2.0-rc.1";
 
 type Store<'a> = StoreContextMut<'a, InvocationState>;
-
-/// Logs a refusal against the caller's invocation.
-fn deny(caller: &Caller, message: std::fmt::Arguments<'_>) {
-    tracing::warn!(
-        function = %caller.function,
-        invocation = %caller.invocation,
-        "{message}"
-    );
-}
 
 /// `result<_, error-code>`'s error case, `code` of `wasi:sockets/network.error-code`.
 fn socket_error(code: &str) -> Val {
@@ -65,8 +56,7 @@ fn shadow(linker: &mut Linker<InvocationState>) -> wasmtime::Result<()> {
             .instance(interface)?
             .func_new(func, move |store: Store<'_>, _, _, results| {
                 let caller = &store.data().caller;
-                deny(
-                    caller,
+                caller.deny(
                     format_args!(
                         "{kind} socket denied: functions have no sockets; reach other services over HTTP, listing them in `allowed_outbound_hosts` of function `{}`",
                         caller.function
@@ -81,8 +71,7 @@ fn shadow(linker: &mut Linker<InvocationState>) -> wasmtime::Result<()> {
         "resolve-addresses",
         |store: Store<'_>, (_network, name): (Resource<Network>, String)| {
             let caller = &store.data().caller;
-            deny(
-                caller,
+            caller.deny(
                 format_args!(
                     "name lookup of `{}` denied: functions do not resolve names; an outbound HTTP request to a host in `allowed_outbound_hosts` of function `{}` resolves it",
                     shown(&name),
@@ -96,8 +85,7 @@ fn shadow(linker: &mut Linker<InvocationState>) -> wasmtime::Result<()> {
         "get-directories",
         |store: Store<'_>, _, _, results| {
             let caller = &store.data().caller;
-            deny(
-                caller,
+            caller.deny(
                 format_args!(
                     "file system access denied: function `{}` has no directories; keep files in a blob container listed in its `blob`",
                     caller.function
@@ -125,8 +113,7 @@ fn link_config(linker: &mut Linker<InvocationState>) -> wasmtime::Result<()> {
         let value = state.config.get(key).map(|v| Box::new(Val::String(v.clone())));
         if value.is_none() {
             let caller = &state.caller;
-            deny(
-                caller,
+            caller.deny(
                 format_args!(
                     "variable `{}` denied: function `{}` was not given it; add it to `[function.{}.variables]`",
                     shown(key),
