@@ -22,6 +22,12 @@ type Completion = Box<dyn FnOnce(Option<&StoreError>) + Send>;
 /// holding the file's write lock past the busy timeout) it fails its caller with it.
 type Job = Box<dyn FnOnce(Result<&mut Connection, &StoreError>) -> Option<Completion> + Send>;
 
+/// A queued write and whether its caller waits for it to reach the disk.
+struct Queued {
+    job: Job,
+    synced: bool,
+}
+
 /// A SQLite database file shared by async callers.
 #[derive(Clone)]
 pub struct Db {
@@ -34,7 +40,7 @@ pub type ConnectionGuard = fn(&mut Connection) -> rusqlite::Result<()>;
 struct Inner {
     path: PathBuf,
     guard: Option<ConnectionGuard>,
-    writer: Mutex<Option<mpsc::Sender<Job>>>,
+    writer: Mutex<Option<mpsc::Sender<Queued>>>,
     readers: Mutex<Vec<Connection>>,
 }
 
@@ -109,7 +115,7 @@ impl Db {
         }
         let mut conn = open_connection(path, true, guard)?;
         setup(&mut conn).map_err(backend)?;
-        let (tx, rx) = mpsc::channel::<Job>(MAX_QUEUED_WRITES);
+        let (tx, rx) = mpsc::channel::<Queued>(MAX_QUEUED_WRITES);
         let name = format!(
             "sqlite-writer-{}",
             path.file_name()
@@ -143,6 +149,28 @@ impl Db {
         E: From<StoreError> + Send + 'static,
         F: FnOnce(&Connection) -> Result<R, E> + Send + 'static,
     {
+        self.queue_write(f, true).await
+    }
+
+    /// [`Db::write`] for bookkeeping whose loss would only repeat work (a lease, an ack):
+    /// returns once committed to the file, which survives the process being killed, but
+    /// without waiting for the disk, so it may be lost with the machine (power loss, a
+    /// kernel crash). Never after a later [`Db::write`]: that one's sync flushes it too.
+    pub async fn write_unsynced<R, E, F>(&self, f: F) -> Result<R, E>
+    where
+        R: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<R, E> + Send + 'static,
+    {
+        self.queue_write(f, false).await
+    }
+
+    async fn queue_write<R, E, F>(&self, f: F, synced: bool) -> Result<R, E>
+    where
+        R: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<R, E> + Send + 'static,
+    {
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move |conn: Result<&mut Connection, &StoreError>| {
             let conn = match conn {
@@ -170,7 +198,7 @@ impl Db {
             .clone()
             .ok_or_else(|| StoreError::Unavailable("database is closed".into()))?;
         sender
-            .send(job)
+            .send(Queued { job, synced })
             .await
             .map_err(|_| StoreError::Unavailable("the writer thread has stopped".into()))?;
         rx.await.map_err(|_| {
@@ -220,13 +248,38 @@ fn run_in_savepoint<R, E: From<StoreError>>(
     Ok(r)
 }
 
-fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Job>) {
+fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Queued>) {
+    // What the connection's `synchronous` is now (it opens with `full`).
+    let mut syncing = true;
     while let Some(first) = rx.blocking_recv() {
-        let mut jobs = vec![first];
+        let mut synced = first.synced;
+        let mut jobs = vec![first.job];
         while jobs.len() < MAX_GROUP {
             match rx.try_recv() {
-                Ok(job) => jobs.push(job),
+                Ok(queued) => {
+                    synced |= queued.synced;
+                    jobs.push(queued.job);
+                }
                 Err(_) => break,
+            }
+        }
+        // A group of bookkeeping alone commits without waiting for the disk (in WAL mode
+        // `normal` still writes the commit to the file before it returns); any other write
+        // in the group makes it wait, which flushes everything before it too.
+        if synced != syncing {
+            let level = if synced { "full" } else { "normal" };
+            match conn.pragma_update(None, "synchronous", level) {
+                Ok(()) => syncing = synced,
+                // Left syncing: slower, never less safe.
+                Err(e) if !synced => tracing::warn!("cannot set `synchronous = {level}`: {e}"),
+                Err(e) => {
+                    let e = StoreError::Backend(format!("cannot set `synchronous = full`: {e}"));
+                    tracing::error!("{e}");
+                    for job in jobs {
+                        let _ = job(Err(&e));
+                    }
+                    continue;
+                }
             }
         }
         if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
@@ -272,5 +325,26 @@ fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Job>) {
         for done in completions {
             done(commit.as_ref().err());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What `synchronous` the write runs under: 1 is `normal`, 2 is `full`.
+    fn level(c: &Connection) -> Result<i64, StoreError> {
+        c.query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .map_err(backend)
+    }
+
+    #[tokio::test]
+    async fn bookkeeping_commits_without_a_sync_and_other_writes_with_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("t.db"), |_| Ok(())).unwrap();
+        assert_eq!(db.write(level).await.unwrap(), 2);
+        assert_eq!(db.write_unsynced(level).await.unwrap(), 1);
+        assert_eq!(db.write_unsynced(level).await.unwrap(), 1);
+        assert_eq!(db.write(level).await.unwrap(), 2, "back to syncing");
     }
 }

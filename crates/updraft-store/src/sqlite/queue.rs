@@ -1,4 +1,9 @@
 //! `QueueStore` on the platform state file.
+//!
+//! Enqueues and dead letters are on disk when they return. Leases, extends, acks, retries
+//! and releases commit without waiting for the disk ([`Db::write_unsynced`]): a process
+//! that is killed keeps them, and the machine losing power can only undo some, which
+//! delivers those messages again (at least once, as ever) with an attempt uncounted.
 
 use async_trait::async_trait;
 use rusqlite::{Connection, Row, params};
@@ -196,7 +201,7 @@ impl QueueStore for SqliteQueues {
     ) -> Result<Vec<Leased>, StoreError> {
         let queue = queue.to_owned();
         self.db
-            .write(move |c| {
+            .write_unsynced(move |c| {
                 let sql = lease_sql();
                 let mut stmt = c.prepare_cached(&sql).map_err(backend)?;
                 let rows = stmt
@@ -231,7 +236,7 @@ impl QueueStore for SqliteQueues {
     ) -> Result<bool, StoreError> {
         let (queue, id, token) = (queue.to_owned(), id.to_owned(), token.to_owned());
         self.db
-            .write(move |c| {
+            .write_unsynced(move |c| {
                 update_leased(
                     c,
                     "UPDATE queue_messages SET available_us = ?4 WHERE queue = ?1 AND id = ?2 AND lease_token = ?3 AND dead_us IS NULL",
@@ -244,7 +249,7 @@ impl QueueStore for SqliteQueues {
     async fn ack(&self, queue: &str, id: &str, token: &str) -> Result<bool, StoreError> {
         let (queue, id, token) = (queue.to_owned(), id.to_owned(), token.to_owned());
         self.db
-            .write(move |c| {
+            .write_unsynced(move |c| {
                 update_leased(
                     c,
                     "DELETE FROM queue_messages WHERE queue = ?1 AND id = ?2 AND lease_token = ?3 AND dead_us IS NULL",
@@ -269,7 +274,7 @@ impl QueueStore for SqliteQueues {
             error.to_owned(),
         );
         self.db
-            .write(move |c| {
+            .write_unsynced(move |c| {
                 update_leased(
                     c,
                     "UPDATE queue_messages SET available_us = ?4, lease_token = NULL, last_error = ?5
@@ -289,7 +294,7 @@ impl QueueStore for SqliteQueues {
     ) -> Result<bool, StoreError> {
         let (queue, id, token) = (queue.to_owned(), id.to_owned(), token.to_owned());
         self.db
-            .write(move |c| {
+            .write_unsynced(move |c| {
                 update_leased(
                     c,
                     "UPDATE queue_messages SET available_us = ?4, lease_token = NULL, attempts = max(attempts - 1, 0)
