@@ -87,6 +87,27 @@ pub trait QueueStore: Send + Sync + 'static {
         lease_us: i64,
         now_us: i64,
     ) -> Result<Vec<Leased>, StoreError>;
+    /// Leases like [`QueueStore::lease`], but when nothing is deliverable waits up to
+    /// `wait_us` for a message to arrive (enqueued by any node) and returns as soon as one
+    /// does. Backends that cannot wait on their server keep this default, which returns at
+    /// once; [`QueueStore::waits`] tells which.
+    async fn lease_waiting(
+        &self,
+        queue: &str,
+        max: u32,
+        lease_us: i64,
+        now_us: i64,
+        wait_us: i64,
+    ) -> Result<Vec<Leased>, StoreError> {
+        let _ = wait_us;
+        self.lease(queue, max, lease_us, now_us).await
+    }
+    /// Whether [`QueueStore::lease_waiting`] waits for work. When it does not, a worker that
+    /// found nothing sleeps until an enqueue in its own process wakes it or its poll
+    /// interval passes.
+    fn waits(&self) -> bool {
+        false
+    }
     /// Keeps a lease until `until_us`; false if the lease was lost.
     async fn extend(
         &self,

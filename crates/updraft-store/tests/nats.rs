@@ -648,3 +648,101 @@ async fn nats_stream_partitions_keep_to_their_size_cap() {
     );
     assert_eq!(kept.last().map(|r| r.offset), Some(499));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_lease_gets_another_nodes_enqueue_as_it_lands() {
+    let server = NatsServer::start();
+    let (a, b) = (
+        state(&server, "wake").await.queue_store(),
+        state(&server, "wake").await.queue_store(),
+    );
+    assert!(b.waits(), "JetStream waits on the server for work");
+    // Open the queue on both nodes first (a fresh consumer may need a moment).
+    a.enqueue("jobs", vec![new_message("warm", now_us())], SEC, now_us())
+        .await
+        .expect("enqueue");
+    for m in lease_n(&*b, "jobs", 1).await {
+        assert!(b.ack("jobs", &m.id, &m.token).await.expect("ack"));
+    }
+    // Node b waits (up to 20 s); node a enqueues. Whichever comes first at the server, b's
+    // lease returns with the message long before its wait is up: no poll in between.
+    let started = std::time::Instant::now();
+    let waiting = tokio::spawn({
+        let b = b.clone();
+        async move {
+            b.lease_waiting("jobs", 10, 60 * SEC, now_us(), 20 * SEC)
+                .await
+        }
+    });
+    a.enqueue("jobs", vec![new_message("m", now_us())], SEC, now_us())
+        .await
+        .expect("enqueue");
+    let leased = waiting.await.expect("join").expect("lease");
+    assert_eq!(leased.len(), 1, "{leased:?}");
+    assert_eq!(leased[0].event.id, "m");
+    assert_eq!(leased[0].attempts, 1);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "returned as the message landed, not when the wait ran out: {:?}",
+        started.elapsed()
+    );
+    assert!(
+        b.ack("jobs", &leased[0].id, &leased[0].token)
+            .await
+            .expect("ack")
+    );
+    // With nothing coming, it returns empty when the wait is up.
+    let started = std::time::Instant::now();
+    let none = b
+        .lease_waiting("jobs", 10, 60 * SEC, now_us(), SEC)
+        .await
+        .expect("lease");
+    assert!(none.is_empty(), "{none:?}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "waited: {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settling_a_held_delivery_is_one_message_to_the_server() {
+    let server = NatsServer::start();
+    let node = state(&server, "fast").await;
+    let queues = node.queue_store();
+    let n = 50;
+    let now = now_us();
+    let messages = (0..n).map(|i| new_message(&i.to_string(), now)).collect();
+    queues
+        .enqueue("jobs", messages, SEC, now)
+        .await
+        .expect("enqueue");
+    let leased = lease_n(&*queues, "jobs", n).await;
+    // Extending, retrying and acking a delivery this node leased a moment ago needs no
+    // check of the message or its lease record: one message each.
+    let before = node.messages_sent();
+    for m in &leased[..10] {
+        assert!(
+            queues
+                .extend("jobs", &m.id, &m.token, now_us() + 60 * SEC)
+                .await
+                .expect("extend")
+        );
+    }
+    for m in &leased {
+        assert!(queues.ack("jobs", &m.id, &m.token).await.expect("ack"));
+    }
+    let sent = node.messages_sent() - before;
+    assert!(
+        sent <= (n + 10) as u64 + 5,
+        "{sent} messages for 10 extends and {n} acks"
+    );
+    // Every token is spent: acking again is refused (now checked with the server).
+    for m in &leased[..3] {
+        assert!(!queues.ack("jobs", &m.id, &m.token).await.expect("ack"));
+    }
+    assert_eq!(
+        queues.depth("jobs", now_us()).await.expect("depth"),
+        Default::default()
+    );
+}

@@ -2,7 +2,8 @@
 //! cron and async invocations): lease up to the free slots, keep the leases while the work
 //! runs, settle each message (ack, retry with exponential backoff and full jitter,
 //! dead-letter after the last attempt, or give it back unspent), wake up on local enqueues
-//! and poll for remote ones, and on drain stop leasing and let running work finish.
+//! and poll for remote ones (or, where the store can, wait on its server for work from any
+//! node), and on drain stop leasing and let running work finish.
 //!
 //! What runs a batch is a [`Consumer`]; [`EventConsumer`] runs an event function.
 
@@ -134,9 +135,16 @@ pub fn spawn(
             tokio::pin!(notified);
             notified.as_mut().enable();
             let want = free.saturating_mul(delivery.batch).min(MAX_LEASE);
+            let asked = tokio::time::Instant::now();
             let leased = match queue
                 .store
-                .lease(&queue.name, want, micros(delivery.lease), now_us())
+                .lease_waiting(
+                    &queue.name,
+                    want,
+                    micros(delivery.lease),
+                    now_us(),
+                    micros(IDLE_POLL),
+                )
                 .await
             {
                 Ok(l) => l,
@@ -158,6 +166,11 @@ pub fn spawn(
             }
             if leased.is_empty() && dead_lettered {
                 continue; // more may be ready behind them
+            }
+            // A store that waited for work has waited; one that answered at once without
+            // any (or cannot wait) is polled.
+            if leased.is_empty() && queue.store.waits() && asked.elapsed() >= IDLE_POLL / 2 {
+                continue;
             }
             if leased.is_empty() {
                 tokio::select! {
@@ -240,48 +253,63 @@ async fn deliver(
     delivery: &Delivery,
     batch: Vec<Leased>,
 ) {
-    let store = queue.store.clone();
     let held = batch
         .iter()
         .map(|m| (m.id.clone(), m.token.clone()))
         .collect();
-    let keeper = LeaseKeeper::start(store.clone(), queue.name.clone(), held, delivery.lease);
+    let keeper = LeaseKeeper::start(
+        queue.store.clone(),
+        queue.name.clone(),
+        held,
+        delivery.lease,
+    );
     let outcomes = consumer.consume(&batch).await;
     drop(keeper);
-    let mut failed = false;
-    for (i, m) in batch.iter().enumerate() {
-        let settled = match outcomes.get(i).unwrap_or(&Settle::Keep) {
-            Settle::Ack => store.ack(&queue.name, &m.id, &m.token).await,
-            Settle::Fail(error) if m.attempts >= delivery.max_attempts => {
-                failed = true;
-                tracing::warn!(queue = %queue.name, message = %m.id, attempts = m.attempts, "dead-lettered: {error}");
-                store
-                    .dead_letter(&queue.name, &m.id, &m.token, error, now_us())
-                    .await
-            }
-            Settle::Fail(error) => {
-                failed = true;
-                let at = now_us() + retry_delay_us(delivery, m.attempts);
-                store.retry(&queue.name, &m.id, &m.token, at, error).await
-            }
-            Settle::Release => {
-                let at = now_us() + micros(RELEASE_DELAY);
-                store.release(&queue.name, &m.id, &m.token, at).await
-            }
-            Settle::Keep => continue,
-        };
-        match settled {
-            Ok(true) => {}
-            Ok(false) => {
-                tracing::warn!(queue = %queue.name, message = %m.id, "lease lost before settling; the message will be delivered again")
-            }
-            Err(e) => tracing::error!(queue = %queue.name, message = %m.id, "cannot settle: {e}"),
-        }
-    }
+    // Settled together: each is a round trip to the store (or a write its group commit
+    // takes with the others), so a batch costs about one.
+    let settles = batch.iter().enumerate().map(|(i, m)| {
+        let outcome = outcomes.get(i).unwrap_or(&Settle::Keep);
+        settle(queue, delivery, m, outcome)
+    });
+    let failed = futures::future::join_all(settles)
+        .await
+        .into_iter()
+        .any(|failed| failed);
     if failed {
         // A retry may be due before the idle poll.
         queue.notify.notify_waiters();
     }
+}
+
+/// Settles one message as its run said; true if it failed.
+async fn settle(queue: &QueueHandle, delivery: &Delivery, m: &Leased, outcome: &Settle) -> bool {
+    let store = &queue.store;
+    let settled = match outcome {
+        Settle::Ack => store.ack(&queue.name, &m.id, &m.token).await,
+        Settle::Fail(error) if m.attempts >= delivery.max_attempts => {
+            tracing::warn!(queue = %queue.name, message = %m.id, attempts = m.attempts, "dead-lettered: {error}");
+            store
+                .dead_letter(&queue.name, &m.id, &m.token, error, now_us())
+                .await
+        }
+        Settle::Fail(error) => {
+            let at = now_us() + retry_delay_us(delivery, m.attempts);
+            store.retry(&queue.name, &m.id, &m.token, at, error).await
+        }
+        Settle::Release => {
+            let at = now_us() + micros(RELEASE_DELAY);
+            store.release(&queue.name, &m.id, &m.token, at).await
+        }
+        Settle::Keep => return false,
+    };
+    match settled {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::warn!(queue = %queue.name, message = %m.id, "lease lost before settling; the message will be delivered again")
+        }
+        Err(e) => tracing::error!(queue = %queue.name, message = %m.id, "cannot settle: {e}"),
+    }
+    matches!(outcome, Settle::Fail(_))
 }
 
 /// Runs an event function on each batch: the messages' events, each with an `attempt`

@@ -152,6 +152,16 @@ impl NatsState {
         NatsStream::new(self.inner.clone(), name, config)
     }
 
+    /// Messages this node has sent the server so far (publishes, requests, acks): what a
+    /// round-trip count is made of.
+    pub fn messages_sent(&self) -> u64 {
+        self.inner
+            .client
+            .statistics()
+            .out_messages
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// [`NatsState::topics`] as a trait object.
     pub fn topic_store(&self) -> Arc<dyn TopicStore> {
         Arc::new(self.topics())

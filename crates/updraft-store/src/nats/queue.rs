@@ -23,6 +23,17 @@
 //!   bucket `updraft-<ns>-leases` (written by compare-and-swap against the revision the
 //!   token was checked with). The record also counts attempts, since NAKs for delays and
 //!   releases are deliveries JetStream counts and we do not.
+//! * **Fast path.** The server delivers a message again only once its lease ran out (or it
+//!   was NAK'd, which only its holder does). So while this process holds a delivery it
+//!   leased, and less than the lease (less a fifth, for the ack's way there) has passed
+//!   since it asked for it or last extended it, the token is current without asking: `ack`,
+//!   `extend`, `retry` and `release` then skip the check (a direct get and a KV read) and
+//!   cost one round trip. Tokens from elsewhere, late ones, and `dead_letter` (which needs
+//!   the message) are checked as above. What is held is forgotten when the queue's lease
+//!   changes, since it was reckoned with the old one.
+//! * **Waiting.** `lease_waiting` leases what is there; if nothing is, it sends one pull
+//!   request for a single message that the server keeps open for the wait and answers the
+//!   moment a message arrives, from whichever node, so workers need not poll.
 //! * **Settling.** `ack` is a double ack (`+ACK`, answered by the server); `extend` is an
 //!   in-progress ack (`+WPI`); `retry(at)` and `release(at)` are a NAK with the delay to `at`
 //!   (at most 100 years: [`MAX_NAK_DELAY`]; a release also takes the attempt back); `dead_letter` publishes a copy with the
@@ -82,6 +93,8 @@ const DEAD_LETTER_RETENTION: Duration = Duration::from_secs(14 * 24 * 3600);
 const LEASE_RECORD_AGE: Duration = Duration::from_secs(14 * 24 * 3600);
 /// Most messages one `lease` hands out.
 const MAX_LEASE: u32 = 1024;
+/// Held deliveries past which expired ones are swept out.
+const HELD_SWEEP: usize = 4 * MAX_LEASE as usize;
 /// Most dead letters one `redrive` or `dead_letters` walks.
 const MAX_DEAD_WALK: u64 = 1_000_000;
 /// How long one `redrive` or `dead_letters` may walk the dead letters.
@@ -113,6 +126,60 @@ pub(crate) struct Handle {
     consumer: PullConsumer,
     dead_subject: String,
     settings: Mutex<Settings>,
+    /// Deliveries this process leased and still holds, by stream sequence.
+    held: Mutex<HashMap<u64, Held>>,
+}
+
+impl Handle {
+    /// What this process holds under `token` for message `id`, while it is surely current.
+    fn held(&self, id: &str, token: &str) -> Option<Held> {
+        let (_, _, _, sequence) = parse_token(token)?;
+        let held = self.held.lock().ok()?.get(&sequence)?.clone();
+        (held.token == token && held.id == id && Instant::now() < held.until).then_some(held)
+    }
+
+    /// Remembers a delivery this process leased (replacing any earlier one of its message).
+    fn hold(&self, held: Held) {
+        if let Ok(mut map) = self.held.lock() {
+            // Deliveries nobody settled (their worker gave up on them) go once their lease
+            // has run out, so the map stays as small as what is in flight.
+            if map.len() >= HELD_SWEEP {
+                let now = Instant::now();
+                map.retain(|_, h| h.until > now);
+            }
+            map.insert(held.current.sequence, held);
+        }
+    }
+
+    /// Moves a held delivery's end to `until` (an in-progress ack reached the server).
+    fn hold_until(&self, sequence: u64, token: &str, until: Instant) {
+        if let Ok(mut map) = self.held.lock()
+            && let Some(held) = map.get_mut(&sequence)
+            && held.token == token
+        {
+            held.until = until;
+        }
+    }
+
+    fn forget_held(&self, sequence: u64) {
+        if let Ok(mut map) = self.held.lock() {
+            map.remove(&sequence);
+        }
+    }
+
+    fn forget_all_held(&self) {
+        if let Ok(mut map) = self.held.lock() {
+            map.clear();
+        }
+    }
+
+    /// The queue's lease as the server applies it.
+    fn lease(&self) -> Duration {
+        self.settings
+            .lock()
+            .map(|s| s.lease)
+            .unwrap_or(DEFAULT_LEASE)
+    }
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -217,14 +284,36 @@ struct Record {
     open: bool,
 }
 
-/// A checked token: the delivery it proves, its record's revision (0: none), its attempts.
-struct Proof {
-    message: StreamMessage,
+/// A current delivery: which one it is, its attempts, its record's revision (0: none).
+#[derive(Clone, Copy)]
+struct Current {
     sequence: u64,
     delivery: u64,
     attempts: u32,
     revision: u64,
     had_record: bool,
+}
+
+/// A checked token: the message and the delivery it proves.
+struct Proof {
+    message: StreamMessage,
+    current: Current,
+}
+
+/// A delivery this process leased and has not settled: its token, its message id, and
+/// until when the server cannot have delivered it again (see "Fast path" in the module doc).
+#[derive(Clone)]
+struct Held {
+    token: String,
+    id: String,
+    current: Current,
+    until: Instant,
+}
+
+/// How long before the server's lease ends a held delivery stops counting as current: an
+/// ack sent just before the end can reach the server after it.
+fn margin(lease: Duration) -> Duration {
+    lease / 5
 }
 
 /// What an ack subject says: stream, consumer, delivery count, stream sequence.
@@ -358,6 +447,7 @@ impl NatsQueues {
             stream,
             consumer,
             settings: Mutex::new(settings),
+            held: Mutex::default(),
         })
     }
 
@@ -395,6 +485,8 @@ impl NatsQueues {
             tracing::debug!(queue = %h.name, window = ?wanted.dedup_window, "queue dedup window changed");
         }
         if wanted.lease != current.lease {
+            // What is held was reckoned with the old lease, which may be the longer one.
+            h.forget_all_held();
             h.stream
                 .update_consumer(consumer_config(wanted.lease, self.inner.replicas))
                 .await
@@ -464,14 +556,15 @@ impl NatsQueues {
         })
     }
 
-    /// Writes a record; with `revision`, only if the record is still there; false if it moved.
+    /// Writes a record; with `revision`, only if the record is still there. The record's new
+    /// revision, or `None` if it moved.
     async fn write_record(
         &self,
         h: &Handle,
         sequence: u64,
         record: Record,
         revision: Option<u64>,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<u64>, StoreError> {
         let leases = self.leases().await?;
         let key = Self::record_key(h, sequence);
         let value = Bytes::from(serde_json::to_vec(&record).unwrap_or_default());
@@ -485,11 +578,11 @@ impl NatsQueues {
             None => leases
                 .put(key, value)
                 .await
-                .map(|_| true)
+                .map(Some)
                 .map_err(|e| failed(&e)),
             Some(r) => match leases.update(key, value, r).await {
-                Ok(_) => Ok(true),
-                Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => Ok(false),
+                Ok(revision) => Ok(Some(revision)),
+                Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => Ok(None),
                 Err(e) => Err(failed(&e)),
             },
         }
@@ -535,11 +628,13 @@ impl NatsQueues {
         };
         Ok(Some(Proof {
             message,
-            sequence,
-            delivery,
-            attempts,
-            revision,
-            had_record: record.is_some(),
+            current: Current {
+                sequence,
+                delivery,
+                attempts,
+                revision,
+                had_record: record.is_some(),
+            },
         }))
     }
 
@@ -569,24 +664,39 @@ impl NatsQueues {
     async fn give_back(
         &self,
         h: &Handle,
-        proof: &Proof,
+        current: Current,
         token: &str,
         attempts: u32,
         delay: Duration,
     ) -> Result<bool, StoreError> {
         let record = Record {
-            delivery: proof.delivery,
+            delivery: current.delivery,
             attempts,
             open: false,
         };
-        if !self
-            .write_record(h, proof.sequence, record, Some(proof.revision))
-            .await?
-        {
+        let written = self
+            .write_record(h, current.sequence, record, Some(current.revision))
+            .await?;
+        h.forget_held(current.sequence);
+        if written.is_none() {
             return Ok(false);
         }
         self.nak(h, token, delay).await?;
         Ok(true)
+    }
+
+    /// The current delivery `token` proves for message `id`: from what this process holds
+    /// while the server cannot have delivered it again, else asked of the server.
+    async fn current(
+        &self,
+        h: &Handle,
+        id: &str,
+        token: &str,
+    ) -> Result<Option<Current>, StoreError> {
+        if let Some(held) = h.held(id, token) {
+            return Ok(Some(held.current));
+        }
+        Ok(self.check(h, id, token).await?.map(|p| p.current))
     }
 
     /// The first dead letter of `queue` at or after stream sequence `from`, with its id;
@@ -689,12 +799,14 @@ impl NatsQueues {
     }
 
     /// What `lease` does with one fetched delivery: the lease, or `None` when it was not
-    /// for now (delayed again, or not updraft's and terminated).
+    /// for now (delayed again, or not updraft's and terminated). A lease is held until
+    /// `until` (see [`Held`]).
     async fn take(
         &self,
         h: &Handle,
         m: &jetstream::Message,
         now_us: i64,
+        until: Instant,
     ) -> Result<Option<Leased>, StoreError> {
         let queue = h.name.as_str();
         let failed = |e: &dyn std::fmt::Display| {
@@ -748,14 +860,27 @@ impl NatsQueues {
             return Ok(None);
         }
         let attempts = before.saturating_add(1);
+        let mut revision = 0;
         if delivery > 1 {
             let r = Record {
                 delivery,
                 attempts,
                 open: true,
             };
-            self.write_record(h, sequence, r, None).await?;
+            revision = self.write_record(h, sequence, r, None).await?.unwrap_or(0);
         }
+        h.hold(Held {
+            token: token.clone(),
+            id: id.clone(),
+            current: Current {
+                sequence,
+                delivery,
+                attempts,
+                revision,
+                had_record: delivery > 1,
+            },
+            until,
+        });
         Ok(Some(Leased {
             id,
             event: envelope.event(data),
@@ -936,66 +1061,31 @@ impl QueueStore for NatsQueues {
         lease_us: i64,
         now_us: i64,
     ) -> Result<Vec<Leased>, StoreError> {
-        if max == 0 {
-            return Ok(Vec::new());
+        self.lease_from(queue, max, lease_us, now_us, None).await
+    }
+
+    async fn lease_waiting(
+        &self,
+        queue: &str,
+        max: u32,
+        lease_us: i64,
+        now_us: i64,
+        wait_us: i64,
+    ) -> Result<Vec<Leased>, StoreError> {
+        let leased = self.lease_from(queue, max, lease_us, now_us, None).await?;
+        let wait = Duration::from_micros(u64::try_from(wait_us).unwrap_or(0));
+        if !leased.is_empty() || max == 0 || wait.is_zero() {
+            return Ok(leased);
         }
-        let lease = Duration::from_micros(u64::try_from(lease_us).unwrap_or(0).max(1000));
-        let h = self.handle(queue, None, Some(lease)).await?;
-        let failed = |e: &dyn std::fmt::Display| {
-            backend(format_args!("cannot lease from queue `{queue}`"), e)
-        };
-        let mut batch = h
-            .consumer
-            .fetch()
-            .max_messages(max.min(MAX_LEASE) as usize)
-            .messages()
+        // Nothing now: one pull request the server keeps open and answers with the first
+        // message to arrive, whichever node enqueued it. Only one, so the answer is back at
+        // once; the worker leases the rest as usual.
+        self.lease_from(queue, 1, lease_us, now_us, Some(wait))
             .await
-            .map_err(|e| failed(&e))?;
-        let mut fetched = Vec::new();
-        let mut failure = None;
-        for _ in 0..=MAX_LEASE {
-            match tokio::time::timeout(REQUEST_TIMEOUT, batch.next()).await {
-                Ok(Some(Ok(m))) => fetched.push(m),
-                Ok(Some(Err(e))) => {
-                    failure = Some(failed(&e));
-                    break;
-                }
-                Ok(None) => break,
-                Err(_) => {
-                    failure = Some(failed(&"the server did not answer in time"));
-                    break;
-                }
-            }
-        }
-        // Whatever goes wrong from here, every fetched delivery is either returned or given
-        // back: one that is dropped stays hidden until its lease runs out, then comes back
-        // with an attempt counted for a run that never happened.
-        let mut leased = Vec::with_capacity(fetched.len());
-        let mut rest = fetched.into_iter();
-        while let Some(m) = rest.next() {
-            match self.take(&h, &m, now_us).await {
-                Ok(Some(l)) => leased.push(l),
-                Ok(None) => {}
-                Err(e) => {
-                    self.give_back_fetched(&h, std::iter::once(m).chain(rest.by_ref()), now_us)
-                        .await;
-                    failure = Some(e);
-                    break;
-                }
-            }
-        }
-        match failure {
-            None => Ok(leased),
-            Some(e) if leased.is_empty() => Err(e),
-            Some(e) => {
-                tracing::warn!(
-                    queue,
-                    leased = leased.len(),
-                    "returning the messages leased before a failure: {e}"
-                );
-                Ok(leased)
-            }
-        }
+    }
+
+    fn waits(&self) -> bool {
+        true
     }
 
     async fn extend(
@@ -1006,21 +1096,26 @@ impl QueueStore for NatsQueues {
         _until_us: i64,
     ) -> Result<bool, StoreError> {
         let h = self.handle(queue, None, None).await?;
-        if self.check(&h, id, token).await?.is_none() {
+        let Some(current) = self.current(&h, id, token).await? else {
             return Ok(false);
-        }
+        };
+        // The server restarts the lease when the ack arrives, which is after it was sent.
+        let sent = Instant::now();
         self.settle(&h, token, "+WPI".into()).await?;
+        let lease = h.lease();
+        h.hold_until(current.sequence, token, sent + lease - margin(lease));
         Ok(true)
     }
 
     async fn ack(&self, queue: &str, id: &str, token: &str) -> Result<bool, StoreError> {
         let h = self.handle(queue, None, None).await?;
-        let Some(proof) = self.check(&h, id, token).await? else {
+        let Some(current) = self.current(&h, id, token).await? else {
             return Ok(false);
         };
         self.settle(&h, token, "+ACK".into()).await?;
-        if proof.had_record {
-            self.forget_record(&h, proof.sequence).await;
+        h.forget_held(current.sequence);
+        if current.had_record {
+            self.forget_record(&h, current.sequence).await;
         }
         Ok(true)
     }
@@ -1034,17 +1129,17 @@ impl QueueStore for NatsQueues {
         error: &str,
     ) -> Result<bool, StoreError> {
         let h = self.handle(queue, None, None).await?;
-        let Some(proof) = self.check(&h, id, token).await? else {
+        let Some(current) = self.current(&h, id, token).await? else {
             return Ok(false);
         };
         tracing::debug!(
             queue,
             message = id,
-            attempts = proof.attempts,
+            attempts = current.attempts,
             "retrying: {error}"
         );
         let delay = delay_until(at_us, now_us());
-        self.give_back(&h, &proof, token, proof.attempts, delay)
+        self.give_back(&h, current, token, current.attempts, delay)
             .await
     }
 
@@ -1056,12 +1151,12 @@ impl QueueStore for NatsQueues {
         at_us: i64,
     ) -> Result<bool, StoreError> {
         let h = self.handle(queue, None, None).await?;
-        let Some(proof) = self.check(&h, id, token).await? else {
+        let Some(current) = self.current(&h, id, token).await? else {
             return Ok(false);
         };
         let delay = delay_until(at_us, now_us());
-        self.give_back(&h, &proof, token, proof.attempts.saturating_sub(1), delay)
-            .await
+        let attempts = current.attempts.saturating_sub(1);
+        self.give_back(&h, current, token, attempts, delay).await
     }
 
     async fn dead_letter(
@@ -1079,14 +1174,15 @@ impl QueueStore for NatsQueues {
         let Some((mut envelope, data)) = decode::<Envelope>(&proof.message.payload) else {
             return Ok(false);
         };
-        envelope.attempts = Some(proof.attempts);
+        let current = proof.current;
+        envelope.attempts = Some(current.attempts);
         envelope.last_error = Some(error.to_owned());
         envelope.dead_us = Some(now_us);
         let mut headers = HeaderMap::new();
         headers.insert(ID_HEADER, id);
         headers.insert(
             MSG_ID_HEADER,
-            format!("{}:{}", h.stream_name, proof.sequence).as_str(),
+            format!("{}:{}", h.stream_name, current.sequence).as_str(),
         );
         self.dead_stream().await?;
         self.publish(
@@ -1097,8 +1193,9 @@ impl QueueStore for NatsQueues {
         )
         .await?;
         self.settle(&h, token, "+TERM dead-lettered".into()).await?;
-        if proof.had_record {
-            self.forget_record(&h, proof.sequence).await;
+        h.forget_held(current.sequence);
+        if current.had_record {
+            self.forget_record(&h, current.sequence).await;
         }
         Ok(true)
     }
@@ -1165,6 +1262,93 @@ impl QueueStore for NatsQueues {
     ) -> Result<u32, StoreError> {
         self.each_dead(queue, ids, DeadAction::Redrive { now_us })
             .await
+    }
+}
+
+impl NatsQueues {
+    /// Leases up to `max`: what is deliverable now, or with `wait`, the first to arrive
+    /// within it.
+    async fn lease_from(
+        &self,
+        queue: &str,
+        max: u32,
+        lease_us: i64,
+        now_us: i64,
+        wait: Option<Duration>,
+    ) -> Result<Vec<Leased>, StoreError> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let lease = Duration::from_micros(u64::try_from(lease_us).unwrap_or(0).max(1000));
+        let h = self.handle(queue, None, Some(lease)).await?;
+        let failed = |e: &dyn std::fmt::Display| {
+            backend(format_args!("cannot lease from queue `{queue}`"), e)
+        };
+        // The server starts each lease when it delivers, after this.
+        let until = Instant::now() + lease - margin(lease);
+        let max = max.min(MAX_LEASE) as usize;
+        let mut batch = match wait {
+            None => h.consumer.fetch().max_messages(max).messages().await,
+            Some(wait) => {
+                let batch = h.consumer.batch().max_messages(max).expires(wait);
+                batch.messages().await
+            }
+        }
+        .map_err(|e| failed(&e))?;
+        let mut fetched = Vec::new();
+        let mut failure = None;
+        let mut answer_within = REQUEST_TIMEOUT + wait.unwrap_or_default();
+        for _ in 0..=MAX_LEASE {
+            let next = tokio::time::timeout(answer_within, batch.next()).await;
+            answer_within = REQUEST_TIMEOUT;
+            match next {
+                Ok(Some(Ok(m))) => fetched.push(m),
+                Ok(Some(Err(e))) => {
+                    failure = Some(failed(&e));
+                    break;
+                }
+                Ok(None) => break,
+                Err(_) => {
+                    failure = Some(failed(&"the server did not answer in time"));
+                    break;
+                }
+            }
+        }
+        // Whatever goes wrong from here, every fetched delivery is either returned or given
+        // back: one that is dropped stays hidden until its lease runs out, then comes back
+        // with an attempt counted for a run that never happened.
+        let mut leased = Vec::with_capacity(fetched.len());
+        let mut rest = fetched.into_iter();
+        while let Some(m) = rest.next() {
+            // What arrived while waiting is judged by the clock when it came.
+            let now_us = if wait.is_some() {
+                now_us.max(self::now_us())
+            } else {
+                now_us
+            };
+            match self.take(&h, &m, now_us, until).await {
+                Ok(Some(l)) => leased.push(l),
+                Ok(None) => {}
+                Err(e) => {
+                    self.give_back_fetched(&h, std::iter::once(m).chain(rest.by_ref()), now_us)
+                        .await;
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        match failure {
+            None => Ok(leased),
+            Some(e) if leased.is_empty() => Err(e),
+            Some(e) => {
+                tracing::warn!(
+                    queue,
+                    leased = leased.len(),
+                    "returning the messages leased before a failure: {e}"
+                );
+                Ok(leased)
+            }
+        }
     }
 }
 
