@@ -691,6 +691,30 @@ async fn a_waiting_lease_gets_another_nodes_enqueue_as_it_lands() {
             .await
             .expect("ack")
     );
+    // What is there already comes back at once, all of it (up to the most asked for).
+    let now = now_us();
+    let three = ["x", "y", "z"].map(|id| new_message(id, now)).to_vec();
+    a.enqueue("jobs", three, SEC, now).await.expect("enqueue");
+    let started = std::time::Instant::now();
+    let mut got = Vec::new();
+    while got.len() < 3 && started.elapsed() < Duration::from_secs(10) {
+        got.extend(
+            b.lease_waiting("jobs", 10, 60 * SEC, now_us(), 20 * SEC)
+                .await
+                .expect("lease"),
+        );
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "a backlog is not waited on: {:?}",
+        started.elapsed()
+    );
+    let mut ids: Vec<&str> = got.iter().map(|m| m.event.id.as_str()).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, ["x", "y", "z"]);
+    for m in &got {
+        assert!(b.ack("jobs", &m.id, &m.token).await.expect("ack"));
+    }
     // With nothing coming, it returns empty when the wait is up.
     let started = std::time::Instant::now();
     let none = b

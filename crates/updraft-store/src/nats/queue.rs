@@ -31,9 +31,9 @@
 //!   cost one round trip. Tokens from elsewhere, late ones, and `dead_letter` (which needs
 //!   the message) are checked as above. What is held is forgotten when the queue's lease
 //!   changes, since it was reckoned with the old one.
-//! * **Waiting.** `lease_waiting` leases what is there; if nothing is, it sends one pull
-//!   request for a single message that the server keeps open for the wait and answers the
-//!   moment a message arrives, from whichever node, so workers need not poll.
+//! * **Waiting.** `lease_waiting` is one no-wait pull request with an expiry: the server
+//!   answers at once with what is there, or keeps it open for the wait and answers the
+//!   moment something arrives, from whichever node, so workers need not poll.
 //! * **Settling.** `ack` is a double ack (`+ACK`, answered by the server); `extend` is an
 //!   in-progress ack (`+WPI`); `retry(at)` and `release(at)` are a NAK with the delay to `at`
 //!   (at most 100 years: [`MAX_NAK_DELAY`]; a release also takes the attempt back); `dead_letter` publishes a copy with the
@@ -1072,16 +1072,9 @@ impl QueueStore for NatsQueues {
         now_us: i64,
         wait_us: i64,
     ) -> Result<Vec<Leased>, StoreError> {
-        let leased = self.lease_from(queue, max, lease_us, now_us, None).await?;
         let wait = Duration::from_micros(u64::try_from(wait_us).unwrap_or(0));
-        if !leased.is_empty() || max == 0 || wait.is_zero() {
-            return Ok(leased);
-        }
-        // Nothing now: one pull request the server keeps open and answers with the first
-        // message to arrive, whichever node enqueued it. Only one, so the answer is back at
-        // once; the worker leases the rest as usual.
-        self.lease_from(queue, 1, lease_us, now_us, Some(wait))
-            .await
+        let wait = (!wait.is_zero()).then_some(wait);
+        self.lease_from(queue, max, lease_us, now_us, wait).await
     }
 
     fn waits(&self) -> bool {
@@ -1287,14 +1280,15 @@ impl NatsQueues {
         // The server starts each lease when it delivers, after this.
         let until = Instant::now() + lease - margin(lease);
         let max = max.min(MAX_LEASE) as usize;
-        let mut batch = match wait {
-            None => h.consumer.fetch().max_messages(max).messages().await,
-            Some(wait) => {
-                let batch = h.consumer.batch().max_messages(max).expires(wait);
-                batch.messages().await
-            }
-        }
-        .map_err(|e| failed(&e))?;
+        // A no-wait pull: what is there now. With an expiry too, the server holds it open
+        // until something arrives (from any node) and answers as soon as anything is there,
+        // in one request either way.
+        let fetch = h.consumer.fetch().max_messages(max);
+        let fetch = match wait {
+            Some(wait) => fetch.expires(wait),
+            None => fetch,
+        };
+        let mut batch = fetch.messages().await.map_err(|e| failed(&e))?;
         let mut fetched = Vec::new();
         let mut failure = None;
         let mut answer_within = REQUEST_TIMEOUT + wait.unwrap_or_default();
