@@ -131,11 +131,14 @@ pub(crate) struct Handle {
 }
 
 impl Handle {
-    /// What this process holds under `token` for message `id`, while it is surely current.
-    fn held(&self, id: &str, token: &str) -> Option<Held> {
+    /// The delivery this process holds under `token` for message `id`, while it is surely
+    /// current.
+    fn held(&self, id: &str, token: &str) -> Option<Current> {
         let (_, _, _, sequence) = parse_token(token)?;
-        let held = self.held.lock().ok()?.get(&sequence)?.clone();
-        (held.token == token && held.id == id && Instant::now() < held.until).then_some(held)
+        let map = self.held.lock().ok()?;
+        let held = map.get(&sequence)?;
+        (held.token == token && held.id == id && Instant::now() < held.until)
+            .then_some(held.current)
     }
 
     /// Remembers a delivery this process leased (replacing any earlier one of its message).
@@ -302,7 +305,6 @@ struct Proof {
 
 /// A delivery this process leased and has not settled: its token, its message id, and
 /// until when the server cannot have delivered it again (see "Fast path" in the module doc).
-#[derive(Clone)]
 struct Held {
     token: String,
     id: String,
@@ -693,8 +695,8 @@ impl NatsQueues {
         id: &str,
         token: &str,
     ) -> Result<Option<Current>, StoreError> {
-        if let Some(held) = h.held(id, token) {
-            return Ok(Some(held.current));
+        if let Some(current) = h.held(id, token) {
+            return Ok(Some(current));
         }
         Ok(self.check(h, id, token).await?.map(|p| p.current))
     }
