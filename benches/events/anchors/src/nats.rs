@@ -98,7 +98,16 @@ pub async fn run(url: &str, inflight: usize, c: &Common) -> Result<serde_json::V
         .await
         .map_err(|_| "create consumer: timed out".to_string())?
         .map_err(|e| format!("create consumer: {e}"))?;
-        phases(&client, &js, &consumer, &subject, inflight, c, deadline).await
+        let run = Run {
+            client: &client,
+            js: &js,
+            consumer: &consumer,
+            subject: &subject,
+            inflight,
+            c,
+            deadline,
+        };
+        phases(run).await
     }
     .await;
     match timeout(WAIT, js.delete_stream(&name)).await {
@@ -110,15 +119,30 @@ pub async fn run(url: &str, inflight: usize, c: &Common) -> Result<serde_json::V
     result
 }
 
-async fn phases(
-    client: &async_nats::Client,
-    js: &Context,
-    consumer: &PullConsumer,
-    subject: &str,
+/// What every phase of a run works with.
+#[derive(Clone, Copy)]
+struct Run<'a> {
+    client: &'a async_nats::Client,
+    js: &'a Context,
+    consumer: &'a PullConsumer,
+    subject: &'a str,
+    /// Most deliveries left unacked at once.
     inflight: usize,
-    c: &Common,
+    c: &'a Common,
+    /// When everything must be over.
     deadline: Instant,
-) -> Result<serde_json::Value, String> {
+}
+
+async fn phases(run: Run<'_>) -> Result<serde_json::Value, String> {
+    let Run {
+        client,
+        js,
+        consumer,
+        subject,
+        inflight: _,
+        c,
+        deadline,
+    } = run;
     let n = c.messages;
 
     // (a) Publish: send all, then await every publish ack.
@@ -203,7 +227,7 @@ async fn phases(
         return Err(format!("drained {drained} of {published}"));
     }
 
-    let p = paced(client, js, consumer, subject, inflight, c, deadline).await?;
+    let p = paced(run).await?;
     let mut out = json!({
         "engine": "nats",
         "messages": published,
@@ -224,15 +248,16 @@ async fn phases(
 /// (c) One publish every 1/rate s (its ack awaited on the side) while a task reads the
 /// consumer's long-lived pull stream (`messages()`) and double-acks each delivery (at most
 /// `inflight` unsettled). Latency: the clock before the publish to the clock on receipt.
-async fn paced(
-    client: &async_nats::Client,
-    js: &Context,
-    consumer: &PullConsumer,
-    subject: &str,
-    inflight: usize,
-    c: &Common,
-    deadline: Instant,
-) -> Result<serde_json::Value, String> {
+async fn paced(run: Run<'_>) -> Result<serde_json::Value, String> {
+    let Run {
+        client,
+        js,
+        consumer,
+        subject,
+        inflight,
+        c,
+        deadline,
+    } = run;
     let n = c.paced_count();
     let mut messages = timeout(WAIT, consumer.messages())
         .await
