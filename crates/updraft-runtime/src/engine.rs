@@ -239,6 +239,12 @@ fn config(settings: &EngineSettings, reset: Option<&MemoryReset>) -> Config {
     let mut config = Config::new();
     config.wasm_component_model(true);
     config.epoch_interruption(true);
+    // updraft links WASI 0.2 only, whose host calls never need the component model's
+    // concurrent tasks; with them on, every export call and host call goes through
+    // wasmtime 48's task bookkeeping (`start_call_concurrent`, `host_task_create`), which
+    // was a visible share of a request's CPU. Guests that use the async ABI are refused
+    // at load with wasmtime's own message.
+    config.concurrency_support(false);
     if let Some(reset) = reset {
         let n = settings.max_instances;
         let mut pool = PoolingAllocationConfig::default();

@@ -23,9 +23,33 @@ pub fn handle() -> Option<&'static PrometheusHandle> {
             let handle = recorder.handle();
             metrics::set_global_recorder(recorder).ok()?;
             describe();
+            spawn_upkeep(handle.clone());
             Some(handle)
         })
         .as_ref()
+}
+
+/// How often histogram samples are folded into their buckets.
+const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Folds histogram samples into their buckets every [`UPKEEP_EVERY`]. The recorder keeps
+/// every sample it is given until then (or until a scrape), so without this a node that
+/// nobody scrapes grows by two samples per invocation, forever: ~1 GiB an hour at 18,000
+/// requests a second. A plain thread, so it runs whatever the runtime is doing.
+fn spawn_upkeep(handle: PrometheusHandle) {
+    let spawned = std::thread::Builder::new()
+        .name("updraft-metrics".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(UPKEEP_EVERY);
+                handle.run_upkeep();
+            }
+        });
+    if let Err(err) = spawned {
+        tracing::warn!(
+            "cannot start the metrics upkeep thread ({err}); histogram samples accumulate until `/_updraft/metrics` is scraped"
+        );
+    }
 }
 
 fn describe() {
