@@ -196,6 +196,11 @@ static = "web"
         assert!(e.contains("at most \"4GiB\""), "{e}");
         let e = err(&GOOD.replace("\"2s\"", "\"400d\""));
         assert!(e.contains("at most 24h"), "{e}");
+        let e = err(&GOOD.replace("timeout = \"2s\"", "timeout = \"2s\"\nreuse = 0"));
+        assert!(
+            e.contains("function.hello.reuse") && e.contains("at least 1"),
+            "{e}"
+        );
     }
 
     const PANEL: &str = r#"

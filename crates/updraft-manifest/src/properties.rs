@@ -61,6 +61,7 @@ allowed_outbound_hosts = ["http://127.0.0.1:*"]
 timeout = "2s"
 memory = "64MiB"
 max_concurrency = 10
+reuse = 4
 [function.hello.build]
 command = "cargo build"
 [function.hello.variables]
@@ -102,6 +103,7 @@ const PATHS: &[&[&str]] = &[
     &["function", "hello", "timeout"],
     &["function", "hello", "memory"],
     &["function", "hello", "max_concurrency"],
+    &["function", "hello", "reuse"],
     &["function", "hello", "async"],
     &["function", "hello", "build"],
     &["function", "hello", "build", "command"],

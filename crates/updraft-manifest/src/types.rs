@@ -317,6 +317,11 @@ pub struct Function {
     /// How many instances may run at once; more requests get 503 + `Retry-After`.
     #[serde(default)]
     pub max_concurrency: Option<u32>,
+    /// Requests one instance of an HTTP function may serve before it is thrown away
+    /// (default 1: a fresh instance per request). Above 1, an instance that answered and
+    /// left no handle open serves the next request, keeping its memory and globals.
+    #[serde(default)]
+    pub reuse: Option<u32>,
     /// Whether `Prefer: respond-async` requests are stored and run later (202): `true`, or
     /// `{ max_queued, max_bytes, keep_headers }`. Without it the preference is ignored and
     /// the request runs at once.
@@ -375,6 +380,11 @@ impl Function {
     /// The concurrency cap in force.
     pub fn concurrency(&self) -> u32 {
         self.max_concurrency.unwrap_or(DEFAULT_MAX_CONCURRENCY)
+    }
+
+    /// Requests one instance may serve (1 unless `reuse` says more).
+    pub fn reuse(&self) -> u32 {
+        self.reuse.unwrap_or(1)
     }
 
     /// Its async policy, or `None` when `Prefer: respond-async` is to be ignored.

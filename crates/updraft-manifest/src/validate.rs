@@ -188,6 +188,12 @@ fn function(m: &Manifest, id: &str, f: &Function) -> Result<(), ManifestError> {
             "must be at least 1; to refuse async invocations, drop `async`",
         ));
     }
+    if f.reuse == Some(0) {
+        return Err(ManifestError::invalid(
+            key("reuse"),
+            "must be at least 1 (1 is a fresh instance per request, the default)",
+        ));
+    }
     if f.max_concurrency == Some(0) {
         return Err(ManifestError::invalid(
             key("max_concurrency"),

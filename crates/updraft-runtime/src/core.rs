@@ -156,13 +156,15 @@ impl FunctionCore {
                 function: inner.id.clone(),
                 invocation: invocation.clone(),
             },
+            deadline,
         };
         let mut store = Store::new(engine, state);
         store.limiter(|s| &mut s.limiter);
-        // Yield to other tasks every epoch tick; trap once the deadline has passed.
+        // Yield to other tasks every epoch tick; trap once the deadline has passed. The
+        // deadline is read from the store, which a reused instance moves on per invocation.
         store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |_| {
-            if Instant::now() >= deadline {
+        store.epoch_deadline_callback(|store| {
+            if Instant::now() >= store.data().deadline {
                 Err(wasmtime::Error::new(DeadlineExceeded))
             } else {
                 Ok(UpdateDeadline::Yield(1))

@@ -1,18 +1,27 @@
 //! HTTP functions: one `wasi:http/incoming-handler` call per request, each in a fresh
-//! instance with its own limits.
+//! instance with its own limits, unless the function opts into reuse (`reuse = N`): then an
+//! instance that answered cleanly and left no handle open is kept for the next request, up
+//! to N requests.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use tokio::sync::Semaphore;
+use wasmtime::Store;
+use wasmtime::component::ResourceTable;
 use wasmtime_wasi_http::Error as HttpError;
 use wasmtime_wasi_http::WasiHttpView;
-use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+use wasmtime_wasi_http::p2::body::{HostFutureTrailers, HostIncomingBody, HostOutgoingBody};
+use wasmtime_wasi_http::p2::types::{
+    HostFutureIncomingResponse, HostIncomingRequest, HostIncomingResponse, HostOutgoingRequest,
+    HostOutgoingResponse, HostResponseOutparam,
+};
 
 use crate::core::{FunctionCore, micros};
 use crate::error::InvokeError;
@@ -41,6 +50,45 @@ pub struct HttpFunction {
 struct Inner {
     core: FunctionCore,
     pre: ProxyPre<InvocationState>,
+    /// Instances kept for their next request (`reuse` > 1), at most `max_concurrency`.
+    kept: Mutex<Vec<Kept>>,
+}
+
+/// An instance that served a request cleanly and may serve another.
+struct Kept {
+    store: Store<InvocationState>,
+    proxy: Proxy,
+    log: InvocationLog,
+    /// Requests it has served.
+    served: u32,
+}
+
+impl Inner {
+    /// An instance kept from an earlier request, moved on to `invocation`.
+    fn take_kept(&self, invocation: &Arc<str>, deadline: Instant) -> Option<Kept> {
+        if self.core.spec.reuse <= 1 {
+            return None;
+        }
+        let mut kept = self.kept.lock().ok()?.pop()?;
+        kept.log.rebind(invocation.clone());
+        kept.store.data_mut().rebind(invocation, deadline);
+        kept.store.set_epoch_deadline(1);
+        Some(kept)
+    }
+
+    /// Keeps an instance for another request if the function reuses instances, it has
+    /// requests left, and the guest let go of this request's handles.
+    fn keep(&self, mut kept: Kept) {
+        let spec = &self.core.spec;
+        if kept.served >= spec.reuse || !let_go(&mut kept.store.data_mut().table) {
+            return;
+        }
+        if let Ok(mut all) = self.kept.lock()
+            && all.len() < spec.max_concurrency as usize
+        {
+            all.push(kept);
+        }
+    }
 }
 
 impl HttpFunction {
@@ -59,6 +107,7 @@ impl HttpFunction {
                     observer,
                 ),
                 pre,
+                kept: Mutex::new(Vec::new()),
             }),
         }
     }
@@ -98,15 +147,21 @@ impl HttpFunction {
         let clock = Instant::now();
         let deadline = inner.core.deadline(clock);
         let cold = !inner.core.warm.swap(true, Ordering::Relaxed);
-        let log = InvocationLog::new(
-            inner.core.id.clone(),
-            invocation.id.clone(),
-            inner.core.observer.clone(),
-        );
-        let mut store =
-            self.inner
-                .core
-                .new_store(self.inner.pre.engine(), &invocation.id, &log, deadline);
+        let (mut store, log, kept_proxy, served) = match inner.take_kept(&invocation.id, deadline) {
+            Some(kept) => (kept.store, kept.log, Some(kept.proxy), kept.served),
+            None => {
+                let log = InvocationLog::new(
+                    inner.core.id.clone(),
+                    invocation.id.clone(),
+                    inner.core.observer.clone(),
+                );
+                let store =
+                    inner
+                        .core
+                        .new_store(inner.pre.engine(), &invocation.id, &log, deadline);
+                (store, log, None, 0)
+            }
+        };
         let failed = |err: wasmtime::Error| InvokeError::Failed {
             function: inner.core.id.to_string(),
             message: format!("{err:#}"),
@@ -139,22 +194,47 @@ impl HttpFunction {
         let task = tokio::spawn(async move {
             let mut instantiate_us = 0;
             let run = async {
-                let t = Instant::now();
-                let proxy = this.inner.pre.instantiate_async(&mut store).await?;
-                instantiate_us = micros(t);
+                let proxy = match kept_proxy {
+                    Some(proxy) => proxy,
+                    None => {
+                        let t = Instant::now();
+                        let proxy = this.inner.pre.instantiate_async(&mut store).await?;
+                        instantiate_us = micros(t);
+                        proxy
+                    }
+                };
                 proxy
                     .wasi_http_incoming_handler()
                     .call_handle(&mut store, req, out)
                     .await
+                    .map(|()| proxy)
             };
             let result = tokio::time::timeout_at(deadline.into(), run).await;
             let hit_memory_cap = store.data().limiter.hit_memory_cap;
-            drop(store);
-            log.flush();
             let result = match result {
-                Ok(Ok(())) => Ok(()),
+                Ok(Ok(proxy)) => Ok(proxy),
                 Ok(Err(err)) => Err(this.inner.core.classify(err, hit_memory_cap)),
                 Err(_elapsed) => Err(this.inner.core.timeout()),
+            };
+            // The log is flushed once the guest can write no more: after the call, or once
+            // the store (and with it the guest's streams) is gone.
+            let result = match result {
+                Ok(proxy) => {
+                    log.flush();
+                    let served = served + 1;
+                    this.inner.keep(Kept {
+                        store,
+                        proxy,
+                        log,
+                        served,
+                    });
+                    Ok(())
+                }
+                Err(err) => {
+                    drop(store);
+                    log.flush();
+                    Err(err)
+                }
             };
             let left_first = gone.load(Ordering::Acquire);
             let result = result.map_err(|err| match err {
@@ -221,6 +301,34 @@ impl HttpFunction {
             Err(_elapsed) => Err(self.inner.core.timeout()),
         }
     }
+}
+
+/// Handles an instance may keep open between requests and still be reused: its stdio
+/// streams (libc opens them once and keeps them) and a few more.
+const MAX_KEPT_HANDLES: usize = 16;
+
+/// Whether a guest that returned let go of its request: no request, response or body
+/// handle left (an outgoing body left open could be a response still streaming, which only
+/// dropping the instance ends), and no more than [`MAX_KEPT_HANDLES`] handles in all, so
+/// nothing piles up request after request.
+fn let_go(table: &mut ResourceTable) -> bool {
+    let mut handles = 0;
+    for entry in table.iter_mut() {
+        handles += 1;
+        let per_request = entry.is::<HostOutgoingBody>()
+            || entry.is::<HostIncomingBody>()
+            || entry.is::<HostIncomingRequest>()
+            || entry.is::<HostResponseOutparam>()
+            || entry.is::<HostOutgoingResponse>()
+            || entry.is::<HostOutgoingRequest>()
+            || entry.is::<HostIncomingResponse>()
+            || entry.is::<HostFutureIncomingResponse>()
+            || entry.is::<HostFutureTrailers>();
+        if per_request || handles > MAX_KEPT_HANDLES {
+            return false;
+        }
+    }
+    true
 }
 
 /// `GET /items?page=2`: what the invocation record keeps of the request.

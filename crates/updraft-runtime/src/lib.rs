@@ -28,6 +28,7 @@ mod limits;
 mod logs;
 mod outbound;
 mod report;
+mod reuse;
 mod state;
 mod stream;
 
@@ -62,6 +63,8 @@ pub struct FunctionSpec {
     pub memory: u64,
     /// Instances that may run at once.
     pub max_concurrency: u32,
+    /// Requests one instance of an HTTP function may serve (1: a fresh one per request).
+    pub reuse: u32,
     /// Where outbound HTTP may go.
     pub allowed_outbound_hosts: Vec<updraft_manifest::AllowedHost>,
     /// Resolved variables, seen through `wasi:config` and the environment.
@@ -79,6 +82,7 @@ impl std::fmt::Debug for FunctionSpec {
             .field("timeout", &self.timeout)
             .field("memory", &self.memory)
             .field("max_concurrency", &self.max_concurrency)
+            .field("reuse", &self.reuse)
             .field("allowed_outbound_hosts", &self.allowed_outbound_hosts)
             .field(
                 "variables",

@@ -71,6 +71,17 @@ impl InvocationLog {
         }
     }
 
+    /// Flushes this invocation's output and starts the next one's, for an instance that
+    /// serves another invocation: its lines carry the new id and it gets a fresh budget.
+    pub(crate) fn rebind(&self, invocation: Arc<str>) {
+        self.flush();
+        if let Ok(mut state) = self.inner.lock() {
+            state.invocation = invocation;
+            state.written = 0;
+            state.truncated = false;
+        }
+    }
+
     /// Emits what is left without a trailing newline.
     pub(crate) fn flush(&self) {
         if let Ok(mut state) = self.inner.lock() {

@@ -62,6 +62,7 @@ impl AppPlan {
                     timeout: f.timeout.map(|t| t.0),
                     memory: f.memory_bytes(),
                     max_concurrency: f.concurrency(),
+                    reuse: f.reuse(),
                     allowed_outbound_hosts: f.allowed_outbound_hosts.clone(),
                     variables: vars,
                     resources: Arc::new(stores.resources_for(id, f)),

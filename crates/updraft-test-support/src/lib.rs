@@ -26,6 +26,26 @@ pub mod guests {
 /// A core (non-component) wasm module: the 8-byte header of an empty module.
 pub const CORE_MODULE: &[u8] = b"\0asm\x01\0\0\0";
 
+/// A `producers` custom section naming `tool` (version 0.19.3) under `processed-by`, as
+/// componentize-js writes one (`tool` = `ComponentizeJS`); appended to a module or a
+/// component, it is that binary's own producers section.
+pub fn producers_section(tool: &str) -> Vec<u8> {
+    fn string(out: &mut Vec<u8>, s: &str) {
+        out.push(u8::try_from(s.len()).expect("a short name"));
+        out.extend_from_slice(s.as_bytes());
+    }
+    let mut payload = Vec::new();
+    string(&mut payload, "producers");
+    payload.push(1); // one field
+    string(&mut payload, "processed-by");
+    payload.push(1); // one value
+    string(&mut payload, tool);
+    string(&mut payload, "0.19.3");
+    let mut section = vec![0, u8::try_from(payload.len()).expect("a short section")];
+    section.extend(payload);
+    section
+}
+
 /// A temporary app folder.
 pub struct AppDir {
     dir: tempfile::TempDir,

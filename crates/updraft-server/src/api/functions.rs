@@ -202,6 +202,8 @@ pub struct FunctionInfo {
     pub memory_bytes: u64,
     /// Instances at once.
     pub max_concurrency: u32,
+    /// Requests one instance may serve (1: a fresh instance per request).
+    pub reuse: u32,
     /// Its allow-lists, by manifest key (`kv`, `sql`, `enqueue`, `publish`, …): the
     /// resources it may reach.
     #[serde(flatten)]
@@ -240,6 +242,7 @@ pub(crate) async fn function_info(
         timeout_ms: u64::try_from(f.timeout().as_millis()).unwrap_or(u64::MAX),
         memory_bytes: spec.memory,
         max_concurrency: spec.max_concurrency,
+        reuse: spec.reuse,
         allow: spec.resources.allow_lists(),
         allowed_outbound_hosts: spec
             .allowed_outbound_hosts

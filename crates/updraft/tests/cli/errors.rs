@@ -232,3 +232,36 @@ fn dashboard_panels_and_routes_name_their_key() {
         "{e}"
     );
 }
+
+/// `hello.wasm` with a component-level `producers` section naming `tool`.
+fn hello_processed_by(tool: &str) -> Vec<u8> {
+    let mut wasm = std::fs::read(guests::HELLO).unwrap();
+    wasm.extend(updraft_test_support::producers_section(tool));
+    wasm
+}
+
+#[test]
+fn reuse_is_refused_for_js_guests_and_event_functions() {
+    let reuse = ONE_FUNCTION.replace(
+        "source = \"hello.wasm\"",
+        "source = \"hello.wasm\"\nreuse = 8",
+    );
+    let app = AppDir::new(&reuse);
+    app.write("hello.wasm", hello_processed_by("ComponentizeJS"));
+    let e = up_fails(&app);
+    assert!(e.contains("function `hello`"), "{e}");
+    assert!(e.contains("`ComponentizeJS`"), "{e}");
+    assert!(e.contains("reuse = 8") && e.contains("drop `reuse`"), "{e}");
+
+    let event = AppDir::new(
+        "[app]\nname = \"broken\"\n\n[function.worker]\nsource = \"worker.wasm\"\nreuse = 2\n",
+    );
+    event.guest(guests::WORKER, "worker.wasm");
+    let e = up_fails(&event);
+    assert!(e.contains("function `worker`"), "{e}");
+    assert!(e.contains("is for HTTP functions"), "{e}");
+
+    let zero = app_with(&reuse.replace("reuse = 8", "reuse = 0"));
+    let e = up_fails(&zero);
+    assert!(e.contains("reuse") && e.contains("at least 1"), "{e}");
+}

@@ -607,3 +607,54 @@ function = "kitchen"
     let (_, routes) = get(&server, "/_updraft/api/v1/routes").await;
     assert!(routes.contains("max_headers:1024"), "{routes}");
 }
+
+#[tokio::test]
+async fn reuse_serves_up_to_its_count_from_one_instance_and_a_trap_ends_it() {
+    // `/served` counts the requests its instance has served, in a guest global. The same
+    // component on `/r/...` as a function with `reuse = 3`.
+    let app = kitchen_app(
+        r#"
+[function.reused]
+source = "kitchen.wasm"
+reuse = 3
+
+[[trigger.http]]
+route = "/r/..."
+function = "reused"
+"#,
+    );
+    let server = start(&app);
+    for _ in 0..3 {
+        assert_eq!(get(&server, "/k/served").await, (200, "1\n".to_owned()));
+    }
+    let (s, info) = get(&server, "/_updraft/api/v1/functions/reused").await;
+    assert!(s == 200 && info.contains("\"reuse\":3"), "{info}");
+    // One request at a time: the kept instance serves the next, three requests each.
+    let mut counts = Vec::new();
+    for _ in 0..7 {
+        let (s, body) = get(&server, "/r/served").await;
+        assert_eq!(s, 200, "{body}");
+        counts.push(body.trim().to_owned());
+    }
+    assert_eq!(counts, ["1", "2", "3", "1", "2", "3", "1"]);
+    // A trap ends the instance (it had served one): the two `/log` calls and the `/served`
+    // after them are a fresh instance's three requests. A reused instance's output is
+    // logged under the invocation that wrote it.
+    assert_eq!(get(&server, "/r/trap").await.0, 500);
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let r = client().get(server.url("/r/log")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        ids.push(
+            r.headers()["updraft-invocation-id"]
+                .to_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    assert_eq!(get(&server, "/r/served").await, (200, "3\n".to_owned()));
+    for id in &ids {
+        let logged = crate::logged_line(&server, &format!("to stdout from {id}")).await;
+        assert!(logged.contains(&format!("invocation={id}")), "{logged}");
+    }
+}

@@ -170,6 +170,17 @@ pub async fn stderr_shows(server: &Server, needle: &str) {
     );
 }
 
+/// The first line `server` logged to stderr with `needle` in it, once there is one (up to
+/// 30 s, as [`stderr_shows`]).
+pub async fn logged_line(server: &Server, needle: &str) -> String {
+    stderr_shows(server, needle).await;
+    let text = server.stderr.text();
+    text.lines()
+        .find(|l| l.contains(needle))
+        .unwrap_or_default()
+        .to_owned()
+}
+
 /// Copies `examples/<name>` (without build output or state) into a temp folder, pointing
 /// relative `path = "…"` dependencies of its Cargo.toml files back at the repository.
 pub fn copy_example(name: &str) -> tempfile::TempDir {

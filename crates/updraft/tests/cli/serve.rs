@@ -227,14 +227,7 @@ async fn guest_output_is_logged_with_the_invocation_id() {
         .unwrap()
         .to_owned();
     assert_eq!(r.status(), 200);
-    let line = format!("to stdout from {id}");
-    assert!(
-        server.stderr.wait_for(&line, Duration::from_secs(5)),
-        "{}",
-        server.stderr.text()
-    );
-    let text = server.stderr.text();
-    let logged = text.lines().find(|l| l.contains(&line)).unwrap();
+    let logged = crate::logged_line(&server, &format!("to stdout from {id}")).await;
     assert!(logged.contains(&format!("invocation={id}")), "{logged}");
     assert!(logged.contains("function=kitchen"), "{logged}");
     // The stderr line is logged right after the stdout one but may reach the pipe later.

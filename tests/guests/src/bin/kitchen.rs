@@ -17,6 +17,7 @@ wit_bindgen::generate!({
 
 #[wstd::http_server]
 async fn main(req: Request<Body>) -> Result<Response<Body>, Error> {
+    let served = SERVED.fetch_add(1, Ordering::Relaxed) + 1;
     // The route's `...` remainder, or the whole path when there is none (e.g. `updraft invoke`).
     let op = req
         .headers()
@@ -36,6 +37,9 @@ async fn main(req: Request<Body>) -> Result<Response<Body>, Error> {
     let num = |k: &str, d: u64| query.get(k).and_then(|v| v.parse().ok()).unwrap_or(d);
     match op.as_str() {
         "/leftover" => text(StatusCode::OK, leftover()),
+        // How many requests this instance has served, this one included: 1 on a fresh
+        // instance, more when the function opts into reuse.
+        "/served" => text(StatusCode::OK, format!("{served}\n")),
         "/echo" => {
             let (_parts, body) = req.into_parts();
             Ok(Response::new(body))
@@ -751,6 +755,9 @@ static SCRATCH: [AtomicU64; 1 << 17] = [const { AtomicU64::new(0) }; 1 << 17];
 /// instance in the same pooled slot marked every other 4 KiB page of `SCRATCH` (many
 /// disjoint dirty regions), and a reset that missed any of them would show it here. Then
 /// marks them again for the next instance.
+/// Requests this instance has served, whatever they asked (see `/served`).
+static SERVED: AtomicU64 = AtomicU64::new(0);
+
 fn leftover() -> String {
     const WORDS_PER_PAGE: usize = 4096 / 8;
     let dirty = SCRATCH
