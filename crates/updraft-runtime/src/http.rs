@@ -1,7 +1,7 @@
 //! HTTP functions: one `wasi:http/incoming-handler` call per request, each in a fresh
 //! instance with its own limits, unless the function opts into reuse (`reuse = N`): then an
-//! instance that answered cleanly and left no handle open is kept for the next request, up
-//! to N requests.
+//! instance that answered cleanly and let go of its request's handles is kept for the next
+//! request, up to N requests.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
