@@ -657,4 +657,28 @@ function = "reused"
         let logged = crate::logged_line(&server, &format!("to stdout from {id}")).await;
         assert!(logged.contains(&format!("invocation={id}")), "{logged}");
     }
+    // Concurrent requests on kept instances each get their own answer: 8 clients echo 25
+    // distinct bodies each.
+    let mut tasks = tokio::task::JoinSet::new();
+    for c in 0..8 {
+        let url = server.url("/r/echo");
+        tasks.spawn(async move {
+            let mut wrong = Vec::new();
+            for i in 0..25 {
+                let sent = format!("client {c} request {i}");
+                let r = client().post(&url).body(sent.clone()).send().await.unwrap();
+                let status = r.status().as_u16();
+                let got = r.text().await.unwrap();
+                if status != 200 || got != sent {
+                    wrong.push((sent, status, got));
+                }
+            }
+            wrong
+        });
+    }
+    let mut wrong = Vec::new();
+    while let Some(batch) = tasks.join_next().await {
+        wrong.extend(batch.unwrap());
+    }
+    assert!(wrong.is_empty(), "{wrong:?}");
 }
