@@ -43,23 +43,27 @@ impl ComponentCache {
         Self { dir }
     }
 
-    /// Loads the component at `path`, from the cache when it is there.
+    /// Reads the component file at `path` for `function`.
+    pub fn read(function: &str, path: &Path) -> Result<Vec<u8>, LoadError> {
+        std::fs::read(path).map_err(|source| LoadError::Missing {
+            function: function.to_owned(),
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+
+    /// Loads the component read from `path` ([`ComponentCache::read`]), from the cache
+    /// when it is there.
     pub fn load(
         &self,
         engine: &Engine,
         function: &str,
         path: &Path,
+        bytes: &[u8],
     ) -> Result<(Component, CacheOutcome), LoadError> {
         let started = Instant::now();
-        let bytes = std::fs::read(path).map_err(|source| LoadError::Missing {
-            function: function.to_owned(),
-            path: path.to_path_buf(),
-            source,
-        })?;
-        check_is_component(function, path, &bytes)?;
-        let entry = self
-            .dir
-            .join(format!("{}.cwasm", cache_key(engine, &bytes)));
+        check_is_component(function, path, bytes)?;
+        let entry = self.dir.join(format!("{}.cwasm", cache_key(engine, bytes)));
         if entry.is_file() {
             // SAFETY: the file was written by `precompile_component` of an engine with the
             // same compatibility hash (it is in the file name) into updraft's own cache
@@ -82,7 +86,7 @@ impl ComponentCache {
             path: path.to_path_buf(),
             message: format!("{err:#}"),
         };
-        let compiled = engine.precompile_component(&bytes).map_err(invalid)?;
+        let compiled = engine.precompile_component(bytes).map_err(invalid)?;
         if let Err(err) = write_atomically(&self.dir, &entry, &compiled) {
             tracing::warn!(
                 "cannot write the compile cache `{}` ({err}); the next start compiles again",

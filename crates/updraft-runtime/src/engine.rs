@@ -192,7 +192,10 @@ impl Runtime {
                 ),
             });
         }
-        let (component, outcome) = self.cache.load(&self.engine, &spec.id, &spec.source)?;
+        let bytes = ComponentCache::read(&spec.id, &spec.source)?;
+        let (component, outcome) = self
+            .cache
+            .load(&self.engine, &spec.id, &spec.source, &bytes)?;
         let invalid = |message: String| LoadError::Invalid {
             function: spec.id.clone(),
             path: spec.source.clone(),
@@ -203,8 +206,13 @@ impl Runtime {
                 "{err:#}; updraft provides WASI 0.2 (cli, clocks, random, io, http), wasi:config, wasi:keyvalue and updraft:platform (see wit/updraft.wit)"
             ))
         })?;
-        if spec.reuse > 1 {
-            self.check_reuse(&spec, &pre)?;
+        if spec.reuse > 1
+            && let Some(toolchain) = crate::reuse::breaks_under_reuse(&bytes)
+        {
+            return Err(invalid(format!(
+                "it was built by `{toolchain}`, whose guests break when an instance serves a second request, so `reuse = {}` cannot apply; drop `reuse` (a fresh instance per request)",
+                spec.reuse
+            )));
         }
         // What it exports decides its kind.
         let function = if let Ok(proxy) = ProxyPre::new(pre.clone()) {
@@ -215,6 +223,12 @@ impl Runtime {
                 observer,
             ))
         } else if let Ok(handler) = EventHandlerExportPre::new(pre) {
+            if spec.reuse > 1 {
+                return Err(invalid(format!(
+                    "`reuse = {}` is for HTTP functions, and this one is not; drop `reuse` (event functions get a fresh instance per invocation)",
+                    spec.reuse
+                )));
+            }
             Function::Event(EventFunction::new(
                 spec,
                 handler,
@@ -227,39 +241,6 @@ impl Runtime {
             ));
         };
         Ok((function, outcome))
-    }
-
-    /// Refuses `reuse` where it cannot work: on event functions (one instance per
-    /// invocation, always), and on components from toolchains whose guests break when an
-    /// instance serves a second request.
-    fn check_reuse(
-        &self,
-        spec: &FunctionSpec,
-        pre: &wasmtime::component::InstancePre<InvocationState>,
-    ) -> Result<(), LoadError> {
-        let invalid = |message: String| LoadError::Invalid {
-            function: spec.id.clone(),
-            path: spec.source.clone(),
-            message,
-        };
-        if ProxyPre::new(pre.clone()).is_err() {
-            return Err(invalid(format!(
-                "`reuse = {}` is for HTTP functions, and this one is not; drop `reuse` (event functions get a fresh instance per invocation)",
-                spec.reuse
-            )));
-        }
-        let bytes = std::fs::read(&spec.source).map_err(|source| LoadError::Missing {
-            function: spec.id.clone(),
-            path: spec.source.clone(),
-            source,
-        })?;
-        if let Some(toolchain) = crate::reuse::breaks_under_reuse(&bytes) {
-            return Err(invalid(format!(
-                "it was built by `{toolchain}`, whose guests break when an instance serves a second request, so `reuse = {}` cannot apply; drop `reuse` (a fresh instance per request)",
-                spec.reuse
-            )));
-        }
-        Ok(())
     }
 }
 
